@@ -1,0 +1,42 @@
+/**
+ * The command line: one commander program, one file per noun under commands/. Every failure ends as one line on
+ * stderr (`ciphervisor: <message> [CODE]`) and a documented exit code, never a stack trace.
+ */
+import { Command, CommanderError } from "commander";
+import { CiphervisorError } from "../errors.ts";
+import { registerCommands } from "./commands/index.ts";
+import { ExitCode, exitCodeFor } from "./exit-codes.ts";
+import type { CliIo } from "./io.ts";
+import { processIo } from "./io.ts";
+
+export function buildProgram(io: CliIo): Command {
+  const program = new Command("ciphervisor")
+    .description("Confidential VMs on AMD SEV and SEV-ES: emulated EPYC fleet, control plane, guest-owner toolkit")
+    .version("0.1.0")
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
+    .showHelpAfterError(false);
+  registerCommands(program, io);
+  return program;
+}
+
+/** Runs the CLI on `argv` (without the node and script paths) and returns the exit code. */
+export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
+  const program = buildProgram(io);
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return io.exitCode ?? ExitCode.OK;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.exitCode === 0) return ExitCode.OK;
+      return ExitCode.USAGE;
+    }
+    if (e instanceof CiphervisorError) {
+      io.err(`ciphervisor: ${e.message} [${e.code}]\n`);
+      return exitCodeFor(e.code);
+    }
+    const msg = e instanceof Error ? e.message : String(e);
+    io.err(`ciphervisor: internal error: ${msg.split("\n")[0]} [INTERNAL]\n`);
+    return ExitCode.ERROR;
+  }
+}
