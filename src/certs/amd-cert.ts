@@ -60,10 +60,14 @@ export function parseAmdCertPrefix(
 ): { cert: AmdCert; consumed: number } {
   const r = new ByteReader(bytes, what);
   if (bytes.length < AMD_HEADER_SIZE) {
-    throw new CiphervisorError("CERT_INVALID", `${what}: ${bytes.length} bytes is shorter than the 64-byte header`);
+    throw new CiphervisorError(
+      "CERT_INVALID",
+      `${what}: ${bytes.length} bytes is shorter than the 64-byte header`,
+    );
   }
   const version = r.u32(0);
-  if (version !== 1) throw new CiphervisorError("CERT_INVALID", `${what}: unsupported AMD certificate version ${version}`);
+  if (version !== 1)
+    throw new CiphervisorError("CERT_INVALID", `${what}: unsupported AMD certificate version ${version}`);
   const pubExpBits = r.u32(0x38);
   const modulusBits = r.u32(0x3c);
   for (const [name, v] of [
@@ -78,7 +82,10 @@ export function parseAmdCertPrefix(
   const modLen = modulusBits / 8;
   const signedLen = AMD_HEADER_SIZE + expLen + modLen;
   if (bytes.length < signedLen) {
-    throw new CiphervisorError("CERT_INVALID", `${what}: truncated (${bytes.length} of ${signedLen + modLen} bytes)`);
+    throw new CiphervisorError(
+      "CERT_INVALID",
+      `${what}: truncated (${bytes.length} of ${signedLen + modLen} bytes)`,
+    );
   }
   let signature: Uint8Array | undefined;
   let consumed = signedLen + modLen;
@@ -97,7 +104,10 @@ export function parseAmdCertPrefix(
     keyUsage: r.u32(0x24),
     pubExpBits,
     modulusBits,
-    pub: { exponent: reversed(r.slice(AMD_HEADER_SIZE, expLen)), modulus: reversed(r.slice(AMD_HEADER_SIZE + expLen, modLen)) },
+    pub: {
+      exponent: reversed(r.slice(AMD_HEADER_SIZE, expLen)),
+      modulus: reversed(r.slice(AMD_HEADER_SIZE + expLen, modLen)),
+    },
     signature,
     signedRegion: r.slice(0, signedLen),
     bytes: bytes.slice(0, consumed),
@@ -106,7 +116,11 @@ export function parseAmdCertPrefix(
 }
 
 /** Parses exactly one AMD certificate; trailing bytes are an error. */
-export function parseAmdCert(bytes: Uint8Array, what = "AMD certificate", options: ParseAmdCertOptions = {}): AmdCert {
+export function parseAmdCert(
+  bytes: Uint8Array,
+  what = "AMD certificate",
+  options: ParseAmdCertOptions = {},
+): AmdCert {
   const { cert, consumed } = parseAmdCertPrefix(bytes, what, options);
   if (consumed !== bytes.length) {
     throw new CiphervisorError(

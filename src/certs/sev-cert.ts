@@ -111,16 +111,21 @@ export function parseSevCert(bytes: Uint8Array, what = "SEV certificate"): SevCe
   }
   const r = new ByteReader(bytes, what);
   const version = r.u32(0);
-  if (version !== 1) throw new CiphervisorError("CERT_INVALID", `${what}: unsupported SEV certificate version ${version}`);
+  if (version !== 1)
+    throw new CiphervisorError("CERT_INVALID", `${what}: unsupported SEV certificate version ${version}`);
   const usage = r.u32(0x8);
   const algo = r.u32(0xc);
   if (![Usage.OCA, Usage.PEK, Usage.PDH, Usage.CEK].includes(usage as 0x1001)) {
-    throw new CiphervisorError("CERT_INVALID", `${what}: key usage ${usageName(usage)} is not OCA, PEK, PDH or CEK`);
+    throw new CiphervisorError(
+      "CERT_INVALID",
+      `${what}: key usage ${usageName(usage)} is not OCA, PEK, PDH or CEK`,
+    );
   }
   let key: SevPublicKey;
   if (isEcAlgo(algo)) {
     const curve = r.u32(0x10);
-    if (curve !== 2) throw new CiphervisorError("CERT_INVALID", `${what}: curve id ${curve} is not P-384 (2)`);
+    if (curve !== 2)
+      throw new CiphervisorError("CERT_INVALID", `${what}: curve id ${curve} is not P-384 (2)`);
     const x = r.slice(0x14, 72);
     const y = r.slice(0x5c, 72);
     key = { kind: "ecc", curve, pub: { x: bigToBE(bigFromLE(x), 48), y: bigToBE(bigFromLE(y), 48) } };
@@ -130,7 +135,10 @@ export function parseSevCert(bytes: Uint8Array, what = "SEV certificate"): SevCe
   } else if ((algo & 0xff) === 0x01) {
     const modulusBits = r.u32(0x10);
     if (modulusBits < 1024 || modulusBits > 4096 || modulusBits % 8 !== 0) {
-      throw new CiphervisorError("CERT_INVALID", `${what}: RSA modulus size ${modulusBits} bits is not supported`);
+      throw new CiphervisorError(
+        "CERT_INVALID",
+        `${what}: RSA modulus size ${modulusBits} bits is not supported`,
+      );
     }
     key = {
       kind: "rsa",
@@ -138,9 +146,16 @@ export function parseSevCert(bytes: Uint8Array, what = "SEV certificate"): SevCe
       pub: { exponent: reversed(r.slice(0x14, 512)), modulus: reversed(r.slice(0x214, 512)) },
     };
   } else {
-    throw new CiphervisorError("CERT_INVALID", `${what}: unknown public key algorithm 0x${algo.toString(16)}`);
+    throw new CiphervisorError(
+      "CERT_INVALID",
+      `${what}: unknown public key algorithm 0x${algo.toString(16)}`,
+    );
   }
-  const sig = (o: number): SevSignature => ({ usage: r.u32(o), algo: r.u32(o + 4), raw: r.slice(o + 8, SIG_FIELD) });
+  const sig = (o: number): SevSignature => ({
+    usage: r.u32(o),
+    algo: r.u32(o + 4),
+    raw: r.slice(o + 8, SIG_FIELD),
+  });
   return {
     version,
     apiMajor: r.u8(4),
@@ -195,7 +210,10 @@ export function signSevCertEcdsa(
   const { r, s } = ecdsaSign(signerD, hash, out.subarray(0, SEV_CERT_SIGNED_SIZE));
   const o = slotOffset(slot);
   const w = new ByteWriter(8 + SIG_FIELD);
-  w.u32(0, signerUsage).u32(4, algo).set(8, reversed(r)).set(8 + 72, reversed(s));
+  w.u32(0, signerUsage)
+    .u32(4, algo)
+    .set(8, reversed(r))
+    .set(8 + 72, reversed(s));
   out.set(w.bytes, o);
   return out;
 }
@@ -219,7 +237,9 @@ export function signSevCertRsa(
   return out;
 }
 
-export type SignerKey = { kind: "ecc"; pub: EcPublicKey } | { kind: "rsa"; pub: RsaPublicKey; modulusBits: number };
+export type SignerKey =
+  | { kind: "ecc"; pub: EcPublicKey }
+  | { kind: "rsa"; pub: RsaPublicKey; modulusBits: number };
 
 /**
  * Verifies that `cert` carries a valid signature by a key of `signerUsage`. Signers are matched to slots by usage,
@@ -234,7 +254,10 @@ export function verifySevCertSignature(cert: SevCert, signerUsage: number, signe
     if (signer.kind === "ecc" && (sig.algo & 0xff) === 0x02) {
       const r = bigToBE(bigFromLE(sig.raw.subarray(0, 72)) & ((1n << 384n) - 1n), 48);
       const s = bigToBE(bigFromLE(sig.raw.subarray(72, 144)) & ((1n << 384n) - 1n), 48);
-      if (bigFromLE(sig.raw.subarray(0, 72)) >> 384n !== 0n || bigFromLE(sig.raw.subarray(72, 144)) >> 384n !== 0n) {
+      if (
+        bigFromLE(sig.raw.subarray(0, 72)) >> 384n !== 0n ||
+        bigFromLE(sig.raw.subarray(72, 144)) >> 384n !== 0n
+      ) {
         continue;
       }
       if (ecdsaVerify(signer.pub, hash, msg, { r, s })) return true;
@@ -248,6 +271,7 @@ export function verifySevCertSignature(cert: SevCert, signerUsage: number, signe
 
 /** The ECDH/ECDSA public key of a SEV certificate, or a CERT_INVALID error naming `what`. */
 export function eccKeyOf(cert: SevCert, what: string): EcPublicKey {
-  if (cert.key.kind !== "ecc") throw new CiphervisorError("CERT_INVALID", `${what}: expected an ECC (P-384) key`);
+  if (cert.key.kind !== "ecc")
+    throw new CiphervisorError("CERT_INVALID", `${what}: expected an ECC (P-384) key`);
   return cert.key.pub;
 }

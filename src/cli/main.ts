@@ -11,7 +11,9 @@ import { processIo } from "./io.ts";
 
 export function buildProgram(io: CliIo): Command {
   const program = new Command("ciphervisor")
-    .description("Confidential VMs on AMD SEV and SEV-ES: emulated EPYC fleet, control plane, guest-owner toolkit")
+    .description(
+      "Confidential VMs on AMD SEV and SEV-ES: emulated EPYC fleet, control plane, guest-owner toolkit",
+    )
     .version("0.1.0")
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
@@ -28,7 +30,8 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     return io.exitCode ?? ExitCode.OK;
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.exitCode === 0) return ExitCode.OK;
+      if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.exitCode === 0)
+        return ExitCode.OK;
       return ExitCode.USAGE;
     }
     if (e instanceof CiphervisorError) {

@@ -83,7 +83,8 @@ export function generateEcKeyPair(rng: RandomSource): EcKeyPair {
  * consumes, §9.2). Refuses a peer point that is not on the curve.
  */
 export function ecdh(d: Uint8Array, peer: EcPublicKey): Uint8Array {
-  if (!isOnCurve(peer)) throw new CiphervisorError("INVALID_INPUT", "ECDH peer public key is not a point on P-384");
+  if (!isOnCurve(peer))
+    throw new CiphervisorError("INVALID_INPUT", "ECDH peer public key is not a point on P-384");
   const e = createECDH("secp384r1");
   e.setPrivateKey(d);
   return new Uint8Array(e.computeSecret(concat(new Uint8Array([4]), peer.x, peer.y)));
@@ -107,10 +108,10 @@ export function ecdsaSign(d: Uint8Array, hash: HashName, message: Uint8Array): E
   const dv = bigFromBE(d);
   for (let counter = 0; ; counter++) {
     const c = new Uint8Array([counter & 0xff, (counter >> 8) & 0xff]);
-    const kBytes = concat(hmacSha256(d, h, c, new Uint8Array([1])), hmacSha256(d, h, c, new Uint8Array([2]))).slice(
-      0,
-      48,
-    );
+    const kBytes = concat(
+      hmacSha256(d, h, c, new Uint8Array([1])),
+      hmacSha256(d, h, c, new Uint8Array([2])),
+    ).slice(0, 48);
     const k = bigFromBE(kBytes);
     if (k === 0n || k >= n) continue;
     const r = mod(bigFromBE(publicFromScalar(kBytes).x), n);
@@ -122,7 +123,12 @@ export function ecdsaSign(d: Uint8Array, hash: HashName, message: Uint8Array): E
 }
 
 /** ECDSA P-384 verification; false (never an exception) for a malformed key or signature. */
-export function ecdsaVerify(pub: EcPublicKey, hash: HashName, message: Uint8Array, sig: EcdsaSignature): boolean {
+export function ecdsaVerify(
+  pub: EcPublicKey,
+  hash: HashName,
+  message: Uint8Array,
+  sig: EcdsaSignature,
+): boolean {
   if (!isOnCurve(pub) || sig.r.length !== 48 || sig.s.length !== 48) return false;
   try {
     const key = createPublicKey({

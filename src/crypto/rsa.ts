@@ -43,7 +43,12 @@ export function rsaPublicKeyObject(pub: RsaPublicKey): KeyObject {
 }
 
 /** RSA-PSS verification; false (never an exception) for malformed input. */
-export function rsaPssVerify(pub: RsaPublicKey, hash: HashName, message: Uint8Array, signature: Uint8Array): boolean {
+export function rsaPssVerify(
+  pub: RsaPublicKey,
+  hash: HashName,
+  message: Uint8Array,
+  signature: Uint8Array,
+): boolean {
   try {
     const key = rsaPublicKeyObject(pub);
     return nodeVerify(
@@ -61,7 +66,11 @@ function mgf1(hash: HashName, seed: Uint8Array, length: number): Uint8Array {
   const out: Uint8Array[] = [];
   let n = 0;
   for (let c = 0; n < length; c++) {
-    const block = digest(hash, seed, new Uint8Array([(c >>> 24) & 255, (c >>> 16) & 255, (c >>> 8) & 255, c & 255]));
+    const block = digest(
+      hash,
+      seed,
+      new Uint8Array([(c >>> 24) & 255, (c >>> 16) & 255, (c >>> 8) & 255, c & 255]),
+    );
     out.push(block);
     n += block.length;
   }
@@ -98,7 +107,12 @@ export function rsaKeyPairFromPem(privatePem: string): RsaKeyPair {
 }
 
 /** RSA-PSS signature, big-endian, exactly modulus-length bytes. */
-export function rsaPssSign(key: RsaKeyPair, hash: HashName, message: Uint8Array, rng: RandomSource): Uint8Array {
+export function rsaPssSign(
+  key: RsaKeyPair,
+  hash: HashName,
+  message: Uint8Array,
+  rng: RandomSource,
+): Uint8Array {
   const saltLen = hash === "sha256" ? 32 : 48;
   const em = emsaPssEncode(hash, message, key.bits, rng.bytes(saltLen));
   const k = Math.ceil(key.bits / 8);

@@ -74,7 +74,9 @@ export class ByteWriter {
   }
   set(offset: number, data: Uint8Array): this {
     if (offset + data.length > this.bytes.length) {
-      throw new RangeError(`write of ${data.length} bytes at 0x${offset.toString(16)} overflows ${this.bytes.length}`);
+      throw new RangeError(
+        `write of ${data.length} bytes at 0x${offset.toString(16)} overflows ${this.bytes.length}`,
+      );
     }
     this.bytes.set(data, offset);
     return this;
@@ -92,11 +94,17 @@ export function toHex(b: Uint8Array): string {
 export function fromHex(s: string, what = "hex value", length?: number): Uint8Array {
   const t = s.trim().replace(/^0x/i, "");
   if (t.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(t)) {
-    throw new CiphervisorError("INVALID_INPUT", `${what} is not hex: '${s.length > 40 ? `${s.slice(0, 40)}…` : s}'`);
+    throw new CiphervisorError(
+      "INVALID_INPUT",
+      `${what} is not hex: '${s.length > 40 ? `${s.slice(0, 40)}…` : s}'`,
+    );
   }
   const out = new Uint8Array(Buffer.from(t, "hex"));
   if (length !== undefined && out.length !== length) {
-    throw new CiphervisorError("INVALID_INPUT", `${what} must be ${length} bytes (${length * 2} hex digits), got ${out.length}`);
+    throw new CiphervisorError(
+      "INVALID_INPUT",
+      `${what} must be ${length} bytes (${length * 2} hex digits), got ${out.length}`,
+    );
   }
   return out;
 }
@@ -169,7 +177,11 @@ export function isZero(b: Uint8Array): boolean {
  */
 export function guidToBytes(guid: string): Uint8Array {
   const m = /^([0-9a-f]{8})-([0-9a-f]{4})-([0-9a-f]{4})-([0-9a-f]{4})-([0-9a-f]{12})$/i.exec(guid.trim());
-  if (!m) throw new CiphervisorError("INVALID_INPUT", `not a GUID: '${guid}' (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)`);
+  if (!m)
+    throw new CiphervisorError(
+      "INVALID_INPUT",
+      `not a GUID: '${guid}' (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)`,
+    );
   const [, a, b, c, d, e] = m as unknown as [string, string, string, string, string, string];
   return concat(reversed(fromHex(a)), reversed(fromHex(b)), reversed(fromHex(c)), fromHex(d), fromHex(e));
 }

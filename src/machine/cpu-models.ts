@@ -1,0 +1,116 @@
+/**
+ * The EPYC generations as one table (sev-interface.md §7.1, §13.1; product-behaviour.md §1). Code, CLI and docs
+ * all read this table; nothing else hard-codes a per-generation number.
+ */
+import { CiphervisorError } from "../errors.ts";
+
+export type Generation = "naples" | "rome" | "milan" | "genoa";
+export const GENERATIONS: readonly Generation[] = ["naples", "rome", "milan", "genoa"];
+
+export interface CpuModel {
+  generation: Generation;
+  /** Marketing family, e.g. "EPYC 7xx2". */
+  family: string;
+  /** CPUID 0x8000001F ECX: number of encrypted guests at once = the maximum ASID. */
+  maxAsid: number;
+  /** C-bit position, CPUID 0x8000001F EBX[5:0]. */
+  cBit: number;
+  /** Physical-address-bit reduction, EBX[11:6]. */
+  reducedPhysBits: number;
+  /** Whether the part and its firmware support SEV-ES (Naples has the hardware, but SEV-ES software support begins with Rome). */
+  sevEs: boolean;
+  /** Memory-encryption tweak mode: XE (fixed linear tweak) on Naples, XEX with per-boot constants later (§13.1). */
+  memoryMode: "xe" | "xex";
+  /** Default BIOS `min_sev_asid` (ES ASIDs are [1, min)); 1 means no SEV-ES pool. */
+  defaultMinSevAsid: number;
+  /** SEV firmware API and build the emulated part reports in PLATFORM_STATUS (representative released firmware). */
+  api: { major: number; minor: number; build: number };
+  /** CPUID(1).EAX of the host part (family/model/stepping), for the guest-visible signature. */
+  cpuidSignature: number;
+  /** Where each row comes from. */
+  source: string;
+}
+
+export const CPU_MODELS: Readonly<Record<Generation, CpuModel>> = {
+  naples: {
+    generation: "naples",
+    family: "EPYC 7xx1 (Zen 1)",
+    maxAsid: 15,
+    cBit: 47,
+    reducedPhysBits: 5,
+    sevEs: false,
+    memoryMode: "xe",
+    defaultMinSevAsid: 1,
+    api: { major: 0, minor: 17, build: 48 },
+    cpuidSignature: 0x00800f12,
+    source:
+      "sev-interface.md §7.1 (virtee/sevctl#203, AMDESE/AMDSEV#23); XE mode per Du et al. 2017 / SEVurity",
+  },
+  rome: {
+    generation: "rome",
+    family: "EPYC 7xx2 (Zen 2)",
+    maxAsid: 509,
+    cBit: 47,
+    reducedPhysBits: 5,
+    sevEs: true,
+    memoryMode: "xex",
+    defaultMinSevAsid: 100,
+    api: { major: 0, minor: 24, build: 15 },
+    cpuidSignature: 0x00830f10,
+    source: "sev-interface.md §7.1 (AMDESE/AMDSEV#84: 'SEV supported: 509 ASIDs'); XEX per SEVurity",
+  },
+  milan: {
+    generation: "milan",
+    family: "EPYC 7xx3 (Zen 3)",
+    maxAsid: 509,
+    cBit: 51,
+    reducedPhysBits: 1,
+    sevEs: true,
+    memoryMode: "xex",
+    defaultMinSevAsid: 100,
+    api: { major: 1, minor: 51, build: 3 },
+    cpuidSignature: 0x00a00f11,
+    source: "sev-interface.md §7.1 (enarx/enarx#2589; C-bit 51 per rust-osdev/x86_64#603)",
+  },
+  genoa: {
+    generation: "genoa",
+    family: "EPYC 9xx4 (Zen 4)",
+    maxAsid: 1006,
+    cBit: 51,
+    reducedPhysBits: 1,
+    sevEs: true,
+    memoryMode: "xex",
+    defaultMinSevAsid: 200,
+    api: { major: 1, minor: 55, build: 21 },
+    cpuidSignature: 0x00a10f11,
+    source: "sev-interface.md §7.1 (AMD on LKML: 1006 SEV ASIDs on Genoa and later)",
+  },
+};
+
+export function cpuModel(generation: string): CpuModel {
+  const m = (CPU_MODELS as Record<string, CpuModel | undefined>)[generation];
+  if (!m) {
+    throw new CiphervisorError(
+      "INVALID_INPUT",
+      `unknown CPU generation '${generation}' (expected one of ${GENERATIONS.join(", ")})`,
+    );
+  }
+  return m;
+}
+
+/**
+ * Validates a BIOS `min_sev_asid` for a model: 1 ≤ min ≤ maxAsid + 1 (min = 1: no ES pool; min = max + 1: no
+ * plain-SEV pool). Naples exposes no SEV-ES, so its only valid value is 1.
+ */
+export function checkMinSevAsid(model: CpuModel, minSevAsid: number): number {
+  if (!Number.isInteger(minSevAsid) || minSevAsid < 1 || minSevAsid > model.maxAsid + 1) {
+    throw new CiphervisorError(
+      "INVALID_INPUT",
+      `min_sev_asid ${minSevAsid} is outside 1..${model.maxAsid + 1} for ${model.generation}`,
+    );
+  }
+  if (!model.sevEs && minSevAsid !== 1) {
+    throw new CiphervisorError("INVALID_INPUT", `${model.generation} has no SEV-ES: min_sev_asid must be 1`);
+  }
+  return minSevAsid;
+}
