@@ -1,8 +1,8 @@
 /** Registers every noun of the CLI. One line per command file. */
 import type { Command } from "commander";
 import type { CliIo } from "../io.ts";
+import { registerOwner } from "./owner.ts";
 
 export function registerCommands(program: Command, io: CliIo): void {
-  void program;
-  void io;
+  registerOwner(program, io);
 }
