@@ -15,12 +15,13 @@
  *
  * The signed region is [0, 0x414). All integers are little-endian, big numbers included (pitfall 1).
  */
+import { type KeyObject, verify as nodeVerify } from "node:crypto";
 import { type EcPublicKey, ecdsaSign, ecdsaVerify } from "../crypto/ec.ts";
 import type { HashName } from "../crypto/hash.ts";
 import type { RandomSource } from "../crypto/random.ts";
 import { type RsaKeyPair, type RsaPublicKey, rsaPssSign, rsaPssVerify } from "../crypto/rsa.ts";
 import { CiphervisorError } from "../errors.ts";
-import { ByteReader, ByteWriter, bigFromLE, bigToBE, bigToLE, reversed } from "../lib/bytes.ts";
+import { ByteReader, ByteWriter, bigFromLE, bigToBE, bigToLE, concat, reversed } from "../lib/bytes.ts";
 
 export const SEV_CERT_SIZE = 0x824;
 export const SEV_CERT_SIGNED_SIZE = 0x414;
@@ -238,7 +239,16 @@ export function signSevCertRsa(
 }
 
 export type SignerKey =
-  | { kind: "ecc"; pub: EcPublicKey }
+  | {
+      kind: "ecc";
+      pub: EcPublicKey;
+      /**
+       * Optional node:crypto key for `pub`, made once by a caller that verifies many certificates with one signer
+       * (chain.ts caches them): importing a P-384 key costs about as much as one verification. The caller
+       * guarantees it is `pub` and that `pub` is on the curve.
+       */
+      keyObject?: KeyObject;
+    }
   | { kind: "rsa"; pub: RsaPublicKey; modulusBits: number };
 
 /**
@@ -260,13 +270,24 @@ export function verifySevCertSignature(cert: SevCert, signerUsage: number, signe
       ) {
         continue;
       }
-      if (ecdsaVerify(signer.pub, hash, msg, { r, s })) return true;
+      const ok = signer.keyObject
+        ? verifyP1363(signer.keyObject, hash, msg, concat(r, s))
+        : ecdsaVerify(signer.pub, hash, msg, { r, s });
+      if (ok) return true;
     } else if (signer.kind === "rsa" && (sig.algo & 0xff) === 0x01) {
       const len = signer.modulusBits / 8;
       if (rsaPssVerify(signer.pub, hash, msg, reversed(sig.raw.subarray(0, len)))) return true;
     }
   }
   return false;
+}
+
+function verifyP1363(key: KeyObject, hash: HashName, msg: Uint8Array, rs: Uint8Array): boolean {
+  try {
+    return nodeVerify(hash, msg, { key, dsaEncoding: "ieee-p1363" }, rs);
+  } catch {
+    return false;
+  }
 }
 
 /** The ECDH/ECDSA public key of a SEV certificate, or a CERT_INVALID error naming `what`. */
