@@ -8,7 +8,15 @@ export {
   SevClient,
 } from "./client.ts";
 export { CMD_BUFFER_SIZE, Cmd, type CmdName, cmdName } from "./commands.ts";
+export {
+  createEmulatedPlatform,
+  type EmulatedPlatform,
+  GUEST_BASE,
+  SCRATCH,
+  TMR_PA,
+} from "./emulated-platform.ts";
 export { SevFirmwareError } from "./errors.ts";
+export { CHAIN_FILES, type ExportedChain, exportFullChain } from "./export.ts";
 export type { FirmwareMemory, VmsaIntegrityRecorder } from "./firmware-state.ts";
 export type { MemoryKeySlots } from "./key-slots.ts";
 export { emulatedRootCerts, kdsSignedCek } from "./manufacturer/emulated-amd.ts";

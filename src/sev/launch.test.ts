@@ -8,9 +8,9 @@ import { encodePacketHeader, launchSecretMac } from "../crypto/packet.ts";
 import { seededRandom } from "../crypto/random.ts";
 import { encodeSession, wrapSession } from "../crypto/session.ts";
 import { measurementMac } from "../measure/measurement.ts";
+import { createEmulatedPlatform, GUEST_BASE } from "./emulated-platform.ts";
 import { SevFirmwareError } from "./errors.ts";
 import { SevStatus } from "./status.ts";
-import { GUEST_BASE, makePlatform } from "./testing/platform.ts";
 
 function ownerSession(pdhCert: Uint8Array, policy: number, seed = 7) {
   const rng = seededRandom(seed);
@@ -32,7 +32,7 @@ function ownerSession(pdhCert: Uint8Array, policy: number, seed = 7) {
 
 describe("launch with a guest-owner session", () => {
   it("measures what an owner computes, accepts its secret, and the guest key decrypts it", () => {
-    const { dram, client, asids, sp } = makePlatform();
+    const { dram, client, asids, sp } = createEmulatedPlatform();
     const policy = 0x01; // NODBG
     const { pdh } = client.pdhCertExport();
     const owner = ownerSession(pdh, policy);
@@ -86,7 +86,7 @@ describe("launch with a guest-owner session", () => {
   });
 
   it("refuses a session whose wrap_mac has one flipped byte, and changes nothing", () => {
-    const { client } = makePlatform();
+    const { client } = createEmulatedPlatform();
     const { pdh } = client.pdhCertExport();
     const owner = ownerSession(pdh, 0x05);
     const bad = owner.session.slice();

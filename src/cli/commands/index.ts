@@ -2,7 +2,9 @@
 import type { Command } from "commander";
 import type { CliIo } from "../io.ts";
 import { registerOwner } from "./owner.ts";
+import { registerSev } from "./sev.ts";
 
 export function registerCommands(program: Command, io: CliIo): void {
   registerOwner(program, io);
+  registerSev(program, io);
 }

@@ -1,27 +1,27 @@
 /**
- * A ready-made emulated platform for tests and demos: DRAM, the Secure Processor, a client with a scratch region,
+ * A ready-made emulated platform for the CLI, tests and demos: DRAM, the Secure Processor, a client with a scratch region,
  * a TMR for SEV-ES, and the host's ASID allocator. Layout (system physical addresses):
  * scratch 1–2 MiB, TMR 2–3 MiB, guest memory from 4 MiB.
  */
-import type { Generation } from "../../machine/cpu-models.ts";
-import { Dram } from "../../machine/dram.ts";
-import { AsidAllocator } from "../asid-allocator.ts";
-import { SevClient } from "../client.ts";
-import type { VmsaIntegrityRecorder } from "../firmware-state.ts";
-import { SecureProcessor } from "../secure-processor.ts";
+import type { Generation } from "../machine/cpu-models.ts";
+import { Dram } from "../machine/dram.ts";
+import { AsidAllocator } from "./asid-allocator.ts";
+import { SevClient } from "./client.ts";
+import type { VmsaIntegrityRecorder } from "./firmware-state.ts";
+import { SecureProcessor } from "./secure-processor.ts";
 
 export const SCRATCH = { base: 0x100000, size: 0x100000 };
 export const TMR_PA = 0x200000;
 export const GUEST_BASE = 0x400000;
 
-export interface TestPlatform {
+export interface EmulatedPlatform {
   dram: Dram;
   sp: SecureProcessor;
   client: SevClient;
   asids: AsidAllocator;
 }
 
-export function makePlatform(
+export function createEmulatedPlatform(
   opts: {
     generation?: Generation;
     seed?: string | number;
@@ -31,7 +31,7 @@ export function makePlatform(
     es?: boolean;
     vmsaIntegrity?: VmsaIntegrityRecorder;
   } = {},
-): TestPlatform {
+): EmulatedPlatform {
   const dram = new Dram(opts.dramSize ?? 64 * 1024 * 1024);
   const sp = new SecureProcessor({
     generation: opts.generation ?? "rome",
