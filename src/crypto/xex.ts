@@ -92,7 +92,21 @@ function words(b: Uint8Array): Int32Array {
  */
 const XOR_TWEAK_WASM =
   "AGFzbQEAAAABCwFgB39/f39/f38AAwIBAAUDAQABBxUCBm1lbW9yeQIACHhvclR3ZWFrAAAKXAFaAgF7AX8gA/0RIAT9HAEgBf0cAiAG/RwDIQcgACACaiEIAkAgACAITw0AA0AgACAA/QAEACAB/QAEAP1RIAf9Uf0LBAAgAUEQaiEBIABBEGoiACAISQ0ACwsL";
-const xorTweakModule = new WebAssembly.Module(Buffer.from(XOR_TWEAK_WASM, "base64"));
+
+/**
+ * The slice of the WebAssembly JS API used here. The project compiles against lib ES2022 + @types/node 20, which
+ * do not declare the `WebAssembly` namespace, although every Node ≥ 8 provides it.
+ */
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object) => { exports: Record<string, unknown> };
+}
+const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+const xorTweakModule = new wasm.Module(Buffer.from(XOR_TWEAK_WASM, "base64"));
 
 type XorTweak = (
   dst: number,
@@ -115,7 +129,7 @@ const WASM_PAGE = 65536;
  * in page): the in-page table is built once, and per page only four words of T(page base) are derived.
  */
 class TweakEngine {
-  readonly #memory: WebAssembly.Memory;
+  readonly #memory: WasmMemory;
   readonly #xor: XorTweak;
   /**
    * T(page base) by bytes of the page number: for byte position j (page-number bits 8j..8j+7, address bits
@@ -125,8 +139,8 @@ class TweakEngine {
   readonly #pageTables: Int32Array;
 
   constructor(constants: TweakConstants) {
-    const instance = new WebAssembly.Instance(xorTweakModule);
-    this.#memory = instance.exports["memory"] as WebAssembly.Memory;
+    const instance = new wasm.Instance(xorTweakModule);
+    this.#memory = instance.exports["memory"] as WasmMemory;
     this.#xor = instance.exports["xorTweak"] as XorTweak;
     const table = new Uint8Array(this.#memory.buffer, 0, PAGE);
     for (let off = 0; off < PAGE; off += 16) table.set(tweak(constants, off), off);
