@@ -38,7 +38,7 @@ import {
   verifyAmdCertSignature,
 } from "./amd-cert.ts";
 import { algoName } from "./print.ts";
-import { describeRoot, type Generation, type TrustedRoot, type TrustSet } from "./roots.ts";
+import { describeRoot, type Generation, isEmulatedKeyId, type TrustedRoot, type TrustSet } from "./roots.ts";
 import {
   Algo,
   parseSevCert,
@@ -274,7 +274,10 @@ function selectRoot(chain: SevChain, roots: readonly TrustedRoot[]): TrustedRoot
   const root = roots.find((r) => sameBytes(r.ark.keyId, anchor));
   if (root) return root;
   const whose = chain.ark ? "the chain's ARK key id" : "the ASK's certifying id";
-  return `${whose} ${toHex(anchor)} is not a trusted root (trusted: ${trusted})`;
+  const hint = isEmulatedKeyId(anchor)
+    ? "; it is ciphervisor's emulated root, trusted only when asked for"
+    : "";
+  return `${whose} ${toHex(anchor)} is not a trusted root (trusted: ${trusted})${hint}`;
 }
 
 interface Signer {
@@ -326,13 +329,18 @@ export function checkSevChain(chain: SevChain, options: VerifySevChainOptions): 
  */
 export function verifySevChain(chain: SevChain, options: VerifySevChainOptions): SevChainReport {
   const report = runLinks(chain, options, true);
-  const bad = report.links.find((l) => !l.ok);
-  if (bad) {
-    throw new CiphervisorError("CHAIN_INVALID", `${bad.link}: ${bad.detail}`, {
-      details: { link: bad.link, ...(report.root ? { root: report.root.description } : {}) },
-    });
-  }
+  const error = sevChainError(report);
+  if (error) throw error;
   return report;
+}
+
+/** The CHAIN_INVALID error for a report's first failing link, or undefined when the chain is valid. */
+export function sevChainError(report: SevChainReport): CiphervisorError | undefined {
+  const bad = report.links.find((l) => !l.ok);
+  if (!bad) return undefined;
+  return new CiphervisorError("CHAIN_INVALID", `${bad.link}: ${bad.detail}`, {
+    details: { link: bad.link, ...(report.root ? { root: report.root.description } : {}) },
+  });
 }
 
 function runLinks(chain: SevChain, options: VerifySevChainOptions, failFast: boolean): SevChainReport {

@@ -98,7 +98,13 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 
 /** Compares RSA keys as integers: the legacy format zero-pads the exponent to the modulus width, X.509 does not. */
 function sameRsaKey(a: RsaPublicKey, b: RsaPublicKey): boolean {
-  const strip = (x: Uint8Array) => x.subarray(Math.max(0, x.findIndex((v) => v !== 0)));
+  const strip = (x: Uint8Array) =>
+    x.subarray(
+      Math.max(
+        0,
+        x.findIndex((v) => v !== 0),
+      ),
+    );
   return sameBytes(strip(a.modulus), strip(b.modulus)) && sameBytes(strip(a.exponent), strip(b.exponent));
 }
 
@@ -152,13 +158,18 @@ export function checkSnpReport(input: VerifySnpReportInput): SnpReportVerificati
  */
 export function verifySnpReport(input: VerifySnpReportInput): SnpReportVerification {
   const result = run(input, true);
-  const bad = result.links.find((l) => !l.ok);
-  if (bad) {
-    throw new CiphervisorError(CODE_OF_LINK[bad.link], `${bad.link}: ${bad.detail}`, {
-      details: { link: bad.link },
-    });
-  }
+  const error = snpReportError(result);
+  if (error) throw error;
   return result;
+}
+
+/** The error for a result's first failing step (CHAIN_INVALID or REPORT_INVALID), or undefined when all hold. */
+export function snpReportError(result: SnpReportVerification): CiphervisorError | undefined {
+  const bad = result.links.find((l) => !l.ok);
+  if (!bad) return undefined;
+  return new CiphervisorError(CODE_OF_LINK[bad.link], `${bad.link}: ${bad.detail}`, {
+    details: { link: bad.link },
+  });
 }
 
 function run(input: VerifySnpReportInput, failFast: boolean): SnpReportVerification {
