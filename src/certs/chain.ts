@@ -38,7 +38,14 @@ import {
   verifyAmdCertSignature,
 } from "./amd-cert.ts";
 import { algoName } from "./print.ts";
-import { describeRoot, type Generation, isEmulatedKeyId, type TrustedRoot, type TrustSet } from "./roots.ts";
+import {
+  amdGenerationOfArkKeyId,
+  describeRoot,
+  type Generation,
+  isEmulatedKeyId,
+  type TrustedRoot,
+  type TrustSet,
+} from "./roots.ts";
 import {
   Algo,
   parseSevCert,
@@ -274,9 +281,12 @@ function selectRoot(chain: SevChain, roots: readonly TrustedRoot[]): TrustedRoot
   const root = roots.find((r) => sameBytes(r.ark.keyId, anchor));
   if (root) return root;
   const whose = chain.ark ? "the chain's ARK key id" : "the ASK's certifying id";
+  const amdGeneration = amdGenerationOfArkKeyId(anchor);
   const hint = isEmulatedKeyId(anchor)
     ? "; it is ciphervisor's emulated root, trusted only when asked for"
-    : "";
+    : amdGeneration
+      ? `; it is AMD's ${amdGeneration} root`
+      : "";
   return `${whose} ${toHex(anchor)} is not a trusted root (trusted: ${trusted})${hint}`;
 }
 

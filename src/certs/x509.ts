@@ -251,6 +251,9 @@ export function parsePemCertificates(text: string, what = "PEM file"): Uint8Arra
 export function parseX509Any(bytes: Uint8Array, what = "X.509 certificate"): X509Cert {
   if (bytes[0] === 0x30) return parseX509(bytes, what);
   const text = new TextDecoder().decode(bytes);
+  if (!text.includes("-----BEGIN CERTIFICATE-----")) {
+    throw new CiphervisorError("CERT_INVALID", `${what}: neither a DER nor a PEM certificate`);
+  }
   const ders = parsePemCertificates(text, what);
   if (ders.length !== 1) {
     throw new CiphervisorError("CERT_INVALID", `${what}: expected one certificate, found ${ders.length}`);
