@@ -36,16 +36,16 @@ function mod(a: bigint, m: bigint): bigint {
   return r < 0n ? r + m : r;
 }
 
-function modPow(base: bigint, exp: bigint, m: bigint): bigint {
-  let r = 1n;
-  let b = mod(base, m);
-  let e = exp;
-  while (e > 0n) {
-    if (e & 1n) r = (r * b) % m;
-    b = (b * b) % m;
-    e >>= 1n;
+/** Modular inverse by the extended Euclidean algorithm (m prime, a ≠ 0 mod m). */
+function modInverse(a: bigint, m: bigint): bigint {
+  let [r0, r1] = [mod(a, m), m];
+  let [s0, s1] = [1n, 0n];
+  while (r1 !== 0n) {
+    const q = r0 / r1;
+    [r0, r1] = [r1, r0 - q * r1];
+    [s0, s1] = [s1, s0 - q * s1];
   }
-  return r;
+  return mod(s0, m);
 }
 
 /**
@@ -116,7 +116,7 @@ export function ecdsaSign(d: Uint8Array, hash: HashName, message: Uint8Array): E
     if (k === 0n || k >= n) continue;
     const r = mod(bigFromBE(publicFromScalar(kBytes).x), n);
     if (r === 0n) continue;
-    const s = mod(modPow(k, n - 2n, n) * (e + r * dv), n);
+    const s = mod(modInverse(k, n) * (e + r * dv), n);
     if (s === 0n) continue;
     return { r: bigToBE(r, 48), s: bigToBE(s, 48) };
   }

@@ -94,6 +94,19 @@ export function unsignedCekCert(generation: Generation, chipId: Uint8Array): Uin
  * real chains.
  */
 export function kdsSignedCek(generation: Generation, chipId: Uint8Array): Uint8Array {
+  // Deterministic, so remembering answers is only a speed-up (an RSA-4096 signature costs ~8 ms).
+  const key = `${generation}:${Buffer.from(chipId).toString("hex")}`;
+  const hit = kdsCache.get(key);
+  if (hit) return hit.slice();
+  const signed = signCek(generation, chipId);
+  if (kdsCache.size > 256) kdsCache.clear();
+  kdsCache.set(key, signed);
+  return signed.slice();
+}
+
+const kdsCache = new Map<string, Uint8Array>();
+
+function signCek(generation: Generation, chipId: Uint8Array): Uint8Array {
   const r = root(generation);
   const algo = r.ask.bits === 2048 ? Algo.RSA_SHA256 : Algo.RSA_SHA384;
   return signSevCertRsa(
