@@ -399,8 +399,15 @@ function registerSecretBuild(owner: Command, io: CliIo): void {
 }
 
 export function registerOwnerLaunchCommands(owner: Command, io: CliIo): void {
+  const before = new Set(owner.commands);
   registerMeasure(owner, io);
   registerSession(owner, io);
   registerVerifyMeasurement(owner, io);
   registerSecretBuild(owner, io);
+  // Bad input ends as one line: commander's "(Did you mean …?)" would add a second one.
+  const quiet = (c: Command): void => {
+    c.showSuggestionAfterError(false);
+    c.commands.forEach(quiet);
+  };
+  owner.commands.filter((c) => !before.has(c)).forEach(quiet);
 }
