@@ -28,7 +28,7 @@ import { createPublicKey, type KeyObject } from "node:crypto";
 import { type EcPublicKey, isOnCurve } from "../crypto/ec.ts";
 import { sha256 } from "../crypto/hash.ts";
 import { CiphervisorError, isCiphervisorError } from "../errors.ts";
-import { toHex, u32le } from "../lib/bytes.ts";
+import { isZero, toHex, u32le } from "../lib/bytes.ts";
 import {
   AMD_HEADER_SIZE,
   type AmdCert,
@@ -49,6 +49,7 @@ import {
 import {
   Algo,
   parseSevCert,
+  SEV_CERT_SIGNED_SIZE,
   SEV_CERT_SIZE,
   type SevCert,
   type SignerKey,
@@ -132,32 +133,43 @@ export function parseSevChain(
   files: SevChainBytes,
   names: Partial<Record<SevChainRole, string>> = {},
 ): SevChain {
-  const name = (r: SevChainRole) => names[r] ?? SEV_CHAIN_FILE_NAMES[r];
-  const attempt = <T>(role: SevChainRole, parse: () => T): T => {
-    try {
-      return parse();
-    } catch (e) {
-      if (isCiphervisorError(e)) {
-        throw new CiphervisorError("CERT_INVALID", `${LINK_OF_ROLE[role]}: ${e.message}`, {
-          cause: e,
-          details: { link: LINK_OF_ROLE[role], file: name(role) },
-        });
-      }
-      throw e;
-    }
-  };
-  const sev = (role: "cek" | "oca" | "pek" | "pdh") =>
-    attempt(role, () => parseSevCert(files[role], name(role)));
   const ark = files.ark;
   const ask = files.ask;
   return {
-    ...(ark ? { ark: attempt("ark", () => parseArkCert(ark, name("ark"))) } : {}),
-    ...(ask ? { ask: attempt("ask", () => parseAmdCert(ask, name("ask"))) } : {}),
-    cek: sev("cek"),
-    oca: sev("oca"),
-    pek: sev("pek"),
-    pdh: sev("pdh"),
+    ...(ark ? { ark: parseSevChainCert("ark", ark, names.ark) } : {}),
+    ...(ask ? { ask: parseSevChainCert("ask", ask, names.ask) } : {}),
+    cek: parseSevChainCert("cek", files.cek, names.cek),
+    oca: parseSevChainCert("oca", files.oca, names.oca),
+    pek: parseSevChainCert("pek", files.pek, names.pek),
+    pdh: parseSevChainCert("pdh", files.pdh, names.pdh),
   };
+}
+
+/**
+ * Parses one certificate of a chain by role (e.g. to splice the ASK-signed CEK from AMD KDS into an exported
+ * chain, pitfall 18), with the same link-naming CERT_INVALID errors as `parseSevChain`.
+ */
+export function parseSevChainCert<R extends SevChainRole>(
+  role: R,
+  bytes: Uint8Array,
+  name?: string,
+): R extends "ark" | "ask" ? AmdCert : SevCert;
+export function parseSevChainCert(
+  role: SevChainRole,
+  bytes: Uint8Array,
+  name: string = SEV_CHAIN_FILE_NAMES[role],
+): AmdCert | SevCert {
+  try {
+    if (role === "ark") return parseArkCert(bytes, name);
+    if (role === "ask") return parseAmdCert(bytes, name);
+    return parseSevCert(bytes, name);
+  } catch (e) {
+    if (!isCiphervisorError(e)) throw e;
+    throw new CiphervisorError("CERT_INVALID", `${LINK_OF_ROLE[role]}: ${e.message}`, {
+      cause: e,
+      details: { link: LINK_OF_ROLE[role], file: name },
+    });
+  }
 }
 
 /**
@@ -251,6 +263,9 @@ export interface VerifySevChainOptions {
   cache?: SevChainCache;
 }
 
+/** End of the ECC public key in a SEV certificate: curve u32 @0x10, qx[72] @0x14, qy[72] @0x5C. */
+const ECC_KEY_END = 0x5c + 72;
+
 /** A link failure, thrown inside the link checks and turned into a result. */
 class LinkFailure extends Error {}
 
@@ -312,6 +327,14 @@ function checkSevSubject(
   }
   if (!keyAlgo(cert.algo)) {
     fail(`${usageName(usage)} key algorithm ${algoLabel(cert.algo)} is not ${algoKind}`);
+  }
+  // §11.1: the ECC key is {curve, qx[72], qy[72]} and the rest of the 0x404-byte union is zero. Must-be-zero
+  // bytes are refused rather than ignored (threat-model.md §6), as the codec already does for the coordinates'
+  // unused high bytes.
+  if (!isZero(cert.bytes.subarray(ECC_KEY_END, SEV_CERT_SIGNED_SIZE))) {
+    fail(
+      `${usageName(usage)} public key padding [0x${ECC_KEY_END.toString(16)}, 0x${SEV_CERT_SIGNED_SIZE.toString(16)}) is not zero`,
+    );
   }
   if (cert.key.kind !== "ecc" || !isOnCurve(cert.key.pub)) {
     fail(`${usageName(usage)} public key is not a point on P-384`);

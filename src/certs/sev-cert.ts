@@ -129,10 +129,11 @@ export function parseSevCert(bytes: Uint8Array, what = "SEV certificate"): SevCe
       throw new CiphervisorError("CERT_INVALID", `${what}: curve id ${curve} is not P-384 (2)`);
     const x = r.slice(0x14, 72);
     const y = r.slice(0x5c, 72);
-    key = { kind: "ecc", curve, pub: { x: bigToBE(bigFromLE(x), 48), y: bigToBE(bigFromLE(y), 48) } };
+    // Check the width before converting: the conversion itself would throw a RangeError, not CERT_INVALID.
     if (bigFromLE(x) >> 384n !== 0n || bigFromLE(y) >> 384n !== 0n) {
       throw new CiphervisorError("CERT_INVALID", `${what}: ECC coordinate wider than 384 bits`);
     }
+    key = { kind: "ecc", curve, pub: { x: bigToBE(bigFromLE(x), 48), y: bigToBE(bigFromLE(y), 48) } };
   } else if ((algo & 0xff) === 0x01) {
     const modulusBits = r.u32(0x10);
     if (modulusBits < 1024 || modulusBits > 4096 || modulusBits % 8 !== 0) {
