@@ -135,7 +135,7 @@ describe("SEV chain: real AMD chains (sev-interface.md §11.3, §17)", () => {
     assert.match(msg, /AMD's rome root/);
   });
 
-  it("refuses an ARK that differs from the pinned root (here: Rome's ARK header with another id)", () => {
+  it("refuses an ARK that differs from the pinned root in a reserved header byte", () => {
     const rome = realChain("rome");
     const ark = rome.ark.slice();
     ark[0x30]! ^= 1; // reserved byte inside the signed region: same key id, different certificate
@@ -149,12 +149,17 @@ describe("SEV chain: real AMD chains (sev-interface.md §11.3, §17)", () => {
   it("reports per-link results without stopping at the first failure", () => {
     const rome = realChain("rome");
     const pdh = rome.pdh.slice();
-    pdh[0x200]! ^= 0x80;
-    const report = checkSevChain(parseSevChain({ ...rome, pdh }), { roots: amd() });
+    pdh[5]! ^= 0x01; // api_minor: inside the signed region, structurally harmless
+    const cek = rome.cek.slice();
+    cek[0x200]! ^= 0x80; // must-be-zero key padding
+    const report = checkSevChain(parseSevChain({ ...rome, pdh, cek }), { roots: amd() });
     assert.equal(report.ok, false);
     assert.deepEqual(
       report.links.filter((l) => !l.ok).map((l) => [l.link, l.detail]),
-      [["PEK → PDH", "signature does not verify"]],
+      [
+        ["ASK → CEK", "CEK public key padding [0xa4, 0x414) is not zero"],
+        ["PEK → PDH", "signature does not verify"],
+      ],
     );
   });
 

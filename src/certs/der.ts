@@ -153,7 +153,7 @@ export function derTime(el: DerElement, what: string): string {
       : el.tag === Tag.GENERALIZED_TIME
         ? /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(t)
         : null;
-  if (!m) bad(what, `unsupported time '${t}'`);
+  if (!m) bad(what, `unsupported time '${t.replace(/[^ -~]/g, "?")}'`);
   const y = m[1]!.length === 2 ? (Number(m[1]) < 50 ? 2000 : 1900) + Number(m[1]) : Number(m[1]);
   return `${String(y).padStart(4, "0")}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}Z`;
 }
