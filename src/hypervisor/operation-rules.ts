@@ -1,0 +1,151 @@
+/**
+ * What each security mode still allows: ONE table, mode × operation → allowed, or refused with a stable code and
+ * a reason a person understands. The hypervisor enforces it, the control plane and API answer 409 from it, the CLI's
+ * `--what-if` and the docs print it (product-behaviour.md §4; vSphere 7U1's SEV-ES limits, Nova's
+ * `OperationNotSupportedForSEV`, KubeVirt's `SEVNotLiveMigratable`, QEMU's "SEV: Migration is not implemented").
+ *
+ * Why each refusal exists: every refused operation needs the hypervisor to read or rewrite guest memory or
+ * register state while the guest lives — which SEV (memory) and SEV-ES (memory and registers) exist to prevent.
+ */
+import { CiphervisorError } from "../errors.ts";
+
+export type SecurityMode = "none" | "sev" | "sev-es";
+export const SECURITY_MODES: readonly SecurityMode[] = ["none", "sev", "sev-es"];
+
+export const OPERATIONS = [
+  "power-on",
+  "power-off",
+  "reset",
+  "reconfigure-powered-off",
+  "live-migrate",
+  "cold-migrate",
+  "memory-snapshot",
+  "disk-snapshot",
+  "suspend",
+  "resume",
+  "hot-add-device",
+  "hot-add-cpu",
+  "hot-add-memory",
+  "fault-tolerance",
+  "hot-clone",
+  "instant-clone",
+  "cold-clone",
+  "memory-dump",
+] as const;
+export type Operation = (typeof OPERATIONS)[number];
+
+/** Stable refusal codes (the API's problem `code`, the CLI's JSON `code`). */
+export type RefusalCode =
+  | "LIVE_MIGRATION_UNSUPPORTED"
+  | "MEMORY_SNAPSHOT_UNSUPPORTED"
+  | "SUSPEND_UNSUPPORTED"
+  | "HOT_ADD_UNSUPPORTED"
+  | "FAULT_TOLERANCE_UNSUPPORTED"
+  | "HOT_CLONE_UNSUPPORTED"
+  | "MEMORY_DUMP_UNSUPPORTED";
+
+export type Rule = { allowed: true } | { allowed: false; code: RefusalCode; reason: string };
+
+const ok: Rule = { allowed: true };
+
+const refuse = (code: RefusalCode, reason: string): Rule => ({ allowed: false, code, reason });
+
+const MEM = "its memory is encrypted with a key only the AMD Secure Processor holds";
+const REGS = "its memory and CPU register state are encrypted with a key only the AMD Secure Processor holds";
+
+function encrypted(why: string): Record<Operation, Rule> {
+  return {
+    "power-on": ok,
+    "power-off": ok,
+    reset: ok,
+    "reconfigure-powered-off": ok,
+    "live-migrate": refuse(
+      "LIVE_MIGRATION_UNSUPPORTED",
+      `live migration (vMotion) copies running memory and registers, but ${why}; power it off and cold-migrate instead`,
+    ),
+    "cold-migrate": ok,
+    "memory-snapshot": refuse(
+      "MEMORY_SNAPSHOT_UNSUPPORTED",
+      `a memory snapshot saves guest memory in a form the hypervisor can read back, but ${why}; take a disk-only snapshot`,
+    ),
+    "disk-snapshot": ok,
+    suspend: refuse("SUSPEND_UNSUPPORTED", `suspend writes guest memory and registers to disk, but ${why}`),
+    resume: refuse(
+      "SUSPEND_UNSUPPORTED",
+      `resume restores a suspended image, which an encrypted VM cannot have (${why})`,
+    ),
+    "hot-add-device": refuse(
+      "HOT_ADD_UNSUPPORTED",
+      `hot-adding a device needs the hypervisor to change guest memory and state while it runs, but ${why}; power it off to reconfigure`,
+    ),
+    "hot-add-cpu": refuse(
+      "HOT_ADD_UNSUPPORTED",
+      `a hot-added vCPU needs a measured initial state created at launch, and ${why}; power it off to reconfigure`,
+    ),
+    "hot-add-memory": refuse(
+      "HOT_ADD_UNSUPPORTED",
+      `hot-added memory is not part of the launch measurement and ${why}; power it off to reconfigure`,
+    ),
+    "fault-tolerance": refuse(
+      "FAULT_TOLERANCE_UNSUPPORTED",
+      `Fault Tolerance mirrors running memory and registers to a secondary host, but ${why}`,
+    ),
+    "hot-clone": refuse(
+      "HOT_CLONE_UNSUPPORTED",
+      `cloning a running VM copies its live memory and registers, but ${why}`,
+    ),
+    "instant-clone": refuse(
+      "HOT_CLONE_UNSUPPORTED",
+      `an instant clone shares the running parent's memory, but ${why}`,
+    ),
+    "cold-clone": ok,
+    // Overridden per policy: allowed when the guest policy permits debug (NODBG clear), see ruleFor().
+    "memory-dump": refuse(
+      "MEMORY_DUMP_UNSUPPORTED",
+      `a memory dump needs the firmware's DBG_DECRYPT, which this VM's policy forbids (NODBG), and ${why}`,
+    ),
+  };
+}
+
+/** The table. Ordinary VMs keep everything. */
+export const OPERATION_RULES: Readonly<Record<SecurityMode, Readonly<Record<Operation, Rule>>>> = {
+  none: Object.fromEntries(OPERATIONS.map((o) => [o, ok])) as Record<Operation, Rule>,
+  sev: encrypted(MEM),
+  "sev-es": encrypted(REGS),
+};
+
+/**
+ * The rule for one VM. `debugAllowed` is the guest policy's NODBG bit cleared: then a memory dump goes through
+ * DBG_DECRYPT and is allowed (product-behaviour.md §4; sev-interface.md §6).
+ */
+export function ruleFor(mode: SecurityMode, operation: Operation, debugAllowed = false): Rule {
+  if (operation === "memory-dump" && mode !== "none" && debugAllowed) return ok;
+  return OPERATION_RULES[mode][operation];
+}
+
+/** Throws OPERATION_REFUSED (with the table's code and reason) when the rule refuses. */
+export function assertAllowed(
+  vm: string,
+  mode: SecurityMode,
+  operation: Operation,
+  debugAllowed = false,
+): void {
+  const rule = ruleFor(mode, operation, debugAllowed);
+  if (!rule.allowed) {
+    throw new CiphervisorError(
+      "OPERATION_REFUSED",
+      `${operation} refused for ${mode.toUpperCase()} VM '${vm}': ${rule.reason}`,
+      {
+        details: { vm, mode, operation, refusal: rule.code },
+      },
+    );
+  }
+}
+
+/** A migratability condition as KubeVirt reports it (`LiveMigratable=False`, reason). */
+export function liveMigratable(mode: SecurityMode): { status: boolean; reason?: string } {
+  const r = OPERATION_RULES[mode]["live-migrate"];
+  return r.allowed
+    ? { status: true }
+    : { status: false, reason: mode === "sev-es" ? "SEVESNotLiveMigratable" : "SEVNotLiveMigratable" };
+}
