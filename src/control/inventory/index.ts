@@ -1,0 +1,20 @@
+/** The control plane's inventory: the storage interface, its types, and `openInventory`. */
+export type {
+  AuditFilter,
+  AuditStore,
+  ClusterStore,
+  HostStore,
+  Inventory,
+  InventoryDialect,
+  InventoryScope,
+  OperationStore,
+  TokenStore,
+  VmStore,
+} from "./inventory.ts";
+export {
+  type InventoryLocation,
+  type OpenInventoryOptions,
+  openInventory,
+  parseInventoryUrl,
+} from "./open.ts";
+export * from "./types.ts";

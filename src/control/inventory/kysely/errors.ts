@@ -1,0 +1,66 @@
+/**
+ * Translation of driver errors (better-sqlite3's `SQLITE_*` codes, PostgreSQL SQLSTATEs) into CiphervisorError
+ * codes, so callers above the inventory never branch on a database's vocabulary. The original error is kept as
+ * `cause` for logs; it names constraints and columns, never token secrets (only hashes are stored).
+ */
+import { CiphervisorError, type ErrorCode } from "../../../errors.ts";
+import { APPEND_ONLY_MESSAGE, HEAD_FORWARD_MESSAGE } from "./migrations.ts";
+
+export interface DbErrorContext {
+  /** Message for a unique-key violation (e.g. "a VM named 'x' already exists"). */
+  readonly unique?: string;
+  /** Code and message for a foreign-key violation (a missing referenced row, or a row still referenced). */
+  readonly foreignKey?: readonly [ErrorCode, string];
+}
+
+function driverCode(e: unknown): string {
+  if (typeof e === "object" && e !== null && "code" in e && typeof e.code === "string") return e.code;
+  return "";
+}
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** True for errors raised by better-sqlite3 or pg (they carry a string `code`). */
+export function isDriverError(e: unknown): boolean {
+  return !(e instanceof CiphervisorError) && driverCode(e) !== "";
+}
+
+/** Maps `e` to a CiphervisorError (a CiphervisorError passes through unchanged). */
+export function mapDbError(e: unknown, context: DbErrorContext = {}): CiphervisorError {
+  if (e instanceof CiphervisorError) return e;
+  const code = driverCode(e);
+  const msg = messageOf(e);
+  if (msg.includes(APPEND_ONLY_MESSAGE) || msg.includes(HEAD_FORWARD_MESSAGE)) {
+    return new CiphervisorError("FORBIDDEN", "audit records cannot be changed or deleted", { cause: e });
+  }
+  if (code === "23505" || code === "SQLITE_CONSTRAINT_UNIQUE" || code === "SQLITE_CONSTRAINT_PRIMARYKEY") {
+    return new CiphervisorError("CONFLICT", context.unique ?? "the object already exists", { cause: e });
+  }
+  // SQLite reports an ON DELETE RESTRICT violation as a trigger constraint with the foreign-key message.
+  const sqliteForeignKey =
+    code === "SQLITE_CONSTRAINT_FOREIGNKEY" ||
+    (code === "SQLITE_CONSTRAINT_TRIGGER" && msg.includes("FOREIGN KEY"));
+  if (code === "23503" || sqliteForeignKey) {
+    const [c, m] = context.foreignKey ?? ["CONFLICT", "the change would break a reference between objects"];
+    return new CiphervisorError(c, m, { cause: e });
+  }
+  // Lock contention that outlasted busy_timeout, or a PostgreSQL deadlock/serialization failure: safe to retry.
+  if (code.startsWith("SQLITE_BUSY") || code === "40P01" || code === "40001") {
+    return new CiphervisorError("CONFLICT", "the inventory is busy with a concurrent change; retry", {
+      cause: e,
+      details: { retryable: true },
+    });
+  }
+  return new CiphervisorError("INTERNAL", "inventory database error", { cause: e });
+}
+
+/** Runs `fn`, translating any database error. */
+export async function guardDb<T>(fn: () => Promise<T>, context?: DbErrorContext): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    throw mapDbError(e, context);
+  }
+}

@@ -1,0 +1,141 @@
+/** Hosts: where VMs run, with the SEV platform facts placement needs (ASID pool sizes, ES/SNP mode). */
+import type { Selectable } from "kysely";
+import { CiphervisorError } from "../../../errors.ts";
+import { GENERATIONS, type Generation } from "../../../machine/cpu-models.ts";
+import { newId } from "../../ids.ts";
+import type { HostStore } from "../inventory.ts";
+import {
+  HOST_CONNECTION_STATES,
+  HOST_DRIVERS,
+  HOST_ES_MODES,
+  HOST_MAINTENANCE_STATES,
+  HOST_SEV_STATES,
+  type Host,
+  type HostPatch,
+  type NewHost,
+} from "../types.ts";
+import { intInRange, oneOf, validName } from "../validate.ts";
+import { isoNow, type StoreContext } from "./context.ts";
+import { guardDb } from "./errors.ts";
+import { pageLimit, stringCursor, toPage } from "./paging.ts";
+import type { HostTable } from "./schema.ts";
+import { updateVersioned } from "./versioned.ts";
+
+/** More ASIDs than any EPYC has (Genoa: 1,006); anything larger is a typo. */
+const MAX_ASIDS = 65535;
+
+function toHost(r: Selectable<HostTable>): Host {
+  return {
+    id: r.id,
+    name: r.name,
+    clusterId: r.cluster_id,
+    driver: oneOf(r.driver, HOST_DRIVERS, "driver"),
+    address: r.address,
+    cpuGeneration: oneOf<Generation>(r.cpu_generation, GENERATIONS, "cpuGeneration"),
+    sevState: oneOf(r.sev_state, HOST_SEV_STATES, "sevState"),
+    esMode: oneOf(r.es_mode, HOST_ES_MODES, "esMode"),
+    sevAsids: Number(r.sev_asids),
+    esAsids: Number(r.es_asids),
+    maintenance: oneOf(r.maintenance, HOST_MAINTENANCE_STATES, "maintenance"),
+    connection: oneOf(r.connection_state, HOST_CONNECTION_STATES, "connection"),
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    version: Number(r.version),
+  };
+}
+
+/** Column values for the fields present in `p`, validated. */
+function hostColumns(p: HostPatch): Partial<HostTable> {
+  const c: Partial<HostTable> = {};
+  if (p.name !== undefined) c.name = validName(p.name, "name");
+  if (p.clusterId !== undefined) c.cluster_id = p.clusterId;
+  if (p.driver !== undefined) c.driver = oneOf(p.driver, HOST_DRIVERS, "driver");
+  if (p.address !== undefined) c.address = p.address;
+  if (p.cpuGeneration !== undefined) c.cpu_generation = oneOf(p.cpuGeneration, GENERATIONS, "cpuGeneration");
+  if (p.sevState !== undefined) c.sev_state = oneOf(p.sevState, HOST_SEV_STATES, "sevState");
+  if (p.esMode !== undefined) c.es_mode = oneOf(p.esMode, HOST_ES_MODES, "esMode");
+  if (p.sevAsids !== undefined) c.sev_asids = intInRange(p.sevAsids, 0, MAX_ASIDS, "sevAsids");
+  if (p.esAsids !== undefined) c.es_asids = intInRange(p.esAsids, 0, MAX_ASIDS, "esAsids");
+  if (p.maintenance !== undefined)
+    c.maintenance = oneOf(p.maintenance, HOST_MAINTENANCE_STATES, "maintenance");
+  if (p.connection !== undefined)
+    c.connection_state = oneOf(p.connection, HOST_CONNECTION_STATES, "connection");
+  return c;
+}
+
+export function hostStore(ctx: StoreContext): HostStore {
+  const get = async (id: string): Promise<Host | undefined> => {
+    const r = await guardDb(() =>
+      ctx.db.selectFrom("hosts").selectAll().where("id", "=", id).executeTakeFirst(),
+    );
+    return r && toHost(r);
+  };
+  const missingCluster = ["NOT_FOUND", "the host's cluster does not exist"] as const;
+  return {
+    get,
+    async getByName(name) {
+      const r = await guardDb(() =>
+        ctx.db.selectFrom("hosts").selectAll().where("name", "=", name).executeTakeFirst(),
+      );
+      return r && toHost(r);
+    },
+    async list(filter = {}, page) {
+      const limit = pageLimit(page);
+      const after = stringCursor(page);
+      const rows = await guardDb(() => {
+        let q = ctx.db
+          .selectFrom("hosts")
+          .selectAll()
+          .orderBy("id")
+          .limit(limit + 1);
+        if (after !== undefined) q = q.where("id", ">", after);
+        if (filter.clusterId !== undefined) q = q.where("cluster_id", "=", filter.clusterId);
+        if (filter.cpuGeneration !== undefined) q = q.where("cpu_generation", "=", filter.cpuGeneration);
+        if (filter.maintenance !== undefined) q = q.where("maintenance", "=", filter.maintenance);
+        return q.execute();
+      });
+      return toPage(rows.map(toHost), limit, (h) => h.id);
+    },
+    async create(h: NewHost) {
+      const now = isoNow(ctx);
+      const cols = hostColumns(h);
+      const row: HostTable = {
+        id: h.id ?? newId("host", ctx.now().getTime()),
+        name: cols.name ?? "",
+        cluster_id: h.clusterId ?? null,
+        driver: cols.driver ?? "emulated",
+        address: cols.address ?? h.name,
+        cpu_generation: cols.cpu_generation ?? "",
+        sev_state: cols.sev_state ?? "working",
+        es_mode: cols.es_mode ?? "sev-es",
+        sev_asids: cols.sev_asids ?? 0,
+        es_asids: cols.es_asids ?? 0,
+        maintenance: cols.maintenance ?? "none",
+        connection_state: cols.connection_state ?? "connected",
+        created_at: now,
+        updated_at: now,
+        version: 1,
+      };
+      await guardDb(() => ctx.db.insertInto("hosts").values(row).execute(), {
+        unique: `a host named '${h.name}' already exists`,
+        foreignKey: missingCluster,
+      });
+      return toHost(row);
+    },
+    async update(id, patch, expectedVersion) {
+      await updateVersioned(ctx, "hosts", id, hostColumns(patch), expectedVersion, "host", {
+        unique: `a host named '${patch.name ?? ""}' already exists`,
+        foreignKey: missingCluster,
+      });
+      const after = await get(id);
+      if (!after) throw new CiphervisorError("NOT_FOUND", `host ${id} not found`);
+      return after;
+    },
+    async delete(id) {
+      const r = await guardDb(() => ctx.db.deleteFrom("hosts").where("id", "=", id).executeTakeFirst(), {
+        foreignKey: ["CONFLICT", `host ${id} still has VMs placed on it`],
+      });
+      if (Number(r.numDeletedRows) === 0) throw new CiphervisorError("NOT_FOUND", `host ${id} not found`);
+    },
+  };
+}

@@ -1,0 +1,92 @@
+/** Conversion between VM objects and `vms` rows, with validation of everything a caller can set. */
+import type { Selectable } from "kysely";
+import { CiphervisorError } from "../../../errors.ts";
+import { canonicalJson, parseStoredJson } from "../../json.ts";
+import {
+  ATTESTATION_STATES,
+  type NewVm,
+  POWER_STATES,
+  SECURITY_MODES,
+  type Vm,
+  type VmPatch,
+  type VmSpec,
+} from "../types.ts";
+import { intInRange, oneOf, validName } from "../validate.ts";
+import type { VmTable } from "./schema.ts";
+
+export function toVm(r: Selectable<VmTable>): Vm {
+  return {
+    id: r.id,
+    name: r.name,
+    clusterId: r.cluster_id,
+    hostId: r.host_id,
+    spec: parseStoredJson<VmSpec>(r.spec, "VM spec"),
+    powerState: oneOf(r.power_state, POWER_STATES, "powerState"),
+    securityMode: oneOf(r.security_mode, SECURITY_MODES, "securityMode"),
+    policy: Number(r.policy),
+    attestationState: oneOf(r.attestation_state, ATTESTATION_STATES, "attestationState"),
+    labels: parseStoredJson<Record<string, string>>(r.labels, "VM labels"),
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    version: Number(r.version),
+  };
+}
+
+function validSpec(s: VmSpec): string {
+  intInRange(s.vcpus, 1, 1024, "spec.vcpus");
+  intInRange(s.memoryMiB, 1, 64 * 1024 * 1024, "spec.memoryMiB");
+  validName(s.guestOs, "spec.guestOs");
+  oneOf(s.firmware, ["efi", "bios"], "spec.firmware");
+  intInRange(s.hardwareVersion, 1, 1000, "spec.hardwareVersion");
+  if (s.machine !== undefined) oneOf(s.machine, ["q35", "pc"], "spec.machine");
+  return canonicalJson(s);
+}
+
+function validLabels(labels: Readonly<Record<string, string>>): string {
+  for (const [k, v] of Object.entries(labels)) {
+    validName(k, "labels key");
+    if (typeof v !== "string" || v.length > 255) {
+      throw new CiphervisorError("INVALID_INPUT", `label values must be strings of at most 255 characters`, {
+        details: { field: `labels.${k}` },
+      });
+    }
+  }
+  return canonicalJson(labels);
+}
+
+/** Column values for the fields present in `p`, validated. */
+export function vmColumns(p: VmPatch): Partial<VmTable> {
+  const c: Partial<VmTable> = {};
+  if (p.name !== undefined) c.name = validName(p.name, "name");
+  if (p.clusterId !== undefined) c.cluster_id = p.clusterId;
+  if (p.hostId !== undefined) c.host_id = p.hostId;
+  if (p.spec !== undefined) c.spec = validSpec(p.spec);
+  if (p.powerState !== undefined) c.power_state = oneOf(p.powerState, POWER_STATES, "powerState");
+  if (p.securityMode !== undefined) c.security_mode = oneOf(p.securityMode, SECURITY_MODES, "securityMode");
+  if (p.policy !== undefined) c.policy = intInRange(p.policy, 0, 0xffffffff, "policy");
+  if (p.attestationState !== undefined) {
+    c.attestation_state = oneOf(p.attestationState, ATTESTATION_STATES, "attestationState");
+  }
+  if (p.labels !== undefined) c.labels = validLabels(p.labels);
+  return c;
+}
+
+/** A full row for a new VM, with defaults (off, ordinary, unplaced). */
+export function newVmRow(vm: NewVm, id: string, now: string): VmTable {
+  const c = vmColumns(vm);
+  return {
+    id,
+    name: c.name ?? validName(vm.name, "name"),
+    cluster_id: c.cluster_id ?? null,
+    host_id: c.host_id ?? null,
+    spec: c.spec ?? validSpec(vm.spec),
+    power_state: c.power_state ?? "off",
+    security_mode: c.security_mode ?? "none",
+    policy: c.policy ?? 0,
+    attestation_state: c.attestation_state ?? "none",
+    labels: c.labels ?? "{}",
+    created_at: now,
+    updated_at: now,
+    version: 1,
+  };
+}

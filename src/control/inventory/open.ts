@@ -1,0 +1,163 @@
+/**
+ * The one place the inventory's database is chosen. A file path or `sqlite:` URL opens the embedded SQLite store
+ * (the default: one file under the data directory, WAL); a `postgres://` URL opens PostgreSQL for a control plane
+ * of several nodes.
+ */
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { Kysely, PostgresDialect, sql } from "kysely";
+import pg from "pg";
+import { CiphervisorError } from "../../errors.ts";
+import type { Inventory } from "./inventory.ts";
+import { KyselyInventory } from "./kysely/kysely-inventory.ts";
+import type { Db } from "./kysely/schema.ts";
+import { ImmediateSqliteDialect, openSqliteDatabase } from "./kysely/sqlite-dialect.ts";
+
+export interface OpenInventoryOptions {
+  /** The clock for stored times (tests inject one). */
+  readonly now?: () => Date;
+  /** Apply pending migrations on open (default true; safe with several nodes, Kysely takes a lock). */
+  readonly migrate?: boolean;
+  /**
+   * PostgreSQL schema for the tables, created if missing (default: `schema` URL parameter, else `public`).
+   * Lets several control planes, or parallel test runs, share one database.
+   */
+  readonly schema?: string;
+  /** PostgreSQL pool size (default 10). */
+  readonly poolSize?: number;
+}
+
+/** Where an inventory URL points. */
+export type InventoryLocation =
+  | { readonly dialect: "sqlite"; readonly path: string }
+  | { readonly dialect: "postgres"; readonly connectionString: string; readonly schema: string | undefined };
+
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * Parses `--db`: `postgres://…` / `postgresql://…` (optional `?schema=name`), `sqlite:PATH`, `sqlite://PATH`,
+ * `sqlite::memory:`, or a plain file path.
+ *
+ * @example
+ * ```ts
+ * parseInventoryUrl("/var/lib/ciphervisor/inventory.db"); // { dialect: "sqlite", path: "/var/lib/…" }
+ * ```
+ */
+export function parseInventoryUrl(url: string): InventoryLocation {
+  if (/^postgres(ql)?:\/\//i.test(url)) {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      // Never echo the URL: it may carry a password.
+      throw new CiphervisorError("INVALID_INPUT", "the PostgreSQL URL is malformed", {
+        details: { field: "db" },
+      });
+    }
+    const schema = parsed.searchParams.get("schema") ?? undefined;
+    parsed.searchParams.delete("schema");
+    return { dialect: "postgres", connectionString: parsed.toString(), schema };
+  }
+  if (url.startsWith("sqlite:")) {
+    const rest = url.slice("sqlite:".length);
+    const path = rest.startsWith("//") ? rest.slice(2) : rest;
+    if (path === "") throw new CiphervisorError("INVALID_INPUT", "sqlite: URL without a path");
+    return { dialect: "sqlite", path };
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
+    throw new CiphervisorError(
+      "INVALID_INPUT",
+      "unsupported database URL; use a file path, sqlite: or postgres://",
+      {
+        details: { field: "db" },
+      },
+    );
+  }
+  if (url === "") throw new CiphervisorError("INVALID_INPUT", "empty database path");
+  return { dialect: "sqlite", path: url };
+}
+
+const INT8_OID = 20;
+
+/** int8 (count(*), bigint columns) as a JS number instead of pg's default string; our values stay below 2^53. */
+const pgTypes = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    oid === INT8_OID
+      ? (v: string) => Number(v)
+      : pg.types.getTypeParser(oid, format ?? "text")) as typeof pg.types.getTypeParser,
+};
+
+async function openPostgres(
+  location: Extract<InventoryLocation, { dialect: "postgres" }>,
+  options: OpenInventoryOptions,
+): Promise<KyselyInventory> {
+  const schema = options.schema ?? location.schema ?? "public";
+  if (!SCHEMA_NAME.test(schema)) {
+    throw new CiphervisorError("INVALID_INPUT", "schema must be a lower-case SQL identifier", {
+      details: { field: "schema" },
+    });
+  }
+  const pool = new pg.Pool({
+    connectionString: location.connectionString,
+    max: options.poolSize ?? 10,
+    // Every connection resolves unqualified names in our schema only (tables, trigger functions, migrations).
+    options: `-c search_path=${schema}`,
+    types: pgTypes,
+  });
+  // An idle client losing its server emits 'error' on the pool; unhandled, it would kill the process. The next
+  // query gets a fresh connection or a reported error.
+  pool.on("error", () => {});
+  const db = new Kysely<Db>({ dialect: new PostgresDialect({ pool }) });
+  try {
+    await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
+  } catch (cause) {
+    await db.destroy();
+    throw new CiphervisorError("IO", "cannot connect to the PostgreSQL inventory", { cause });
+  }
+  return new KyselyInventory(db, {
+    dialect: "postgres",
+    schema,
+    ...(options.now ? { now: options.now } : {}),
+  });
+}
+
+function openSqlite(path: string, options: OpenInventoryOptions): KyselyInventory {
+  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+  let database: ReturnType<typeof openSqliteDatabase>;
+  try {
+    database = openSqliteDatabase(path);
+  } catch (cause) {
+    throw new CiphervisorError("IO", `cannot open the SQLite inventory at ${path}`, { cause });
+  }
+  const db = new Kysely<Db>({ dialect: new ImmediateSqliteDialect(database) });
+  return new KyselyInventory(db, { dialect: "sqlite", ...(options.now ? { now: options.now } : {}) });
+}
+
+/**
+ * Opens (and by default migrates) the inventory at `url`.
+ *
+ * @example
+ * ```ts
+ * const inventory = await openInventory(`${dataDir}/inventory.db`);
+ * await inventory.transaction(async (tx) => {
+ *   const vm = await tx.vms.update(id, { securityMode: "sev-es", policy: 0x5 });
+ *   await tx.audit.append({ actor, action: "vm.security.enable", target: vm.id, outcome: "ok" });
+ * });
+ * ```
+ */
+export async function openInventory(url: string, options: OpenInventoryOptions = {}): Promise<Inventory> {
+  const location = parseInventoryUrl(url);
+  const inventory =
+    location.dialect === "postgres"
+      ? await openPostgres(location, options)
+      : openSqlite(location.path, options);
+  if (options.migrate ?? true) {
+    try {
+      await inventory.migrate();
+    } catch (e) {
+      await inventory.close();
+      throw e;
+    }
+  }
+  return inventory;
+}

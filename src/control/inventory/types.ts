@@ -1,0 +1,324 @@
+/**
+ * The inventory's objects as the rest of the control plane sees them: clusters, hosts, VMs, operations (tasks) and
+ * their per-item results, API tokens. Enumerations are `as const` tables so validation, the API schemas and the docs
+ * all read the same list.
+ */
+import type { Generation } from "../../machine/cpu-models.ts";
+import type { JsonObject } from "../json.ts";
+
+/** A VM's memory-encryption mode (`sev-snp` comes later). */
+export const SECURITY_MODES = ["none", "sev", "sev-es"] as const;
+export type SecurityMode = (typeof SECURITY_MODES)[number];
+
+/** A VM's power state as the control plane last observed or drove it. `paused` is used for attested launches. */
+export const POWER_STATES = ["off", "starting", "running", "paused", "stopping", "suspended"] as const;
+export type PowerState = (typeof POWER_STATES)[number];
+
+/**
+ * Where a VM stands in the guest-owner attestation flow (product-behaviour.md §7): the control plane only relays
+ * raw values, so there is deliberately no "verified" state.
+ */
+export const ATTESTATION_STATES = [
+  "none",
+  "awaiting-session",
+  "session-set",
+  "measured",
+  "secret-injected",
+  "failed",
+] as const;
+export type AttestationState = (typeof ATTESTATION_STATES)[number];
+
+/** The host's SEV platform state as vSphere's `HostSevInfo.sevState` names it. */
+export const HOST_SEV_STATES = ["uninitialized", "initialized", "working"] as const;
+export type HostSevState = (typeof HOST_SEV_STATES)[number];
+
+/** What the host's low ASID pool serves: SEV-ES or SEV-SNP guests, never both (CVE-2025-48514). */
+export const HOST_ES_MODES = ["sev-es", "snp"] as const;
+export type HostEsMode = (typeof HOST_ES_MODES)[number];
+
+export const HOST_MAINTENANCE_STATES = ["none", "entering", "in-maintenance"] as const;
+export type HostMaintenanceState = (typeof HOST_MAINTENANCE_STATES)[number];
+
+export const HOST_CONNECTION_STATES = ["connected", "disconnected"] as const;
+export type HostConnectionState = (typeof HOST_CONNECTION_STATES)[number];
+
+export const HOST_DRIVERS = ["emulated", "libvirt"] as const;
+export type HostDriver = (typeof HOST_DRIVERS)[number];
+
+/**
+ * Operation lifecycle. `pending` waits in the queue; `running` is claimed by exactly one worker; the three final
+ * states depend on the per-item outcomes.
+ */
+export const OPERATION_STATUSES = [
+  "pending",
+  "running",
+  "succeeded",
+  "partially-failed",
+  "failed",
+  "cancelled",
+] as const;
+export type OperationStatus = (typeof OPERATION_STATUSES)[number];
+export const FINAL_OPERATION_STATUSES: readonly OperationStatus[] = [
+  "succeeded",
+  "partially-failed",
+  "failed",
+  "cancelled",
+];
+
+export const ITEM_OUTCOMES = ["ok", "failed"] as const;
+export type ItemOutcome = (typeof ITEM_OUTCOMES)[number];
+
+/** Who did something: a token's id and name (never the token itself), or the control plane (`id: null`). */
+export interface Actor {
+  readonly id: string | null;
+  readonly name: string;
+}
+
+/** A page request: at most `limit` items after the opaque `cursor` of a previous page. */
+export interface PageRequest {
+  readonly limit?: number;
+  readonly cursor?: string | null;
+}
+
+/** One page of a list, in stable order; `nextCursor` is null on the last page. */
+export interface Page<T> {
+  readonly items: T[];
+  readonly nextCursor: string | null;
+}
+
+export interface Cluster {
+  readonly id: string;
+  readonly name: string;
+  readonly description: string;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+  /** Incremented on every change; pass it back as `expectedVersion` for optimistic concurrency. */
+  readonly version: number;
+}
+
+export interface NewCluster {
+  readonly id?: string;
+  readonly name: string;
+  readonly description?: string;
+}
+
+export interface ClusterPatch {
+  readonly name?: string;
+  readonly description?: string;
+}
+
+export interface Host {
+  readonly id: string;
+  readonly name: string;
+  readonly clusterId: string | null;
+  readonly driver: HostDriver;
+  /** How the driver reaches the host (an emulated host name, a libvirt URI). Never holds credentials. */
+  readonly address: string;
+  readonly cpuGeneration: Generation;
+  readonly sevState: HostSevState;
+  readonly esMode: HostEsMode;
+  /** Size of the SEV-only ASID pool, read from the platform. */
+  readonly sevAsids: number;
+  /** Size of the SEV-ES/SNP ASID pool, read from the platform (0 when the BIOS split leaves none). */
+  readonly esAsids: number;
+  readonly maintenance: HostMaintenanceState;
+  readonly connection: HostConnectionState;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+  readonly version: number;
+}
+
+export interface NewHost {
+  readonly id?: string;
+  readonly name: string;
+  readonly clusterId?: string | null;
+  readonly driver?: HostDriver;
+  readonly address?: string;
+  readonly cpuGeneration: Generation;
+  readonly sevState?: HostSevState;
+  readonly esMode?: HostEsMode;
+  readonly sevAsids: number;
+  readonly esAsids: number;
+  readonly maintenance?: HostMaintenanceState;
+  readonly connection?: HostConnectionState;
+}
+
+export type HostPatch = Partial<Omit<NewHost, "id">>;
+
+export interface HostFilter {
+  readonly clusterId?: string;
+  readonly cpuGeneration?: Generation;
+  readonly maintenance?: HostMaintenanceState;
+}
+
+/** What a VM is made of; the compatibility checks read it. Stored as canonical JSON, so it can grow. */
+export type VmSpec = {
+  readonly vcpus: number;
+  readonly memoryMiB: number;
+  /** A guest OS profile name (guest/ owns the list). */
+  readonly guestOs: string;
+  readonly firmware: "efi" | "bios";
+  /** Virtual hardware version, vSphere-style. */
+  readonly hardwareVersion: number;
+  readonly machine?: "q35" | "pc";
+  readonly secureBoot?: boolean;
+};
+
+export interface Vm {
+  readonly id: string;
+  readonly name: string;
+  readonly clusterId: string | null;
+  /** The host the VM is placed on, or null when unplaced. */
+  readonly hostId: string | null;
+  readonly spec: VmSpec;
+  readonly powerState: PowerState;
+  readonly securityMode: SecurityMode;
+  /** The 32-bit SEV guest policy bound at launch (0 for ordinary VMs). */
+  readonly policy: number;
+  readonly attestationState: AttestationState;
+  /** Selector labels (key → value). */
+  readonly labels: Readonly<Record<string, string>>;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+  readonly version: number;
+}
+
+export interface NewVm {
+  readonly id?: string;
+  readonly name: string;
+  readonly clusterId?: string | null;
+  readonly hostId?: string | null;
+  readonly spec: VmSpec;
+  readonly powerState?: PowerState;
+  readonly securityMode?: SecurityMode;
+  readonly policy?: number;
+  readonly attestationState?: AttestationState;
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
+export type VmPatch = Partial<Omit<NewVm, "id">>;
+
+export interface VmFilter {
+  readonly ids?: readonly string[];
+  readonly clusterId?: string;
+  /** A host id, or null for unplaced VMs. */
+  readonly hostId?: string | null;
+  readonly powerState?: PowerState;
+  readonly securityMode?: SecurityMode;
+  readonly namePrefix?: string;
+  /** Every given label must match exactly. */
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
+/** One VM change of a bulk update. */
+export interface VmUpdate {
+  readonly id: string;
+  readonly patch: VmPatch;
+}
+
+export type OperationError = {
+  readonly code: string;
+  readonly message: string;
+};
+
+export interface Operation {
+  readonly id: string;
+  /** What the operation does, e.g. `vm.bulk-update`, `host.enter-maintenance`. */
+  readonly kind: string;
+  readonly status: OperationStatus;
+  readonly idempotencyKey: string | null;
+  readonly actor: Actor;
+  readonly params: JsonObject;
+  /** Items to process (VMs, hosts); `done = okCount + failedCount`. */
+  readonly total: number;
+  readonly done: number;
+  readonly okCount: number;
+  readonly failedCount: number;
+  readonly error: OperationError | null;
+  /** The worker that claimed it, while running or after it finished. */
+  readonly claimedBy: string | null;
+  /** Until when the claim holds; an expired claim may be taken over (the worker died). */
+  readonly leaseUntil: string | null;
+  readonly attempts: number;
+  readonly createdAt: string;
+  readonly startedAt: string | null;
+  readonly finishedAt: string | null;
+  readonly updatedAt: string;
+}
+
+export interface NewOperation {
+  readonly kind: string;
+  readonly actor: Actor;
+  readonly params?: JsonObject;
+  readonly total?: number;
+  /** Same key → same operation (the `Idempotency-Key` header). Reusing a key for another request is a CONFLICT. */
+  readonly idempotencyKey?: string | null;
+}
+
+export interface CreatedOperation {
+  readonly operation: Operation;
+  /** False when the idempotency key matched an existing operation, which is returned unchanged. */
+  readonly created: boolean;
+}
+
+export interface OperationFilter {
+  readonly status?: OperationStatus;
+  readonly kind?: string;
+}
+
+export interface ClaimOptions {
+  /** A stable name for the claiming worker (node id + process), stored as `claimedBy`. */
+  readonly worker: string;
+  /** How long the claim holds without renewal. */
+  readonly leaseMs: number;
+  /** Only claim operations of these kinds. */
+  readonly kinds?: readonly string[];
+}
+
+/** The result of processing one item (e.g. one VM) of an operation. */
+export interface OperationItemResult {
+  readonly target: string;
+  readonly outcome: ItemOutcome;
+  /** A stable error code when failed (an ErrorCode or an operation-table code). */
+  readonly code?: string | null;
+  readonly reason?: string | null;
+  readonly details?: JsonObject | null;
+}
+
+export interface OperationItem extends OperationItemResult {
+  readonly operationId: string;
+  readonly code: string | null;
+  readonly reason: string | null;
+  readonly details: JsonObject | null;
+  readonly recordedAt: string;
+}
+
+export interface FinishOptions {
+  /** Defaults from the item counts: no failure → succeeded, no success → failed, else partially-failed. */
+  readonly status?: Exclude<OperationStatus, "pending" | "running">;
+  readonly error?: OperationError | null;
+  /** When given, only this worker's claim may finish the operation. */
+  readonly worker?: string;
+}
+
+/** A stored API token. The secret itself is never stored or returned; only its SHA-256 is kept. */
+export interface TokenRecord {
+  readonly id: string;
+  readonly name: string;
+  readonly roles: readonly string[];
+  readonly createdAt: string;
+  readonly createdBy: string | null;
+  readonly expiresAt: string | null;
+  readonly revokedAt: string | null;
+  readonly lastUsedAt: string | null;
+}
+
+export interface NewTokenRow {
+  readonly id?: string;
+  readonly name: string;
+  /** Lower-case hex SHA-256 of the secret. */
+  readonly hash: string;
+  readonly roles: readonly string[];
+  readonly createdBy?: string | null;
+  readonly expiresAt?: string | null;
+}

@@ -1,0 +1,54 @@
+/**
+ * JSON values as the control plane stores them (VM specs, operation parameters, audit details), and the canonical
+ * encoding that audit hashes are computed over.
+ */
+import { CiphervisorError } from "../errors.ts";
+
+/** A JSON value. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | JsonObject;
+/**
+ * A JSON object. Members may be `undefined` (absent), so typed records with optional fields are JSON objects too;
+ * `canonicalJson` drops them as `JSON.stringify` does.
+ */
+export type JsonObject = { [key: string]: JsonValue | undefined };
+
+/**
+ * Canonical JSON: object keys sorted by UTF-16 code units, no whitespace, numbers in ECMAScript's shortest
+ * round-trip form (the same rules as RFC 8785 JCS for the values we allow). Two equal values always encode to the
+ * same string, and `JSON.parse` of the result gives the value back, so a hash over this string survives a store
+ * round trip. Non-finite numbers and non-JSON values are rejected rather than silently turned into `null`.
+ *
+ * @example
+ * ```ts
+ * canonicalJson({ b: 1, a: [true, null] }); // '{"a":[true,null],"b":1}'
+ * ```
+ */
+export function canonicalJson(value: JsonValue): string {
+  if (value === null || typeof value === "boolean" || typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) throw new CiphervisorError("INVALID_INPUT", "JSON numbers must be finite");
+    return JSON.stringify(value);
+  }
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (typeof value === "object") {
+    const keys = Object.keys(value).sort();
+    const parts: string[] = [];
+    for (const k of keys) {
+      const v = value[k];
+      // Like JSON.stringify, an undefined member is absent; this keeps optional fields easy to pass through.
+      if (v === undefined) continue;
+      parts.push(`${JSON.stringify(k)}:${canonicalJson(v)}`);
+    }
+    return `{${parts.join(",")}}`;
+  }
+  throw new CiphervisorError("INVALID_INPUT", `not a JSON value: ${typeof value}`);
+}
+
+/** Parses JSON text read back from the store; corrupt text is an internal error, not user input. */
+export function parseStoredJson<T extends JsonValue>(text: string, what: string): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch (cause) {
+    throw new CiphervisorError("INTERNAL", `stored ${what} is not valid JSON`, { cause });
+  }
+}
