@@ -110,15 +110,16 @@ function gatherChain(flags: VerifyChainFlags): {
 
 /** The roots to trust: one AMD generation, every emulated root, or every AMD root (chosen by the ARK key id). */
 function trustedRoots(choice: GenerationChoice | undefined, chain: SevChain): TrustedRoot[] {
-  if (choice === "emulated") return loadBuiltinRoots("emulated");
-  if (choice !== undefined) return [loadBuiltinRoot("amd", choice)];
+  if (choice !== undefined && choice !== "emulated") return [loadBuiltinRoot("amd", choice)];
   if (!chain.ark && !chain.ask) {
     throw new CiphervisorError(
       "INVALID_INPUT",
-      "the chain has no ARK or ASK to tell its generation: pass --generation (or --ark/--ask, --ca)",
+      choice === "emulated"
+        ? "with --generation emulated, include the chain's ASK or ARK (--ask, --ark, --ca or --dir) to choose among the emulated roots"
+        : "the chain has no ARK or ASK to tell its generation: pass --generation (or --ark/--ask, --ca)",
     );
   }
-  return loadBuiltinRoots("amd");
+  return loadBuiltinRoots(choice === "emulated" ? "emulated" : "amd");
 }
 
 function describeChain(chain: SevChain): Partial<Record<SevChainRole, CertDescription>> {
