@@ -15,3 +15,13 @@ export {
   type LaunchMeasurementCheck,
   type LaunchMeasurementResult,
 } from "./verify-measurement.ts";
+export {
+  checkSnpReport,
+  SNP_REPORT_LINKS,
+  type SnpReportLink,
+  type SnpReportLinkResult,
+  type SnpReportVerification,
+  snpReportError,
+  type VerifySnpReportInput,
+  verifySnpReport,
+} from "./verify-report.ts";
