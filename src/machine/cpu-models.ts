@@ -15,7 +15,7 @@ export interface CpuModel {
   maxAsid: number;
   /** C-bit position, CPUID 0x8000001F EBX[5:0]. */
   cBit: number;
-  /** Physical-address-bit reduction, EBX[11:6]. */
+  /** Physical-address-bit reduction of the host, EBX[11:6] (guests usually see 1, passed through by QEMU). */
   reducedPhysBits: number;
   /** Whether the part and its firmware support SEV-ES (Naples has the hardware, but SEV-ES software support begins with Rome). */
   sevEs: boolean;
@@ -27,6 +27,12 @@ export interface CpuModel {
   api: { major: number; minor: number; build: number };
   /** CPUID(1).EAX of the host part (family/model/stepping), for the guest-visible signature. */
   cpuidSignature: number;
+  /**
+   * CPUID Fn8000_001F EAX, EBX and ECX as a real part of this generation reports them (sev-interface.md §7.1). EDX
+   * is not a property of the part: it is the BIOS setting `min_sev_asid`. `cpuid.ts` builds the full leaf; a test
+   * checks that EBX[5:0], EBX[11:6], ECX and EAX bit 3 agree with `cBit`, `reducedPhysBits`, `maxAsid`, `sevEs`.
+   */
+  cpuid8000001f: { eax: number; ebx: number; ecx: number };
   /** Where each row comes from. */
   source: string;
 }
@@ -43,8 +49,12 @@ export const CPU_MODELS: Readonly<Record<Generation, CpuModel>> = {
     defaultMinSevAsid: 1,
     api: { major: 0, minor: 17, build: 48 },
     cpuidSignature: 0x00800f12,
+    // An EPYC 7551P reports EAX 0x0000000F (SEV-ES bit 3 set: "all EPYC CPUs support SEV-ES in the hardware",
+    // AMDESE/AMDSEV#4). ciphervisor's Naples is SEV-only, and KVM derives SEV-ES support from this bit, so the
+    // emulated part clears it to stay consistent with `sevEs: false`.
+    cpuid8000001f: { eax: 0x00000007, ebx: 0x0000016f, ecx: 15 },
     source:
-      "sev-interface.md §7.1 (virtee/sevctl#203, AMDESE/AMDSEV#23); XE mode per Du et al. 2017 / SEVurity",
+      "sev-interface.md §7.1 (virtee/sevctl#203, AMDESE/AMDSEV#23); XE mode per Du et al. 2017 / SEVurity; CPUID 8000001F from anrieff/libcpuid tests/amd/zen/epyc-naples.test",
   },
   rome: {
     generation: "rome",
@@ -57,33 +67,39 @@ export const CPU_MODELS: Readonly<Record<Generation, CpuModel>> = {
     defaultMinSevAsid: 100,
     api: { major: 0, minor: 24, build: 15 },
     cpuidSignature: 0x00830f10,
-    source: "sev-interface.md §7.1 (AMDESE/AMDSEV#84: 'SEV supported: 509 ASIDs'); XEX per SEVurity",
+    cpuid8000001f: { eax: 0x0001000f, ebx: 0x0000016f, ecx: 509 },
+    source:
+      "sev-interface.md §7.1 (AMDESE/AMDSEV#84: 'SEV supported: 509 ASIDs'); XEX per SEVurity; CPUID 8000001F from anrieff/libcpuid tests/amd/zen2/epyc-rome.test",
   },
   milan: {
     generation: "milan",
     family: "EPYC 7xx3 (Zen 3)",
     maxAsid: 509,
     cBit: 51,
-    reducedPhysBits: 1,
+    reducedPhysBits: 5,
     sevEs: true,
     memoryMode: "xex",
     defaultMinSevAsid: 100,
     api: { major: 1, minor: 51, build: 3 },
     cpuidSignature: 0x00a00f11,
-    source: "sev-interface.md §7.1 (enarx/enarx#2589; C-bit 51 per rust-osdev/x86_64#603)",
+    cpuid8000001f: { eax: 0x0001fc3f, ebx: 0x00004173, ecx: 509 },
+    source:
+      "sev-interface.md §7.1 (enarx/enarx#2589; C-bit 51 per rust-osdev/x86_64#603); CPUID 8000001F (EPYC 7713) from anrieff/libcpuid tests/amd/zen3/epyc-milan.test",
   },
   genoa: {
     generation: "genoa",
     family: "EPYC 9xx4 (Zen 4)",
     maxAsid: 1006,
     cBit: 51,
-    reducedPhysBits: 1,
+    reducedPhysBits: 6,
     sevEs: true,
     memoryMode: "xex",
     defaultMinSevAsid: 200,
     api: { major: 1, minor: 55, build: 21 },
     cpuidSignature: 0x00a10f11,
-    source: "sev-interface.md §7.1 (AMD on LKML: 1006 SEV ASIDs on Genoa and later)",
+    cpuid8000001f: { eax: 0x030ffffb, ebx: 0x000041b3, ecx: 1006 },
+    source:
+      "sev-interface.md §7.1 (AMD on LKML: 1006 SEV ASIDs on Genoa and later); CPUID 8000001F (EPYC 9124) from anrieff/libcpuid tests/amd/zen4/epyc-genoa.test",
   },
 };
 
