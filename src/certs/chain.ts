@@ -427,6 +427,8 @@ function runLinks(chain: SevChain, options: VerifySevChainOptions, failFast: boo
       fail(`the chain's ARK is not the pinned ${describeRoot(root)}`);
     }
     if (!sent.signature) {
+      if (root.generation !== "naples")
+        fail("the chain's ARK has no signature (only Naples' first ARK lacked one)");
       // Pitfall 19: AMD's first Naples ARK lacked its signature. It is the root only because it equals the pinned
       // one byte for byte in everything it does carry.
       return `unsigned ARK (the Naples file as first published, AMDESE/AMDSEV#17) accepted: it equals the pinned ${describeRoot(root)}`;
