@@ -114,7 +114,7 @@ async function enableEsBatch(
   });
 }
 
-/** Registers the contract tests for `name`; `backend` resolves once (undefined: unavailable, handled by caller). */
+/** Registers the contract tests for `name`. Each test gets a fresh database from `backend` and disposes it. */
 export function runInventoryContract(name: string, backend: ContractBackend): void {
   async function withDb<T>(
     fn: (db: ContractDatabase) => Promise<T>,

@@ -11,6 +11,9 @@
  *    never finish, and both stall until the timeout. So after opening, busy_timeout is 0 and a statement that
  *    gets SQLITE_BUSY outside a transaction (BEGIN IMMEDIATE included) is retried after a timer, with backoff, for
  *    up to SQLITE_BUSY_TIMEOUT_MS; other processes and connections keep running meanwhile;
+ *  - migrations run in one transaction: SQLite's DDL is transactional, but Kysely's SQLite adapter says it is not,
+ *    which would leave a half-created schema after a crash during the first start and let two processes that
+ *    start together both try to create it;
  *  - prepared statements are cached by SQL text. Kysely's own driver prepares every query anew, and preparing a
  *    multi-row INSERT costs more than running it; bulk paths reuse a few fixed statement shapes.
  */
@@ -111,6 +114,12 @@ class CachingSqliteConnection implements DatabaseConnection {
   }
 }
 
+class TransactionalSqliteAdapter extends SqliteAdapter {
+  override get supportsTransactionalDdl(): boolean {
+    return true;
+  }
+}
+
 /** One connection, handed out under a mutex as Kysely's SQLite driver does. */
 class ImmediateSqliteDriver implements Driver {
   readonly #connection: CachingSqliteConnection;
@@ -176,7 +185,7 @@ export class ImmediateSqliteDialect implements Dialect {
   }
 
   createAdapter(): DialectAdapter {
-    return new SqliteAdapter();
+    return new TransactionalSqliteAdapter();
   }
 
   createIntrospector(db: Kysely<unknown>): DatabaseIntrospector {
