@@ -11,6 +11,20 @@ const ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz";
 /** Object kinds that get generated ids; the prefix tells a reader what an id names. */
 export type IdKind = "cl" | "host" | "vm" | "op" | "tok";
 
+// Random bytes drawn from a pooled buffer: one CSPRNG call per 409 ids instead of one per id (bulk creates).
+let pool = Buffer.alloc(0);
+let poolOffset = 0;
+
+function randomChunk(n: number): Buffer {
+  if (poolOffset + n > pool.length) {
+    pool = randomBytes(4096);
+    poolOffset = 0;
+  }
+  const out = pool.subarray(poolOffset, poolOffset + n);
+  poolOffset += n;
+  return out;
+}
+
 function base32(value: bigint, chars: number): string {
   let out = "";
   let v = value;
@@ -30,8 +44,7 @@ function base32(value: bigint, chars: number): string {
  * ```
  */
 export function newId(kind: IdKind, nowMs: number): string {
-  const rand = randomBytes(10);
   let r = 0n;
-  for (const b of rand) r = (r << 8n) | BigInt(b);
+  for (const b of randomChunk(10)) r = (r << 8n) | BigInt(b);
   return `${kind}_${base32(BigInt(Math.max(0, Math.floor(nowMs))), 10)}${base32(r, 16)}`;
 }

@@ -109,7 +109,12 @@ async function openPostgres(
   pool.on("error", () => {});
   const db = new Kysely<Db>({ dialect: new PostgresDialect({ pool }) });
   try {
-    await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
+    // Look first: CREATE SCHEMA IF NOT EXISTS still needs CREATE on the database, which a least-privilege role
+    // running against an existing schema (e.g. public) should not need.
+    const found = await sql<{
+      one: number;
+    }>`select 1 as one from pg_namespace where nspname = ${schema}`.execute(db);
+    if (found.rows.length === 0) await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
   } catch (cause) {
     await db.destroy();
     throw new CiphervisorError("IO", "cannot connect to the PostgreSQL inventory", { cause });
