@@ -76,7 +76,7 @@ const worker = fileURLToPath(new URL("./testing/sqlite-worker.ts", import.meta.u
 
 function runWorker(file: string, name: string): Promise<string[]> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", worker, file, name], {
+    const child = spawn(process.execPath, ["--import", import.meta.resolve("tsx"), worker, file, name], {
       stdio: ["ignore", "pipe", "pipe"],
     });
     let out = "";
