@@ -1,0 +1,131 @@
+/**
+ * The hypervisor host's public vocabulary (ESXi's role): what a VM is, what a host reports, and what each lifecycle
+ * call returns. The control plane's emulated driver speaks exactly this.
+ */
+import type { Generation } from "../machine/cpu-models.ts";
+import type { SecurityMode } from "./operation-rules.ts";
+
+/** Devices a VM can have. `pci-passthrough` cannot work encrypted (the device would DMA into private memory). */
+export type DeviceKind = "virtio-disk" | "virtio-net" | "sata-disk" | "usb-controller" | "pci-passthrough";
+
+export interface DeviceSpec {
+  kind: DeviceKind;
+  /** e.g. a host PCI address for passthrough, a disk size, … (informational). */
+  detail?: string;
+}
+
+export type FirmwareSpec =
+  | {
+      kind: "efi";
+      /**
+       * The UEFI image to load and measure. Omitted: the small built-in emulated UEFI. A real OVMF (e.g. Debian's
+       * `OVMF_CODE.fd`) may be given as bytes.
+       */
+      image?: Uint8Array;
+      /** A name for reports (file path or "builtin"). */
+      imageName?: string;
+    }
+  | { kind: "bios" };
+
+export interface DirectBootSpec {
+  kernel: Uint8Array;
+  initrd?: Uint8Array;
+  cmdline?: string;
+}
+
+export interface GuestOwnerSession {
+  /** The guest owner's GODH certificate (0x824 bytes). */
+  godhCert: Uint8Array;
+  /** The 0x80-byte session buffer. */
+  session: Uint8Array;
+}
+
+export interface VmSpec {
+  name: string;
+  vcpus: number;
+  memoryMiB: number;
+  firmware: FirmwareSpec;
+  /** Virtual hardware version (vSphere's vmx-NN); SEV-ES needs 18 or later, as vSphere 7U1 requires. */
+  hardwareVersion: number;
+  /** A guest OS profile id (src/guest/os-profiles). */
+  guestOs: string;
+  devices: DeviceSpec[];
+  security: SecurityMode;
+  /** SEV guest policy; default NODBG|NOKS, plus ES for sev-es (sev-interface.md §6). */
+  policy?: number;
+  /** A guest owner's session; without it the firmware chooses the transport keys. */
+  session?: GuestOwnerSession;
+  /** Pause after LAUNCH_MEASURE until the guest owner checks the measurement (and may inject a secret). */
+  attestation?: boolean;
+  directBoot?: DirectBootSpec;
+}
+
+export type SevState = "uninitialized" | "initialized" | "working";
+
+export interface PoolReport {
+  /** First and last ASID of the pool; size 0 when the pool is empty. */
+  first: number;
+  last: number;
+  size: number;
+  used: number;
+  free: number;
+}
+
+/** Like vSphere's HostSevInfo and libvirt's `domcapabilities <sev>` / `nodesevinfo`. */
+export interface HostCapabilities {
+  name: string;
+  generation: Generation;
+  family: string;
+  sevSupported: boolean;
+  sevEsSupported: boolean;
+  /** Why SEV-ES is unavailable (CPU generation, or BIOS min_sev_asid = 1). */
+  sevEsUnavailableReason?: string;
+  sevState: SevState;
+  firmware: { apiMajor: number; apiMinor: number; build: number };
+  cBit: number;
+  reducedPhysBits: number;
+  minSevAsid: number;
+  maxSevGuests: number;
+  maxSevEsGuests: number;
+  pools: { sev: PoolReport; sevEs: PoolReport };
+  /** base64 of the PDH certificate and of the chain PEK ‖ OCA ‖ CEK, as `virsh nodesevinfo` reports them. */
+  pdh: string;
+  certChain: string;
+  /** hex of GET_ID (cpu0-id). */
+  cpu0Id: string;
+}
+
+export type PowerState = "defined" | "running" | "paused" | "halted" | "crashed" | "stopped";
+
+export interface VmStatus {
+  name: string;
+  security: SecurityMode;
+  power: PowerState;
+  /** Present while launched: the firmware handle and ASID (encrypted VMs). */
+  handle?: number;
+  asid?: number;
+  policy?: number;
+  /** hex SHA-256 of the measured launch (what LAUNCH_MEASURE's MEASURE binds). */
+  launchDigest?: string;
+  /** Why the VM stopped, in words a person understands (halt, guest fault, unsupported OS …). */
+  reason?: string;
+}
+
+export interface StartResult {
+  status: VmStatus;
+  /** When paused for attestation: MEASURE ‖ MNONCE, base64 (what `virsh domlaunchsecinfo` gives). */
+  launchMeasurement?: string;
+}
+
+/** Per VM, how a drain moves it (ordinary VMs live-migrate; encrypted VMs restart elsewhere). */
+export interface DrainStep {
+  vm: string;
+  security: SecurityMode;
+  power: PowerState;
+  path: "live-migrate" | "restart-elsewhere" | "nothing-to-do";
+  reason: string;
+  /** Pool an encrypted VM needs on its new host. */
+  pool?: "sev" | "sev-es";
+  /** True when the VM expects a guest owner to attest and inject again after a restart. */
+  needsOwner?: boolean;
+}
