@@ -1,0 +1,182 @@
+/**
+ * Builds a bootable guest image from an assembled program and a guest OS profile: every guest page with its
+ * contents, which pages the launch encrypts, the kernel's page tables (C-bit per page), IDT, boot information, and
+ * the initial register state (layout.ts). What the host does with it — frames, NPT, LAUNCH_UPDATE_DATA/VMSA — is the
+ * host's part (src/machine/host/launch.ts).
+ *
+ * The page tables are what the guest kernel would build at boot: C = 1 on private pages only when the kernel can
+ * (an SEV-capable kernel running with SEV active); shared areas and the GHCB always C = 0. Independently, under
+ * SEV every page of the boot image except the shared ones is encrypted at launch, as OVMF's and the kernel's pages
+ * are — so a kernel that cannot set the C-bit reads its own image as ciphertext.
+ */
+import { CiphervisorError } from "../errors.ts";
+import type { CpuModel } from "../machine/cpu-models.ts";
+import { ENTRIES_PER_TABLE, makeEntry } from "../machine/guest-paging.ts";
+import { IDT_ENTRY_SIZE, Vector } from "../machine/native-code.ts";
+import type { SecurityMode } from "../machine/vmcb.ts";
+import type { VmcbSegment, Vmsa } from "../measure/vmsa.ts";
+import type { GuestProgram } from "./assembler.ts";
+import { kernelAddress, Routine } from "./kernel/kernel.ts";
+import {
+  BOOT_INFO_GPA,
+  BOOT_MAGIC,
+  BootInfo,
+  CODE_BASE,
+  GHCB_GPA,
+  GUEST_SPACE_LIMIT,
+  IDT_GPA,
+  MAX_PAGE_TABLES,
+  PAGE_DIRECTORY_GPA,
+  PAGE_TABLES_GPA,
+  PERCPU_GPA,
+  STACK_GPA,
+  STACK_PAGES,
+  STACK_TOP,
+} from "./layout.ts";
+import type { GuestOsProfile } from "./os-profiles.ts";
+
+const PAGE = 4096;
+
+export interface GuestPage {
+  gpa: number;
+  data: Uint8Array;
+  /** Encrypted (and measured) by LAUNCH_UPDATE_DATA under SEV/SEV-ES; false for shared pages. */
+  launchEncrypted: boolean;
+  /** The C-bit the kernel's page tables give this page. */
+  cBit: boolean;
+  what: string;
+}
+
+export interface GuestImage {
+  profile: GuestOsProfile;
+  mode: SecurityMode;
+  /** Every guest page, in GPA order. */
+  pages: GuestPage[];
+  /** Register state at the first VMRUN (the VMSA for SEV-ES, the VMCB save area otherwise). */
+  initialState: Partial<Vmsa>;
+  program: GuestProgram;
+  ghcbGpa: number | undefined;
+}
+
+const seg = (selector: number, attrib: number, base = 0n, limit = 0xffffffff): VmcbSegment => ({
+  selector,
+  attrib,
+  limit,
+  base,
+});
+
+export function buildGuestImage(
+  program: GuestProgram,
+  opts: { profile: GuestOsProfile; mode: SecurityMode; model: CpuModel },
+): GuestImage {
+  const { profile, mode, model } = opts;
+  if (program.base !== CODE_BASE) {
+    throw new CiphervisorError("INVALID_INPUT", `programs must be assembled at 0x${CODE_BASE.toString(16)}`);
+  }
+  const sev = mode !== "none";
+  const kernelSetsCBit = sev && profile.sev;
+  const pages = new Map<number, GuestPage>();
+  const add = (gpa: number, what: string, shared: boolean, data: Uint8Array = new Uint8Array(PAGE)) => {
+    if (pages.has(gpa))
+      throw new CiphervisorError("INVALID_INPUT", `guest page 0x${gpa.toString(16)} is used twice`);
+    pages.set(gpa, { gpa, data, launchEncrypted: sev && !shared, cBit: kernelSetsCBit && !shared, what });
+  };
+
+  // Program code and data areas.
+  const codePages = Math.ceil(Math.max(program.code.length, 1) / PAGE);
+  for (let i = 0; i < codePages; i++) {
+    const page = new Uint8Array(PAGE);
+    page.set(program.code.subarray(i * PAGE, (i + 1) * PAGE));
+    add(CODE_BASE + i * PAGE, "code", false, page);
+  }
+  for (const r of program.regions) {
+    for (let o = 0; o < r.size; o += PAGE)
+      add(r.gva + o, `${r.shared ? "shared" : "private"} ${r.name}`, r.shared);
+  }
+  const top = Math.max(...[...pages.keys()].map((g) => g + PAGE));
+  if (top > GUEST_SPACE_LIMIT) {
+    throw new CiphervisorError(
+      "INVALID_INPUT",
+      `the program needs ${top} bytes of guest memory; the kernel maps at most ${GUEST_SPACE_LIMIT}`,
+    );
+  }
+
+  // Kernel pages.
+  for (let i = 0; i < STACK_PAGES; i++) add(STACK_GPA + i * PAGE, "stack", false);
+  const hasGhcb = sev && profile.sevEs;
+  if (hasGhcb) add(GHCB_GPA, "GHCB", true);
+
+  const idt = new DataView(new ArrayBuffer(PAGE));
+  for (let v = 0; v < 32; v++) {
+    const routine = v === Vector.VC && profile.sevEs ? Routine.VC_HANDLER : Routine.GENERIC_EXCEPTION;
+    idt.setBigUint64(v * IDT_ENTRY_SIZE, BigInt(kernelAddress(profile, routine)), true);
+    idt.setBigUint64(v * IDT_ENTRY_SIZE + 8, 1n, true);
+  }
+  add(IDT_GPA, "IDT", false, new Uint8Array(idt.buffer));
+
+  const percpu = new DataView(new ArrayBuffer(PAGE));
+  const boot = BOOT_INFO_GPA - PERCPU_GPA;
+  percpu.setBigUint64(boot + BootInfo.MAGIC, BOOT_MAGIC, true);
+  percpu.setBigUint64(boot + BootInfo.ENTRY, BigInt(program.entry), true);
+  percpu.setBigUint64(boot + BootInfo.GHCB_GVA, BigInt(hasGhcb ? GHCB_GPA : 0), true);
+  percpu.setBigUint64(boot + BootInfo.GHCB_GPA, BigInt(hasGhcb ? GHCB_GPA : 0), true);
+  percpu.setBigUint64(boot + BootInfo.DR7, 0x400n, true);
+  add(PERCPU_GPA, "per-CPU", false, new Uint8Array(percpu.buffer));
+
+  // Page tables: identity map of every page above, C-bit as decided; then the tables themselves.
+  const mapped = [...pages.values()];
+  const tables = new Map<number, DataView>();
+  for (const p of mapped) {
+    const pd = Math.floor(p.gpa / (1 << 21));
+    if (pd >= MAX_PAGE_TABLES)
+      throw new CiphervisorError("INVALID_INPUT", "guest page beyond the mapped space");
+    let t = tables.get(pd);
+    if (!t) {
+      t = new DataView(new ArrayBuffer(PAGE));
+      tables.set(pd, t);
+    }
+    const i = Math.floor(p.gpa / PAGE) % ENTRIES_PER_TABLE;
+    t.setBigUint64(i * 8, makeEntry(p.gpa, { cBit: model.cBit, private: p.cBit }), true);
+  }
+  const dir = new DataView(new ArrayBuffer(PAGE));
+  for (const [pd, t] of tables) {
+    const gpa = PAGE_TABLES_GPA + pd * PAGE;
+    dir.setBigUint64(pd * 8, makeEntry(gpa, { cBit: model.cBit, private: kernelSetsCBit }), true);
+    add(gpa, "page table", false, new Uint8Array(t.buffer));
+  }
+  add(PAGE_DIRECTORY_GPA, "page directory", false, new Uint8Array(dir.buffer));
+
+  const initialState: Partial<Vmsa> = {
+    cs: seg(0x10, 0x029b),
+    ss: seg(0x18, 0x0c93),
+    ds: seg(0x18, 0x0c93),
+    es: seg(0x18, 0x0c93),
+    fs: seg(0x18, 0x0c93),
+    gs: seg(0x18, 0x0c93),
+    gdtr: seg(0, 0, 0n, 0xffff),
+    ldtr: seg(0, 0x82, 0n, 0xffff),
+    idtr: seg(0, 0, BigInt(IDT_GPA), PAGE - 1),
+    tr: seg(0x28, 0x8b, BigInt(PERCPU_GPA), PAGE - 1),
+    cr0: 0x8000_0011n,
+    cr3: BigInt(PAGE_DIRECTORY_GPA),
+    cr4: 0x0004_0020n,
+    efer: 0x1d00n,
+    rflags: 0x2n,
+    rip: BigInt(kernelAddress(profile, Routine.BOOT)),
+    rsp: BigInt(STACK_TOP),
+    dr7: 0x400n,
+    dr6: 0xffff0ff0n,
+    gPat: 0x0007040600070406n,
+    xcr0: 0x1n,
+    rdx: BigInt(model.cpuidSignature),
+  };
+
+  return {
+    profile,
+    mode,
+    pages: [...pages.values()].sort((a, b) => a.gpa - b.gpa),
+    initialState,
+    program,
+    ghcbGpa: hasGhcb ? GHCB_GPA : undefined,
+  };
+}

@@ -1,0 +1,295 @@
+/**
+ * The guest kernels, run natively by the emulated CPU (src/machine/native-code.ts). One kernel per guest OS
+ * profile (os-profiles.ts), all from the same routines; the profile decides what the kernel can do.
+ *
+ * Boot. The kernel reads its boot information from private memory — a kernel that cannot set the C-bit (no SEV
+ * support) reads it as ciphertext and stops there. Under SEV-ES an SEV-ES-capable kernel negotiates the GHCB
+ * protocol with SEV_INFO over the GHCB MSR protocol, registers its GHCB GPA when both sides speak version 2, points
+ * the GHCB MSR at its GHCB, and jumps to the program.
+ *
+ * #VC. For each non-automatic exit the handler decodes the faulting instruction, copies into the GHCB exactly the
+ * registers that exit needs (vc-exits.ts) with their valid bits, issues VMGEXIT, and on return checks the
+ * hypervisor's answer, copies the outputs back and skips the instruction. All of its state across the VMGEXIT is in
+ * the exception frame and boot information (private memory) and in registers (the VMSA).
+ *
+ * A kernel without SEV-ES support has no #VC handler: vector 29 reaches its generic exception handler, which stops
+ * the VM with "guest OS … does not support SEV-ES: unhandled #VC on CPUID at RIP …".
+ */
+import { exitCodeRow, SvmExit } from "../../machine/exit-codes.ts";
+import {
+  EXPOSABLE_FIELDS,
+  GHCB_DEFAULT_USAGE,
+  GHCB_PROTOCOL_MAX,
+  GhcbMsr,
+  GhcbResponse,
+  GhcbView,
+  MSR_GHCB,
+  MSR_SEV_STATUS,
+  msrCode,
+  terminationRequest,
+} from "../../machine/ghcb.ts";
+import { decodeInstruction, Op, Reg } from "../../machine/isa.ts";
+import {
+  ExceptionFrame,
+  NATIVE_CODE_BASE,
+  type NativeCpu,
+  type NativeGuestCode,
+  type NativeStep,
+  Vector,
+} from "../../machine/native-code.ts";
+import { BOOT_MAGIC, BootInfo, PERCPU_GPA } from "../layout.ts";
+import { GUEST_OS_PROFILES, type GuestOsProfile } from "../os-profiles.ts";
+import { type VcContext, vcExit } from "./vc-exits.ts";
+
+/** Kernel routines; their addresses are NATIVE_CODE_BASE + profile index · 0x10000 + routine · 0x10. */
+export const Routine = {
+  BOOT: 0,
+  BOOT_SEV_INFO: 1,
+  BOOT_GHCB_REGISTERED: 2,
+  BOOT_DONE: 3,
+  VC_HANDLER: 4,
+  VC_COMPLETE: 5,
+  GENERIC_EXCEPTION: 6,
+  TERMINATED: 7,
+} as const;
+export type RoutineId = (typeof Routine)[keyof typeof Routine];
+
+const PROFILE_STRIDE = 0x1_0000;
+const ROUTINE_STRIDE = 0x10;
+
+/** Guest-virtual address of a kernel routine for a guest OS profile. */
+export function kernelAddress(profile: GuestOsProfile, routine: RoutineId): number {
+  const i = GUEST_OS_PROFILES.findIndex((p) => p.id === profile.id);
+  if (i < 0) throw new RangeError(`unknown guest OS profile ${profile.id}`);
+  return NATIVE_CODE_BASE + i * PROFILE_STRIDE + routine * ROUTINE_STRIDE;
+}
+
+/** Termination reasons (GHCB MSR protocol, §12.4): set 0 general, set 1 Linux-specific. */
+export const Termination = {
+  GENERAL: { set: 0, code: 0 },
+  PROTOCOL_UNSUPPORTED: { set: 0, code: 1 },
+  GHCB_REGISTRATION: { set: 1, code: 0 },
+} as const;
+
+function hex(v: number | bigint): string {
+  return `0x${v.toString(16)}`;
+}
+
+function exitName(code: bigint): string {
+  return exitCodeRow(Number(code))?.name ?? `exit ${hex(code)}`;
+}
+
+/** The kernels of every profile in the table, as the CPU's native code. */
+export class GuestKernels implements NativeGuestCode {
+  run(rip: number, cpu: NativeCpu): NativeStep {
+    const off = rip - NATIVE_CODE_BASE;
+    const profile = GUEST_OS_PROFILES[Math.floor(off / PROFILE_STRIDE)];
+    const routine = (off % PROFILE_STRIDE) / ROUTINE_STRIDE;
+    if (!profile || !Number.isInteger(routine)) {
+      return { kind: "shutdown", message: `kernel: jump into the middle of kernel text at RIP ${hex(rip)}` };
+    }
+    return new KernelStep(profile, cpu).run(routine);
+  }
+}
+
+class KernelStep {
+  constructor(
+    readonly profile: GuestOsProfile,
+    readonly cpu: NativeCpu,
+  ) {}
+
+  #at(routine: RoutineId): number {
+    return kernelAddress(this.profile, routine);
+  }
+
+  #boot(field: number): bigint {
+    return this.cpu.readU64(PERCPU_GPA + 0x100 + field);
+  }
+
+  #setBoot(field: number, v: bigint): void {
+    this.cpu.writeU64(PERCPU_GPA + 0x100 + field, v);
+  }
+
+  #frame(field: number): bigint {
+    return this.cpu.readU64(Number(this.cpu.state.tr.base) + field);
+  }
+
+  /** Asks the hypervisor to end the VM (GHCB MSR protocol termination request), then halts forever. */
+  #terminate(reason: { set: number; code: number }): NativeStep {
+    this.cpu.wrmsr(MSR_GHCB, terminationRequest(reason.set, reason.code));
+    return { kind: "vmgexit", resume: this.#at(Routine.TERMINATED) };
+  }
+
+  run(routine: number): NativeStep {
+    switch (routine) {
+      case Routine.BOOT:
+        return this.#bootEntry();
+      case Routine.BOOT_SEV_INFO:
+        return this.#bootSevInfo();
+      case Routine.BOOT_GHCB_REGISTERED:
+        return this.#bootGhcbRegistered();
+      case Routine.BOOT_DONE:
+        return this.#bootDone();
+      case Routine.VC_HANDLER:
+        return this.#vcHandler();
+      case Routine.VC_COMPLETE:
+        return this.#vcComplete();
+      case Routine.GENERIC_EXCEPTION:
+        return this.#unhandled();
+      case Routine.TERMINATED:
+        return { kind: "hlt", resume: this.#at(Routine.TERMINATED) };
+      default:
+        return { kind: "shutdown", message: `kernel: no routine at offset ${routine}` };
+    }
+  }
+
+  #bootEntry(): NativeStep {
+    const p = this.profile;
+    if (this.#boot(BootInfo.MAGIC) !== BOOT_MAGIC) {
+      const why = this.cpu.sevActive
+        ? `guest OS ${p.name} does not support SEV: its page tables leave the C-bit clear, so it reads its own encrypted memory as ciphertext (boot information unreadable)`
+        : `guest OS ${p.name}: boot information is corrupt`;
+      return { kind: "shutdown", message: why };
+    }
+    const status = this.cpu.rdmsr(MSR_SEV_STATUS);
+    if (status & 2n && p.sevEs) {
+      this.cpu.wrmsr(MSR_GHCB, BigInt(GhcbMsr.SEV_INFO_REQ));
+      return { kind: "vmgexit", resume: this.#at(Routine.BOOT_SEV_INFO) };
+    }
+    return { kind: "jump", rip: this.#at(Routine.BOOT_DONE) };
+  }
+
+  #bootSevInfo(): NativeStep {
+    const v = this.cpu.rdmsr(MSR_GHCB);
+    if (msrCode(v) !== GhcbMsr.SEV_INFO_RESP) return this.#terminate(Termination.GENERAL);
+    const hvMax = Number((v >> 48n) & 0xffffn);
+    const hvMin = Number((v >> 32n) & 0xffffn);
+    const mine = this.profile.ghcbProtocol ?? { min: 1, max: 1 };
+    const version = Math.min(hvMax, mine.max, GHCB_PROTOCOL_MAX);
+    if (version < Math.max(hvMin, mine.min)) return this.#terminate(Termination.PROTOCOL_UNSUPPORTED);
+    this.#setBoot(BootInfo.PROTOCOL, BigInt(version));
+    if (version >= 2) {
+      const gfn = this.#boot(BootInfo.GHCB_GPA) >> 12n;
+      this.cpu.wrmsr(MSR_GHCB, (gfn << 12n) | BigInt(GhcbMsr.REG_GPA_REQ));
+      return { kind: "vmgexit", resume: this.#at(Routine.BOOT_GHCB_REGISTERED) };
+    }
+    return { kind: "jump", rip: this.#at(Routine.BOOT_DONE) };
+  }
+
+  #bootGhcbRegistered(): NativeStep {
+    const v = this.cpu.rdmsr(MSR_GHCB);
+    const gfn = this.#boot(BootInfo.GHCB_GPA) >> 12n;
+    if (msrCode(v) !== GhcbMsr.REG_GPA_RESP || v >> 12n !== gfn) {
+      return this.#terminate(Termination.GHCB_REGISTRATION);
+    }
+    return { kind: "jump", rip: this.#at(Routine.BOOT_DONE) };
+  }
+
+  #bootDone(): NativeStep {
+    if (this.cpu.sevEsActive && this.profile.sevEs) this.cpu.wrmsr(MSR_GHCB, this.#boot(BootInfo.GHCB_GPA));
+    return { kind: "jump", rip: Number(this.#boot(BootInfo.ENTRY)) };
+  }
+
+  /** Decodes the instruction that raised #VC and builds the handler's context. */
+  #vcContext(): { ctx: VcContext; rip: number; length: number; code: bigint } | NativeStep {
+    const rip = Number(this.#frame(ExceptionFrame.RIP));
+    const code = this.#frame(ExceptionFrame.ERROR_CODE);
+    const ins = decodeInstruction(this.cpu.read(rip, 12));
+    if (!ins) {
+      return {
+        kind: "shutdown",
+        message: `kernel: cannot decode the instruction at RIP ${hex(rip)} (#VC ${exitName(code)})`,
+      };
+    }
+    return {
+      ctx: { gpr: this.cpu.gpr, state: this.cpu.state, ins, dr7: this.#boot(BootInfo.DR7) },
+      rip,
+      length: ins.length,
+      code,
+    };
+  }
+
+  /** Returns from the exception to `rip`, restoring RSP and RFLAGS from the frame (IRET). */
+  #iret(rip: number): NativeStep {
+    this.cpu.gpr[Reg.rsp] = this.#frame(ExceptionFrame.RSP);
+    this.cpu.state.rflags = this.#frame(ExceptionFrame.RFLAGS);
+    return { kind: "jump", rip };
+  }
+
+  #vcHandler(): NativeStep {
+    const c = this.#vcContext();
+    if ("kind" in c) return c;
+    const row = vcExit(Number(c.code));
+    if (!row || row.handling === "unsupported") return this.#terminate(Termination.GENERAL);
+    if (row.handling === "local") {
+      row.apply(c.ctx, new GhcbView(new Uint8Array(4096)));
+      return this.#iret(c.rip + c.length);
+    }
+    const ghcbGva = Number(this.#boot(BootInfo.GHCB_GVA));
+    const ghcb = new GhcbView(this.cpu.read(ghcbGva, 4096));
+    ghcb.invalidate();
+    const inputs = row.inputs(c.ctx);
+    for (const f of EXPOSABLE_FIELDS) {
+      const v = inputs[f];
+      if (v !== undefined) ghcb.set(f, v);
+    }
+    ghcb.set("swExitCode", c.code);
+    ghcb.set("swExitInfo1", row.exitInfo1(c.ctx));
+    ghcb.set("swExitInfo2", 0n);
+    ghcb.usage = GHCB_DEFAULT_USAGE;
+    ghcb.protocolVersion = Number(this.#boot(BootInfo.PROTOCOL)) || 1;
+    if (c.code === BigInt(SvmExit.WRITE_DR7)) this.#setBoot(BootInfo.DR7, c.ctx.gpr[c.ctx.ins.a]!);
+    this.cpu.write(ghcbGva, ghcb.bytes);
+    this.cpu.wrmsr(MSR_GHCB, this.#boot(BootInfo.GHCB_GPA));
+    return { kind: "vmgexit", resume: this.#at(Routine.VC_COMPLETE) };
+  }
+
+  #vcComplete(): NativeStep {
+    const c = this.#vcContext();
+    if ("kind" in c) return c;
+    const row = vcExit(Number(c.code));
+    if (!row) return this.#terminate(Termination.GENERAL);
+    const ghcb = new GhcbView(this.cpu.read(Number(this.#boot(BootInfo.GHCB_GVA)), 4096));
+    const response = Number(ghcb.get("swExitInfo1") & 0xffffffffn);
+    if (response === GhcbResponse.ISSUE_EXCEPTION) {
+      const vector = Number(ghcb.get("swExitInfo2") & 0xffn);
+      // Linux's MSR accessors survive #GP ("unchecked MSR access error") and read 0; anything else is fatal.
+      if (vector === Vector.GP && c.code === BigInt(SvmExit.MSR)) {
+        if (c.ctx.ins.opcode === Op.RDMSR) {
+          c.ctx.gpr[Reg.rax] = 0n;
+          c.ctx.gpr[Reg.rdx] = 0n;
+        }
+        return this.#iret(c.rip + c.length);
+      }
+      return {
+        kind: "shutdown",
+        message: `guest OS ${this.profile.name}: the hypervisor injected vector ${vector} for ${exitName(c.code)} at RIP ${hex(c.rip)}`,
+      };
+    }
+    if (response !== GhcbResponse.OK) return this.#terminate(Termination.GENERAL);
+    for (const f of row.outputs(c.ctx)) if (!ghcb.isValid(f)) return this.#terminate(Termination.GENERAL);
+    row.apply(c.ctx, ghcb);
+    return this.#iret(c.rip + c.length);
+  }
+
+  #unhandled(): NativeStep {
+    const vector = Number(this.#frame(ExceptionFrame.VECTOR));
+    const code = this.#frame(ExceptionFrame.ERROR_CODE);
+    const rip = this.#frame(ExceptionFrame.RIP);
+    const name = this.profile.name;
+    if (vector === Vector.VC) {
+      return {
+        kind: "shutdown",
+        message: `guest OS ${name} does not support SEV-ES: unhandled #VC on ${exitName(code)} at RIP ${hex(rip)}`,
+      };
+    }
+    const what = { 6: "#UD (invalid opcode)", 13: "#GP (general protection)", 14: "#PF (page fault)" }[
+      vector
+    ];
+    const extra = vector === Vector.PF ? ` accessing ${hex(this.cpu.state.cr2)}` : "";
+    return {
+      kind: "shutdown",
+      message: `guest OS ${name}: kernel panic: unhandled ${what ?? `exception ${vector}`} at RIP ${hex(rip)}${extra} (error code ${hex(code)})`,
+    };
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * Reference launch of a guest image on one emulated host, in the order KVM/QEMU use (DESIGN.md "Power on an SEV-ES
+ * VM"; sev-interface.md §8): place every guest page in a host frame and map it in the NPT, LAUNCH_START → ACTIVATE →
+ * LAUNCH_UPDATE_DATA of every private page (the firmware encrypts it in place at its system physical address) →
+ * the initial register state: LAUNCH_UPDATE_VMSA for SEV-ES (encrypted, measured, recorded in trusted memory), the
+ * plaintext VMCB save area otherwise → LAUNCH_MEASURE → LAUNCH_FINISH.
+ *
+ * The firmware is reached through `LaunchFirmware`, which the Secure Processor's `SevClient` implements; the
+ * machine layer never imports the firmware.
+ */
+import type { GuestImage } from "../../guest/image.ts";
+import { encodeVmsa } from "../../measure/vmsa.ts";
+import { PAGE_SIZE, type SystemMemory } from "../dram.ts";
+import type { Machine } from "../machine.ts";
+import { NestedPageTable } from "../nested-page-table.ts";
+import { SAVE_AREA_SIZE, Vmcb } from "../vmcb.ts";
+import { HostDevices } from "./devices.ts";
+import type { HostVm } from "./exit-handler.ts";
+
+/** The launch commands, as `SevClient` offers them. */
+export interface LaunchFirmware {
+  launchStart(opts: { policy: number }): { handle: number };
+  activate(handle: number, asid: number): void;
+  launchUpdateData(handle: number, pa: number, length: number): void;
+  launchUpdateVmsa(handle: number, pa: number): void;
+  launchMeasure(handle: number): Uint8Array;
+  launchFinish(handle: number): void;
+}
+
+/** Hands out 4 KiB host frames from a range of system memory the host owns. */
+export class FrameAllocator {
+  #next: number;
+  constructor(
+    base: number,
+    readonly limit: number,
+  ) {
+    if (base % PAGE_SIZE !== 0) throw new RangeError("frame range must start on a page");
+    this.#next = base;
+  }
+  alloc(): number {
+    if (this.#next + PAGE_SIZE > this.limit) throw new RangeError("out of host frames");
+    const f = this.#next;
+    this.#next += PAGE_SIZE;
+    return f;
+  }
+}
+
+/** Guest policy bits used here (sev-interface.md §6): NODBG and ES. */
+export const POLICY_NODBG = 0x1;
+export const POLICY_ES = 0x4;
+
+export interface LaunchedGuest extends HostVm {
+  machine: Machine;
+  asid: number;
+  /** Firmware guest handle (SEV and SEV-ES). */
+  handle: number | undefined;
+  /** MEASURE ‖ MNONCE from LAUNCH_MEASURE (SEV and SEV-ES). */
+  measurement: Uint8Array | undefined;
+  /** GPA → host frame, as first mapped. */
+  frames: Map<number, number>;
+}
+
+/**
+ * Launches `image` and returns the host's handle on it, ready for `machine.vmrun(vm.vmcb)`.
+ *
+ * @param asid from the host's ASID allocator (ES pool for SEV-ES, SEV pool for SEV); any non-SEV ASID for "none"
+ */
+export function launchGuest(opts: {
+  machine: Machine;
+  memory: SystemMemory;
+  image: GuestImage;
+  frames: FrameAllocator;
+  asid: number;
+  firmware?: LaunchFirmware;
+  policy?: number;
+}): LaunchedGuest {
+  const { machine, memory, image, frames, asid } = opts;
+  const mode = image.mode;
+  const fw = mode === "none" ? undefined : opts.firmware;
+  if (mode !== "none" && !fw) throw new RangeError(`an ${mode} launch needs the Secure Processor (firmware)`);
+  const npt = new NestedPageTable();
+  const vmcbPa = frames.alloc();
+  const vmsaPa = mode === "sev-es" ? frames.alloc() : undefined;
+  const vmcb = new Vmcb(vmcbPa, { asid, mode, npt, vmsaPa });
+  memory.write(vmcbPa, new Uint8Array(PAGE_SIZE));
+
+  let handle: number | undefined;
+  if (fw) {
+    const policy = opts.policy ?? (mode === "sev-es" ? POLICY_NODBG | POLICY_ES : POLICY_NODBG);
+    handle = fw.launchStart({ policy }).handle;
+    fw.activate(handle, asid);
+  }
+  const map = new Map<number, number>();
+  for (const p of image.pages) {
+    const hpa = frames.alloc();
+    map.set(p.gpa, hpa);
+    npt.map(p.gpa, hpa);
+    memory.write(hpa, p.data);
+    if (fw && handle !== undefined && p.launchEncrypted) fw.launchUpdateData(handle, hpa, PAGE_SIZE);
+  }
+  const initial = encodeVmsa(image.initialState);
+  if (mode === "sev-es") {
+    memory.write(vmsaPa!, initial);
+    fw!.launchUpdateVmsa(handle!, vmsaPa!);
+  } else {
+    memory.write(vmcb.saveAreaPa, initial.subarray(0, SAVE_AREA_SIZE));
+  }
+  let measurement: Uint8Array | undefined;
+  if (fw && handle !== undefined) {
+    measurement = fw.launchMeasure(handle);
+    fw.launchFinish(handle);
+  }
+  return {
+    machine,
+    memory,
+    vmcb,
+    npt,
+    devices: new HostDevices(machine.model, mode),
+    cBit: machine.model.cBit,
+    registeredGhcb: { gpa: undefined },
+    asid,
+    handle,
+    measurement,
+    frames: map,
+  };
+}
