@@ -28,6 +28,7 @@ import { type AsidPools, asidClass, asidPools, type CpuidLeaf, hostCpuid8000001f
 import { PAGE_SIZE, type SystemMemory } from "./dram.ts";
 import { Execution, type ExitRequest, type Hardware, type MachineObserver } from "./execution.ts";
 import { exitCodeName, VMEXIT_INVALID } from "./exit-codes.ts";
+import { firmwareHandoff, type HandoffPage } from "./firmware-handoff.ts";
 import { MemoryPath } from "./memory-path.ts";
 import type { NativeGuestCode } from "./native-code.ts";
 import type { VmsaIntegrityStore } from "./trusted-memory.ts";
@@ -105,6 +106,19 @@ export class Machine {
         return this.#tsc;
       },
     };
+  }
+
+  /**
+   * The guest firmware's hand-off to the OS, performed by the CPU inside the guest (firmware-handoff.ts): loads
+   * `pages` and sets the BSP's entry state. False when an SEV-ES VMSA fails its integrity check.
+   */
+  firmwareHandoff(vmcb: Vmcb, pages: readonly HandoffPage[], entry: Partial<Vmsa>): boolean {
+    return firmwareHandoff(
+      { memory: this.#c.memory, keySlots: this.#c.keySlots, vmsaIntegrity: this.#c.vmsaIntegrity },
+      vmcb,
+      pages,
+      entry,
+    );
   }
 
   /** CPUID 0x8000001F of this host (EDX = its min_sev_asid). */

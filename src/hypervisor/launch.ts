@@ -1,0 +1,161 @@
+/**
+ * The launch of an encrypted VM as QEMU/KVM do it (sev-interface.md §8.1; DESIGN.md "Power on an SEV-ES VM"):
+ *
+ * LAUNCH_START (policy; the guest owner's GODH and session when given) → ACTIVATE (an ASID of the right pool) →
+ * LAUNCH_UPDATE_DATA over the whole firmware image, mapped just below 4 GiB → the padded kernel-hashes table for a
+ * measured direct boot → for SEV-ES, one LAUNCH_UPDATE_VMSA per vCPU with the reset-state VMSA QEMU builds (BSP,
+ * then APs from the OVMF AP reset block) → LAUNCH_MEASURE.
+ *
+ * So the launch digest is SHA-256(firmware ‖ [hashes table] ‖ [VMSA × n]) — exactly what the guest owner's
+ * `owner measure` computes from the same firmware file with the `qemu` VMM profile and the host's QEMU vCPU model.
+ * ORDINARY VMs skip the firmware; their image is loaded in plaintext.
+ */
+import { sha256 } from "../crypto/hash.ts";
+import { CiphervisorError } from "../errors.ts";
+import { toHex } from "../lib/bytes.ts";
+import type { Generation } from "../machine/cpu-models.ts";
+import { PAGE_SIZE, type SystemMemory } from "../machine/dram.ts";
+import type { NestedPageTable } from "../machine/nested-page-table.ts";
+import { buildKernelHashesTable } from "../measure/kernel-hashes.ts";
+import { type OvmfFooter, parseOvmfFooter, requireSevEsResetEip } from "../measure/ovmf-footer.ts";
+import { vcpuSignatureOf } from "../measure/vcpu-types.ts";
+import { resetVmsaPages } from "../measure/vmsa.ts";
+import type { SevClient } from "../sev/client.ts";
+import { BUILTIN_UEFI_NAME, builtinUefiImage } from "./builtin-uefi.ts";
+import type { FramePool } from "./frames.ts";
+import type { VmSpec } from "./types.ts";
+
+/** The QEMU CPU model a host of each generation presents to its guests (what the SEV-ES VMSA's RDX carries). */
+export const QEMU_VCPU_MODEL: Readonly<Record<Generation, string>> = {
+  naples: "EPYC",
+  rome: "EPYC-Rome",
+  milan: "EPYC-Milan",
+  genoa: "EPYC-Genoa",
+};
+
+/** Top of the 32-bit address space: flash firmware ends here, as on a PC. */
+const FOUR_GIB = 0x1_0000_0000;
+
+export interface FirmwareImage {
+  bytes: Uint8Array;
+  name: string;
+  footer: OvmfFooter;
+  /** Guest-physical address of the first byte. */
+  gpa: number;
+}
+
+/** The firmware a spec boots: its own image or the built-in emulated UEFI, with the footer parsed. */
+export function resolveFirmware(spec: VmSpec): FirmwareImage {
+  if (spec.firmware.kind !== "efi") {
+    throw new CiphervisorError("REQUIREMENT_FAILED", "legacy BIOS firmware cannot be measured by SEV; use EFI");
+  }
+  const bytes = spec.firmware.image ?? builtinUefiImage();
+  const name = spec.firmware.imageName ?? (spec.firmware.image ? "custom" : BUILTIN_UEFI_NAME);
+  const footer = parseOvmfFooter(bytes);
+  const gpa = FOUR_GIB - Math.ceil(bytes.length / PAGE_SIZE) * PAGE_SIZE;
+  return { bytes, name, footer, gpa };
+}
+
+export interface LaunchContext {
+  client: SevClient;
+  memory: SystemMemory;
+  frames: FramePool;
+  npt: NestedPageTable;
+  generation: Generation;
+}
+
+export interface MeasuredLaunch {
+  handle: number;
+  /** VMSA page per vCPU (SEV-ES), in vCPU order. */
+  vmsaPas: number[];
+  /** MEASURE ‖ MNONCE. */
+  measurement: Uint8Array;
+  /** hex of the digest the host submitted (its own record of what it measured). */
+  launchDigest: string;
+  firmware: FirmwareImage;
+}
+
+/** Maps (allocating when needed) the guest page holding `gpa` and returns its frame. */
+export function mapGuestPage(ctx: Pick<LaunchContext, "frames" | "npt">, gpa: number): number {
+  const page = gpa - (gpa % PAGE_SIZE);
+  const e = ctx.npt.lookup(page);
+  if (e) return e.hpa;
+  const hpa = ctx.frames.alloc();
+  ctx.npt.map(page, hpa);
+  return hpa;
+}
+
+/**
+ * Runs LAUNCH_START … LAUNCH_MEASURE for `spec` with `asid`. On any failure the guest context is torn down again
+ * (DEACTIVATE, DECOMMISSION) so the firmware is left as it was, and the error propagates.
+ */
+export function measuredLaunch(ctx: LaunchContext, spec: VmSpec, asid: number, policy: number): MeasuredLaunch {
+  const { client, memory } = ctx;
+  const firmware = resolveFirmware(spec);
+  const es = spec.security === "sev-es";
+  const vmsas = es
+    ? resetVmsaPages({
+        vcpus: spec.vcpus,
+        apResetEip: spec.vcpus > 1 ? requireSevEsResetEip(firmware.footer) : undefined,
+        profile: "qemu",
+        vcpuSignature: vcpuSignatureOf(QEMU_VCPU_MODEL[ctx.generation]),
+      })
+    : [];
+  let hashes: { table: Uint8Array; gpa: number } | undefined;
+  if (spec.directBoot) {
+    const area = firmware.footer.kernelHashesArea;
+    if (!area || area.size < 176) {
+      throw new CiphervisorError(
+        "REQUIREMENT_FAILED",
+        `firmware ${firmware.name} declares no kernel-hashes area: it cannot boot a measured kernel`,
+      );
+    }
+    hashes = {
+      table: buildKernelHashesTable({
+        kernel: spec.directBoot.kernel,
+        initrd: spec.directBoot.initrd,
+        cmdline: spec.directBoot.cmdline,
+      }),
+      gpa: area.base,
+    };
+  }
+
+  const { handle } = client.launchStart({
+    policy,
+    ...(spec.session ? { godhCert: spec.session.godhCert, session: spec.session.session } : {}),
+  });
+  let activated = false;
+  try {
+    client.activate(handle, asid);
+    activated = true;
+    const digest: Uint8Array[] = [];
+    // The firmware image, page by page at its frames; the digest covers only the bytes (§8.1).
+    for (let o = 0; o < firmware.bytes.length; o += PAGE_SIZE) {
+      const chunk = firmware.bytes.subarray(o, Math.min(o + PAGE_SIZE, firmware.bytes.length));
+      const hpa = mapGuestPage(ctx, firmware.gpa + o);
+      memory.write(hpa, chunk);
+      client.launchUpdateData(handle, hpa, chunk.length);
+      digest.push(chunk);
+    }
+    if (hashes) {
+      const hpa = mapGuestPage(ctx, hashes.gpa) + (hashes.gpa % PAGE_SIZE);
+      memory.write(hpa, hashes.table);
+      client.launchUpdateData(handle, hpa, hashes.table.length);
+      digest.push(hashes.table);
+    }
+    const vmsaPas: number[] = [];
+    for (const page of vmsas) {
+      const pa = ctx.frames.alloc();
+      memory.write(pa, page);
+      client.launchUpdateVmsa(handle, pa);
+      vmsaPas.push(pa);
+      digest.push(page);
+    }
+    const measurement = client.launchMeasure(handle);
+    return { handle, vmsaPas, measurement, launchDigest: toHex(sha256(...digest)), firmware };
+  } catch (e) {
+    if (activated) client.deactivate(handle);
+    client.decommission(handle);
+    throw e;
+  }
+}
