@@ -243,6 +243,59 @@ export function runInventoryContract(name: string, backend: ContractBackend): vo
         assert.equal(await inv.vms.count(), 4);
       }));
 
+    it("counts placed VMs per host, mode and power state, and locks hosts by id", () =>
+      withDb(async ({ inventory: inv }) => {
+        const a = await inv.hosts.create({
+          name: "rome-a",
+          cpuGeneration: "rome",
+          sevAsids: 410,
+          esAsids: 99,
+        });
+        const b = await inv.hosts.create({
+          name: "rome-b",
+          cpuGeneration: "rome",
+          sevAsids: 410,
+          esAsids: 4,
+        });
+        await inv.vms.createMany([
+          { name: "u-1", spec },
+          { name: "a-1", spec, hostId: a.id, securityMode: "sev-es", policy: 7, powerState: "running" },
+          { name: "a-2", spec, hostId: a.id, securityMode: "sev-es", policy: 7, powerState: "running" },
+          { name: "a-3", spec, hostId: a.id, securityMode: "sev-es", policy: 7 },
+          { name: "b-1", spec, hostId: b.id, securityMode: "sev", policy: 3, powerState: "paused" },
+          {
+            name: "b-2",
+            spec: { ...spec, devices: [{ kind: "virtio-net" }], attestation: false },
+            hostId: b.id,
+          },
+        ]);
+        const key = (u: { hostId: string; securityMode: string; powerState: string }) =>
+          `${u.hostId === a.id ? "a" : "b"}/${u.securityMode}/${u.powerState}`;
+        const usage = (await inv.vms.usage()).map((u) => `${key(u)}=${u.count}`).sort();
+        assert.deepEqual(usage, ["a/sev-es/off=1", "a/sev-es/running=2", "b/none/off=1", "b/sev/paused=1"]);
+        const onlyB = await inv.vms.usage({ hostIds: [b.id] });
+        assert.equal(
+          onlyB.reduce((n, u) => n + u.count, 0),
+          2,
+        );
+        assert.deepEqual(await inv.vms.usage({ hostIds: [] }), []);
+        assert.deepEqual((await inv.vms.getByName("b-2"))?.spec.devices, [{ kind: "virtio-net" }]);
+        await rejectsWith(
+          inv.vms.create({
+            name: "bad-dev",
+            spec: { ...spec, devices: [{ kind: "floppy" as "virtio-net" }] },
+          }),
+          "INVALID_INPUT",
+        );
+
+        const locked = await inv.transaction((tx) => tx.hosts.lockMany([b.id, "host_missing", a.id]));
+        assert.deepEqual(
+          locked.map((h) => h.id),
+          [a.id, b.id].sort(),
+        );
+        assert.deepEqual(await inv.hosts.lockMany([]), []);
+      }));
+
     it("paginates by cursor in a stable order, unaffected by deletes behind the cursor", () =>
       withDb(async ({ inventory: inv }) => {
         const ids = await createVms(inv, 250);

@@ -34,6 +34,7 @@ import type {
   VmFilter,
   VmPatch,
   VmUpdate,
+  VmUsage,
 } from "./types.ts";
 
 export interface ClusterStore {
@@ -53,6 +54,12 @@ export interface HostStore {
   list(filter?: HostFilter, page?: PageRequest): Promise<Page<Host>>;
   create(host: NewHost): Promise<Host>;
   update(id: string, patch: HostPatch, expectedVersion?: number): Promise<Host>;
+  /**
+   * Reads hosts by id and, on PostgreSQL, row-locks them until the transaction ends (`FOR UPDATE`). Placement
+   * locks the host it reserves a key slot on, so two control-plane nodes never both take its last free ASID.
+   * Missing ids are absent from the result; rows come back in id order (a fixed lock order avoids deadlocks).
+   */
+  lockMany(ids: readonly string[]): Promise<Host[]>;
   /** NOT_FOUND, or CONFLICT while VMs are placed on it. */
   delete(id: string): Promise<void>;
 }
@@ -63,6 +70,11 @@ export interface VmStore {
   /** Stable order by id; pages of up to 5,000. */
   list(filter?: VmFilter, page?: PageRequest): Promise<Page<Vm>>;
   count(filter?: VmFilter): Promise<number>;
+  /**
+   * Placed VMs counted per (host, security mode, power state): what capacity accounting needs in one grouped query
+   * instead of a count per host and pool. Unplaced VMs are not counted.
+   */
+  usage(filter?: { readonly hostIds?: readonly string[] }): Promise<VmUsage[]>;
   create(vm: NewVm): Promise<Vm>;
   /** Batched multi-row insert; returns the new ids in input order. CONFLICT on any duplicate (nothing inserted). */
   createMany(vms: readonly NewVm[]): Promise<string[]>;

@@ -3,6 +3,7 @@
  * their per-item results, API tokens. Enumerations are `as const` tables so validation, the API schemas and the docs
  * all read the same list.
  */
+import type { DeviceKind } from "../../hypervisor/types.ts";
 import type { Generation } from "../../machine/cpu-models.ts";
 import type { JsonObject } from "../json.ts";
 
@@ -151,6 +152,22 @@ export interface HostFilter {
   readonly maintenance?: HostMaintenanceState;
 }
 
+/** Virtual devices a VM can have (the hypervisor's `DeviceKind`); `pci-passthrough` cannot run encrypted. */
+export const DEVICE_KINDS = [
+  "virtio-disk",
+  "virtio-net",
+  "sata-disk",
+  "usb-controller",
+  "pci-passthrough",
+] as const satisfies readonly DeviceKind[];
+
+/** One virtual device of a VM. */
+export type VmDevice = {
+  readonly kind: DeviceKind;
+  /** Informational (a disk size, a host PCI address); never a secret. */
+  readonly detail?: string;
+};
+
 /** What a VM is made of; the compatibility checks read it. Stored as canonical JSON, so it can grow. */
 export type VmSpec = {
   readonly vcpus: number;
@@ -162,6 +179,10 @@ export type VmSpec = {
   readonly hardwareVersion: number;
   readonly machine?: "q35" | "pc";
   readonly secureBoot?: boolean;
+  /** Virtual devices (default: none beyond the boot disk the emulator always has). */
+  readonly devices?: VmDevice[];
+  /** Start paused after LAUNCH_MEASURE so the guest owner can attest (encrypted VMs only). */
+  readonly attestation?: boolean;
 };
 
 export interface Vm {
@@ -208,6 +229,14 @@ export interface VmFilter {
   readonly namePrefix?: string;
   /** Every given label must match exactly. */
   readonly labels?: Readonly<Record<string, string>>;
+}
+
+/** How many placed VMs of one security mode and power state a host has (`VmStore.usage`). */
+export interface VmUsage {
+  readonly hostId: string;
+  readonly securityMode: SecurityMode;
+  readonly powerState: PowerState;
+  readonly count: number;
 }
 
 /** One VM change of a bulk update. */

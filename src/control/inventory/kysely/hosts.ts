@@ -122,6 +122,19 @@ export function hostStore(ctx: StoreContext): HostStore {
       });
       return toHost(row);
     },
+    async lockMany(ids) {
+      if (ids.length === 0) return [];
+      const rows = await guardDb(() => {
+        const q = ctx.db
+          .selectFrom("hosts")
+          .selectAll()
+          .where("id", "in", [...ids])
+          .orderBy("id");
+        // SQLite has no row locks; its IMMEDIATE write transaction already excludes other writers.
+        return ctx.dialect === "postgres" ? q.forUpdate().execute() : q.execute();
+      });
+      return rows.map(toHost);
+    },
     async update(id, patch, expectedVersion) {
       await updateVersioned(ctx, "hosts", id, hostColumns(patch), expectedVersion, "host", {
         unique: `a host named '${patch.name ?? ""}' already exists`,

@@ -4,6 +4,7 @@ import { CiphervisorError } from "../../../errors.ts";
 import { canonicalJson, parseStoredJson } from "../../json.ts";
 import {
   ATTESTATION_STATES,
+  DEVICE_KINDS,
   type NewVm,
   POWER_STATES,
   SECURITY_MODES,
@@ -13,6 +14,8 @@ import {
 } from "../types.ts";
 import { intInRange, oneOf, validName } from "../validate.ts";
 import type { VmTable } from "./schema.ts";
+
+const MAX_DEVICES = 64;
 
 export function toVm(r: Selectable<VmTable>): Vm {
   return {
@@ -39,6 +42,27 @@ function validSpec(s: VmSpec): string {
   oneOf(s.firmware, ["efi", "bios"], "spec.firmware");
   intInRange(s.hardwareVersion, 1, 1000, "spec.hardwareVersion");
   if (s.machine !== undefined) oneOf(s.machine, ["q35", "pc"], "spec.machine");
+  if (s.secureBoot !== undefined && typeof s.secureBoot !== "boolean") {
+    throw new CiphervisorError("INVALID_INPUT", "spec.secureBoot must be a boolean", {
+      details: { field: "spec.secureBoot" },
+    });
+  }
+  if (s.attestation !== undefined && typeof s.attestation !== "boolean") {
+    throw new CiphervisorError("INVALID_INPUT", "spec.attestation must be a boolean", {
+      details: { field: "spec.attestation" },
+    });
+  }
+  if (s.devices !== undefined) {
+    if (!Array.isArray(s.devices) || s.devices.length > MAX_DEVICES) {
+      throw new CiphervisorError("INVALID_INPUT", `spec.devices must be a list of at most ${MAX_DEVICES}`, {
+        details: { field: "spec.devices" },
+      });
+    }
+    s.devices.forEach((d, i) => {
+      oneOf(d.kind, DEVICE_KINDS, `spec.devices.${i}.kind`);
+      if (d.detail !== undefined) validName(d.detail, `spec.devices.${i}.detail`);
+    });
+  }
   return canonicalJson(s);
 }
 

@@ -8,7 +8,8 @@ import { CiphervisorError } from "../../../errors.ts";
 import { newId } from "../../ids.ts";
 import { canonicalJson } from "../../json.ts";
 import type { VmStore } from "../inventory.ts";
-import type { NewVm, Vm, VmFilter, VmUpdate } from "../types.ts";
+import { type NewVm, POWER_STATES, SECURITY_MODES, type Vm, type VmFilter, type VmUpdate } from "../types.ts";
+import { oneOf } from "../validate.ts";
 import { chunks, insertRows } from "./batch.ts";
 import { atomic, isoNow, type StoreContext } from "./context.ts";
 import { type DbErrorContext, guardDb } from "./errors.ts";
@@ -150,6 +151,31 @@ export function vmStore(ctx: StoreContext): VmStore {
           .executeTakeFirstOrThrow(),
       );
       return Number(r.n);
+    },
+    async usage(filter = {}) {
+      if (filter.hostIds !== undefined && filter.hostIds.length === 0) return [];
+      const rows = await guardDb(() => {
+        let q = ctx.db
+          .selectFrom("vms")
+          .select((eb) => ["host_id", "security_mode", "power_state", eb.fn.countAll<number>().as("n")])
+          .where("host_id", "is not", null)
+          .groupBy(["host_id", "security_mode", "power_state"]);
+        if (filter.hostIds !== undefined) {
+          if (filter.hostIds.length > MAX_FILTER_IDS) {
+            throw new CiphervisorError("INVALID_INPUT", `at most ${MAX_FILTER_IDS} host ids per filter`, {
+              details: { field: "hostIds" },
+            });
+          }
+          q = q.where("host_id", "in", [...filter.hostIds]);
+        }
+        return q.execute();
+      });
+      return rows.map((r) => ({
+        hostId: r.host_id ?? "",
+        securityMode: oneOf(r.security_mode, SECURITY_MODES, "securityMode"),
+        powerState: oneOf(r.power_state, POWER_STATES, "powerState"),
+        count: Number(r.n),
+      }));
     },
     async create(vm) {
       const [id] = await createMany([vm]);
