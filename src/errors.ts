@@ -38,7 +38,10 @@ export type ErrorCode =
   | "VMRUN_FAILED"
   | "GUEST_FAULT"
   | "REQUIREMENT_FAILED"
-  | "OPERATION_REFUSED";
+  | "OPERATION_REFUSED"
+  // control plane
+  /** Placement found no host for a VM; `details.candidates` says why for each host (Nova's NoValidHost). */
+  | "NO_VALID_HOST";
 
 export interface ErrorOptions {
   cause?: unknown;

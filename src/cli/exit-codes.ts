@@ -25,6 +25,7 @@ const byCode: Partial<Record<ErrorCode, number>> = {
   OPERATION_REFUSED: ExitCode.REFUSED,
   REQUIREMENT_FAILED: ExitCode.REFUSED,
   ASID_POOL_EXHAUSTED: ExitCode.REFUSED,
+  NO_VALID_HOST: ExitCode.REFUSED,
   INTERRUPTED: ExitCode.INTERRUPTED,
 };
 
