@@ -47,7 +47,10 @@ export interface FirmwareImage {
 /** The firmware a spec boots: its own image or the built-in emulated UEFI, with the footer parsed. */
 export function resolveFirmware(spec: VmSpec): FirmwareImage {
   if (spec.firmware.kind !== "efi") {
-    throw new CiphervisorError("REQUIREMENT_FAILED", "legacy BIOS firmware cannot be measured by SEV; use EFI");
+    throw new CiphervisorError(
+      "REQUIREMENT_FAILED",
+      "legacy BIOS firmware cannot be measured by SEV; use EFI",
+    );
   }
   const bytes = spec.firmware.image ?? builtinUefiImage();
   const name = spec.firmware.imageName ?? (spec.firmware.image ? "custom" : BUILTIN_UEFI_NAME);
@@ -89,7 +92,12 @@ export function mapGuestPage(ctx: Pick<LaunchContext, "frames" | "npt">, gpa: nu
  * Runs LAUNCH_START … LAUNCH_MEASURE for `spec` with `asid`. On any failure the guest context is torn down again
  * (DEACTIVATE, DECOMMISSION) so the firmware is left as it was, and the error propagates.
  */
-export function measuredLaunch(ctx: LaunchContext, spec: VmSpec, asid: number, policy: number): MeasuredLaunch {
+export function measuredLaunch(
+  ctx: LaunchContext,
+  spec: VmSpec,
+  asid: number,
+  policy: number,
+): MeasuredLaunch {
   const { client, memory } = ctx;
   const firmware = resolveFirmware(spec);
   const es = spec.security === "sev-es";

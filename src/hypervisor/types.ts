@@ -58,6 +58,11 @@ export interface VmSpec {
   /** Pause after LAUNCH_MEASURE until the guest owner checks the measurement (and may inject a secret). */
   attestation?: boolean;
   directBoot?: DirectBootSpec;
+  /**
+   * The guest program the OS runs, in the guest ISA's assembly (docs/guest-isa.md). Default: a small workload that
+   * counts in private memory, writes "OK" to the serial port and idles.
+   */
+  program?: string;
 }
 
 export type SevState = "uninitialized" | "initialized" | "working";
@@ -95,7 +100,12 @@ export interface HostCapabilities {
   cpu0Id: string;
 }
 
-export type PowerState = "defined" | "running" | "paused" | "halted" | "crashed" | "stopped";
+/**
+ * defined/stopped: powered off; running: launched (possibly idle); paused: launched and waiting for the guest
+ * owner (attestation); suspended: state saved (ordinary VMs only); crashed: stopped by a guest fault or a refused
+ * VMRUN, with the reason.
+ */
+export type PowerState = "defined" | "running" | "paused" | "suspended" | "crashed" | "stopped";
 
 export interface VmStatus {
   name: string;
@@ -107,8 +117,12 @@ export interface VmStatus {
   policy?: number;
   /** hex SHA-256 of the measured launch (what LAUNCH_MEASURE's MEASURE binds). */
   launchDigest?: string;
-  /** Why the VM stopped, in words a person understands (halt, guest fault, unsupported OS …). */
+  /** Why the VM stopped or idles, in words a person understands (halt, guest fault, unsupported OS …). */
   reason?: string;
+  /** What the guest wrote to its serial console. */
+  console?: string;
+  /** Guest exits handled since power-on. */
+  exits?: number;
 }
 
 export interface StartResult {

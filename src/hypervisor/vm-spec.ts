@@ -36,12 +36,16 @@ export function validateVmSpec(spec: VmSpec): VmSpec {
   if (!Number.isInteger(spec.hardwareVersion) || spec.hardwareVersion < 4 || spec.hardwareVersion > 99) {
     bad("hardwareVersion", `must be 4..99, got ${spec.hardwareVersion}`);
   }
-  if (!SECURITY_MODES.includes(spec.security)) bad("security", `must be none, sev or sev-es, got '${spec.security}'`);
+  if (!SECURITY_MODES.includes(spec.security))
+    bad("security", `must be none, sev or sev-es, got '${spec.security}'`);
   guestOsProfile(spec.guestOs);
   if (spec.firmware.kind === "efi" && spec.firmware.image) {
     const n = spec.firmware.image.length;
     if (n === 0 || n % 16 !== 0 || n > 64 * 1024 * 1024) {
-      bad("firmware.image", `a firmware image must be a non-empty multiple of 16 bytes up to 64 MiB, got ${n}`);
+      bad(
+        "firmware.image",
+        `a firmware image must be a non-empty multiple of 16 bytes up to 64 MiB, got ${n}`,
+      );
     }
   }
   const policy = effectivePolicy(spec);
@@ -54,6 +58,7 @@ export function validateVmSpec(spec: VmSpec): VmSpec {
   }
   if (spec.session && spec.security === "none") bad("session", "an ordinary VM has no launch session");
   if (spec.attestation && spec.security === "none") bad("attestation", "an ordinary VM cannot be attested");
-  if (spec.directBoot && spec.firmware.kind !== "efi") bad("directBoot", "measured direct boot needs EFI firmware");
+  if (spec.directBoot && spec.firmware.kind !== "efi")
+    bad("directBoot", "measured direct boot needs EFI firmware");
   return { ...spec, policy, devices: [...spec.devices] };
 }

@@ -1,0 +1,705 @@
+/**
+ * One emulated EPYC server running ordinary and encrypted VMs side by side — ESXi's role. It composes the machine
+ * (CPU, DRAM, memory controller), the AMD Secure Processor and the VMs, and is the only place those meet:
+ *
+ * - requirement checks run before any firmware call (requirements.ts);
+ * - encrypted VMs launch through the firmware as QEMU/KVM do (launch.ts), then the guest firmware hands off to the
+ *   OS inside the guest (machine/firmware-handoff.ts);
+ * - every operation goes through the one operation table (operation-rules.ts): refused cells change nothing;
+ * - power-off is DEACTIVATE → WBINVD on every core → DF_FLUSH → DECOMMISSION, and the ASID returns to its pool.
+ *
+ * Hypervisor code here reads guest state only as real hardware allows (introspection.ts): the key slots go to the
+ * machine and the firmware, never to this class's own logic.
+ *
+ * @example
+ * ```ts
+ * const host = new Host({ name: "rome-01", generation: "rome", seed: 1 });
+ * host.define({ name: "db", vcpus: 2, memoryMiB: 64, firmware: { kind: "efi" }, hardwareVersion: 19,
+ *   guestOs: "linux-5.19", devices: [], security: "sev-es" });
+ * host.start("db"); // LAUNCH_START … LAUNCH_FINISH, then the guest runs
+ * ```
+ */
+
+import { forkRandom, seededRandom } from "../crypto/random.ts";
+import { CiphervisorError } from "../errors.ts";
+import { assemble } from "../guest/assembler.ts";
+import { buildGuestImage } from "../guest/image.ts";
+import { GuestKernels } from "../guest/kernel/kernel.ts";
+import { guestOsProfile } from "../guest/os-profiles.ts";
+import { toHex } from "../lib/bytes.ts";
+import { type CpuModel, cpuModel, type Generation } from "../machine/cpu-models.ts";
+import { Dram, PAGE_SIZE } from "../machine/dram.ts";
+import { SvmExit } from "../machine/exit-codes.ts";
+import { HostDevices } from "../machine/host/devices.ts";
+import { handleExit } from "../machine/host/exit-handler.ts";
+import { Machine } from "../machine/machine.ts";
+import { NestedPageTable } from "../machine/nested-page-table.ts";
+import { VmsaIntegrityStore } from "../machine/trusted-memory.ts";
+import { SAVE_AREA_SIZE, Vmcb } from "../machine/vmcb.ts";
+import { AsidAllocator } from "../sev/asid-allocator.ts";
+import { SevClient } from "../sev/client.ts";
+import { PolicyBit } from "../sev/policy.ts";
+import { SecureProcessor } from "../sev/secure-processor.ts";
+import { DEFAULT_WORKLOAD } from "./default-workload.ts";
+import { FramePool } from "./frames.ts";
+import { mapGuestPage, measuredLaunch, resolveFirmware } from "./launch.ts";
+import { assertAllowed, type Operation, type SecurityMode } from "./operation-rules.ts";
+import { assertRequirements, type RequirementFinding, requirementFindings } from "./requirements.ts";
+import type {
+  DrainStep,
+  HostCapabilities,
+  PoolReport,
+  PowerState,
+  StartResult,
+  VmSpec,
+  VmStatus,
+} from "./types.ts";
+import { effectivePolicy, validateVmSpec } from "./vm-spec.ts";
+
+const MiB = 1024 * 1024;
+/** Host-reserved memory: the firmware client's scratch (1–2 MiB) and the SEV-ES TMR (2–3 MiB). */
+const SCRATCH = { base: 1 * MiB, size: 1 * MiB };
+const TMR_PA = 2 * MiB;
+const FRAMES_BASE = 4 * MiB;
+/** Exits a VM may take at power-on before the host returns (boot to the first idle point). */
+const BOOT_EXITS = 10_000;
+
+export interface HostConfig {
+  name: string;
+  generation: Generation;
+  seed: string | number;
+  /** BIOS `min_sev_asid`; default from the CPU table. */
+  minSevAsid?: number;
+  /** Host DRAM (sparse; only touched frames cost memory). Default 4096 MiB. */
+  memoryMiB?: number;
+}
+
+/** A launched VM's host-side state. */
+interface Launched {
+  vmcb: Vmcb;
+  npt: NestedPageTable;
+  devices: HostDevices;
+  registeredGhcb: { gpa: bigint | undefined };
+  asid: number;
+  handle: number | undefined;
+  vmsaPas: number[];
+  measurement: Uint8Array | undefined;
+  launchDigest: string | undefined;
+  exits: number;
+}
+
+interface VmRecord {
+  spec: VmSpec;
+  power: PowerState;
+  reason: string | undefined;
+  launched: Launched | undefined;
+  snapshots: { name: string; kind: "disk" | "memory" }[];
+}
+
+function clonePolicyDebugAllowed(spec: VmSpec): boolean {
+  return (effectivePolicy(spec) & PolicyBit.NODBG) === 0;
+}
+
+export class Host {
+  readonly name: string;
+  readonly model: CpuModel;
+  readonly #dram: Dram;
+  readonly #sp: SecureProcessor;
+  readonly #client: SevClient;
+  readonly #asids: AsidAllocator;
+  readonly #machine: Machine;
+  readonly #frames: FramePool;
+  readonly #vms = new Map<string, VmRecord>();
+  /** ASIDs for ordinary VMs come from above the SEV range, as KVM's non-SEV ASIDs do. */
+  #nextPlainAsid: number;
+
+  constructor(config: HostConfig) {
+    this.name = config.name;
+    this.model = cpuModel(config.generation);
+    const memory = (config.memoryMiB ?? 4096) * MiB;
+    this.#dram = new Dram(memory);
+    const integrity = new VmsaIntegrityStore();
+    this.#sp = new SecureProcessor({
+      generation: config.generation,
+      seed: `${config.seed}`,
+      memory: this.#dram,
+      minSevAsid: config.minSevAsid,
+      vmsaIntegrity: integrity,
+    });
+    this.#client = new SevClient(this.#sp, this.#dram, SCRATCH);
+    this.#asids = new AsidAllocator(this.#client);
+    this.#machine = new Machine({
+      model: this.model,
+      minSevAsid: this.#sp.minSevAsid,
+      memory: this.#dram,
+      keySlots: this.#sp.keySlots,
+      vmsaIntegrity: integrity,
+      rng: forkRandom(seededRandom(`host\0${config.seed}`), "cpu"),
+      nativeCode: new GuestKernels(),
+    });
+    this.#frames = new FramePool(FRAMES_BASE, memory);
+    this.#nextPlainAsid = this.model.maxAsid + 1;
+    // The host's SEV driver initializes the platform at boot, with SEV-ES when the part has it (KVM's SEV_INIT).
+    this.#client.init({ es: this.model.sevEs, tmrPa: TMR_PA });
+  }
+
+  // --- reports -------------------------------------------------------------------------------------------------
+
+  capabilities(): HostCapabilities {
+    const st = this.#client.platformStatus();
+    const chain = this.#client.pdhCertExport();
+    const pool = (p: "es" | "sev"): PoolReport => {
+      const u = this.#asids.usage(p);
+      return { first: u.first, last: u.last, size: u.size, used: u.inUse + u.reclaim, free: u.free };
+    };
+    const pools = { sev: pool("sev"), sevEs: pool("es") };
+    const esReason = !this.model.sevEs
+      ? `${this.model.generation} (${this.model.family}) has no SEV-ES; it needs rome or later`
+      : pools.sevEs.size === 0
+        ? `BIOS min_sev_asid = ${this.#sp.minSevAsid} leaves no SEV-ES ASIDs`
+        : undefined;
+    return {
+      name: this.name,
+      generation: this.model.generation,
+      family: this.model.family,
+      sevSupported: true,
+      sevEsSupported: esReason === undefined,
+      ...(esReason ? { sevEsUnavailableReason: esReason } : {}),
+      sevState: st.state === "UNINIT" ? "uninitialized" : st.state === "INIT" ? "initialized" : "working",
+      firmware: { apiMajor: st.apiMajor, apiMinor: st.apiMinor, build: st.build },
+      cBit: this.model.cBit,
+      reducedPhysBits: this.model.reducedPhysBits,
+      minSevAsid: this.#sp.minSevAsid,
+      maxSevGuests: pools.sev.size,
+      maxSevEsGuests: pools.sevEs.size,
+      pools,
+      pdh: Buffer.from(chain.pdh).toString("base64"),
+      certChain: Buffer.from(new Uint8Array([...chain.pek, ...chain.oca, ...chain.cek])).toString("base64"),
+      cpu0Id: toHex(this.#client.getId()),
+    };
+  }
+
+  /** The firmware client, for the guest owner's side of tests and the `sev` commands (certificates, status). */
+  get firmware(): Pick<SevClient, "pdhCertExport" | "getId" | "platformStatus"> {
+    return this.#client;
+  }
+
+  requirementFindings(spec: VmSpec): RequirementFinding[] {
+    const caps = this.capabilities();
+    return requirementFindings({ name: this.name, model: this.model, capabilities: caps }, spec);
+  }
+
+  // --- VM registry ---------------------------------------------------------------------------------------------
+
+  #vm(name: string): VmRecord {
+    const vm = this.#vms.get(name);
+    if (!vm) throw new CiphervisorError("NOT_FOUND", `no VM '${name}' on host ${this.name}`);
+    return vm;
+  }
+
+  define(spec: VmSpec): VmStatus {
+    const valid = validateVmSpec(spec);
+    if (this.#vms.has(valid.name)) {
+      throw new CiphervisorError(
+        "CONFLICT",
+        `a VM named '${valid.name}' already exists on host ${this.name}`,
+      );
+    }
+    // Catch a bad firmware image or guest program now, not at power-on.
+    if (valid.firmware.kind === "efi") resolveFirmware(valid);
+    assemble(valid.program ?? DEFAULT_WORKLOAD);
+    this.#vms.set(valid.name, {
+      spec: valid,
+      power: "defined",
+      reason: undefined,
+      launched: undefined,
+      snapshots: [],
+    });
+    return this.status(valid.name);
+  }
+
+  undefine(name: string): void {
+    const vm = this.#vm(name);
+    if (vm.launched) throw new CiphervisorError("CONFLICT", `VM '${name}' is powered on; power it off first`);
+    this.#vms.delete(name);
+  }
+
+  spec(name: string): VmSpec {
+    const s = this.#vm(name).spec;
+    return { ...s, devices: [...s.devices] };
+  }
+
+  status(name: string): VmStatus {
+    const vm = this.#vm(name);
+    const l = vm.launched;
+    const out: VmStatus = { name, security: vm.spec.security, power: vm.power };
+    if (l && vm.spec.security !== "none") {
+      out.handle = l.handle;
+      out.asid = l.asid;
+      out.policy = effectivePolicy(vm.spec);
+      if (l.launchDigest) out.launchDigest = l.launchDigest;
+    }
+    if (vm.reason) out.reason = vm.reason;
+    if (l) {
+      out.console = l.devices.console;
+      out.exits = l.exits;
+    }
+    return out;
+  }
+
+  list(): VmStatus[] {
+    return [...this.#vms.keys()].sort().map((n) => this.status(n));
+  }
+
+  // --- power -----------------------------------------------------------------------------------------------------
+
+  /**
+   * Powers a VM on. Encrypted VMs: requirement checks, an ASID from the right pool, the measured launch; with
+   * `attestation` the VM stays paused after LAUNCH_MEASURE (the measurement goes to the guest owner) until
+   * `finishLaunch`. Then the guest boots and runs to its first idle point.
+   */
+  start(name: string): StartResult {
+    const vm = this.#vm(name);
+    assertAllowed(name, vm.spec.security, "power-on");
+    if (vm.launched)
+      throw new CiphervisorError("CONFLICT", `VM '${name}' is already powered on (${vm.power})`);
+    const spec = vm.spec;
+    assertRequirements(name, this.requirementFindings(spec));
+    const npt = new NestedPageTable();
+    const plain = spec.security === "none";
+    const asid = plain
+      ? this.#nextPlainAsid++
+      : this.#asids.allocate(spec.security === "sev-es" ? "es" : "sev");
+    const ctx = {
+      client: this.#client,
+      memory: this.#dram,
+      frames: this.#frames,
+      npt,
+      generation: this.model.generation,
+    };
+    let launched: Launched;
+    try {
+      const measured = plain ? undefined : measuredLaunch(ctx, spec, asid, effectivePolicy(spec));
+      if (plain) this.#loadPlainFirmware(spec, npt);
+      const vmcbPa = this.#frames.alloc();
+      this.#dram.write(vmcbPa, new Uint8Array(PAGE_SIZE));
+      const vmcb = new Vmcb(vmcbPa, {
+        asid,
+        mode: spec.security,
+        npt,
+        ...(measured?.vmsaPas[0] !== undefined ? { vmsaPa: measured.vmsaPas[0] } : {}),
+      });
+      launched = {
+        vmcb,
+        npt,
+        devices: new HostDevices(this.model, spec.security),
+        registeredGhcb: { gpa: undefined },
+        asid,
+        handle: measured?.handle,
+        vmsaPas: measured?.vmsaPas ?? [],
+        measurement: measured?.measurement,
+        launchDigest: measured?.launchDigest,
+        exits: 0,
+      };
+    } catch (e) {
+      this.#releaseMemory(npt, []);
+      if (!plain) this.#asids.release(asid, true);
+      throw e;
+    }
+    vm.launched = launched;
+    vm.reason = undefined;
+    if (spec.attestation && launched.handle !== undefined) {
+      vm.power = "paused";
+      vm.reason = "waiting for the guest owner to verify the launch measurement (and inject a secret)";
+      return {
+        status: this.status(name),
+        launchMeasurement: Buffer.from(launched.measurement ?? new Uint8Array()).toString("base64"),
+      };
+    }
+    this.#finish(vm);
+    return { status: this.status(name) };
+  }
+
+  /** The paused launch's MEASURE ‖ MNONCE, base64 (what `virsh domlaunchsecinfo` reports). */
+  launchMeasurement(name: string): string {
+    const vm = this.#vm(name);
+    if (vm.power !== "paused" || !vm.launched?.measurement) {
+      throw new CiphervisorError("CONFLICT", `VM '${name}' is not paused for attestation`);
+    }
+    return Buffer.from(vm.launched.measurement).toString("base64");
+  }
+
+  /**
+   * Completes an attested launch: the guest owner's LAUNCH_SECRET (written into the firmware's secret area), then
+   * LAUNCH_FINISH, and the guest boots. A secret whose MAC does not verify is refused (BAD_MEASUREMENT) and the VM
+   * stays paused.
+   */
+  finishLaunch(name: string, secret?: { header: Uint8Array; payload: Uint8Array }): VmStatus {
+    const vm = this.#vm(name);
+    const l = vm.launched;
+    if (vm.power !== "paused" || !l || l.handle === undefined) {
+      throw new CiphervisorError("CONFLICT", `VM '${name}' is not paused for attestation`);
+    }
+    if (secret) {
+      const area = resolveFirmware(vm.spec).footer.secretArea;
+      if (!area || secret.payload.length > area.size) {
+        throw new CiphervisorError(
+          "INVALID_INPUT",
+          area
+            ? `the secret (${secret.payload.length} bytes) exceeds the firmware's secret area (${area.size} bytes)`
+            : "the firmware declares no secret area",
+        );
+      }
+      const hpa = mapGuestPage({ frames: this.#frames, npt: l.npt }, area.base) + (area.base % PAGE_SIZE);
+      this.#client.launchSecret(l.handle, secret, hpa);
+    }
+    this.#finish(vm);
+    return this.status(name);
+  }
+
+  #finish(vm: VmRecord): void {
+    const l = vm.launched!;
+    if (l.handle !== undefined) this.#client.launchFinish(l.handle);
+    const profile = guestOsProfile(vm.spec.guestOs);
+    const image = buildGuestImage(assemble(vm.spec.program ?? DEFAULT_WORKLOAD), {
+      profile,
+      mode: vm.spec.security,
+      model: this.model,
+    });
+    for (const p of image.pages) mapGuestPage({ frames: this.#frames, npt: l.npt }, p.gpa);
+    const ok = this.#machine.firmwareHandoff(
+      l.vmcb,
+      image.pages.map((p) => ({ gpa: p.gpa, data: p.data, private: p.launchEncrypted })),
+      image.initialState,
+    );
+    vm.power = "running";
+    if (!ok) {
+      vm.power = "crashed";
+      vm.reason = "the guest firmware found its VMSA changed before it ran (integrity check failed)";
+      return;
+    }
+    this.run(vm.spec.name, BOOT_EXITS);
+  }
+
+  /** Loads an ordinary VM's firmware in plaintext (no measurement for ordinary VMs). */
+  #loadPlainFirmware(spec: VmSpec, npt: NestedPageTable): void {
+    if (spec.firmware.kind !== "efi") return;
+    const fw = resolveFirmware(spec);
+    for (let o = 0; o < fw.bytes.length; o += PAGE_SIZE) {
+      const hpa = mapGuestPage({ frames: this.#frames, npt }, fw.gpa + o);
+      this.#dram.write(hpa, fw.bytes.subarray(o, Math.min(o + PAGE_SIZE, fw.bytes.length)));
+    }
+  }
+
+  /**
+   * Runs the guest until it idles (HLT), stops (crash, SHUTDOWN, refused VMRUN) or `maxExits` exits were handled.
+   * A crash is reported with the guest's own last words when it has them.
+   */
+  run(name: string, maxExits = BOOT_EXITS): VmStatus {
+    const vm = this.#vm(name);
+    const l = vm.launched;
+    if (!l || vm.power !== "running") return this.status(name);
+    const hostVm = {
+      memory: this.#dram,
+      vmcb: l.vmcb,
+      npt: l.npt,
+      devices: l.devices,
+      cBit: this.model.cBit,
+      registeredGhcb: l.registeredGhcb,
+    };
+    for (let i = 0; i < maxExits; i++) {
+      const exit = this.#machine.vmrun(l.vmcb);
+      l.exits++;
+      const handled = handleExit(hostVm, exit);
+      if (handled.outcome.action === "stop") {
+        vm.power = "crashed";
+        vm.reason = handled.outcome.reason;
+        break;
+      }
+      if (exit.exitCode === SvmExit.HLT) {
+        vm.reason = "idle: the guest executed HLT and waits for an interrupt";
+        break;
+      }
+    }
+    return this.status(name);
+  }
+
+  /** Power-off: DEACTIVATE → WBINVD (all cores) → DF_FLUSH → DECOMMISSION; the ASID and the frames are returned. */
+  stop(name: string): VmStatus {
+    const vm = this.#vm(name);
+    assertAllowed(name, vm.spec.security, "power-off");
+    const l = vm.launched;
+    if (!l) {
+      vm.power = vm.power === "defined" ? "defined" : "stopped";
+      return this.status(name);
+    }
+    if (l.handle !== undefined) {
+      this.#client.deactivate(l.handle);
+      this.#asids.release(l.asid, true);
+      this.#client.decommission(l.handle);
+    }
+    this.#releaseMemory(l.npt, [l.vmcb.pa, ...l.vmsaPas]);
+    vm.launched = undefined;
+    vm.power = "stopped";
+    vm.reason = undefined;
+    return this.status(name);
+  }
+
+  /** Reset: an SEV-ES VM's register state cannot be reset by the host, so a reset is a full relaunch. */
+  reset(name: string): VmStatus {
+    const vm = this.#vm(name);
+    assertAllowed(name, vm.spec.security, "reset");
+    if (!vm.launched) throw new CiphervisorError("CONFLICT", `VM '${name}' is powered off`);
+    this.stop(name);
+    this.start(name);
+    return this.status(name);
+  }
+
+  #releaseMemory(npt: NestedPageTable, extra: number[]): void {
+    const zero = new Uint8Array(PAGE_SIZE);
+    for (const [, e] of npt.entries()) {
+      this.#dram.write(e.hpa, zero);
+      this.#frames.free(e.hpa);
+    }
+    for (const f of extra) {
+      this.#dram.write(f, zero);
+      this.#frames.free(f);
+    }
+  }
+
+  // --- configuration and table operations --------------------------------------------------------------------------
+
+  /** Changes a powered-off VM's spec (including turning SEV or SEV-ES on or off). */
+  reconfigure(name: string, patch: Partial<Omit<VmSpec, "name">>): VmStatus {
+    const vm = this.#vm(name);
+    if (vm.launched) {
+      assertAllowed(name, vm.spec.security, "hot-add-device");
+      throw new CiphervisorError("CONFLICT", `VM '${name}' must be powered off to be reconfigured`);
+    }
+    const mode: SecurityMode = patch.security ?? vm.spec.security;
+    const policy =
+      patch.policy ?? (patch.security && patch.security !== vm.spec.security ? undefined : vm.spec.policy);
+    const next = validateVmSpec({ ...vm.spec, ...patch, security: mode, policy: policy as number });
+    vm.spec = next;
+    return this.status(name);
+  }
+
+  /**
+   * Any operation of the table by name. Refused cells throw OPERATION_REFUSED and change nothing; allowed ones run.
+   */
+  perform(
+    name: string,
+    operation: Operation,
+    args: { target?: Host; snapshot?: string; clone?: string } = {},
+  ): VmStatus {
+    const vm = this.#vm(name);
+    assertAllowed(name, vm.spec.security, operation, clonePolicyDebugAllowed(vm.spec));
+    switch (operation) {
+      case "power-on":
+        return this.start(name).status;
+      case "power-off":
+        return this.stop(name);
+      case "reset":
+        return this.reset(name);
+      case "reconfigure-powered-off":
+        return this.reconfigure(name, {});
+      case "live-migrate":
+        if (!args.target) throw new CiphervisorError("INVALID_INPUT", "live migration needs a target host");
+        return this.liveMigrate(name, args.target);
+      case "cold-migrate":
+        if (!args.target) throw new CiphervisorError("INVALID_INPUT", "cold migration needs a target host");
+        return this.coldMigrate(name, args.target);
+      case "disk-snapshot":
+      case "memory-snapshot":
+        vm.snapshots.push({
+          name: args.snapshot ?? `snap-${vm.snapshots.length + 1}`,
+          kind: operation === "disk-snapshot" ? "disk" : "memory",
+        });
+        return this.status(name);
+      case "suspend":
+        if (vm.power !== "running") throw new CiphervisorError("CONFLICT", `VM '${name}' is not running`);
+        vm.power = "suspended";
+        return this.status(name);
+      case "resume":
+        if (vm.power !== "suspended") throw new CiphervisorError("CONFLICT", `VM '${name}' is not suspended`);
+        vm.power = "running";
+        return this.status(name);
+      case "hot-add-device":
+        return this.#hotChange(vm, {
+          devices: [...vm.spec.devices, { kind: "virtio-disk", detail: "hot-added" }],
+        });
+      case "hot-add-cpu":
+        return this.#hotChange(vm, { vcpus: vm.spec.vcpus + 1 });
+      case "hot-add-memory":
+        return this.#hotChange(vm, { memoryMiB: vm.spec.memoryMiB * 2 });
+      case "fault-tolerance":
+        if (!vm.launched) throw new CiphervisorError("CONFLICT", `VM '${name}' is not running`);
+        return this.status(name);
+      case "hot-clone":
+      case "instant-clone":
+      case "cold-clone": {
+        if (operation === "cold-clone" && vm.launched) {
+          throw new CiphervisorError("CONFLICT", `VM '${name}' must be powered off for a cold clone`);
+        }
+        const cloneName = args.clone ?? `${name}-clone`;
+        this.define({ ...vm.spec, name: cloneName });
+        return this.status(cloneName);
+      }
+      case "memory-dump":
+        this.memoryDump(name);
+        return this.status(name);
+    }
+  }
+
+  #hotChange(vm: VmRecord, patch: Partial<VmSpec>): VmStatus {
+    if (!vm.launched)
+      throw new CiphervisorError("CONFLICT", `VM '${vm.spec.name}' is not running; reconfigure it instead`);
+    vm.spec = validateVmSpec({ ...vm.spec, ...patch });
+    return this.status(vm.spec.name);
+  }
+
+  /**
+   * The guest's memory in plaintext: read directly for ordinary VMs, through the firmware's DBG_DECRYPT for
+   * encrypted VMs whose policy allows debug (NODBG clear). GPA → bytes.
+   */
+  memoryDump(name: string): Map<number, Uint8Array> {
+    const vm = this.#vm(name);
+    assertAllowed(name, vm.spec.security, "memory-dump", clonePolicyDebugAllowed(vm.spec));
+    const l = vm.launched;
+    if (!l) throw new CiphervisorError("CONFLICT", `VM '${name}' is powered off`);
+    const out = new Map<number, Uint8Array>();
+    const bounce = this.#frames.alloc();
+    try {
+      for (const [gpa, e] of l.npt.entries()) {
+        if (l.handle === undefined) {
+          out.set(gpa, this.#dram.read(e.hpa, PAGE_SIZE));
+        } else {
+          this.#client.dbgDecrypt(l.handle, e.hpa, bounce, PAGE_SIZE);
+          out.set(gpa, this.#dram.read(bounce, PAGE_SIZE));
+        }
+      }
+    } finally {
+      this.#dram.write(bounce, new Uint8Array(PAGE_SIZE));
+      this.#frames.free(bounce);
+    }
+    return out;
+  }
+
+  // --- migration ----------------------------------------------------------------------------------------------------
+
+  /**
+   * vMotion of an ordinary VM: memory is copied while the guest keeps running (a pre-copy round), then the VM is
+   * paused, the pages and the register state are copied again, and it resumes on `target`.
+   */
+  liveMigrate(name: string, target: Host): VmStatus {
+    const vm = this.#vm(name);
+    assertAllowed(name, vm.spec.security, "live-migrate");
+    const l = vm.launched;
+    if (!l || vm.power !== "running") throw new CiphervisorError("CONFLICT", `VM '${name}' is not running`);
+    if (target === this) throw new CiphervisorError("INVALID_INPUT", "the target is the source host");
+    const incoming = target.#receiveLive(vm.spec);
+    const copyPages = () => {
+      for (const [gpa, e] of l.npt.entries()) {
+        const hpa = mapGuestPage({ frames: target.#frames, npt: incoming.npt }, gpa);
+        target.#dram.write(hpa, this.#dram.read(e.hpa, PAGE_SIZE));
+      }
+    };
+    copyPages(); // pre-copy while running
+    this.run(name, 4);
+    copyPages(); // stop-and-copy
+    target.#dram.write(incoming.vmcb.saveAreaPa, this.#dram.read(l.vmcb.saveAreaPa, SAVE_AREA_SIZE));
+    incoming.devices.console = l.devices.console;
+    incoming.exits = l.exits;
+    const moved: VmRecord = {
+      spec: vm.spec,
+      power: "running",
+      reason: vm.reason,
+      launched: incoming,
+      snapshots: vm.snapshots,
+    };
+    target.#vms.set(name, moved);
+    this.stop(name);
+    this.#vms.delete(name);
+    return target.status(name);
+  }
+
+  #receiveLive(spec: VmSpec): Launched {
+    if (this.#vms.has(spec.name)) {
+      throw new CiphervisorError("CONFLICT", `a VM named '${spec.name}' already exists on host ${this.name}`);
+    }
+    const npt = new NestedPageTable();
+    const vmcbPa = this.#frames.alloc();
+    this.#dram.write(vmcbPa, new Uint8Array(PAGE_SIZE));
+    const asid = this.#nextPlainAsid++;
+    return {
+      vmcb: new Vmcb(vmcbPa, { asid, mode: "none", npt }),
+      npt,
+      devices: new HostDevices(this.model, "none"),
+      registeredGhcb: { gpa: undefined },
+      asid,
+      handle: undefined,
+      vmsaPas: [],
+      measurement: undefined,
+      launchDigest: undefined,
+      exits: 0,
+    };
+  }
+
+  /** Cold migration: a powered-off VM's definition moves; its next power-on is a fresh launch on `target`. */
+  coldMigrate(name: string, target: Host): VmStatus {
+    const vm = this.#vm(name);
+    assertAllowed(name, vm.spec.security, "cold-migrate");
+    if (vm.launched)
+      throw new CiphervisorError("CONFLICT", `VM '${name}' is powered on; power it off to cold-migrate`);
+    target.define(vm.spec);
+    this.#vms.delete(name);
+    return target.status(name);
+  }
+
+  /** Per VM, how a maintenance drain moves it. */
+  drainPlan(): DrainStep[] {
+    return this.list().map((s): DrainStep => {
+      const spec = this.#vm(s.name).spec;
+      const on = s.power === "running" || s.power === "paused" || s.power === "suspended";
+      if (!on)
+        return {
+          vm: s.name,
+          security: s.security,
+          power: s.power,
+          path: "nothing-to-do",
+          reason: "powered off",
+        };
+      if (s.security === "none") {
+        return {
+          vm: s.name,
+          security: s.security,
+          power: s.power,
+          path: "live-migrate",
+          reason: "ordinary VM: vMotion",
+        };
+      }
+      return {
+        vm: s.name,
+        security: s.security,
+        power: s.power,
+        path: "restart-elsewhere",
+        reason: `${s.security.toUpperCase()} VMs cannot be live-migrated: shut down and restarted on a host with a free ${s.security === "sev-es" ? "SEV-ES" : "SEV"} ASID`,
+        pool: s.security,
+        needsOwner: Boolean(spec.session || spec.attestation),
+      };
+    });
+  }
+
+  // --- what the hypervisor may look at ------------------------------------------------------------------------
+
+  /** Raw DRAM as stored (ciphertext for private pages), for introspection. */
+  get dram(): Pick<Dram, "read"> {
+    return this.#dram;
+  }
+
+  /** Host-side facts about a launched VM that real hardware exposes to the hypervisor. */
+  hostView(name: string): { npt: NestedPageTable; vmcb: Vmcb; mode: SecurityMode } | undefined {
+    const vm = this.#vm(name);
+    return vm.launched ? { npt: vm.launched.npt, vmcb: vm.launched.vmcb, mode: vm.spec.security } : undefined;
+  }
+}

@@ -1,0 +1,297 @@
+/**
+ * The experiment behind `ciphervisor demo hypervisor-view` (and the register-leak tests, threat-model.md §8 item 1):
+ * boot one emulated VM whose guest loads fresh random canaries into its registers and private memory before each
+ * of N mixed exits, and collect, at every exit, every byte the hypervisor could read — the save area (VMCB, or the
+ * encrypted VMSA under SEV-ES), the GHCB, and at the end all of DRAM as stored.
+ *
+ * The ground truth (which canaries the guest held) comes from the machine's observer, an omniscient test hook that
+ * is never part of the hypervisor's view. Everything here is deterministic from the seed.
+ */
+import { forkRandom, seededRandom } from "../../crypto/random.ts";
+import { assemble } from "../../guest/assembler.ts";
+import { buildGuestImage } from "../../guest/image.ts";
+import { GuestKernels } from "../../guest/kernel/kernel.ts";
+import { guestOsProfile } from "../../guest/os-profiles.ts";
+import { canaryExitsProgram } from "../../guest/programs/canary-exits.ts";
+import { cpuModel, type Generation } from "../../machine/cpu-models.ts";
+import { SvmExit } from "../../machine/exit-codes.ts";
+import { type HandledExit, handleExit } from "../../machine/host/exit-handler.ts";
+import { FrameAllocator, launchGuest } from "../../machine/host/launch.ts";
+import { Machine, type VmExit } from "../../machine/machine.ts";
+import { VmsaIntegrityStore } from "../../machine/trusted-memory.ts";
+import type { SecurityMode } from "../../machine/vmcb.ts";
+import { createEmulatedPlatform, GUEST_BASE } from "../../sev/emulated-platform.ts";
+import { HypervisorView } from "./hypervisor-view.ts";
+
+export interface CanaryExperimentOptions {
+  mode: SecurityMode;
+  /** Exits the guest program takes (each preceded by fresh canaries). */
+  exits: number;
+  seed: string | number;
+  generation?: Generation;
+  guestOs?: string;
+  /** Keep every exit's save area and GHCB in the result (for JSON output); off for long test runs. */
+  retain?: boolean;
+  /** Called at every #VMEXIT with what the hypervisor can read at that moment. */
+  onExit?(view: ExitView): void;
+}
+
+/** One #VMEXIT as the hypervisor sees it. */
+export interface ExitView {
+  index: number;
+  exit: VmExit;
+  /** The save area bytes the hypervisor can read now (VMCB page, or VMSA ciphertext page). */
+  saveArea: Uint8Array;
+  /** The GHCB as the guest left it for this exit (SEV-ES GHCB requests only). */
+  ghcb?: Uint8Array;
+  /** Values of the exposable fields the guest marked valid in that GHCB. */
+  exposed: bigint[];
+  handled: HandledExit;
+}
+
+export interface CanaryExperimentResult {
+  mode: SecurityMode;
+  generation: Generation;
+  guestOs: string;
+  seed: string;
+  /** Canaries the guest held in registers at an exit, and those it stored in private memory. */
+  canaries: { registers: bigint[]; memory: bigint[] };
+  /** Register values the guest itself put in the GHCB with their valid bit. */
+  exposedByGuest: bigint[];
+  /** Retained per-exit views (when `retain`). */
+  saveAreas: Uint8Array[];
+  ghcbs: Uint8Array[];
+  /** All DRAM frames in use at the end, as stored. */
+  memory: { pa: number; bytes: Uint8Array }[];
+  exitCount: number;
+  /** Exit names in order (for people). */
+  exitNames: string[];
+  stopReason: string;
+  /** Register canaries per guest-level exit, with the exit kind, for side-by-side display. */
+  perExit: { kind: string; registers: { reg: string; value: bigint }[] }[];
+}
+
+/**
+ * A set of 64-bit values bucketed by their low 32 bits: V8 hashes BigInts slowly, and the observer sees every
+ * RDRAND result and every register at every exit.
+ */
+class U64Set {
+  readonly #buckets = new Map<number, bigint[]>();
+  readonly #order: bigint[] = [];
+  readonly #scratch = new BigUint64Array(1);
+  readonly #low = new Uint32Array(this.#scratch.buffer, 0, 1);
+
+  #bucket(v: bigint): number {
+    this.#scratch[0] = v;
+    // 30 bits keep the key a small integer (a V8 "Smi"); larger numbers hash slowly.
+    return this.#low[0]! & 0x3fff_ffff;
+  }
+
+  has(v: bigint): boolean {
+    return this.#buckets.get(this.#bucket(v))?.includes(v) ?? false;
+  }
+
+  add(v: bigint): void {
+    const k = this.#bucket(v);
+    const b = this.#buckets.get(k);
+    if (b?.includes(v)) return;
+    if (b) b.push(v);
+    else this.#buckets.set(k, [v]);
+    this.#order.push(v);
+  }
+
+  values(): bigint[] {
+    return [...this.#order];
+  }
+}
+
+const GPR = [
+  "rax",
+  "rcx",
+  "rdx",
+  "rbx",
+  "rsp",
+  "rbp",
+  "rsi",
+  "rdi",
+  "r8",
+  "r9",
+  "r10",
+  "r11",
+  "r12",
+  "r13",
+  "r14",
+  "r15",
+];
+const EXIT_KIND: Record<number, string> = {
+  [SvmExit.CPUID]: "CPUID",
+  [SvmExit.IOIO]: "IO",
+  [SvmExit.MSR]: "MSR",
+  [SvmExit.HLT]: "HLT",
+};
+
+/**
+ * Runs the experiment. Never needs anything outside the process: DRAM, Secure Processor and machine are emulated.
+ *
+ * @example
+ * ```ts
+ * const r = runCanaryExperiment({ mode: "sev-es", exits: 8, seed: 1 });
+ * r.canaries.registers.length; // ≈ 8 × 15
+ * ```
+ */
+export function runCanaryExperiment(opts: CanaryExperimentOptions): CanaryExperimentResult {
+  const generation = opts.generation ?? "milan";
+  const guestOs = opts.guestOs ?? "linux-5.19";
+  const model = cpuModel(generation);
+  const root = seededRandom(`hypervisor-view:${opts.seed}`);
+  const store = new VmsaIntegrityStore();
+  const platform = createEmulatedPlatform({
+    generation,
+    seed: `hypervisor-view:${opts.seed}`,
+    vmsaIntegrity: store,
+    dramSize: 256 * 1024 * 1024,
+  });
+  const rdrand = new U64Set();
+  const registerCanaries = new U64Set();
+  const stored = new U64Set();
+  const perExit: CanaryExperimentResult["perExit"] = [];
+  const machine = new Machine({
+    model,
+    memory: platform.dram,
+    keySlots: platform.sp.keySlots,
+    vmsaIntegrity: store,
+    rng: forkRandom(root, "rdrand"),
+    nativeCode: new GuestKernels(),
+    observer: {
+      onRdrand: (v) => {
+        rdrand.add(v);
+      },
+      onStore: (_gva, size, v) => {
+        if (size === 8 && rdrand.has(v)) stored.add(v);
+      },
+      onIntercept: (code, gpr) => {
+        const regs: { reg: string; value: bigint }[] = [];
+        for (let i = 0; i < 16; i++) {
+          const v = gpr[i]!;
+          if (rdrand.has(v)) {
+            registerCanaries.add(v);
+            regs.push({ reg: GPR[i]!, value: v });
+          }
+        }
+        perExit.push({ kind: EXIT_KIND[code] ?? `exit 0x${code.toString(16)}`, registers: regs });
+      },
+    },
+  });
+  const program = assemble(canaryExitsProgram(opts.exits));
+  const image = buildGuestImage(program, { profile: guestOsProfile(guestOs), mode: opts.mode, model });
+  const asid =
+    opts.mode === "none" ? model.maxAsid + 1 : platform.asids.allocate(opts.mode === "sev-es" ? "es" : "sev");
+  const vm = launchGuest({
+    machine,
+    memory: platform.dram,
+    image,
+    frames: new FrameAllocator(GUEST_BASE, platform.dram.size),
+    asid,
+    firmware: platform.client,
+  });
+  const view = new HypervisorView(platform.dram, vm);
+
+  const saveAreas: Uint8Array[] = [];
+  const ghcbs: Uint8Array[] = [];
+  const exposedByGuest: bigint[] = [];
+  const exitNames: string[] = [];
+  let stopReason = "";
+  // Boot exchanges + one exit per canary round (+ #VC completions are inside those) + power-off, with headroom.
+  const maxExits = opts.exits * 2 + 64;
+  let index = 0;
+  for (; index < maxExits; index++) {
+    const exit = machine.vmrun(vm.vmcb);
+    const ghcbPage = exit.exitCode === SvmExit.VMGEXIT ? view.ghcb()?.bytes : undefined;
+    const saveArea = view.saveArea().bytes;
+    const handled = handleExit(vm, exit);
+    const exposed: bigint[] = [];
+    if (handled.ghcb) for (const f of handled.ghcb.valid) exposed.push(handled.ghcb.seen[f as "rax"]);
+    exposedByGuest.push(...exposed);
+    exitNames.push(exit.name);
+    const ev: ExitView = { index, exit, saveArea, exposed, handled };
+    if (ghcbPage && handled.ghcb) ev.ghcb = ghcbPage;
+    opts.onExit?.(ev);
+    if (opts.retain) {
+      saveAreas.push(saveArea);
+      if (ev.ghcb) ghcbs.push(ev.ghcb);
+    }
+    if (handled.outcome.action === "stop") {
+      stopReason = handled.outcome.reason;
+      index++;
+      break;
+    }
+  }
+  if (!stopReason) stopReason = `still running after ${maxExits} exits`;
+  const memoryCanaries = stored.values().filter((v) => !registerCanaries.has(v));
+  return {
+    mode: opts.mode,
+    generation,
+    guestOs,
+    seed: String(opts.seed),
+    canaries: { registers: registerCanaries.values(), memory: memoryCanaries },
+    exposedByGuest,
+    saveAreas,
+    ghcbs,
+    memory: view.memoryImage(),
+    exitCount: index,
+    exitNames,
+    stopReason,
+    perExit,
+  };
+}
+
+/** Hex of a 64-bit value, 16 digits (the number, most significant digit first). */
+export function hex64(v: bigint): string {
+  return v.toString(16).padStart(16, "0");
+}
+
+function hexBytes(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
+}
+
+/** The JSON document of `demo hypervisor-view --json` (shape fixed by issue 3). */
+export function canaryExperimentJson(r: CanaryExperimentResult): {
+  mode: SecurityMode;
+  canaries: { registers: string[]; memory: string[] };
+  exposedByGuest: string[];
+  hypervisorView: { saveAreas: string[]; ghcb: string[]; memory: string[] };
+} {
+  return {
+    mode: r.mode,
+    canaries: { registers: r.canaries.registers.map(hex64), memory: r.canaries.memory.map(hex64) },
+    exposedByGuest: r.exposedByGuest.map(hex64),
+    hypervisorView: {
+      saveAreas: r.saveAreas.map(hexBytes),
+      ghcb: r.ghcbs.map(hexBytes),
+      memory: r.memory.map((m) => hexBytes(m.bytes)),
+    },
+  };
+}
+
+/**
+ * Where a 64-bit value occurs in `bytes`, at any offset, little- or big-endian (what "searching the hypervisor's
+ * view for a canary" means).
+ */
+export function findValue(bytes: Uint8Array, value: bigint): { offset: number; order: "le" | "be" }[] {
+  const le = new Uint8Array(8);
+  new DataView(le.buffer).setBigUint64(0, value, true);
+  const be = le.slice().reverse();
+  const hits: { offset: number; order: "le" | "be" }[] = [];
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (const [pattern, order] of [
+    [le, "le"],
+    [be, "be"],
+  ] as const) {
+    let at = buf.indexOf(pattern);
+    while (at >= 0) {
+      hits.push({ offset: at, order });
+      at = buf.indexOf(pattern, at + 1);
+    }
+  }
+  return hits;
+}
