@@ -63,6 +63,11 @@ export class Dram implements SystemMemory {
     }
   }
 
+  /** System physical addresses of every frame ever written, ascending (all others read as zero). */
+  frameAddresses(): number[] {
+    return [...this.#frames.keys()].sort((a, b) => a - b).map((f) => f * PAGE_SIZE);
+  }
+
   /** Number of frames ever written (memory footprint of the emulation). */
   get framesInUse(): number {
     return this.#frames.size;

@@ -20,6 +20,10 @@ import {
 } from "./native-code.ts";
 import type { VmcbControl } from "./vmcb.ts";
 
+// Local aliases: tooling may compile imported bindings to getters, which would run on every instruction.
+const O = Op;
+const LEN = LENGTH_OF;
+const EXIT = SvmExit;
 const M64 = (1n << 64n) - 1n;
 const CF = 1n;
 const ZF = 1n << 6n;
@@ -47,6 +51,8 @@ export interface Hardware {
 export interface MachineObserver {
   /** Every RDRAND result, as the guest receives it. */
   onRdrand?(value: bigint): void;
+  /** A guest store of `size` bytes (the value, zero-extended) to guest-virtual `gva`. */
+  onStore?(gva: number, size: number, value: bigint): void;
   /** An intercepted instruction is about to exit or raise #VC: the guest's registers at that moment. */
   onIntercept?(exitCode: number, gpr: ArrayLike<bigint>, rip: number): void;
 }
@@ -129,12 +135,12 @@ export class Execution {
         if (e instanceof NestedPageFault) {
           // The access restarts after the hypervisor fixes the NPT: RIP stays on the faulting instruction.
           this.#rip = before;
-          return this.#finish({ code: SvmExit.NPF, info1: e.errorCode, info2: BigInt(e.gpa), nRip: 0n });
+          return this.#finish({ code: EXIT.NPF, info1: e.errorCode, info2: BigInt(e.gpa), nRip: 0n });
         }
         if (e instanceof TripleFault) {
           this.#rip = before;
           return this.#finish({
-            code: SvmExit.SHUTDOWN,
+            code: EXIT.SHUTDOWN,
             info1: 0n,
             info2: 0n,
             nRip: 0n,
@@ -153,7 +159,7 @@ export class Execution {
       }
     }
     // Nothing else ended the run: the host's timer interrupt does (automatic exit in every mode).
-    return this.#finish({ code: SvmExit.INTR, info1: 0n, info2: 0n, nRip: 0n });
+    return this.#finish({ code: EXIT.INTR, info1: 0n, info2: 0n, nRip: 0n });
   }
 
   #finish(exit: ExitRequest): ExitRequest {
@@ -170,12 +176,12 @@ export class Execution {
       if (e instanceof NestedPageFault) {
         // The instruction re-executes after the hypervisor maps the page and raises the exception again.
         this.#rip = rip;
-        return { code: SvmExit.NPF, info1: e.errorCode, info2: BigInt(e.gpa), nRip: 0n };
+        return { code: EXIT.NPF, info1: e.errorCode, info2: BigInt(e.gpa), nRip: 0n };
       }
       if (e instanceof GuestException || e instanceof GuestPageFault || e instanceof TripleFault) {
         this.#rip = rip;
         return {
-          code: SvmExit.SHUTDOWN,
+          code: EXIT.SHUTDOWN,
           info1: 0n,
           info2: 0n,
           nRip: 0n,
@@ -264,7 +270,7 @@ export class Execution {
   /** Whether RDMSR/WRMSR of `msr` goes to the hypervisor. The GHCB MSR and SEV_STATUS never do under SEV-ES. */
   #msrIntercepted(msr: number): boolean {
     if (this.#sevEs && (msr === MSR_GHCB || msr === MSR_SEV_STATUS)) return false;
-    return this.#intercepted(SvmExit.MSR) && !this.#c.control.msrPassthrough.has(msr);
+    return this.#intercepted(EXIT.MSR) && !this.#c.control.msrPassthrough.has(msr);
   }
 
   #native(): NativeCpu {
@@ -308,16 +314,32 @@ export class Execution {
       case "vmgexit":
         if (!this.#sevEs) throw new TripleFault(`VMGEXIT outside SEV-ES in kernel code at RIP ${hex(rip)}`);
         this.#rip = step.resume;
-        return { code: SvmExit.VMGEXIT, info1: 0n, info2: 0n, nRip: 0n };
+        return { code: EXIT.VMGEXIT, info1: 0n, info2: 0n, nRip: 0n };
       case "hlt":
-        if (!this.#intercepted(SvmExit.HLT)) {
+        if (!this.#intercepted(EXIT.HLT)) {
           this.#rip = step.resume;
-          return { code: SvmExit.INTR, info1: 0n, info2: 0n, nRip: 0n };
+          return { code: EXIT.INTR, info1: 0n, info2: 0n, nRip: 0n };
         }
-        return this.#intercept(SvmExit.HLT, 0n, 0n, step.resume);
+        return this.#intercept(EXIT.HLT, 0n, 0n, step.resume);
       case "shutdown":
-        return { code: SvmExit.SHUTDOWN, info1: 0n, info2: 0n, nRip: 0n, guestMessage: step.message };
+        return { code: EXIT.SHUTDOWN, info1: 0n, info2: 0n, nRip: 0n, guestMessage: step.message };
     }
+  }
+
+  /** Register operand access; slots above 15 (other than "none") are an invalid encoding: #UD. */
+  readonly #reg = (r: number): bigint => {
+    if (r > 15) throw new GuestException(Vector.UD, 0n);
+    return this.#c.gpr[r]!;
+  };
+
+  readonly #setReg = (r: number, v: bigint): void => {
+    if (r > 15) throw new GuestException(Vector.UD, 0n);
+    this.#c.gpr[r] = v & M64;
+  };
+
+  /** The effective address [b + imm] (b = NO_REG: absolute). */
+  #addr(b: number, imm: bigint): number {
+    return Number(((b === NO_REG ? 0n : this.#reg(b)) + imm) & M64);
   }
 
   /** Executes one ISA instruction. */
@@ -329,7 +351,7 @@ export class Execution {
     let { data, view } = c.mem.fetchPage(rip);
     let at = off;
     const op = data[off]!;
-    const len = LENGTH_OF[op]!;
+    const len = LEN[op]!;
     if (len === 0) throw new GuestException(Vector.UD, 0n);
     if (off + len > PAGE) {
       // An instruction straddling two pages: fetch both halves (each a private fetch).
@@ -346,15 +368,8 @@ export class Execution {
     const sz = data[at + 3]!;
     const imm = len === LONG ? view.getBigUint64(at + 4, true) : 0n;
     const next = rip + len;
-    const reg = (r: number): bigint => {
-      if (r > 15) throw new GuestException(Vector.UD, 0n);
-      return gpr[r]!;
-    };
-    const setReg = (r: number, v: bigint): void => {
-      if (r > 15) throw new GuestException(Vector.UD, 0n);
-      gpr[r] = v & M64;
-    };
-    const addr = (): number => Number(((b === NO_REG ? 0n : reg(b)) + imm) & M64);
+    const reg = this.#reg;
+    const setReg = this.#setReg;
 
     if (op >= ALU_RR_BASE && op < ALU_RR_BASE + 9) {
       this.#alu(op - ALU_RR_BASE, a, reg(b), setReg, reg);
@@ -367,95 +382,96 @@ export class Execution {
       return undefined;
     }
     switch (op) {
-      case Op.NOP:
+      case O.NOP:
         break;
-      case Op.MOV:
+      case O.MOV:
         setReg(a, reg(b));
         break;
-      case Op.MOVI:
+      case O.MOVI:
         setReg(a, imm);
         break;
-      case Op.LOAD:
+      case O.LOAD:
         if (sz !== 1 && sz !== 2 && sz !== 4 && sz !== 8) throw new GuestException(Vector.UD, 0n);
-        setReg(a, sz === 8 ? c.mem.readU64(addr()) : c.mem.readSized(addr(), sz));
+        setReg(a, sz === 8 ? c.mem.readU64(this.#addr(b, imm)) : c.mem.readSized(this.#addr(b, imm), sz));
         break;
-      case Op.STORE:
+      case O.STORE:
         if (sz !== 1 && sz !== 2 && sz !== 4 && sz !== 8) throw new GuestException(Vector.UD, 0n);
-        if (sz === 8) c.mem.writeU64(addr(), reg(a));
-        else c.mem.writeSized(addr(), sz, reg(a));
+        if (sz === 8) c.mem.writeU64(this.#addr(b, imm), reg(a));
+        else c.mem.writeSized(this.#addr(b, imm), sz, reg(a));
+        c.observer?.onStore?.(this.#addr(b, imm), sz, reg(a) & ((1n << BigInt(8 * sz)) - 1n));
         break;
-      case Op.PUSH: {
+      case O.PUSH: {
         const sp = (gpr[Reg.rsp]! - 8n) & M64;
         c.mem.writeU64(Number(sp), reg(a));
         gpr[Reg.rsp] = sp;
         break;
       }
-      case Op.POP: {
+      case O.POP: {
         const v = c.mem.readU64(Number(gpr[Reg.rsp]!));
         gpr[Reg.rsp] = (gpr[Reg.rsp]! + 8n) & M64;
         setReg(a, v);
         break;
       }
-      case Op.CALL: {
+      case O.CALL: {
         const sp = (gpr[Reg.rsp]! - 8n) & M64;
         c.mem.writeU64(Number(sp), BigInt(next));
         gpr[Reg.rsp] = sp;
         this.#rip = Number(imm);
         return undefined;
       }
-      case Op.RET: {
+      case O.RET: {
         const target = c.mem.readU64(Number(gpr[Reg.rsp]!));
         gpr[Reg.rsp] = (gpr[Reg.rsp]! + 8n) & M64;
         this.#rip = Number(target);
         return undefined;
       }
-      case Op.JMP:
+      case O.JMP:
         this.#rip = Number(imm);
         return undefined;
-      case Op.JMPR:
+      case O.JMPR:
         this.#rip = Number(reg(a));
         return undefined;
-      case Op.JZ:
-      case Op.JNZ:
-      case Op.JB:
-      case Op.JAE: {
+      case O.JZ:
+      case O.JNZ:
+      case O.JB:
+      case O.JAE: {
         const f = this.#flags;
         const taken =
-          op === Op.JZ
+          op === O.JZ
             ? (f & ZF) !== 0n
-            : op === Op.JNZ
+            : op === O.JNZ
               ? (f & ZF) === 0n
-              : op === Op.JB
+              : op === O.JB
                 ? (f & CF) !== 0n
                 : (f & CF) === 0n;
         this.#rip = taken ? Number(imm) : next;
         return undefined;
       }
-      case Op.RDRAND: {
+      case O.RDRAND: {
         const v = c.hw.rdrand();
         c.observer?.onRdrand?.(v);
         setReg(a, v);
         break;
       }
-      case Op.UD2:
+      case O.UD2:
         throw new GuestException(Vector.UD, 0n);
-      case Op.HLT:
-        if (this.#intercepted(SvmExit.HLT)) return this.#intercept(SvmExit.HLT, 0n, 0n, next);
+      case O.HLT:
+        if (this.#intercepted(EXIT.HLT)) return this.#intercept(EXIT.HLT, 0n, 0n, next);
         // Not intercepted: the vCPU sleeps until the host's next interrupt.
         this.#rip = next;
-        return { code: SvmExit.INTR, info1: 0n, info2: 0n, nRip: 0n };
-      case Op.PAUSE:
-        if (this.#intercepted(SvmExit.PAUSE)) return this.#intercept(SvmExit.PAUSE, 0n, 0n, next);
+        return { code: EXIT.INTR, info1: 0n, info2: 0n, nRip: 0n };
+      case O.PAUSE:
+        if (this.#intercepted(EXIT.PAUSE)) return this.#intercept(EXIT.PAUSE, 0n, 0n, next);
         break;
-      case Op.VMGEXIT:
+      case O.VMGEXIT:
         if (this.#sevEs) {
-          c.observer?.onIntercept?.(SvmExit.VMGEXIT, gpr, rip);
+          c.observer?.onIntercept?.(EXIT.VMGEXIT, gpr, rip);
           this.#rip = next;
-          return { code: SvmExit.VMGEXIT, info1: 0n, info2: 0n, nRip: 0n };
+          return { code: EXIT.VMGEXIT, info1: 0n, info2: 0n, nRip: 0n };
         }
         // Outside SEV-ES, VMGEXIT (`rep vmmcall`) is VMMCALL.
         return this.#vmmcall(next);
-      case Op.VMMCALL:
+      case O.VMMCALL:
         return this.#vmmcall(next);
       default: {
         const exit = this.#system(op, a, b, sz, imm, next, reg, setReg);
@@ -467,7 +483,7 @@ export class Execution {
   }
 
   #vmmcall(next: number): ExitRequest | undefined {
-    if (this.#intercepted(SvmExit.VMMCALL)) return this.#intercept(SvmExit.VMMCALL, 0n, 0n, next);
+    if (this.#intercepted(EXIT.VMMCALL)) return this.#intercept(EXIT.VMMCALL, 0n, 0n, next);
     throw new GuestException(Vector.UD, 0n);
   }
 
@@ -488,8 +504,8 @@ export class Execution {
     const simple = (code: number): ExitRequest | undefined | "skip" =>
       this.#intercepted(code) ? this.#intercept(code, 0n, 0n, next) : "skip";
     switch (op) {
-      case Op.CPUID: {
-        const r = simple(SvmExit.CPUID);
+      case O.CPUID: {
+        const r = simple(EXIT.CPUID);
         if (r !== "skip") return r;
         const v = c.hw.cpuid(Number(lo32(gpr[Reg.rax]!)), Number(lo32(gpr[Reg.rcx]!)));
         gpr[Reg.rax] = BigInt(v.eax >>> 0);
@@ -498,23 +514,23 @@ export class Execution {
         gpr[Reg.rdx] = BigInt(v.edx >>> 0);
         return "done";
       }
-      case Op.IN:
-      case Op.OUT: {
+      case O.IN:
+      case O.OUT: {
         if (sz !== 1 && sz !== 2 && sz !== 4) throw new GuestException(Vector.UD, 0n);
         const port = Number((a === Reg.rdx ? gpr[Reg.rdx]! : imm) & 0xffffn);
-        const isIn = op === Op.IN;
-        if (this.#intercepted(SvmExit.IOIO)) {
-          return this.#intercept(SvmExit.IOIO, ioioExitInfo(port, sz, isIn), BigInt(next), next);
+        const isIn = op === O.IN;
+        if (this.#intercepted(EXIT.IOIO)) {
+          return this.#intercept(EXIT.IOIO, ioioExitInfo(port, sz, isIn), BigInt(next), next);
         }
         // No device answers an unintercepted port: reads float high, writes vanish.
         if (isIn) gpr[Reg.rax] = mergeIn(gpr[Reg.rax]!, sz, (1n << BigInt(8 * sz)) - 1n);
         return "done";
       }
-      case Op.RDMSR:
-      case Op.WRMSR: {
+      case O.RDMSR:
+      case O.WRMSR: {
         const msr = Number(lo32(gpr[Reg.rcx]!));
-        const write = op === Op.WRMSR;
-        if (this.#msrIntercepted(msr)) return this.#intercept(SvmExit.MSR, write ? 1n : 0n, 0n, next);
+        const write = op === O.WRMSR;
+        if (this.#msrIntercepted(msr)) return this.#intercept(EXIT.MSR, write ? 1n : 0n, 0n, next);
         if (write) {
           this.#hwWrmsr(msr, (lo32(gpr[Reg.rdx]!) << 32n) | lo32(gpr[Reg.rax]!));
         } else {
@@ -524,46 +540,46 @@ export class Execution {
         }
         return "done";
       }
-      case Op.RDTSC:
-      case Op.RDTSCP: {
-        const code = op === Op.RDTSC ? SvmExit.RDTSC : SvmExit.RDTSCP;
+      case O.RDTSC:
+      case O.RDTSCP: {
+        const code = op === O.RDTSC ? EXIT.RDTSC : EXIT.RDTSCP;
         const r = simple(code);
         if (r !== "skip") return r;
         const t = c.hw.tsc();
         gpr[Reg.rax] = lo32(t);
         gpr[Reg.rdx] = t >> 32n;
-        if (op === Op.RDTSCP) gpr[Reg.rcx] = BigInt(c.state.tscAux >>> 0);
+        if (op === O.RDTSCP) gpr[Reg.rcx] = BigInt(c.state.tscAux >>> 0);
         return "done";
       }
-      case Op.RDPMC: {
-        const r = simple(SvmExit.RDPMC);
+      case O.RDPMC: {
+        const r = simple(EXIT.RDPMC);
         if (r !== "skip") return r;
         gpr[Reg.rax] = 0n;
         gpr[Reg.rdx] = 0n;
         return "done";
       }
-      case Op.WBINVD:
-      case Op.INVD:
-      case Op.MONITOR:
-      case Op.MWAIT: {
+      case O.WBINVD:
+      case O.INVD:
+      case O.MONITOR:
+      case O.MWAIT: {
         const code =
-          op === Op.WBINVD
-            ? SvmExit.WBINVD
-            : op === Op.INVD
-              ? SvmExit.INVD
-              : op === Op.MONITOR
-                ? SvmExit.MONITOR
-                : SvmExit.MWAIT;
+          op === O.WBINVD
+            ? EXIT.WBINVD
+            : op === O.INVD
+              ? EXIT.INVD
+              : op === O.MONITOR
+                ? EXIT.MONITOR
+                : EXIT.MWAIT;
         const r = simple(code);
         return r === "skip" ? "done" : r;
       }
-      case Op.MOV_TO_DR7: {
-        if (this.#intercepted(SvmExit.WRITE_DR7)) return this.#intercept(SvmExit.WRITE_DR7, 0n, 0n, next);
+      case O.MOV_TO_DR7: {
+        if (this.#intercepted(EXIT.WRITE_DR7)) return this.#intercept(EXIT.WRITE_DR7, 0n, 0n, next);
         c.state.dr7 = reg(a);
         return "done";
       }
-      case Op.MOV_FROM_DR7: {
-        if (this.#intercepted(SvmExit.READ_DR7)) return this.#intercept(SvmExit.READ_DR7, 0n, 0n, next);
+      case O.MOV_FROM_DR7: {
+        if (this.#intercepted(EXIT.READ_DR7)) return this.#intercept(EXIT.READ_DR7, 0n, 0n, next);
         setReg(a, c.state.dr7);
         return "done";
       }

@@ -98,9 +98,18 @@ export class Machine {
     this.model = config.model;
     this.minSevAsid = checkMinSevAsid(config.model, config.minSevAsid ?? config.model.defaultMinSevAsid);
     this.#c = config;
+    // RDRAND draws from the injected source in blocks (one AES-CTR call per 512 values, same stream).
+    let pool: BigUint64Array = new BigUint64Array(0);
+    let next = 0;
     this.#hw = {
       cpuid: (leaf) => this.#cpuid(leaf),
-      rdrand: () => new DataView(config.rng.bytes(8).buffer).getBigUint64(0, true),
+      rdrand: () => {
+        if (next >= pool.length) {
+          pool = new BigUint64Array(config.rng.bytes(4096).slice().buffer);
+          next = 0;
+        }
+        return pool[next++]!;
+      },
       tsc: () => {
         this.#tsc += 1009n;
         return this.#tsc;

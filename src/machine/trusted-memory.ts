@@ -9,14 +9,12 @@
  *
  * The exact hardware mechanism is [unconfirmed]: AMD's firmware keeps "a CRC of each VMSA" in a trusted region whose
  * size "must match uCode" (amd/AMD-ASPFW `sev_es.h`, `crc32_pool`), which implies a microcode check at VMRUN. A CRC is
- * linear and could in principle be forged; this model uses SHA-256 instead so that no test outcome depends on a
- * collision. Should the real check prove weaker, this is the one class to change.
+ * linear and could in principle be forged; this model keeps the whole ciphertext page as its check value (an ideal
+ * digest: no collision can ever decide a test). Should the real check prove weaker, this is the one class to change.
  *
  * The class has no method that returns a record, so nothing outside the machine and the firmware can learn or
  * rewrite one; the hypervisor layer is never handed this object.
  */
-import { createHash } from "node:crypto";
-
 /** The VMSA is exactly one 4 KiB page. */
 const VMSA_BYTES = 4096;
 
@@ -25,7 +23,8 @@ function key(asid: number, vmsaPa: number): string {
 }
 
 /**
- * Per (ASID, VMSA system physical address): the digest of the VMSA ciphertext the firmware or the CPU last wrote.
+ * Per (ASID, VMSA system physical address): the check value of the VMSA ciphertext the firmware or the CPU last
+ * wrote.
  * Implements the Secure Processor's `VmsaIntegrityRecorder` (`record`).
  *
  * @example
@@ -38,21 +37,10 @@ function key(asid: number, vmsaPa: number): string {
 export class VmsaIntegrityStore {
   readonly #records = new Map<string, Buffer>();
 
-  /** The check value of one VMSA ciphertext page. */
-  static digest(ciphertext: Uint8Array): Buffer {
-    return createHash("sha256").update(ciphertext).digest();
-  }
-
   /** Records the ciphertext now stored at `vmsaPa` for `asid` (firmware at launch, CPU at every #VMEXIT). */
   record(asid: number, vmsaPa: number, ciphertext: Uint8Array): void {
     if (ciphertext.length !== VMSA_BYTES) throw new RangeError(`a VMSA is ${VMSA_BYTES} bytes`);
-    this.#records.set(key(asid, vmsaPa), VmsaIntegrityStore.digest(ciphertext));
-  }
-
-  /** Records a digest computed elsewhere (`VmsaIntegrityStore.digest`). */
-  recordDigest(asid: number, vmsaPa: number, digest: Uint8Array): void {
-    if (digest.length !== 32) throw new RangeError("a VMSA digest is 32 bytes");
-    this.#records.set(key(asid, vmsaPa), Buffer.from(digest));
+    this.#records.set(key(asid, vmsaPa), Buffer.from(ciphertext));
   }
 
   /** Whether a VMSA was ever recorded at this address for this ASID. */
@@ -64,7 +52,7 @@ export class VmsaIntegrityStore {
   check(asid: number, vmsaPa: number, ciphertext: Uint8Array): boolean {
     const want = this.#records.get(key(asid, vmsaPa));
     if (!want || ciphertext.length !== VMSA_BYTES) return false;
-    return VmsaIntegrityStore.digest(ciphertext).equals(want);
+    return want.equals(ciphertext);
   }
 
   /** Drops every record of an ASID (DECOMMISSION, or the ASID's key slot being cleared). */
