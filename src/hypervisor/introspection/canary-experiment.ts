@@ -19,6 +19,7 @@ import { type HandledExit, handleExit } from "../../machine/host/exit-handler.ts
 import { FrameAllocator, launchGuest } from "../../machine/host/launch.ts";
 import { Machine, type VmExit } from "../../machine/machine.ts";
 import { VmsaIntegrityStore } from "../../machine/trusted-memory.ts";
+import { VMSA_LAYOUT } from "../../measure/vmsa.ts";
 import type { SecurityMode } from "../../machine/vmcb.ts";
 import { createEmulatedPlatform, GUEST_BASE } from "../../sev/emulated-platform.ts";
 import { HypervisorView } from "./hypervisor-view.ts";
@@ -67,8 +68,28 @@ export interface CanaryExperimentResult {
   /** Exit names in order (for people). */
   exitNames: string[];
   stopReason: string;
-  /** Register canaries per guest-level exit, with the exit kind, for side-by-side display. */
-  perExit: { kind: string; registers: { reg: string; value: bigint }[] }[];
+  /** Per guest-level exit: the canaries it held, side by side with what the hypervisor read (first 64 exits). */
+  perExit: GuestExitRecord[];
+  /** Memory canaries found anywhere in the final DRAM image (at any offset, either byte order). */
+  memoryCanariesVisible: bigint[];
+}
+
+/** A register canary and what the hypervisor could read for it at that exit. */
+export interface RegisterSighting {
+  reg: string;
+  value: bigint;
+  /** The 8 bytes at this register's offset in the save area the hypervisor reads (plaintext or ciphertext). */
+  saveAreaReads: bigint;
+  /** Where the hypervisor can find the value at that exit, if anywhere: e.g. "save area +0x318", "GHCB +0x308". */
+  foundAt: string | undefined;
+}
+
+export interface GuestExitRecord {
+  /** CPUID, IO, MSR, HLT. */
+  kind: string;
+  /** Index of the #VMEXIT this guest exit produced. */
+  exitIndex: number;
+  registers: RegisterSighting[];
 }
 
 /**
@@ -104,6 +125,9 @@ class U64Set {
     return [...this.#order];
   }
 }
+
+/** Guest exits recorded side by side (the rest only count). */
+const SIDE_BY_SIDE_LIMIT = 64;
 
 const GPR = [
   "rax",
@@ -154,7 +178,9 @@ export function runCanaryExperiment(opts: CanaryExperimentOptions): CanaryExperi
   const rdrand = new U64Set();
   const registerCanaries = new U64Set();
   const stored = new U64Set();
-  const perExit: CanaryExperimentResult["perExit"] = [];
+  const perExit: GuestExitRecord[] = [];
+  // Index of the VMRUN in progress: an intercept the guest hits now surfaces as #VMEXIT number `index`.
+  let index = 0;
   const machine = new Machine({
     model,
     memory: platform.dram,
@@ -170,15 +196,19 @@ export function runCanaryExperiment(opts: CanaryExperimentOptions): CanaryExperi
         if (size === 8 && rdrand.has(v)) stored.add(v);
       },
       onIntercept: (code, gpr) => {
-        const regs: { reg: string; value: bigint }[] = [];
+        const regs: RegisterSighting[] = [];
         for (let i = 0; i < 16; i++) {
           const v = gpr[i]!;
           if (rdrand.has(v)) {
             registerCanaries.add(v);
-            regs.push({ reg: GPR[i]!, value: v });
+            if (perExit.length < SIDE_BY_SIDE_LIMIT) {
+              regs.push({ reg: GPR[i]!, value: v, saveAreaReads: 0n, foundAt: undefined });
+            }
           }
         }
-        perExit.push({ kind: EXIT_KIND[code] ?? `exit 0x${code.toString(16)}`, registers: regs });
+        if (perExit.length < SIDE_BY_SIDE_LIMIT) {
+          perExit.push({ kind: EXIT_KIND[code] ?? `exit 0x${code.toString(16)}`, exitIndex: index, registers: regs });
+        }
       },
     },
   });
@@ -203,7 +233,6 @@ export function runCanaryExperiment(opts: CanaryExperimentOptions): CanaryExperi
   let stopReason = "";
   // Boot exchanges + one exit per canary round (+ #VC completions are inside those) + power-off, with headroom.
   const maxExits = opts.exits * 2 + 64;
-  let index = 0;
   for (; index < maxExits; index++) {
     const exit = machine.vmrun(vm.vmcb);
     const ghcbPage = exit.exitCode === SvmExit.VMGEXIT ? view.ghcb()?.bytes : undefined;
@@ -216,6 +245,9 @@ export function runCanaryExperiment(opts: CanaryExperimentOptions): CanaryExperi
     const ev: ExitView = { index, exit, saveArea, exposed, handled };
     if (ghcbPage && handled.ghcb) ev.ghcb = ghcbPage;
     opts.onExit?.(ev);
+    for (let k = perExit.length - 1; k >= 0 && perExit[k]!.exitIndex === index; k--) {
+      sightings(perExit[k]!, saveArea, view.saveArea().kind === "vmcb" ? 0x400 : 0, ev.ghcb);
+    }
     if (opts.retain) {
       saveAreas.push(saveArea);
       if (ev.ghcb) ghcbs.push(ev.ghcb);
@@ -228,6 +260,13 @@ export function runCanaryExperiment(opts: CanaryExperimentOptions): CanaryExperi
   }
   if (!stopReason) stopReason = `still running after ${maxExits} exits`;
   const memoryCanaries = stored.values().filter((v) => !registerCanaries.has(v));
+  const memory = view.memoryImage();
+  const windows = new U64Set();
+  for (const m of memory) {
+    const dv = new DataView(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength);
+    for (let o = 0; o + 8 <= m.bytes.length; o++) windows.add(dv.getBigUint64(o, true));
+  }
+  const memoryCanariesVisible = memoryCanaries.filter((v) => windows.has(v) || windows.has(byteSwap(v)));
   return {
     mode: opts.mode,
     generation,
@@ -237,12 +276,32 @@ export function runCanaryExperiment(opts: CanaryExperimentOptions): CanaryExperi
     exposedByGuest,
     saveAreas,
     ghcbs,
-    memory: view.memoryImage(),
+    memory,
     exitCount: index,
     exitNames,
     stopReason,
     perExit,
+    memoryCanariesVisible,
   };
+}
+
+/** Fills in what the hypervisor could read for each register of one guest exit. */
+function sightings(rec: GuestExitRecord, saveArea: Uint8Array, saveAreaBase: number, ghcb: Uint8Array | undefined) {
+  const dv = new DataView(saveArea.buffer, saveArea.byteOffset, saveArea.byteLength);
+  for (const r of rec.registers) {
+    const off = saveAreaBase + VMSA_LAYOUT[r.reg as "rax"].offset;
+    r.saveAreaReads = dv.getBigUint64(off, true);
+    const inSave = findValue(saveArea, r.value)[0];
+    const inGhcb = ghcb ? findValue(ghcb, r.value)[0] : undefined;
+    if (inSave) r.foundAt = `save area +0x${inSave.offset.toString(16)}${inSave.order === "be" ? " (big-endian)" : ""}`;
+    else if (inGhcb) r.foundAt = `GHCB +0x${inGhcb.offset.toString(16)}${inGhcb.order === "be" ? " (big-endian)" : ""}`;
+  }
+}
+
+function byteSwap(v: bigint): bigint {
+  const b = new DataView(new ArrayBuffer(8));
+  b.setBigUint64(0, v, true);
+  return b.getBigUint64(0, false);
 }
 
 /** Hex of a 64-bit value, 16 digits (the number, most significant digit first). */
