@@ -29,25 +29,30 @@ describe("encrypted and ordinary VMs on one Rome host", () => {
       assert.equal(s.power, "running", `${n}: ${s.reason}`);
       assert.equal(s.console, "OK\n");
     }
-    const counter = (vm: string) => {
-      const frame = host.hostView(vm)!.npt.translate(STATE_GPA)!;
-      return new DataView(host.dram.read(frame, 8).buffer).getBigUint64(0, true);
-    };
+    const counter = (vm: string) =>
+      new DataView(host.view(vm)!.readGuestPhysical(STATE_GPA, 8).buffer).getBigUint64(0, true);
     assert.equal(counter("plain"), 16n, "ordinary VM: the hypervisor reads the counter in plaintext");
     assert.notEqual(counter("secret"), 16n, "SEV-ES VM: the hypervisor reads ciphertext");
 
-    const plainView = host.hostView("plain")!;
+    const plainArea = host.view("plain")!.saveArea();
+    assert.equal(plainArea.kind, "vmcb");
     const saveArea = new Uint8Array(4096);
-    saveArea.set(host.dram.read(plainView.vmcb.saveAreaPa, 0x670));
+    saveArea.set(plainArea.bytes.subarray(0x400, 0x400 + 0x670));
     assert.equal(decodeVmsa(saveArea).rbx, 16n, "ordinary VM: registers readable in the VMCB save area");
 
-    const esView = host.hostView("secret")!;
-    const esSave = new Uint8Array(4096);
-    esSave.set(host.dram.read(esView.vmcb.saveAreaPa, 0x670));
-    assert.equal(decodeVmsa(esSave).rbx, 0n, "SEV-ES: the VMCB save area holds no guest registers");
-    const vmsa = decodeVmsa(host.dram.read(esView.vmcb.control.vmsaPa, 4096));
+    const esArea = host.view("secret")!.saveArea();
+    assert.equal(esArea.kind, "vmsa-ciphertext");
+    const vmsa = decodeVmsa(esArea.bytes);
     assert.notEqual(vmsa.rbx, 16n, "SEV-ES: the VMSA is ciphertext");
     assert.notEqual(vmsa.efer, 0x1d00n);
+    const esVmcb = new Uint8Array(4096);
+    esVmcb.set(
+      host
+        .view("secret")!
+        .vmcbPage()
+        .subarray(0x400, 0x400 + 0x670),
+    );
+    assert.equal(decodeVmsa(esVmcb).rbx, 0n, "SEV-ES: the VMCB save area holds no guest registers");
   });
 });
 
@@ -127,20 +132,19 @@ describe("migration", () => {
     const b = new Host({ name: "b", generation: "rome", seed: 5 });
     a.define(vmSpec("web"));
     a.start("web");
+    const src = a.view("web")!;
     const pagesBefore = new Map(
-      a
-        .hostView("web")!
-        .npt.entries()
-        .map(([gpa, e]) => [gpa, a.dram.read(e.hpa, 4096)]),
+      src.guest.npt.entries().map(([gpa, e]) => [gpa, src.readPhysical(e.hpa, 4096)]),
     );
-    const regsBefore = a.dram.read(a.hostView("web")!.vmcb.saveAreaPa, 0x670);
+    const regsBefore = src.saveArea().bytes.subarray(0x400, 0x400 + 0x670);
     const moved = a.liveMigrate("web", b);
     assert.equal(moved.power, "running");
     assert.deepEqual(a.list(), []);
-    const view = b.hostView("web")!;
-    for (const [gpa, data] of pagesBefore)
-      assert.deepEqual(b.dram.read(view.npt.translate(gpa)!, 4096), data, `page 0x${gpa.toString(16)}`);
-    assert.deepEqual(b.dram.read(view.vmcb.saveAreaPa, 0x670), regsBefore);
+    const dst = b.view("web")!;
+    for (const [gpa, data] of pagesBefore) {
+      assert.deepEqual(dst.readGuestPhysical(gpa, 4096), data, `page 0x${gpa.toString(16)}`);
+    }
+    assert.deepEqual(dst.saveArea().bytes.subarray(0x400, 0x400 + 0x670), regsBefore);
     assert.equal(b.run("web", 10).console, "OK\n");
   });
 

@@ -42,6 +42,7 @@ import { PolicyBit } from "../sev/policy.ts";
 import { SecureProcessor } from "../sev/secure-processor.ts";
 import { DEFAULT_WORKLOAD } from "./default-workload.ts";
 import { FramePool } from "./frames.ts";
+import { HypervisorView } from "./introspection/hypervisor-view.ts";
 import { mapGuestPage, measuredLaunch, resolveFirmware } from "./launch.ts";
 import { assertAllowed, type Operation, type SecurityMode } from "./operation-rules.ts";
 import { assertRequirements, type RequirementFinding, requirementFindings } from "./requirements.ts";
@@ -692,14 +693,13 @@ export class Host {
 
   // --- what the hypervisor may look at ------------------------------------------------------------------------
 
-  /** Raw DRAM as stored (ciphertext for private pages), for introspection. */
-  get dram(): Pick<Dram, "read"> {
-    return this.#dram;
-  }
-
-  /** Host-side facts about a launched VM that real hardware exposes to the hypervisor. */
-  hostView(name: string): { npt: NestedPageTable; vmcb: Vmcb; mode: SecurityMode } | undefined {
-    const vm = this.#vm(name);
-    return vm.launched ? { npt: vm.launched.npt, vmcb: vm.launched.vmcb, mode: vm.spec.security } : undefined;
+  /**
+   * The hypervisor's view of a launched VM (introspection/hypervisor-view.ts): DRAM as stored, the NPT, the VMCB,
+   * the SEV-ES VMSA ciphertext and the GHCB — exactly what real hardware lets a hypervisor read. Undefined while the
+   * VM is powered off.
+   */
+  view(name: string): HypervisorView | undefined {
+    const l = this.#vm(name).launched;
+    return l ? new HypervisorView(this.#dram, { vmcb: l.vmcb, npt: l.npt }) : undefined;
   }
 }

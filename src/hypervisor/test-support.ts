@@ -19,12 +19,12 @@ export function vmSpec(name: string, patch: Partial<VmSpec> = {}): VmSpec {
 
 /** SHA-256 over every guest page as stored in DRAM (what the hypervisor can see), in GPA order. */
 export function memoryHash(host: Host, vm: string): string {
-  const view = host.hostView(vm);
+  const view = host.view(vm);
   if (!view) return "powered-off";
   const h = createHash("sha256");
-  for (const [gpa, e] of view.npt.entries()) {
+  for (const [gpa, e] of view.guest.npt.entries()) {
     h.update(String(gpa));
-    h.update(host.dram.read(e.hpa, 4096));
+    h.update(view.readPhysical(e.hpa, 4096));
   }
   return h.digest("hex");
 }

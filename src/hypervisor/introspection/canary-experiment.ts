@@ -8,19 +8,21 @@
  * is never part of the hypervisor's view. Everything here is deterministic from the seed.
  */
 import { forkRandom, seededRandom } from "../../crypto/random.ts";
+import { CiphervisorError } from "../../errors.ts";
 import { assemble } from "../../guest/assembler.ts";
 import { buildGuestImage } from "../../guest/image.ts";
 import { GuestKernels } from "../../guest/kernel/kernel.ts";
-import { guestOsProfile } from "../../guest/os-profiles.ts";
+import { guestOsProfile, supportsMode } from "../../guest/os-profiles.ts";
 import { canaryExitsProgram } from "../../guest/programs/canary-exits.ts";
 import { cpuModel, type Generation } from "../../machine/cpu-models.ts";
+import { asidPools } from "../../machine/cpuid.ts";
 import { SvmExit } from "../../machine/exit-codes.ts";
 import { type HandledExit, handleExit } from "../../machine/host/exit-handler.ts";
 import { FrameAllocator, launchGuest } from "../../machine/host/launch.ts";
 import { Machine, type VmExit } from "../../machine/machine.ts";
 import { VmsaIntegrityStore } from "../../machine/trusted-memory.ts";
-import { VMSA_LAYOUT } from "../../measure/vmsa.ts";
 import type { SecurityMode } from "../../machine/vmcb.ts";
+import { VMSA_LAYOUT } from "../../measure/vmsa.ts";
 import { createEmulatedPlatform, GUEST_BASE } from "../../sev/emulated-platform.ts";
 import { HypervisorView } from "./hypervisor-view.ts";
 
@@ -72,6 +74,11 @@ export interface CanaryExperimentResult {
   perExit: GuestExitRecord[];
   /** Memory canaries found anywhere in the final DRAM image (at any offset, either byte order). */
   memoryCanariesVisible: bigint[];
+  /**
+   * Register canaries at every guest exit, checked against that exit's save area and GHCB: how many the guest
+   * held, how many the hypervisor could find, and how many of those the guest had not itself exposed in the GHCB.
+   */
+  registerVisibility: { held: number; visible: number; visibleNotExposed: number };
 }
 
 /** A register canary and what the hypervisor could read for it at that exit. */
@@ -167,6 +174,13 @@ export function runCanaryExperiment(opts: CanaryExperimentOptions): CanaryExperi
   const generation = opts.generation ?? "milan";
   const guestOs = opts.guestOs ?? "linux-5.19";
   const model = cpuModel(generation);
+  const pools = asidPools(model);
+  if (opts.mode === "sev-es" && !pools.sevEs.available) {
+    throw new CiphervisorError("REQUIREMENT_FAILED", `cannot run an SEV-ES guest: ${pools.sevEs.reason}`);
+  }
+  const profile = guestOsProfile(guestOs);
+  const support = supportsMode(profile, opts.mode);
+  if (!support.ok) throw new CiphervisorError("REQUIREMENT_FAILED", support.reason);
   const root = seededRandom(`hypervisor-view:${opts.seed}`);
   const store = new VmsaIntegrityStore();
   const platform = createEmulatedPlatform({
@@ -179,6 +193,9 @@ export function runCanaryExperiment(opts: CanaryExperimentOptions): CanaryExperi
   const registerCanaries = new U64Set();
   const stored = new U64Set();
   const perExit: GuestExitRecord[] = [];
+  // Guest exits whose #VMEXIT has not been inspected yet.
+  const pending: GuestExitRecord[] = [];
+  const registerVisibility = { held: 0, visible: 0, visibleNotExposed: 0 };
   // Index of the VMRUN in progress: an intercept the guest hits now surfaces as #VMEXIT number `index`.
   let index = 0;
   const machine = new Machine({
@@ -196,24 +213,24 @@ export function runCanaryExperiment(opts: CanaryExperimentOptions): CanaryExperi
         if (size === 8 && rdrand.has(v)) stored.add(v);
       },
       onIntercept: (code, gpr) => {
-        const regs: RegisterSighting[] = [];
+        const held: RegisterSighting[] = [];
         for (let i = 0; i < 16; i++) {
           const v = gpr[i]!;
           if (rdrand.has(v)) {
             registerCanaries.add(v);
-            if (perExit.length < SIDE_BY_SIDE_LIMIT) {
-              regs.push({ reg: GPR[i]!, value: v, saveAreaReads: 0n, foundAt: undefined });
-            }
+            held.push({ reg: GPR[i]!, value: v, saveAreaReads: 0n, foundAt: undefined });
           }
         }
-        if (perExit.length < SIDE_BY_SIDE_LIMIT) {
-          perExit.push({ kind: EXIT_KIND[code] ?? `exit 0x${code.toString(16)}`, exitIndex: index, registers: regs });
-        }
+        pending.push({
+          kind: EXIT_KIND[code] ?? `exit 0x${code.toString(16)}`,
+          exitIndex: index,
+          registers: held,
+        });
       },
     },
   });
   const program = assemble(canaryExitsProgram(opts.exits));
-  const image = buildGuestImage(program, { profile: guestOsProfile(guestOs), mode: opts.mode, model });
+  const image = buildGuestImage(program, { profile, mode: opts.mode, model });
   const asid =
     opts.mode === "none" ? model.maxAsid + 1 : platform.asids.allocate(opts.mode === "sev-es" ? "es" : "sev");
   const vm = launchGuest({
@@ -245,8 +262,17 @@ export function runCanaryExperiment(opts: CanaryExperimentOptions): CanaryExperi
     const ev: ExitView = { index, exit, saveArea, exposed, handled };
     if (ghcbPage && handled.ghcb) ev.ghcb = ghcbPage;
     opts.onExit?.(ev);
-    for (let k = perExit.length - 1; k >= 0 && perExit[k]!.exitIndex === index; k--) {
-      sightings(perExit[k]!, saveArea, view.saveArea().kind === "vmcb" ? 0x400 : 0, ev.ghcb);
+    const exposedNow = new Set(exposed);
+    for (const rec of pending.splice(0)) {
+      sightings(rec, saveArea, view.saveArea().kind === "vmcb" ? 0x400 : 0, ev.ghcb);
+      for (const r of rec.registers) {
+        registerVisibility.held++;
+        if (r.foundAt !== undefined) {
+          registerVisibility.visible++;
+          if (!exposedNow.has(r.value)) registerVisibility.visibleNotExposed++;
+        }
+      }
+      if (perExit.length < SIDE_BY_SIDE_LIMIT) perExit.push(rec);
     }
     if (opts.retain) {
       saveAreas.push(saveArea);
@@ -282,19 +308,27 @@ export function runCanaryExperiment(opts: CanaryExperimentOptions): CanaryExperi
     stopReason,
     perExit,
     memoryCanariesVisible,
+    registerVisibility,
   };
 }
 
 /** Fills in what the hypervisor could read for each register of one guest exit. */
-function sightings(rec: GuestExitRecord, saveArea: Uint8Array, saveAreaBase: number, ghcb: Uint8Array | undefined) {
+function sightings(
+  rec: GuestExitRecord,
+  saveArea: Uint8Array,
+  saveAreaBase: number,
+  ghcb: Uint8Array | undefined,
+) {
   const dv = new DataView(saveArea.buffer, saveArea.byteOffset, saveArea.byteLength);
   for (const r of rec.registers) {
     const off = saveAreaBase + VMSA_LAYOUT[r.reg as "rax"].offset;
     r.saveAreaReads = dv.getBigUint64(off, true);
     const inSave = findValue(saveArea, r.value)[0];
     const inGhcb = ghcb ? findValue(ghcb, r.value)[0] : undefined;
-    if (inSave) r.foundAt = `save area +0x${inSave.offset.toString(16)}${inSave.order === "be" ? " (big-endian)" : ""}`;
-    else if (inGhcb) r.foundAt = `GHCB +0x${inGhcb.offset.toString(16)}${inGhcb.order === "be" ? " (big-endian)" : ""}`;
+    if (inSave)
+      r.foundAt = `save area +0x${inSave.offset.toString(16)}${inSave.order === "be" ? " (big-endian)" : ""}`;
+    else if (inGhcb)
+      r.foundAt = `GHCB +0x${inGhcb.offset.toString(16)}${inGhcb.order === "be" ? " (big-endian)" : ""}`;
   }
 }
 
