@@ -264,7 +264,8 @@ export function runCanaryExperiment(opts: CanaryExperimentOptions): CanaryExperi
     opts.onExit?.(ev);
     const exposedNow = new Set(exposed);
     for (const rec of pending.splice(0)) {
-      sightings(rec, saveArea, view.saveArea().kind === "vmcb" ? 0x400 : 0, ev.ghcb);
+      const isVmcb = view.saveArea().kind === "vmcb";
+      sightings(rec, saveArea, isVmcb ? 0x400 : 0, isVmcb ? "VMCB" : "VMSA", ev.ghcb);
       for (const r of rec.registers) {
         registerVisibility.held++;
         if (r.foundAt !== undefined) {

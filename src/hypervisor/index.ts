@@ -1,0 +1,40 @@
+/** The emulated hypervisor host (ESXi's role) and its tables. */
+export { BUILTIN_LAYOUT, BUILTIN_UEFI_NAME, builtinUefiImage } from "./builtin-uefi.ts";
+export { DEFAULT_WORKLOAD } from "./default-workload.ts";
+export { Host, type HostConfig } from "./host.ts";
+export { HypervisorView, type SaveAreaView } from "./introspection/hypervisor-view.ts";
+export { QEMU_VCPU_MODEL, resolveFirmware } from "./launch.ts";
+export {
+  assertAllowed,
+  liveMigratable,
+  OPERATION_RULES,
+  OPERATIONS,
+  type Operation,
+  type RefusalCode,
+  type Rule,
+  ruleFor,
+  SECURITY_MODES,
+  type SecurityMode,
+} from "./operation-rules.ts";
+export {
+  MIN_HARDWARE_VERSION_ENCRYPTED,
+  type RequirementCode,
+  type RequirementFinding,
+  requirementFindings,
+} from "./requirements.ts";
+export type {
+  DeviceKind,
+  DeviceSpec,
+  DirectBootSpec,
+  DrainStep,
+  FirmwareSpec,
+  GuestOwnerSession,
+  HostCapabilities,
+  PoolReport,
+  PowerState,
+  SevState,
+  StartResult,
+  VmSpec,
+  VmStatus,
+} from "./types.ts";
+export { defaultPolicy, effectivePolicy, validateVmSpec } from "./vm-spec.ts";
