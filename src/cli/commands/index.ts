@@ -1,10 +1,12 @@
 /** Registers every noun of the CLI. One line per command file. */
 import type { Command } from "commander";
 import type { CliIo } from "../io.ts";
+import { registerDemo } from "./demo.ts";
 import { registerOwner } from "./owner.ts";
 import { registerSev } from "./sev.ts";
 
 export function registerCommands(program: Command, io: CliIo): void {
+  registerDemo(program, io);
   registerOwner(program, io);
   registerSev(program, io);
 }

@@ -318,6 +318,7 @@ function sightings(
   rec: GuestExitRecord,
   saveArea: Uint8Array,
   saveAreaBase: number,
+  pageName: string,
   ghcb: Uint8Array | undefined,
 ) {
   const dv = new DataView(saveArea.buffer, saveArea.byteOffset, saveArea.byteLength);
@@ -327,7 +328,7 @@ function sightings(
     const inSave = findValue(saveArea, r.value)[0];
     const inGhcb = ghcb ? findValue(ghcb, r.value)[0] : undefined;
     if (inSave)
-      r.foundAt = `save area +0x${inSave.offset.toString(16)}${inSave.order === "be" ? " (big-endian)" : ""}`;
+      r.foundAt = `${pageName} +0x${inSave.offset.toString(16)}${inSave.order === "be" ? " (big-endian)" : ""}`;
     else if (inGhcb)
       r.foundAt = `GHCB +0x${inGhcb.offset.toString(16)}${inGhcb.order === "be" ? " (big-endian)" : ""}`;
   }

@@ -1,0 +1,151 @@
+/**
+ * `ciphervisor demo …`: self-contained demonstrations on an emulated host.
+ *
+ * `demo hypervisor-view --mode none|sev|sev-es [--exits N] [--seed S] [--json]` boots one VM whose guest loads fresh
+ * random canaries into its registers and private memory before each of N mixed exits, and shows — side by side —
+ * what the guest held and what the hypervisor could read. `--json` prints every byte the hypervisor could read, so
+ * anyone can search it for the canaries (issue 3; threat-model.md §8 item 1).
+ */
+import type { Command } from "commander";
+import { GUEST_OS_PROFILES } from "../../guest/os-profiles.ts";
+import {
+  type CanaryExperimentResult,
+  canaryExperimentJson,
+  hex64,
+  runCanaryExperiment,
+} from "../../hypervisor/introspection/canary-experiment.ts";
+import { CPU_MODELS, GENERATIONS, type Generation } from "../../machine/cpu-models.ts";
+import type { SecurityMode } from "../../machine/vmcb.ts";
+import { parseChoice, parseIntFlag } from "../args.ts";
+import type { CliIo } from "../io.ts";
+
+const MODES = ["none", "sev", "sev-es"] as const;
+/** Guest exits shown side by side; the rest are counted in the summary. */
+const SHOWN_EXITS = 8;
+
+interface HypervisorViewFlags {
+  mode: string;
+  exits: string;
+  seed: string;
+  json?: boolean;
+  generation: string;
+  guestOs: string;
+}
+
+const SAVE_AREA_NAME: Record<SecurityMode, string> = {
+  none: "VMCB save area (plaintext)",
+  sev: "VMCB save area (plaintext)",
+  "sev-es": "VMSA (ciphertext)",
+};
+
+function pad(s: string, n: number): string {
+  return s.length >= n ? s : s + " ".repeat(n - s.length);
+}
+
+/** The human report: per exit, each canary register next to what the hypervisor read for it. */
+export function formatHypervisorView(r: CanaryExperimentResult, exits: number): string {
+  const model = CPU_MODELS[r.generation];
+  const guest = GUEST_OS_PROFILES.find((p) => p.id === r.guestOs)?.name ?? r.guestOs;
+  const exposed = new Set(r.exposedByGuest);
+  const lines: string[] = [];
+  lines.push(`Hypervisor view: mode ${r.mode}, ${exits} exits, seed ${r.seed}`);
+  lines.push(`Host: emulated ${r.generation} (${model.family}); guest OS: ${guest}`);
+  lines.push(
+    "Before every exit the guest drew fresh 64-bit canaries (RDRAND) into all 16 registers and one into private memory.",
+  );
+  lines.push(
+    `At every #VMEXIT the hypervisor read all it can: the ${SAVE_AREA_NAME[r.mode]}, the GHCB, and all of DRAM as stored.`,
+  );
+  lines.push(`"hypervisor reads" = the 8 bytes at that register's slot in the ${SAVE_AREA_NAME[r.mode]}.`);
+  for (const [i, ex] of r.perExit.slice(0, SHOWN_EXITS).entries()) {
+    lines.push("");
+    lines.push(`guest exit ${i + 1}: ${ex.kind} (#VMEXIT ${ex.exitIndex + 1})`);
+    lines.push(
+      `  ${pad("reg", 5)}${pad("guest holds", 19)}${pad("hypervisor reads", 19)}found by the hypervisor`,
+    );
+    for (const reg of ex.registers) {
+      const found =
+        reg.foundAt === undefined
+          ? "no"
+          : exposed.has(reg.value)
+            ? `${reg.foundAt}: the guest put it there (GHCB valid bit set)`
+            : reg.foundAt;
+      lines.push(
+        `  ${pad(reg.reg, 5)}${pad(hex64(reg.value), 19)}${pad(hex64(reg.saveAreaReads), 19)}${found}`,
+      );
+    }
+  }
+  if (r.perExit.length > SHOWN_EXITS) {
+    lines.push("");
+    lines.push(
+      `(guest exits ${SHOWN_EXITS + 1}–${r.perExit.length}${r.perExit.length >= 64 ? "…" : ""} are not shown; the summary counts them all)`,
+    );
+  }
+  const memVisible = new Set(r.memoryCanariesVisible);
+  lines.push("");
+  lines.push("memory canaries (stored in private memory):");
+  for (const m of r.canaries.memory.slice(0, SHOWN_EXITS)) {
+    lines.push(
+      `  ${hex64(m)}  ${memVisible.has(m) ? "FOUND in DRAM" : "not found in DRAM (stored as ciphertext)"}`,
+    );
+  }
+  const v = r.registerVisibility;
+  lines.push("");
+  lines.push("Summary");
+  lines.push(
+    `  register canaries held at exits: ${v.held}; visible to the hypervisor: ${v.visible} (${pct(v.visible, v.held)}), of which not exposed by the guest itself: ${v.visibleNotExposed}`,
+  );
+  lines.push(
+    `  memory canaries: ${r.canaries.memory.length}; visible in DRAM: ${r.memoryCanariesVisible.length} (${pct(r.memoryCanariesVisible.length, r.canaries.memory.length)})`,
+  );
+  lines.push(`  #VMEXITs: ${r.exitCount}; the VM stopped: ${r.stopReason}`);
+  lines.push(`  ${VERDICT[r.mode]}`);
+  lines.push("Use --json for every byte the hypervisor could read, and search it for the canaries yourself.");
+  return `${lines.join("\n")}\n`;
+}
+
+const VERDICT: Record<SecurityMode, string> = {
+  none: "No encryption: registers and memory are plaintext to the hypervisor.",
+  sev: "Plain SEV: memory is encrypted, but every register lands in the VMCB save area in plaintext at every exit.",
+  "sev-es":
+    "SEV-ES: registers stay in the encrypted VMSA; the hypervisor sees only what the guest put in the GHCB with a valid bit.",
+};
+
+function pct(a: number, b: number): string {
+  return b === 0 ? "0%" : `${((100 * a) / b).toFixed(1)}%`;
+}
+
+export function registerDemo(program: Command, io: CliIo): void {
+  const demo = program.command("demo").description("self-contained demonstrations on an emulated host");
+
+  demo
+    .command("hypervisor-view")
+    .description(
+      "boot one emulated VM that loads random canaries into its registers and memory before each exit, and show what the hypervisor could read",
+    )
+    .requiredOption("--mode <mode>", `security mode: ${MODES.join("|")}`)
+    .option("--exits <n>", "exits the guest takes (1..100000)", "8")
+    .option("--seed <s>", "seed: the whole run is deterministic from it", "1")
+    .option("--json", "print one JSON document with every byte the hypervisor could read")
+    .option("--generation <gen>", `host CPU generation: ${GENERATIONS.join("|")}`, "milan")
+    .option(
+      "--guest-os <id>",
+      `guest OS profile: ${GUEST_OS_PROFILES.map((p) => p.id).join("|")}`,
+      "linux-5.19",
+    )
+    .action((flags: HypervisorViewFlags) => {
+      const mode = parseChoice(flags.mode, "--mode", MODES);
+      const exits = parseIntFlag(flags.exits, "--exits", 1, 100_000);
+      const generation = parseChoice(flags.generation, "--generation", GENERATIONS) as Generation;
+      const result = runCanaryExperiment({
+        mode,
+        exits,
+        seed: flags.seed,
+        generation,
+        guestOs: flags.guestOs,
+        retain: flags.json === true,
+      });
+      if (flags.json) io.out(`${JSON.stringify(canaryExperimentJson(result))}\n`);
+      else io.out(formatHypervisorView(result, exits));
+    });
+}
