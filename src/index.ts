@@ -11,8 +11,10 @@
  * const { handle } = client.launchStart({ policy: 0x05, godhCert: session.godhCert, session: session.session });
  * ```
  */
+export * as certs from "./certs/index.ts";
 export * as crypto from "./crypto/index.ts";
 export { CiphervisorError, type ErrorCode, isCiphervisorError } from "./errors.ts";
+export * as hypervisor from "./hypervisor/index.ts";
 export { CPU_MODELS, type CpuModel, cpuModel, GENERATIONS, type Generation } from "./machine/cpu-models.ts";
 export * as measure from "./measure/index.ts";
 export * as owner from "./owner/index.ts";

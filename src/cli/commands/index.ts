@@ -2,11 +2,13 @@
 import type { Command } from "commander";
 import type { CliIo } from "../io.ts";
 import { registerDemo } from "./demo.ts";
+import { registerFirmware } from "./firmware.ts";
 import { registerOwner } from "./owner.ts";
 import { registerSev } from "./sev.ts";
 
 export function registerCommands(program: Command, io: CliIo): void {
   registerDemo(program, io);
+  registerFirmware(program, io);
   registerOwner(program, io);
   registerSev(program, io);
 }
