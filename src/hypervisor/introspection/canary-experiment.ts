@@ -1,30 +1,14 @@
-/**
- * The experiment behind `ciphervisor demo hypervisor-view` (and the register-leak tests, threat-model.md §8 item 1):
- * boot one emulated VM whose guest loads fresh random canaries into its registers and private memory before each
- * of N mixed exits, and collect, at every exit, every byte the hypervisor could read — the save area (VMCB, or the
- * encrypted VMSA under SEV-ES), the GHCB, and at the end all of DRAM as stored.
- *
- * The ground truth (which canaries the guest held) comes from the machine's observer, an omniscient test hook that
- * is never part of the hypervisor's view. Everything here is deterministic from the seed.
- */
-import { forkRandom, seededRandom } from "../../crypto/random.ts";
 import { CiphervisorError } from "../../errors.ts";
-import { assemble } from "../../guest/assembler.ts";
-import { buildGuestImage } from "../../guest/image.ts";
-import { GuestKernels } from "../../guest/kernel/kernel.ts";
 import { guestOsProfile, supportsMode } from "../../guest/os-profiles.ts";
 import { canaryExitsProgram } from "../../guest/programs/canary-exits.ts";
 import { cpuModel, type Generation } from "../../machine/cpu-models.ts";
 import { asidPools } from "../../machine/cpuid.ts";
 import { SvmExit } from "../../machine/exit-codes.ts";
 import { type HandledExit, handleExit } from "../../machine/host/exit-handler.ts";
-import { FrameAllocator, launchGuest } from "../../machine/host/launch.ts";
-import { Machine, type VmExit } from "../../machine/machine.ts";
-import { VmsaIntegrityStore } from "../../machine/trusted-memory.ts";
+import type { VmExit } from "../../machine/machine.ts";
 import type { SecurityMode } from "../../machine/vmcb.ts";
 import { VMSA_LAYOUT } from "../../measure/vmsa.ts";
-import { createEmulatedPlatform, GUEST_BASE } from "../../sev/emulated-platform.ts";
-import { HypervisorView } from "./hypervisor-view.ts";
+import { createLab } from "./lab.ts";
 
 export interface CanaryExperimentOptions {
   mode: SecurityMode;
@@ -181,14 +165,6 @@ export function runCanaryExperiment(opts: CanaryExperimentOptions): CanaryExperi
   const profile = guestOsProfile(guestOs);
   const support = supportsMode(profile, opts.mode);
   if (!support.ok) throw new CiphervisorError("REQUIREMENT_FAILED", support.reason);
-  const root = seededRandom(`hypervisor-view:${opts.seed}`);
-  const store = new VmsaIntegrityStore();
-  const platform = createEmulatedPlatform({
-    generation,
-    seed: `hypervisor-view:${opts.seed}`,
-    vmsaIntegrity: store,
-    dramSize: 256 * 1024 * 1024,
-  });
   const rdrand = new U64Set();
   const registerCanaries = new U64Set();
   const stored = new U64Set();
@@ -198,13 +174,12 @@ export function runCanaryExperiment(opts: CanaryExperimentOptions): CanaryExperi
   const registerVisibility = { held: 0, visible: 0, visibleNotExposed: 0 };
   // Index of the VMRUN in progress: an intercept the guest hits now surfaces as #VMEXIT number `index`.
   let index = 0;
-  const machine = new Machine({
-    model,
-    memory: platform.dram,
-    keySlots: platform.sp.keySlots,
-    vmsaIntegrity: store,
-    rng: forkRandom(root, "rdrand"),
-    nativeCode: new GuestKernels(),
+  const lab = createLab({
+    source: canaryExitsProgram(opts.exits),
+    mode: opts.mode,
+    generation,
+    guestOs,
+    seed: `hypervisor-view:${opts.seed}`,
     observer: {
       onRdrand: (v) => {
         rdrand.add(v);
@@ -229,19 +204,7 @@ export function runCanaryExperiment(opts: CanaryExperimentOptions): CanaryExperi
       },
     },
   });
-  const program = assemble(canaryExitsProgram(opts.exits));
-  const image = buildGuestImage(program, { profile, mode: opts.mode, model });
-  const asid =
-    opts.mode === "none" ? model.maxAsid + 1 : platform.asids.allocate(opts.mode === "sev-es" ? "es" : "sev");
-  const vm = launchGuest({
-    machine,
-    memory: platform.dram,
-    image,
-    frames: new FrameAllocator(GUEST_BASE, platform.dram.size),
-    asid,
-    firmware: platform.client,
-  });
-  const view = new HypervisorView(platform.dram, vm);
+  const { machine, vm, view } = lab;
 
   const saveAreas: Uint8Array[] = [];
   const ghcbs: Uint8Array[] = [];
