@@ -11,7 +11,8 @@
  * - **sev-es**: registers live in the VMSA, encrypted with the guest's key at its system physical address. VMRUN
  *   refuses (VMEXIT_INVALID, exit code −1) unless the VMSA ciphertext is exactly what the CPU or the firmware last
  *   wrote (trusted-memory.ts), and at #VMEXIT the CPU re-encrypts it and records it again. Non-automatic intercepts
- *   raise #VC inside the guest instead of exiting.
+ *   raise #VC inside the guest instead of exiting. With SEV_FEATURES bit 14 (VMSA register protection, opt-in) a
+ *   fresh nonce is mixed into the register fields at every #VMEXIT (vmsa-protection.ts).
  *
  * @example
  * ```ts
@@ -20,7 +21,7 @@
  * const exit = machine.vmrun(vmcb); // { exitCode: 0x403, name: "VMGEXIT (0x403)", … }
  * ```
  */
-import type { RandomSource } from "../crypto/random.ts";
+import { forkRandom, type RandomSource } from "../crypto/random.ts";
 import { decodeVmsa, encodeVmsa, type Vmsa } from "../measure/vmsa.ts";
 import type { MemoryKeySlots } from "../sev/key-slots.ts";
 import { type CpuModel, checkMinSevAsid } from "./cpu-models.ts";
@@ -33,6 +34,7 @@ import { MemoryPath } from "./memory-path.ts";
 import type { NativeGuestCode } from "./native-code.ts";
 import type { VmsaIntegrityStore } from "./trusted-memory.ts";
 import { encodeVmcbControl, SAVE_AREA_SIZE, type Vmcb } from "./vmcb.ts";
+import { protectRegisters, unprotectRegisters, wantsRegisterProtection } from "./vmsa-protection.ts";
 
 export interface MachineConfig {
   model: CpuModel;
@@ -93,11 +95,14 @@ export class Machine {
   readonly #c: MachineConfig;
   readonly #hw: Hardware;
   #tsc = 0n;
+  /** Nonces for VMSA register protection (vmsa-protection.ts), from their own stream. */
+  readonly #nonces: RandomSource;
 
   constructor(config: MachineConfig) {
     this.model = config.model;
     this.minSevAsid = checkMinSevAsid(config.model, config.minSevAsid ?? config.model.defaultMinSevAsid);
     this.#c = config;
+    this.#nonces = forkRandom(config.rng, "vmsa-register-protection");
     // RDRAND draws from the injected source in blocks (one AES-CTR call per 512 values, same stream).
     let pool: BigUint64Array = new BigUint64Array(0);
     let next = 0;
@@ -264,11 +269,16 @@ export class Machine {
     return out;
   }
 
+  #nonce(): bigint {
+    return new DataView(this.#nonces.bytes(8).slice().buffer).getBigUint64(0, true);
+  }
+
   #loadState(vmcb: Vmcb): Vmsa {
     const c = vmcb.control;
     const mem = this.#c.memory;
     if (c.sevEsEnable) {
       const plain = this.#c.keySlots.decrypt(c.asid, c.vmsaPa, mem.read(c.vmsaPa, PAGE_SIZE));
+      if (wantsRegisterProtection(plain)) unprotectRegisters(plain);
       return decodeVmsa(plain);
     }
     const page = new Uint8Array(PAGE_SIZE);
@@ -281,6 +291,7 @@ export class Machine {
     const mem = this.#c.memory;
     const page = encodeVmsa(state);
     if (c.sevEsEnable) {
+      if (wantsRegisterProtection(page)) protectRegisters(page, this.#nonce());
       const cipher = this.#c.keySlots.encrypt(c.asid, c.vmsaPa, page);
       mem.write(c.vmsaPa, cipher);
       this.#c.vmsaIntegrity.record(c.asid, c.vmsaPa, cipher);

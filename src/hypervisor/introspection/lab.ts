@@ -41,6 +41,8 @@ export interface LabOptions {
   intercepts?: Iterable<number>;
   /** Guest policy for LAUNCH_START (default NODBG, plus ES for SEV-ES). */
   policy?: number;
+  /** SEV_FEATURES of the initial VMSA, e.g. VMSA register protection (bit 14, machine/vmsa-protection.ts). */
+  sevFeatures?: bigint;
 }
 
 export interface Lab {
@@ -90,6 +92,7 @@ export function createLab(opts: LabOptions): Lab {
     mode: opts.mode,
     model,
   });
+  if (opts.sevFeatures !== undefined) image.initialState.sevFeatures = opts.sevFeatures;
   const asid =
     opts.mode === "none" ? model.maxAsid + 1 : platform.asids.allocate(opts.mode === "sev-es" ? "es" : "sev");
   const vm = launchGuest({
