@@ -322,6 +322,8 @@ function translate(line: Line): Pending {
     const size = IO_SIZES[io[2] ?? ""]!;
     const opcode = io[1] === "in" ? Op.IN : Op.OUT;
     const port = line.args[0]!;
+    if (port.kind === "imm" && port.expr.toLowerCase() === "dx")
+      return long(opcode, "0", Reg.rdx, NO_REG, size);
     if (port.kind === "reg") {
       if (port.reg !== Reg.rdx) fail(line.no, `${op}: the port register must be dx/rdx`);
       return long(opcode, "0", Reg.rdx, NO_REG, size);
