@@ -104,7 +104,8 @@ main: hlt
           return "store [rbx+1], rax";
         case "target":
           return `${row.mnemonic} here`;
-        case "io":
+        default:
+          // "io"
           return `${row.mnemonic}8 0x80`;
       }
     });
