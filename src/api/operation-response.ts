@@ -1,0 +1,120 @@
+/**
+ * Answering a mutating request with its operation. Long kinds (bulk updates, drains) and requests that prefer
+ * `respond-async` get 202 with the operation and a `Location` to poll or stream. Short kinds are awaited (up to
+ * a bound, then 202 as well): a success answers with the operation and its results; a single-item operation
+ * that failed answers with that item's problem (e.g. 409 NO_VALID_HOST with a reason per host), carrying the
+ * operation id.
+ */
+import type { FastifyReply, FastifyRequest } from "fastify";
+import { type ControlPlane, OPERATION_KINDS, type OperationKind } from "../control/control-plane.ts";
+import type { OperationItem } from "../control/inventory/types.ts";
+import type { JsonObject } from "../control/json.ts";
+import { isFinal } from "../control/operations/engine.ts";
+import { scopedKey } from "../control/operations/submit.ts";
+import { CiphervisorError } from "../errors.ts";
+import { ProblemError, problem, statusForCode } from "./problem.ts";
+import { itemView, operationView } from "./views.ts";
+
+export interface OperationDeps {
+  readonly cp: ControlPlane;
+  /** How long a short operation is awaited before answering 202. */
+  readonly syncWaitMs: number;
+}
+
+export interface SubmitSpec {
+  readonly kind: OperationKind;
+  readonly params: JsonObject;
+  readonly target: string;
+  readonly total?: number;
+}
+
+function headerString(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** The failed item of a one-item operation as a problem. */
+function itemProblem(item: OperationItem, operationId: string, instance: string): ProblemError {
+  const code = item.code ?? "INTERNAL";
+  const status = statusForCode(code);
+  const details = item.details ?? {};
+  const ext: Record<string, unknown> = { operationId, instance };
+  for (const k of ["findings", "candidates", "permissions", "powerState"])
+    if (details[k] !== undefined) ext[k] = details[k];
+  return new ProblemError(
+    problem(status, code, status >= 500 ? "internal error" : (item.reason ?? code), ext),
+  );
+}
+
+export interface RespondOptions {
+  /**
+   * Checks that refuse the request before anything is queued (404, 409 …). Skipped when the Idempotency-Key
+   * names an operation already queued: a retry gets that operation's answer, even if the VM has moved on since.
+   */
+  readonly precheck?: () => Promise<void> | void;
+  /** Extra members of a successful answer (e.g. the created VM); `status: 201` makes it a 201. */
+  readonly onSuccess?: (results: OperationItem[]) => Promise<Record<string, unknown>>;
+}
+
+/**
+ * Submits the operation and answers (see the module comment). A reused Idempotency-Key with a different request
+ * is a 409 CONFLICT.
+ */
+export async function submitAndRespond(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  deps: OperationDeps,
+  spec: SubmitSpec,
+  options: RespondOptions = {},
+): Promise<unknown> {
+  const principal = request.principal;
+  if (!principal) throw new CiphervisorError("UNAUTHENTICATED", "this request needs an API token");
+  const key = headerString(request.headers["idempotency-key"]);
+  const scoped = scopedKey(principal.actor, key);
+  const replay =
+    scoped === null ? undefined : await deps.cp.context.inventory.operations.getByIdempotencyKey(scoped);
+  if (!replay) await options.precheck?.();
+  const onSuccess = options.onSuccess;
+  const { operation } = await deps.cp.submit({
+    kind: spec.kind,
+    actor: principal.actor,
+    params: spec.params,
+    target: spec.target,
+    ...(spec.total === undefined ? {} : { total: spec.total }),
+    idempotencyKey: key ?? null,
+  });
+  const location = `/v1/operations/${operation.id}`;
+  const prefersAsync = /(^|[\s,])respond-async([\s,;]|$)/i.test(headerString(request.headers.prefer) ?? "");
+  if (OPERATION_KINDS[spec.kind].long || prefersAsync) {
+    return reply
+      .code(202)
+      .header("location", location)
+      .send({ operation: operationView(operation) });
+  }
+  const op = await deps.cp.engine.waitFor(operation.id, deps.syncWaitMs);
+  if (!isFinal(op))
+    return reply
+      .code(202)
+      .header("location", location)
+      .send({ operation: operationView(op) });
+  const items = (await deps.cp.context.inventory.operations.items(op.id, { limit: 100 })).items;
+  const failed = items.find((i) => i.outcome === "failed");
+  if (op.status === "failed" && failed && items.length === 1) throw itemProblem(failed, op.id, request.url);
+  if (op.status === "failed" && op.error) {
+    throw new ProblemError(
+      problem(statusForCode(op.error.code), op.error.code, op.error.message, {
+        operationId: op.id,
+        instance: request.url,
+      }),
+    );
+  }
+  const extra = onSuccess && op.status === "succeeded" ? await onSuccess(items) : {};
+  return reply
+    .code(extra.status === 201 ? 201 : 200)
+    .header("location", location)
+    .send({ operation: operationView(op), results: items.map(itemView), ...omitStatus(extra) });
+}
+
+function omitStatus(o: Record<string, unknown>): Record<string, unknown> {
+  const { status: _status, ...rest } = o;
+  return rest;
+}

@@ -1,0 +1,206 @@
+/**
+ * Errors as RFC 9457 problem details (`application/problem+json`): a `type` URI per stable code, the HTTP status,
+ * a one-line `detail` a person can act on, the stable `code`, and — for validation errors — every failed field as
+ * a JSON Pointer into the request part it came from. Nothing else of an error leaves the server: no stack, no
+ * cause, no request echo (so a token or key in a request can never come back in an error).
+ */
+import type { FastifyError } from "fastify";
+import { type ErrorCode, isCiphervisorError } from "../errors.ts";
+
+export const PROBLEM_CONTENT_TYPE = "application/problem+json";
+
+/** One failed field of a request. */
+export interface FieldError {
+  /** The request part: body, querystring, params or headers. */
+  readonly in: string;
+  /** JSON Pointer to the field within that part, e.g. `/spec/vcpus`. */
+  readonly path: string;
+  readonly message: string;
+}
+
+export interface Problem {
+  readonly type: string;
+  readonly title: string;
+  readonly status: number;
+  readonly detail: string;
+  readonly code: string;
+  readonly instance?: string;
+  readonly errors?: FieldError[];
+  /** Further members (operationId, findings, candidates, …): facts, never secrets. */
+  readonly [extension: string]: unknown;
+}
+
+/** HTTP status per error code; codes not listed (operation-table refusals, compatibility codes) are 409. */
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  USAGE: 400,
+  INVALID_INPUT: 400,
+  MALFORMED: 400,
+  TRUNCATED: 400,
+  UNAUTHENTICATED: 401,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  CONFLICT: 409,
+  OPERATION_REFUSED: 409,
+  REQUIREMENT_FAILED: 409,
+  ASID_POOL_EXHAUSTED: 409,
+  NO_VALID_HOST: 409,
+  INTERRUPTED: 503,
+  IO: 503,
+  INTERNAL: 500,
+};
+
+const TITLES: Readonly<Record<number, string>> = {
+  400: "Invalid request",
+  401: "Authentication required",
+  403: "Permission denied",
+  404: "Not found",
+  405: "Method not allowed",
+  409: "Conflict",
+  413: "Request too large",
+  415: "Unsupported media type",
+  500: "Internal error",
+  503: "Service unavailable",
+};
+
+const KNOWN = new Set<string>(Object.keys(STATUS));
+
+/** The HTTP status of a stable code (an ErrorCode, or a refusal/compatibility code, which are conflicts). */
+export function statusForCode(code: string): number {
+  if (KNOWN.has(code)) return STATUS[code as ErrorCode] ?? 500;
+  if (/^[A-Z][A-Z0-9_]*$/.test(code)) return 409;
+  return 500;
+}
+
+/** The problem `type` URI of a code (stable, documented in /docs). */
+export function problemType(code: string): string {
+  return `urn:ciphervisor:problem:${code}`;
+}
+
+export function problem(
+  status: number,
+  code: string,
+  detail: string,
+  extensions: Record<string, unknown> = {},
+): Problem {
+  return {
+    type: problemType(code),
+    title: TITLES[status] ?? (status >= 500 ? "Internal error" : "Request failed"),
+    status,
+    detail,
+    code,
+    ...extensions,
+  };
+}
+
+/** `spec.vcpus` → `/spec/vcpus` (the store and services name fields with dots). */
+export function dottedToPointer(field: string): string {
+  return `/${field
+    .split(".")
+    .map((p) => p.replace(/~/g, "~0").replace(/\//g, "~1"))
+    .join("/")}`;
+}
+
+interface AjvError {
+  instancePath?: string;
+  keyword?: string;
+  message?: string;
+  params?: Record<string, unknown>;
+}
+
+/** Field errors from a fastify (Ajv) validation failure. */
+function fieldErrors(e: FastifyError): FieldError[] {
+  const part = e.validationContext ?? "body";
+  return ((e.validation ?? []) as AjvError[]).map((v) => {
+    let path = v.instancePath ?? "";
+    const p = v.params ?? {};
+    if (v.keyword === "required" && typeof p.missingProperty === "string") path += `/${p.missingProperty}`;
+    if (v.keyword === "additionalProperties" && typeof p.additionalProperty === "string") {
+      return { in: part, path: `${path}/${p.additionalProperty}`, message: "is not a known field" };
+    }
+    let message = v.message ?? "is invalid";
+    if (v.keyword === "enum" && Array.isArray(p.allowedValues)) {
+      message = `must be one of ${p.allowedValues.map(String).join(", ")}`;
+    }
+    return { in: part, path: path === "" ? "/" : path, message };
+  });
+}
+
+/** Pulls safe extension members out of an error's details. */
+function extensionsOf(details: Record<string, unknown> | undefined): Record<string, unknown> {
+  if (!details) return {};
+  const out: Record<string, unknown> = {};
+  for (const key of [
+    "findings",
+    "candidates",
+    "operationId",
+    "permission",
+    "permissions",
+    "vm",
+    "powerState",
+    "refusal",
+    "mode",
+    "operation",
+    "retryable",
+  ]) {
+    if (details[key] !== undefined) out[key] = details[key];
+  }
+  return out;
+}
+
+/**
+ * The problem for any error thrown while handling a request. Unknown errors become a generic 500 whose detail
+ * says nothing about the internals.
+ */
+export function toProblem(e: unknown, instance?: string): Problem {
+  const at = instance === undefined ? {} : { instance };
+  if (isCiphervisorError(e)) {
+    const ext = extensionsOf(e.details);
+    if (e.code === "OPERATION_REFUSED" && typeof e.details?.refusal === "string") {
+      // The operation table's code is the stable code of a refusal (LIVE_MIGRATION_UNSUPPORTED, …).
+      return problem(409, e.details.refusal, e.message, { ...ext, ...at });
+    }
+    const status = statusForCode(e.code);
+    const field = e.details?.field;
+    const errors =
+      e.code === "INVALID_INPUT" && typeof field === "string"
+        ? { errors: [{ in: "body", path: dottedToPointer(field), message: e.message }] }
+        : {};
+    const detail = status >= 500 && e.code === "INTERNAL" ? "internal error" : e.message;
+    return problem(status, e.code, detail, { ...ext, ...errors, ...at });
+  }
+  const fe = e as Partial<FastifyError> | undefined;
+  if (fe && Array.isArray(fe.validation)) {
+    const errors = fieldErrors(fe as FastifyError);
+    const first = errors[0];
+    const detail = first
+      ? `${first.in}${first.path === "/" ? "" : first.path} ${first.message}`
+      : "invalid request";
+    return problem(400, "INVALID_INPUT", `invalid request: ${detail}`, { errors, ...at });
+  }
+  const sc = typeof fe?.statusCode === "number" ? fe.statusCode : 500;
+  if (sc >= 400 && sc < 500) {
+    // fastify's own client errors (bad JSON, wrong content type, too large): their messages carry no input.
+    const code =
+      sc === 404 ? "NOT_FOUND" : sc === 415 || sc === 413 || sc === 400 ? "INVALID_INPUT" : "INVALID_INPUT";
+    const detail =
+      fe?.code === "FST_ERR_CTP_INVALID_JSON_BODY" || fe?.code === "FST_ERR_CTP_EMPTY_JSON_BODY"
+        ? "the request body is not valid JSON"
+        : ((fe?.message ?? "bad request").split("\n")[0] ?? "bad request");
+    return problem(sc, code, detail, at);
+  }
+  return problem(500, "INTERNAL", "internal error", at);
+}
+
+/**
+ * A ready problem to answer with, e.g. the failed result of an operation the request waited for. It was audited
+ * where it happened (with the operation), so the error handler does not audit it again.
+ */
+export class ProblemError extends Error {
+  readonly problem: Problem;
+
+  constructor(p: Problem) {
+    super(p.detail);
+    this.name = "ProblemError";
+    this.problem = p;
+  }
+}

@@ -1,0 +1,75 @@
+/** Host request and response schemas. */
+import { Type } from "typebox";
+import { HOST_DRIVERS } from "../../control/inventory/types.ts";
+import { GENERATIONS } from "../../machine/cpu-models.ts";
+
+const PoolSchema = Type.Object({
+  first: Type.Integer(),
+  last: Type.Integer(),
+  size: Type.Integer(),
+  used: Type.Integer(),
+  free: Type.Integer(),
+});
+
+export const HostSchema = Type.Object(
+  {
+    id: Type.String(),
+    name: Type.String(),
+    clusterId: Type.Union([Type.String(), Type.Null()]),
+    driver: Type.String(),
+    address: Type.String(),
+    cpuGeneration: Type.String(),
+    sevState: Type.String(),
+    esMode: Type.String(),
+    maintenance: Type.String(),
+    connection: Type.String(),
+    pools: Type.Object(
+      { sev: PoolSchema, sevEs: PoolSchema },
+      { description: "ASID pools as placement counts them" },
+    ),
+    activeVms: Type.Integer(),
+    createdAt: Type.String(),
+    updatedAt: Type.String(),
+    version: Type.Integer(),
+  },
+  { $id: "Host" },
+);
+
+export const RegisterHostBody = Type.Object(
+  {
+    name: Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$" }),
+    driver: Type.Optional(Type.Enum([...HOST_DRIVERS])),
+    address: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+    clusterId: Type.Optional(Type.String({ maxLength: 64 })),
+    emulated: Type.Optional(
+      Type.Object(
+        {
+          generation: Type.Enum([...GENERATIONS]),
+          seed: Type.Optional(Type.Union([Type.String({ maxLength: 64 }), Type.Integer({ minimum: 0 })])),
+          minSevAsid: Type.Optional(Type.Integer({ minimum: 1, maximum: 1007 })),
+          memoryMiB: Type.Optional(Type.Integer({ minimum: 64, maximum: 1024 * 1024 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const DrainPlanSchema = Type.Object({
+  host: Type.String(),
+  steps: Type.Array(
+    Type.Object({
+      vmId: Type.String(),
+      vm: Type.String(),
+      securityMode: Type.String(),
+      powerState: Type.String(),
+      path: Type.String(),
+      reason: Type.String(),
+      pool: Type.Optional(Type.String()),
+      target: Type.Optional(Type.Object({ hostId: Type.String(), host: Type.String() })),
+      blocked: Type.Optional(Type.String()),
+      needsOwner: Type.Optional(Type.Boolean()),
+    }),
+  ),
+});

@@ -1,0 +1,155 @@
+/** VM request and response schemas. Ranges mirror the hypervisor's spec validation, so the API rejects early. */
+import { Type } from "typebox";
+import { DEVICE_KINDS, POWER_STATES, SECURITY_MODES } from "../../control/inventory/types.ts";
+import { GUEST_OS_PROFILES } from "../../guest/os-profiles.ts";
+import { MAX_MEMORY_MIB, MAX_VCPUS } from "../../hypervisor/vm-spec.ts";
+
+export const VM_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$";
+
+export const SecurityModeSchema = Type.Enum([...SECURITY_MODES], { description: "none, sev or sev-es" });
+export const PowerStateSchema = Type.Enum([...POWER_STATES]);
+
+/** The 32-bit SEV guest policy (sev-interface.md §6): NODBG=0x1, NOKS=0x2, ES=0x4, NOSEND=0x8, DOMAIN=0x10, SEV=0x20. */
+export const PolicySchema = Type.Integer({
+  minimum: 0,
+  maximum: 0xffffffff,
+  description: "SEV guest policy (u32)",
+});
+
+export const VmSpecSchema = Type.Object(
+  {
+    vcpus: Type.Integer({ minimum: 1, maximum: MAX_VCPUS }),
+    memoryMiB: Type.Integer({ minimum: 16, maximum: MAX_MEMORY_MIB }),
+    guestOs: Type.Enum(
+      GUEST_OS_PROFILES.map((p) => p.id),
+      { description: "A guest OS profile" },
+    ),
+    firmware: Type.Enum(["efi", "bios"]),
+    hardwareVersion: Type.Integer({
+      minimum: 4,
+      maximum: 99,
+      description: "vSphere-style virtual hardware version",
+    }),
+    machine: Type.Optional(Type.Enum(["q35", "pc"])),
+    secureBoot: Type.Optional(Type.Boolean()),
+    devices: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            kind: Type.Enum([...DEVICE_KINDS]),
+            detail: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+          },
+          { additionalProperties: false },
+        ),
+        { maxItems: 64 },
+      ),
+    ),
+    attestation: Type.Optional(
+      Type.Boolean({ description: "Start paused after LAUNCH_MEASURE for the guest owner (encrypted VMs)" }),
+    ),
+  },
+  { additionalProperties: false, $id: "VmSpec" },
+);
+
+export const LabelsSchema = Type.Record(
+  Type.String({ minLength: 1, maxLength: 63 }),
+  Type.String({ maxLength: 255 }),
+  {
+    maxProperties: 64,
+  },
+);
+
+export const CreateVmBody = Type.Object(
+  {
+    name: Type.String({ pattern: VM_NAME_PATTERN }),
+    spec: Type.Ref("VmSpec"),
+    securityMode: Type.Optional(SecurityModeSchema),
+    policy: Type.Optional(PolicySchema),
+    labels: Type.Optional(LabelsSchema),
+    clusterId: Type.Optional(Type.String({ maxLength: 64 })),
+    hostId: Type.Optional(Type.String({ maxLength: 64, description: "Register the VM on this host" })),
+  },
+  { additionalProperties: false },
+);
+
+export const VmSchema = Type.Object(
+  {
+    id: Type.String(),
+    name: Type.String(),
+    clusterId: Type.Union([Type.String(), Type.Null()]),
+    hostId: Type.Union([Type.String(), Type.Null()]),
+    spec: Type.Ref("VmSpec"),
+    powerState: Type.String(),
+    securityMode: Type.String(),
+    policy: Type.Integer(),
+    attestationState: Type.String(),
+    liveMigratable: Type.Object({ status: Type.Boolean(), reason: Type.Optional(Type.String()) }),
+    labels: Type.Record(Type.String(), Type.String()),
+    createdAt: Type.String(),
+    updatedAt: Type.String(),
+    version: Type.Integer(),
+  },
+  { $id: "Vm" },
+);
+
+export const VmListQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 5000, default: 100 })),
+    cursor: Type.Optional(Type.String({ maxLength: 512 })),
+    hostId: Type.Optional(
+      Type.String({ maxLength: 64, description: "a host id, or 'none' for unplaced VMs" }),
+    ),
+    clusterId: Type.Optional(Type.String({ maxLength: 64 })),
+    powerState: Type.Optional(PowerStateSchema),
+    securityMode: Type.Optional(SecurityModeSchema),
+    namePrefix: Type.Optional(Type.String({ maxLength: 255 })),
+    labels: Type.Optional(Type.String({ maxLength: 2000, description: "key=value pairs, comma-separated" })),
+  },
+  { additionalProperties: false },
+);
+
+export const MigrateBody = Type.Object(
+  {
+    mode: Type.Enum(["live", "cold"]),
+    targetHostId: Type.Optional(Type.String({ maxLength: 64 })),
+  },
+  { additionalProperties: false },
+);
+
+export const SnapshotBody = Type.Object(
+  {
+    name: Type.String({ pattern: VM_NAME_PATTERN }),
+    memory: Type.Optional(Type.Boolean({ description: "Include guest memory (refused for SEV/SEV-ES VMs)" })),
+  },
+  { additionalProperties: false },
+);
+
+export const CloneBody = Type.Object(
+  { name: Type.String({ pattern: VM_NAME_PATTERN }) },
+  { additionalProperties: false },
+);
+
+export const SelectorSchema = Type.Object(
+  {
+    all: Type.Optional(Type.Boolean()),
+    ids: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 10000 })),
+    namePrefix: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+    labels: Type.Optional(LabelsSchema),
+    hostId: Type.Optional(Type.Union([Type.String({ maxLength: 64 }), Type.Null()])),
+    clusterId: Type.Optional(Type.String({ maxLength: 64 })),
+    powerState: Type.Optional(PowerStateSchema),
+    securityMode: Type.Optional(SecurityModeSchema),
+  },
+  { additionalProperties: false },
+);
+
+export const BulkUpdateBody = Type.Object(
+  {
+    selector: SelectorSchema,
+    set: Type.Object(
+      { securityMode: Type.Optional(SecurityModeSchema), policy: Type.Optional(PolicySchema) },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);

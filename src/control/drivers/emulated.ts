@@ -1,0 +1,193 @@
+/**
+ * The emulated driver: hypervisor `Host`s (emulated EPYC servers) living in this process, addressed by name. It
+ * is the embedded default, and what tests and `serve --demo` run on. The machines are created through a factory
+ * so this module depends only on the shape of the hypervisor's `Host` API (`EmulatedMachine`), which `Host`
+ * satisfies structurally; `emulated-hosts.ts` supplies the real factory.
+ *
+ * Several control-plane nodes in one process (tests) may share one `EmulatedDriver`: like real hardware, the
+ * hosts are outside the control plane, and every node sees the same machines.
+ */
+import { CiphervisorError, isCiphervisorError } from "../../errors.ts";
+import type { Operation } from "../../hypervisor/operation-rules.ts";
+import type { HostCapabilities, StartResult, VmSpec, VmStatus } from "../../hypervisor/types.ts";
+import type { Generation } from "../../machine/cpu-models.ts";
+import type { DriverFinding, DriverHost, HostDriver, LaunchSecret, PerformArgs } from "./driver.ts";
+
+/** What it takes to build one emulated host (the hypervisor `Host` constructor's options). */
+export interface EmulatedHostOptions {
+  readonly name: string;
+  readonly generation: Generation;
+  /** Seeds the host's identity and keys, so a demo datacenter is the same on every start. */
+  readonly seed: string | number;
+  /** BIOS `min_sev_asid`: SEV-ES ASIDs are 1..min-1. Default: the CPU table's value. */
+  readonly minSevAsid?: number;
+  readonly memoryMiB?: number;
+}
+
+/**
+ * The synchronous, in-process API of one hypervisor `Host` that this driver uses. Declared with method syntax so
+ * that `Host` (whose migrate methods take a `Host`) satisfies it.
+ */
+export interface EmulatedMachine {
+  readonly name: string;
+  capabilities(): HostCapabilities;
+  requirementFindings(spec: VmSpec): DriverFinding[];
+  define(spec: VmSpec): VmStatus;
+  undefine(name: string): void;
+  start(name: string): StartResult;
+  finishLaunch(name: string, secret?: { header: Uint8Array; payload: Uint8Array }): VmStatus;
+  stop(name: string): VmStatus;
+  reset(name: string): VmStatus;
+  status(name: string): VmStatus;
+  list(): VmStatus[];
+  perform(name: string, operation: Operation, args?: { snapshot?: string; clone?: string }): VmStatus;
+  liveMigrate(name: string, target: EmulatedMachine): VmStatus;
+  coldMigrate(name: string, target: EmulatedMachine): VmStatus;
+}
+
+export type EmulatedMachineFactory = (options: EmulatedHostOptions) => EmulatedMachine;
+
+/**
+ * Runs `fn` as an asynchronous driver call. The hypervisor's CiphervisorErrors pass through with their codes;
+ * anything else is a bug in the emulator, reported as INTERNAL with the host named and no stack.
+ */
+async function call<T>(address: string, fn: () => T): Promise<T> {
+  try {
+    return fn();
+  } catch (e) {
+    if (isCiphervisorError(e)) throw e;
+    throw new CiphervisorError("INTERNAL", `emulated host ${address} failed unexpectedly`, { cause: e });
+  }
+}
+
+class EmulatedHost implements DriverHost {
+  readonly address: string;
+  readonly machine: EmulatedMachine;
+  readonly #driver: EmulatedDriver;
+
+  constructor(driver: EmulatedDriver, machine: EmulatedMachine) {
+    this.#driver = driver;
+    this.machine = machine;
+    this.address = machine.name;
+  }
+
+  capabilities(): Promise<HostCapabilities> {
+    return call(this.address, () => this.machine.capabilities());
+  }
+  requirementFindings(spec: VmSpec): Promise<DriverFinding[]> {
+    return call(this.address, () => this.machine.requirementFindings(spec));
+  }
+  define(spec: VmSpec): Promise<VmStatus> {
+    return call(this.address, () => this.machine.define(spec));
+  }
+  undefine(name: string): Promise<void> {
+    return call(this.address, () => this.machine.undefine(name));
+  }
+  start(name: string): Promise<StartResult> {
+    return call(this.address, () => this.machine.start(name));
+  }
+  finishLaunch(name: string, secret?: LaunchSecret): Promise<VmStatus> {
+    return call(this.address, () =>
+      this.machine.finishLaunch(
+        name,
+        secret && { header: Uint8Array.from(secret.header), payload: Uint8Array.from(secret.payload) },
+      ),
+    );
+  }
+  stop(name: string): Promise<VmStatus> {
+    return call(this.address, () => this.machine.stop(name));
+  }
+  reset(name: string): Promise<VmStatus> {
+    return call(this.address, () => this.machine.reset(name));
+  }
+  async status(name: string): Promise<VmStatus | undefined> {
+    try {
+      return await call(this.address, () => this.machine.status(name));
+    } catch (e) {
+      if (isCiphervisorError(e, "NOT_FOUND")) return undefined;
+      throw e;
+    }
+  }
+  list(): Promise<VmStatus[]> {
+    return call(this.address, () => this.machine.list());
+  }
+  perform(name: string, operation: Operation, args: PerformArgs = {}): Promise<VmStatus> {
+    // Only the naming arguments cross: migration goes through liveMigrate/coldMigrate with a checked target.
+    const a = {
+      ...(args.snapshot === undefined ? {} : { snapshot: args.snapshot }),
+      ...(args.clone === undefined ? {} : { clone: args.clone }),
+    };
+    return call(this.address, () => this.machine.perform(name, operation, a));
+  }
+  liveMigrate(name: string, target: DriverHost): Promise<VmStatus> {
+    const t = this.#driver.sameDriver(target);
+    return call(this.address, () => this.machine.liveMigrate(name, t.machine));
+  }
+  coldMigrate(name: string, target: DriverHost): Promise<VmStatus> {
+    const t = this.#driver.sameDriver(target);
+    return call(this.address, () => this.machine.coldMigrate(name, t.machine));
+  }
+}
+
+/**
+ * In-process emulated hosts.
+ *
+ * @example
+ * ```ts
+ * const driver = new EmulatedDriver((o) => new Host(o));
+ * driver.addHost({ name: "rome-1", generation: "rome", seed: 1 });
+ * const host = await driver.connect("rome-1");
+ * ```
+ */
+export class EmulatedDriver implements HostDriver {
+  readonly kind = "emulated" as const;
+  readonly #factory: EmulatedMachineFactory;
+  readonly #hosts = new Map<string, EmulatedHost>();
+
+  constructor(factory: EmulatedMachineFactory) {
+    this.#factory = factory;
+  }
+
+  /** Builds a new emulated host; CONFLICT when the name is taken. Returns its address (the name). */
+  addHost(options: EmulatedHostOptions): string {
+    if (this.#hosts.has(options.name)) {
+      throw new CiphervisorError("CONFLICT", `an emulated host named '${options.name}' already exists`);
+    }
+    const machine = this.#factory(options);
+    this.#hosts.set(machine.name, new EmulatedHost(this, machine));
+    return machine.name;
+  }
+
+  /** True when an emulated host with this address exists. */
+  has(address: string): boolean {
+    return this.#hosts.has(address);
+  }
+
+  /** Forgets a host (after the inventory removed it); its VMs must be gone. */
+  removeHost(address: string): void {
+    this.#hosts.delete(address);
+  }
+
+  /** Addresses of every emulated host. */
+  addresses(): string[] {
+    return [...this.#hosts.keys()];
+  }
+
+  async connect(address: string): Promise<DriverHost> {
+    const h = this.#hosts.get(address);
+    if (!h) throw new CiphervisorError("NOT_FOUND", `no emulated host named '${address}'`);
+    return h;
+  }
+
+  /** The emulated host behind `target`; INVALID_INPUT for a host of another driver (no cross-driver moves). */
+  sameDriver(target: DriverHost): EmulatedHost {
+    const t = this.#hosts.get(target.address);
+    if (!t || t !== target) {
+      throw new CiphervisorError(
+        "INVALID_INPUT",
+        `host ${target.address} is not an emulated host of this driver`,
+      );
+    }
+    return t;
+  }
+}

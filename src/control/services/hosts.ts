@@ -1,0 +1,142 @@
+/**
+ * Host registration: the driver reports the host's SEV platform (CPU generation, SEV state, the ES/SEV ASID split
+ * read from the platform — never configured by hand, product-behaviour.md §1), and the inventory stores it with
+ * the audit record. For the emulated driver, registering can also build the emulated machine.
+ */
+import { CiphervisorError } from "../../errors.ts";
+import type { HostCapabilities } from "../../hypervisor/types.ts";
+import type { Generation } from "../../machine/cpu-models.ts";
+import { viewsOf } from "../capacity.ts";
+import { poolReports } from "../compat.ts";
+import { EmulatedDriver, type EmulatedHostOptions } from "../drivers/emulated.ts";
+import type { Actor, Host, HostDriver as HostDriverKind, NewHost } from "../inventory/types.ts";
+import { type ControlContext, getHost } from "./context.ts";
+
+export interface RegisterHostRequest {
+  readonly name: string;
+  readonly driver?: HostDriverKind;
+  /** How the driver reaches the host; default: the name (emulated hosts are addressed by name). */
+  readonly address?: string;
+  readonly clusterId?: string | null;
+  /** Emulated driver only: build the emulated machine with these settings when it does not exist yet. */
+  readonly emulated?: {
+    readonly generation: Generation;
+    readonly seed?: string | number;
+    readonly minSevAsid?: number;
+    readonly memoryMiB?: number;
+  };
+}
+
+/** The inventory's record of a host from what its driver reports. */
+export function hostFromCapabilities(
+  req: Pick<RegisterHostRequest, "name" | "clusterId">,
+  driver: HostDriverKind,
+  address: string,
+  caps: HostCapabilities,
+): NewHost {
+  return {
+    name: req.name,
+    clusterId: req.clusterId ?? null,
+    driver,
+    address,
+    cpuGeneration: caps.generation,
+    sevState: caps.sevState,
+    // The emulated hosts (and the SEV-ES-era hosts this release drives) use their low pool for SEV-ES guests.
+    esMode: "sev-es",
+    sevAsids: caps.pools.sev.size,
+    esAsids: caps.pools.sevEs.size,
+  };
+}
+
+/**
+ * Registers a host, audited in the same transaction. CONFLICT when the name is taken; NOT_FOUND when the driver
+ * has no such host (and `emulated` was not given to build one).
+ *
+ * @example
+ * ```ts
+ * await registerHost(c, actor, { name: "rome-2", emulated: { generation: "rome", minSevAsid: 5 } });
+ * ```
+ */
+export async function registerHost(c: ControlContext, actor: Actor, req: RegisterHostRequest): Promise<Host> {
+  const kind = req.driver ?? "emulated";
+  const address = req.address ?? req.name;
+  if (await c.inventory.hosts.getByName(req.name)) {
+    throw new CiphervisorError("CONFLICT", `a host named '${req.name}' already exists`, {
+      details: { field: "name" },
+    });
+  }
+  const driver = c.drivers.get(kind);
+  let built = false;
+  if (req.emulated !== undefined) {
+    if (!(driver instanceof EmulatedDriver)) {
+      throw new CiphervisorError("INVALID_INPUT", "emulated settings need the emulated driver", {
+        details: { field: "emulated" },
+      });
+    }
+    if (!driver.has(address)) {
+      const options: EmulatedHostOptions = {
+        name: address,
+        generation: req.emulated.generation,
+        seed: req.emulated.seed ?? address,
+        ...(req.emulated.minSevAsid === undefined ? {} : { minSevAsid: req.emulated.minSevAsid }),
+        ...(req.emulated.memoryMiB === undefined ? {} : { memoryMiB: req.emulated.memoryMiB }),
+      };
+      driver.addHost(options);
+      built = true;
+    }
+  }
+  try {
+    const caps = await (await driver.connect(address)).capabilities();
+    return await c.inventory.transaction(async (tx) => {
+      const host = await tx.hosts.create(hostFromCapabilities(req, kind, address, caps));
+      await tx.audit.append({
+        actor,
+        action: "host.register",
+        target: host.id,
+        outcome: "ok",
+        details: {
+          name: host.name,
+          driver: kind,
+          address,
+          cpuGeneration: host.cpuGeneration,
+          sevAsids: host.sevAsids,
+          esAsids: host.esAsids,
+        },
+      });
+      return host;
+    });
+  } catch (e) {
+    if (built && driver instanceof EmulatedDriver) driver.removeHost(address);
+    throw e;
+  }
+}
+
+/** Removes a host with no VMs placed on it (CONFLICT otherwise), audited. */
+export async function removeHost(c: ControlContext, actor: Actor, id: string): Promise<void> {
+  const host = await getHost(c.inventory, id);
+  await c.inventory.transaction(async (tx) => {
+    await tx.hosts.delete(id);
+    await tx.audit.append({
+      actor,
+      action: "host.remove",
+      target: id,
+      outcome: "ok",
+      details: { name: host.name },
+    });
+  });
+  const driver = c.drivers.get(host.driver);
+  if (driver instanceof EmulatedDriver) driver.removeHost(host.address);
+}
+
+/** A host with its pools as placement counts them (size, used, free, ASID range). */
+export interface HostReport {
+  readonly host: Host;
+  readonly pools: ReturnType<typeof poolReports>;
+  /** Powered-on VMs of any mode. */
+  readonly activeVms: number;
+}
+
+export async function hostReports(c: ControlContext, hosts: readonly Host[]): Promise<HostReport[]> {
+  const views = await viewsOf(c.inventory, hosts);
+  return views.map((v) => ({ host: v.host, pools: poolReports(v.host, v.used), activeVms: v.active }));
+}
