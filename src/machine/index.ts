@@ -1,0 +1,58 @@
+/**
+ * The emulated EPYC hardware (sev-interface.md §7, §12, §13): CPU models, CPUID 0x8000001F and ASID pools, DRAM,
+ * the memory path and the nested page table, VMRUN/#VMEXIT with the VMCB, the encrypted VMSA and its integrity
+ * record in trusted memory, the GHCB, the guest ISA — and, under host/, the reference host software (KVM-like exit
+ * and VMGEXIT handling, devices, launch) that the emulated hypervisor runs on it.
+ */
+export {
+  CPU_MODELS,
+  type CpuModel,
+  checkMinSevAsid,
+  cpuModel,
+  GENERATIONS,
+  type Generation,
+} from "./cpu-models.ts";
+export {
+  type AsidPools,
+  type AsidRange,
+  asidClass,
+  asidPools,
+  type CpuidLeaf,
+  hostCpuid8000001f,
+  SEV_FEATURE_BITS,
+} from "./cpuid.ts";
+export { Dram, PAGE_SIZE, type SystemMemory } from "./dram.ts";
+export type { MachineObserver } from "./execution.ts";
+export {
+  EXIT_CODES,
+  type ExitClass,
+  exitCodeName,
+  exitCodeRow,
+  isNonAutomatic,
+  SvmExit,
+  VMEXIT_INVALID,
+} from "./exit-codes.ts";
+export {
+  EXPOSABLE_FIELDS,
+  type ExposableField,
+  GHCB_SIZE,
+  GhcbError,
+  GhcbField,
+  GhcbMsr,
+  GhcbResponse,
+  GhcbView,
+  MSR_GHCB,
+  MSR_SEV_STATUS,
+} from "./ghcb.ts";
+export { HostDevices, type HostRegs } from "./host/devices.ts";
+export { type HandledExit, type HostOutcome, type HostVm, handleExit } from "./host/exit-handler.ts";
+export { FrameAllocator, type LaunchedGuest, type LaunchFirmware, launchGuest } from "./host/launch.ts";
+export { type GhcbExchange, handleVmgexit } from "./host/vmgexit.ts";
+export { decodeInstruction, encodeInstruction, GPR_NAMES, type Instruction, ISA, Op, Reg } from "./isa.ts";
+export { Machine, type MachineConfig, type VmExit } from "./machine.ts";
+export { NAE_EXITS, naeExit } from "./nae-exits.ts";
+export { NATIVE_CODE_BASE, type NativeCpu, type NativeGuestCode, type NativeStep } from "./native-code.ts";
+export { NestedPageTable, type NptEntry } from "./nested-page-table.ts";
+export { VmsaIntegrityStore } from "./trusted-memory.ts";
+export { DEFAULT_INTERCEPTS, type SecurityMode, Vmcb, type VmcbControl } from "./vmcb.ts";
+export { SEV_FEATURE_VMSA_REG_PROT } from "./vmsa-protection.ts";
