@@ -28,15 +28,46 @@ interface DemoVm {
   readonly securityMode: SecurityMode;
   readonly labels: Record<string, string>;
   readonly on: boolean;
+  /** The host it is registered on (power-on prefers it), so rome-1 drains both ways. */
+  readonly host?: string;
 }
 
 const DEMO_VMS: readonly DemoVm[] = [
-  { name: "web-1", spec: linux, securityMode: "none", labels: { app: "web", env: "prod" }, on: true },
-  { name: "web-2", spec: linux, securityMode: "none", labels: { app: "web", env: "prod" }, on: true },
-  { name: "db-1", spec: linux, securityMode: "sev-es", labels: { app: "db", env: "prod" }, on: true },
-  { name: "db-2", spec: linux, securityMode: "sev-es", labels: { app: "db", env: "prod" }, on: true },
+  {
+    name: "web-1",
+    host: "rome-1",
+    spec: linux,
+    securityMode: "none",
+    labels: { app: "web", env: "prod" },
+    on: true,
+  },
+  {
+    name: "web-2",
+    host: "milan-1",
+    spec: linux,
+    securityMode: "none",
+    labels: { app: "web", env: "prod" },
+    on: true,
+  },
+  {
+    name: "db-1",
+    host: "rome-1",
+    spec: linux,
+    securityMode: "sev-es",
+    labels: { app: "db", env: "prod" },
+    on: true,
+  },
+  {
+    name: "db-2",
+    host: "rome-2",
+    spec: linux,
+    securityMode: "sev-es",
+    labels: { app: "db", env: "prod" },
+    on: true,
+  },
   {
     name: "legacy-1",
+    host: "naples-1",
     spec: { ...linux, guestOs: "linux-4.16" },
     securityMode: "sev",
     labels: { app: "legacy", env: "prod" },
@@ -44,12 +75,20 @@ const DEMO_VMS: readonly DemoVm[] = [
   },
   {
     name: "win-1",
+    host: "rome-2",
     spec: { ...linux, guestOs: "windows-server-2022", memoryMiB: 128 },
     securityMode: "none",
     labels: { app: "ad", env: "prod" },
     on: true,
   },
-  { name: "vault-1", spec: linux, securityMode: "sev-es", labels: { app: "vault", env: "prod" }, on: false },
+  {
+    name: "vault-1",
+    host: "milan-1",
+    spec: linux,
+    securityMode: "sev-es",
+    labels: { app: "vault", env: "prod" },
+    on: false,
+  },
   {
     name: "batch-1",
     spec: { ...linux, firmware: "bios", hardwareVersion: 14 },
@@ -57,7 +96,14 @@ const DEMO_VMS: readonly DemoVm[] = [
     labels: { app: "batch", env: "dev" },
     on: false,
   },
-  { name: "test-1", spec: linux, securityMode: "none", labels: { app: "web", env: "dev" }, on: false },
+  {
+    name: "test-1",
+    host: "rome-1",
+    spec: linux,
+    securityMode: "none",
+    labels: { app: "web", env: "dev" },
+    on: false,
+  },
 ];
 
 /** Runs one operation to its end and fails loudly if it did not succeed (a demo that half-builds is a bug). */
@@ -86,13 +132,13 @@ export async function buildDemo(cp: ControlPlane): Promise<{ hosts: number; vms:
   const inv = cp.context.inventory;
   if ((await inv.hosts.list({}, { limit: 1 })).items.length > 0) return { hosts: 0, vms: 0 };
   const c = cp.context;
-  await registerHost(c, DEMO_ACTOR, { name: "naples-1", emulated: { generation: "naples", seed: 1 } });
-  await registerHost(c, DEMO_ACTOR, { name: "rome-1", emulated: { generation: "rome", seed: 2 } });
+  await registerHost(c, DEMO_ACTOR, { name: "naples-1", emulated: { generation: "naples" } });
+  await registerHost(c, DEMO_ACTOR, { name: "rome-1", emulated: { generation: "rome" } });
   await registerHost(c, DEMO_ACTOR, {
     name: "rome-2",
-    emulated: { generation: "rome", seed: 3, minSevAsid: 5 },
+    emulated: { generation: "rome", minSevAsid: 5 },
   });
-  await registerHost(c, DEMO_ACTOR, { name: "milan-1", emulated: { generation: "milan", seed: 4 } });
+  await registerHost(c, DEMO_ACTOR, { name: "milan-1", emulated: { generation: "milan" } });
   for (const vm of DEMO_VMS) {
     const id = await run(
       cp,
@@ -104,6 +150,7 @@ export async function buildDemo(cp: ControlPlane): Promise<{ hosts: number; vms:
         policy: vm.securityMode === "sev-es" ? 0x7 : vm.securityMode === "sev" ? 0x3 : 0,
         labels: vm.labels,
         clusterId: null,
+        hostId: vm.host === undefined ? null : ((await inv.hosts.getByName(vm.host))?.id ?? null),
       },
       vm.name,
     );

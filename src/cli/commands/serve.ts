@@ -1,0 +1,226 @@
+/**
+ * `ciphervisor serve`: one control-plane node and its REST API. On first start it creates the data directory,
+ * the SQLite inventory (or uses `--db postgres://…`, shared by several nodes) and an admin token in
+ * `DIR/admin.token` (mode 0600), then prints the API URL and how to use it — never the token. `--demo` builds a
+ * small emulated datacenter; `--demo-hosts N --demo-vms M` a benchmark fleet. SIGTERM (or SIGINT) drains:
+ * the listener closes, running operations finish (or are handed back for another node to resume), and the
+ * process exits 0.
+ */
+import { mkdirSync } from "node:fs";
+import { homedir, hostname } from "node:os";
+import { join, resolve } from "node:path";
+import type { Command } from "commander";
+import { pino } from "pino";
+import { buildApi, REDACT_PATHS } from "../../api/app.ts";
+import { ensureAdminToken, restoreEmulatedHosts, writeDemoTokens } from "../../control/bootstrap.ts";
+import { createControlPlane } from "../../control/control-plane.ts";
+import { buildDemo, buildFleet } from "../../control/demo.ts";
+import { DriverRegistry } from "../../control/drivers/driver.ts";
+import { emulatedDriver } from "../../control/drivers/emulated-hosts.ts";
+import { openInventory, parseInventoryUrl } from "../../control/inventory/open.ts";
+import { CiphervisorError } from "../../errors.ts";
+import { parseChoice, parseIntFlag } from "../args.ts";
+import type { CliIo } from "../io.ts";
+
+interface ServeFlags {
+  dataDir?: string;
+  db?: string;
+  host: string;
+  port: string;
+  demo?: boolean;
+  demoHosts?: string;
+  demoVms?: string;
+  logLevel: string;
+  worker?: string;
+}
+
+export interface ServeOptions {
+  readonly dataDir: string;
+  readonly db?: string;
+  readonly host: string;
+  readonly port: number;
+  readonly demo: boolean;
+  readonly fleet?: { readonly hosts: number; readonly vms: number };
+  readonly logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "silent";
+  readonly worker?: string;
+}
+
+export interface ServeControl {
+  /** Stops the server when aborted (tests); the CLI wires SIGTERM and SIGINT. */
+  readonly signal: AbortSignal;
+  /** Called once the API listens, with its base URL. */
+  readonly onListening?: (url: string) => void;
+}
+
+/** The default data directory: `$CIPHERVISOR_DATA_DIR`, else `~/.ciphervisor`. */
+export function defaultDataDir(): string {
+  return process.env.CIPHERVISOR_DATA_DIR ?? join(homedir(), ".ciphervisor");
+}
+
+/** Validates the flags into options; USAGE for contradictions. */
+export function parseServeFlags(flags: ServeFlags): ServeOptions {
+  const port = parseIntFlag(flags.port, "--port", 0, 65535);
+  if (flags.demo && (flags.demoHosts !== undefined || flags.demoVms !== undefined)) {
+    throw new CiphervisorError(
+      "USAGE",
+      "--demo and --demo-hosts/--demo-vms are alternatives; give one of them",
+    );
+  }
+  if (flags.demoVms !== undefined && flags.demoHosts === undefined) {
+    throw new CiphervisorError("USAGE", "--demo-vms needs --demo-hosts");
+  }
+  const fleet =
+    flags.demoHosts === undefined
+      ? undefined
+      : {
+          hosts: parseIntFlag(flags.demoHosts, "--demo-hosts", 1, 10_000),
+          vms: flags.demoVms === undefined ? 0 : parseIntFlag(flags.demoVms, "--demo-vms", 0, 1_000_000),
+        };
+  if (flags.db !== undefined) parseInventoryUrl(flags.db);
+  return {
+    dataDir: resolve(flags.dataDir ?? defaultDataDir()),
+    ...(flags.db === undefined ? {} : { db: flags.db }),
+    host: flags.host,
+    port,
+    demo: flags.demo === true,
+    ...(fleet === undefined ? {} : { fleet }),
+    logLevel: parseChoice(flags.logLevel, "--log-level", [
+      "fatal",
+      "error",
+      "warn",
+      "info",
+      "debug",
+      "silent",
+    ] as const),
+    ...(flags.worker === undefined ? {} : { worker: flags.worker }),
+  };
+}
+
+/** A database URL fit to print: a PostgreSQL password is masked. */
+function shownDb(url: string): string {
+  return url.replace(/\/\/([^:/@]+):[^@]*@/, "//$1:***@");
+}
+
+/**
+ * Runs a node until `control.signal` aborts. Resolves after a clean shutdown.
+ *
+ * @example
+ * ```ts
+ * const stop = new AbortController();
+ * const done = runServe({ dataDir, host: "127.0.0.1", port: 0, demo: true, logLevel: "silent" }, io, {
+ *   signal: stop.signal, onListening: (url) => console.log(url) });
+ * stop.abort(); await done;
+ * ```
+ */
+export async function runServe(options: ServeOptions, io: CliIo, control: ServeControl): Promise<void> {
+  try {
+    mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw new CiphervisorError(
+      "IO",
+      `cannot create the data directory ${options.dataDir}: ${(e as Error).message}`,
+      {
+        cause: e,
+      },
+    );
+  }
+  const dbUrl = options.db ?? join(options.dataDir, "inventory.db");
+  const log = pino(
+    { level: options.logLevel, redact: { paths: REDACT_PATHS, censor: "[redacted]" } },
+    pino.destination({ dest: 2, sync: false }),
+  );
+  const inventory = await openInventory(dbUrl);
+  let stopping = false;
+  const drivers = new DriverRegistry([emulatedDriver()]);
+  const cp = createControlPlane({
+    inventory,
+    drivers,
+    worker: options.worker ?? `${hostname()}/${process.pid}`,
+    log,
+  });
+  try {
+    const restored = await restoreEmulatedHosts(inventory, drivers);
+    cp.start();
+    const admin = await ensureAdminToken(inventory, options.dataDir);
+    let demoNote = "";
+    if (options.demo) {
+      const built = await buildDemo(cp);
+      const tokens = await writeDemoTokens(inventory, options.dataDir);
+      demoNote =
+        built.hosts > 0
+          ? `  demo:    built ${built.hosts} emulated hosts and ${built.vms} VMs; role tokens in ${tokens}/\n`
+          : `  demo:    role tokens in ${tokens}/\n`;
+    } else if (options.fleet) {
+      const t0 = performance.now();
+      const built = await buildFleet(cp, options.fleet.hosts, options.fleet.vms);
+      demoNote = `  fleet:   ${options.fleet.hosts} emulated hosts, ${built.vms} new VMs in ${(performance.now() - t0).toFixed(0)} ms\n`;
+    }
+    const app = await buildApi({ cp, loggerInstance: log, isReady: () => !stopping });
+    await app.listen({ host: options.host, port: options.port });
+    const addr = app.server.address();
+    const port = typeof addr === "object" && addr !== null ? addr.port : options.port;
+    const hostPart = options.host.includes(":") ? `[${options.host}]` : options.host;
+    const url = `http://${hostPart}:${port}`;
+    const tokenLine =
+      admin.state === "elsewhere"
+        ? `  token:   this database already has tokens (issued by another node); use that node's admin.token\n`
+        : `  token:   ${admin.path} (mode 0600, ${admin.state === "created" ? "created now" : "existing"}; the file is the only copy)\n`;
+    io.out(
+      `ciphervisor control plane listening on ${url}\n` +
+        `  API:     ${url}/v1   OpenAPI: ${url}/docs\n` +
+        `  data:    ${options.dataDir}   inventory: ${shownDb(dbUrl)}\n` +
+        tokenLine +
+        demoNote +
+        (restored > 0
+          ? `  note:    ${restored} VMs were on emulated hosts that restarted with this process; they are now powered off\n`
+          : "") +
+        `  CLI:     export CIPHERVISOR_URL=${url} CIPHERVISOR_TOKEN_FILE=${admin.path}\n` +
+        `  curl:    curl -H "Authorization: Bearer $(cat ${admin.path})" ${url}/v1/hosts\n`,
+    );
+    control.onListening?.(url);
+    await new Promise<void>((done) => {
+      if (control.signal.aborted) done();
+      else control.signal.addEventListener("abort", () => done(), { once: true });
+    });
+    stopping = true;
+    io.out("ciphervisor: shutting down (draining operations)\n");
+    await app.close();
+    await cp.stop();
+  } finally {
+    await cp.stop().catch(() => undefined);
+    await inventory.close();
+    log.flush();
+  }
+  io.out("ciphervisor: stopped\n");
+}
+
+export function registerServe(program: Command, io: CliIo): void {
+  program
+    .command("serve")
+    .description("run a control-plane node and its REST API (/v1, OpenAPI at /docs)")
+    .option("--data-dir <dir>", "data directory (default $CIPHERVISOR_DATA_DIR or ~/.ciphervisor)")
+    .option(
+      "--db <url>",
+      "inventory database: a file path (default DIR/inventory.db) or postgres://… for several nodes",
+    )
+    .option("--host <addr>", "listen address", "127.0.0.1")
+    .option("--port <n>", "listen port (0 picks a free one)", "8080")
+    .option("--demo", "build a small emulated datacenter (Naples, two Rome, Milan; mixed VMs)")
+    .option("--demo-hosts <n>", "build a benchmark fleet of N emulated Rome/Milan hosts")
+    .option("--demo-vms <m>", "… with M powered-off Linux VMs")
+    .option("--log-level <level>", "fatal|error|warn|info|debug|silent (logs go to stderr)", "info")
+    .option("--worker <name>", "this node's worker name in the operations queue (default host/pid)")
+    .action(async (flags: ServeFlags) => {
+      const options = parseServeFlags(flags);
+      const stop = new AbortController();
+      const onSignal = () => stop.abort();
+      process.once("SIGTERM", onSignal);
+      process.once("SIGINT", onSignal);
+      try {
+        await runServe(options, io, { signal: stop.signal });
+      } finally {
+        process.off("SIGTERM", onSignal);
+        process.off("SIGINT", onSignal);
+      }
+    });
+}

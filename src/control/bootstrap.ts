@@ -1,0 +1,147 @@
+/**
+ * First start of a control plane: the admin token (written to `DIR/admin.token`, mode 0600, never printed), demo
+ * tokens for `--demo`, and bringing emulated hosts back after a restart. The emulated machines live in the
+ * process, so a restart is a reboot of every emulated host: they are rebuilt from the inventory (same name,
+ * generation and ASID split, seeded by name), and VMs the inventory still thought powered on are recorded as
+ * powered off, with an audit record — never silently.
+ */
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { CiphervisorError } from "../errors.ts";
+import { allHosts } from "./capacity.ts";
+import { SLOT_STATES } from "./compat.ts";
+import type { DriverRegistry } from "./drivers/driver.ts";
+import { EmulatedDriver } from "./drivers/emulated.ts";
+import type { Inventory } from "./inventory/inventory.ts";
+import type { Actor, Vm } from "./inventory/types.ts";
+import { issueToken } from "./tokens.ts";
+
+/** The control plane starting itself, as an actor. */
+export const SYSTEM_ACTOR: Actor = { id: null, name: "ciphervisor-serve" };
+
+export interface AdminTokenResult {
+  readonly path: string;
+  /** "created" now, "existing" file, or "elsewhere": the database already has tokens (another node's). */
+  readonly state: "created" | "existing" | "elsewhere";
+}
+
+/** Writes a secret file that only its owner can read; fails if it exists. */
+function writeSecretFile(path: string, secret: string): void {
+  writeFileSync(path, `${secret}\n`, { mode: 0o600, flag: "wx" });
+}
+
+/**
+ * Issues the admin token on first start and writes it to `DIR/admin.token` (0600) in the same transaction as its
+ * audit record: if the file cannot be written, no token exists either.
+ */
+export async function ensureAdminToken(inventory: Inventory, dataDir: string): Promise<AdminTokenResult> {
+  const path = join(dataDir, "admin.token");
+  if (existsSync(path)) return { path, state: "existing" };
+  if ((await inventory.tokens.list({ limit: 1 })).items.length > 0) return { path, state: "elsewhere" };
+  try {
+    await inventory.transaction(async (tx) => {
+      const issued = await issueToken(tx, { name: "admin", roles: ["admin"] });
+      writeSecretFile(path, issued.secret.reveal());
+      await tx.audit.append({
+        actor: SYSTEM_ACTOR,
+        action: "token.create",
+        target: issued.token.id,
+        outcome: "ok",
+        details: { name: "admin", roles: ["admin"], file: "admin.token" },
+      });
+    });
+  } catch (e) {
+    rmSync(path, { force: true });
+    if (e instanceof CiphervisorError) throw e;
+    throw new CiphervisorError("IO", `cannot write ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  return { path, state: "created" };
+}
+
+/** Roles that get a demo token (`DIR/demo-tokens/<role>.token`), so each role can be tried. */
+export const DEMO_TOKEN_ROLES = [
+  "viewer",
+  "operator",
+  "security-admin",
+  "security-officer",
+  "auditor",
+] as const;
+
+/** Issues one token per demo role (only on the first start of a demo data directory). */
+export async function writeDemoTokens(inventory: Inventory, dataDir: string): Promise<string> {
+  const dir = join(dataDir, "demo-tokens");
+  if (existsSync(dir)) return dir;
+  mkdirSync(dir, { mode: 0o700 });
+  for (const role of DEMO_TOKEN_ROLES) {
+    const path = join(dir, `${role}.token`);
+    await inventory.transaction(async (tx) => {
+      const issued = await issueToken(tx, { name: `demo-${role}`, roles: [role] });
+      writeSecretFile(path, issued.secret.reveal());
+      await tx.audit.append({
+        actor: SYSTEM_ACTOR,
+        action: "token.create",
+        target: issued.token.id,
+        outcome: "ok",
+        details: { name: `demo-${role}`, roles: [role], file: `demo-tokens/${role}.token` },
+      });
+    });
+  }
+  return dir;
+}
+
+/**
+ * Rebuilds the emulated machines the inventory lists (after a restart) and records their VMs powered off.
+ * Returns how many VMs were marked off.
+ */
+export async function restoreEmulatedHosts(inventory: Inventory, drivers: DriverRegistry): Promise<number> {
+  let driver: EmulatedDriver | undefined;
+  try {
+    const d = drivers.get("emulated");
+    driver = d instanceof EmulatedDriver ? d : undefined;
+  } catch {
+    driver = undefined;
+  }
+  if (!driver) return 0;
+  let marked = 0;
+  for (const host of await allHosts(inventory)) {
+    if (host.driver !== "emulated" || driver.has(host.address)) continue;
+    driver.addHost({
+      name: host.address,
+      generation: host.cpuGeneration,
+      seed: host.address,
+      minSevAsid: host.esAsids + 1,
+    });
+    const stale: Vm[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: { items: Vm[]; nextCursor: string | null } = await inventory.vms.list(
+        { hostId: host.id },
+        { limit: 5000, cursor },
+      );
+      stale.push(
+        ...page.items.filter((v) => v.powerState === "suspended" || SLOT_STATES.includes(v.powerState)),
+      );
+      cursor = page.nextCursor;
+    } while (cursor !== null);
+    if (stale.length === 0) continue;
+    await inventory.transaction(async (tx) => {
+      await tx.vms.updateMany(
+        stale.map((v) => ({ id: v.id, patch: { powerState: "off", attestationState: "none" } })),
+      );
+      await tx.audit.append(
+        stale.map((v) => ({
+          actor: SYSTEM_ACTOR,
+          action: "vm.power-off",
+          target: v.id,
+          outcome: "ok" as const,
+          details: {
+            reason: `emulated host ${host.name} restarted with the control plane`,
+            was: v.powerState,
+          },
+        })),
+      );
+    });
+    marked += stale.length;
+  }
+  return marked;
+}
