@@ -152,4 +152,26 @@ describe("ciphervisor demo hypervisor-view", () => {
     assert.equal(old.code, 6);
     assert.match(old.err, /Linux 4\.16–5\.9 does not support SEV-ES/);
   });
+
+  it("run-guest assembles a user's program and runs it; a kernel without SEV-ES support stops with a reason", async () => {
+    const hello = await run("demo", "run-guest", "examples/guests/hello.s", "--mode", "sev-es");
+    assert.equal(hello.code, 0, hello.err);
+    assert.match(hello.out, /console:\n {2}Hello from an encrypted guest!\nstopped: the guest powered off/);
+    const old = await run(
+      "demo",
+      "run-guest",
+      "examples/guests/cpuid-vendor.s",
+      "--mode",
+      "sev-es",
+      "--guest-os",
+      "linux-4.16",
+    );
+    assert.match(
+      old.out,
+      /stopped: guest OS Linux 4\.16–5\.9 does not support SEV-ES: unhandled #VC on CPUID at RIP 0x1000/,
+    );
+    const missing = await run("demo", "run-guest", "no-such-file.s", "--mode", "sev");
+    assert.equal(missing.code, 1);
+    assert.match(missing.err, /no such file \[IO\]/);
+  });
 });

@@ -14,9 +14,10 @@ import {
   hex64,
   runCanaryExperiment,
 } from "../../hypervisor/introspection/canary-experiment.ts";
+import { createLab } from "../../hypervisor/introspection/lab.ts";
 import { CPU_MODELS, GENERATIONS, type Generation } from "../../machine/cpu-models.ts";
 import type { SecurityMode } from "../../machine/vmcb.ts";
-import { parseChoice, parseIntFlag } from "../args.ts";
+import { parseChoice, parseIntFlag, readInputFile } from "../args.ts";
 import type { CliIo } from "../io.ts";
 
 const MODES = ["none", "sev", "sev-es"] as const;
@@ -148,4 +149,41 @@ export function registerDemo(program: Command, io: CliIo): void {
       if (flags.json) io.out(`${JSON.stringify(canaryExperimentJson(result))}\n`);
       else io.out(formatHypervisorView(result, exits));
     });
+
+  demo
+    .command("run-guest")
+    .description("assemble a guest program (docs/guest-isa.md) and run it on an emulated host")
+    .argument("<file>", "guest assembly, e.g. examples/guests/hello.s")
+    .requiredOption("--mode <mode>", `security mode: ${MODES.join("|")}`)
+    .option("--max-exits <n>", "stop after this many #VMEXITs", "10000")
+    .option("--seed <s>", "seed: the whole run is deterministic from it", "1")
+    .option("--generation <gen>", `host CPU generation: ${GENERATIONS.join("|")}`, "milan")
+    .option(
+      "--guest-os <id>",
+      `guest OS profile: ${GUEST_OS_PROFILES.map((p) => p.id).join("|")}`,
+      "linux-5.19",
+    )
+    .action(
+      (
+        file: string,
+        flags: { mode: string; maxExits: string; seed: string; generation: string; guestOs: string },
+      ) => {
+        const mode = parseChoice(flags.mode, "--mode", MODES);
+        const maxExits = parseIntFlag(flags.maxExits, "--max-exits", 1, 1_000_000);
+        const generation = parseChoice(flags.generation, "--generation", GENERATIONS) as Generation;
+        const source = new TextDecoder().decode(readInputFile(file, "<file>"));
+        const lab = createLab({ source, mode, generation, guestOs: flags.guestOs, seed: flags.seed });
+        const exits = lab.run({ maxExits });
+        const counts = new Map<string, number>();
+        for (const h of exits) counts.set(h.exit.name, (counts.get(h.exit.name) ?? 0) + 1);
+        const last = exits.at(-1)!.outcome;
+        io.out(`${file}: mode ${mode} on an emulated ${generation} host, guest OS ${flags.guestOs}\n`);
+        io.out(`#VMEXITs: ${exits.length} (${[...counts].map(([n, c]) => `${n} × ${c}`).join(", ")})\n`);
+        if (lab.vm.devices.console)
+          io.out(`console:\n${lab.vm.devices.console.replace(/\n$/, "").replace(/^/gm, "  ")}\n`);
+        io.out(
+          last.action === "stop" ? `stopped: ${last.reason}\n` : `still running after ${maxExits} exits\n`,
+        );
+      },
+    );
 }
