@@ -45,6 +45,11 @@ export interface GuestPage {
   /** The C-bit the kernel's page tables give this page. */
   cBit: boolean;
   what: string;
+  /**
+   * Mapped by the kernel but loaded by someone else: the firmware's areas (e.g. the SEV secret area, written by
+   * LAUNCH_SECRET). The host must not overwrite their contents.
+   */
+  preserve?: boolean;
 }
 
 export interface GuestImage {
@@ -65,9 +70,21 @@ const seg = (selector: number, attrib: number, base = 0n, limit = 0xffffffff): V
   base,
 });
 
+/** A region the firmware owns and the kernel maps (OVMF's SEV secret area, say), private like the firmware's pages. */
+export interface FirmwareArea {
+  gpa: number;
+  size: number;
+  what: string;
+}
+
 export function buildGuestImage(
   program: GuestProgram,
-  opts: { profile: GuestOsProfile; mode: SecurityMode; model: CpuModel },
+  opts: {
+    profile: GuestOsProfile;
+    mode: SecurityMode;
+    model: CpuModel;
+    firmwareAreas?: readonly FirmwareArea[];
+  },
 ): GuestImage {
   const { profile, mode, model } = opts;
   if (program.base !== CODE_BASE) {
@@ -122,6 +139,15 @@ export function buildGuestImage(
   percpu.setBigUint64(boot + BootInfo.GHCB_GPA, BigInt(hasGhcb ? GHCB_GPA : 0), true);
   percpu.setBigUint64(boot + BootInfo.DR7, 0x400n, true);
   add(PERCPU_GPA, "per-CPU", false, new Uint8Array(percpu.buffer));
+
+  // Firmware areas (e.g. the secret area the Linux efi_secret driver maps): mapped, never overwritten.
+  for (const a of opts.firmwareAreas ?? []) {
+    for (let gpa = a.gpa - (a.gpa % PAGE); gpa < a.gpa + a.size; gpa += PAGE) {
+      if (pages.has(gpa)) continue;
+      add(gpa, a.what, false);
+      pages.get(gpa)!.preserve = true;
+    }
+  }
 
   // Page tables: identity map of every page above, C-bit as decided; then the tables themselves.
   const mapped = [...pages.values()];

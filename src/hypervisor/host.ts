@@ -362,15 +362,23 @@ export class Host {
     const l = vm.launched!;
     if (l.handle !== undefined) this.#client.launchFinish(l.handle);
     const profile = guestOsProfile(vm.spec.guestOs);
+    // The kernel maps the firmware's secret area (as Linux's efi_secret does) so the guest can read its secrets.
+    const secretArea =
+      vm.spec.firmware.kind === "efi" ? resolveFirmware(vm.spec).footer.secretArea : undefined;
     const image = buildGuestImage(assemble(vm.spec.program ?? DEFAULT_WORKLOAD), {
       profile,
       mode: vm.spec.security,
       model: this.model,
+      ...(secretArea && secretArea.size > 0
+        ? { firmwareAreas: [{ gpa: secretArea.base, size: secretArea.size, what: "SEV secret area" }] }
+        : {}),
     });
     for (const p of image.pages) mapGuestPage({ frames: this.#frames, npt: l.npt }, p.gpa);
     const ok = this.#machine.firmwareHandoff(
       l.vmcb,
-      image.pages.map((p) => ({ gpa: p.gpa, data: p.data, private: p.launchEncrypted })),
+      image.pages
+        .filter((p) => !p.preserve)
+        .map((p) => ({ gpa: p.gpa, data: p.data, private: p.launchEncrypted })),
       image.initialState,
     );
     vm.power = "running";
