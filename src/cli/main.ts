@@ -16,8 +16,14 @@ export function buildProgram(io: CliIo): Command {
     )
     .version("0.1.0")
     .exitOverride()
-    .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
-    .showHelpAfterError(false);
+    .configureOutput({
+      writeOut: (s) => io.out(s),
+      writeErr: (s) => io.err(s),
+      // Commander's own usage errors become the same one-line shape as every other error.
+      outputError: (s, write) => write(`ciphervisor: ${s.replace(/^error: /, "").trim()} [USAGE]\n`),
+    })
+    .showHelpAfterError(false)
+    .showSuggestionAfterError(false);
   registerCommands(program, io);
   return program;
 }
