@@ -44,10 +44,6 @@ export {
   MSR_GHCB,
   MSR_SEV_STATUS,
 } from "./ghcb.ts";
-export { HostDevices, type HostRegs } from "./host/devices.ts";
-export { type HandledExit, type HostOutcome, type HostVm, handleExit } from "./host/exit-handler.ts";
-export { FrameAllocator, type LaunchedGuest, type LaunchFirmware, launchGuest } from "./host/launch.ts";
-export { type GhcbExchange, handleVmgexit } from "./host/vmgexit.ts";
 export { decodeInstruction, encodeInstruction, GPR_NAMES, type Instruction, ISA, Op, Reg } from "./isa.ts";
 export { Machine, type MachineConfig, type VmExit } from "./machine.ts";
 export { NAE_EXITS, naeExit } from "./nae-exits.ts";

@@ -4,10 +4,10 @@ import { canaryExitsProgram } from "../../guest/programs/canary-exits.ts";
 import { cpuModel, type Generation } from "../../machine/cpu-models.ts";
 import { asidPools } from "../../machine/cpuid.ts";
 import { SvmExit } from "../../machine/exit-codes.ts";
-import { type HandledExit, handleExit } from "../../machine/host/exit-handler.ts";
 import type { VmExit } from "../../machine/machine.ts";
 import type { SecurityMode } from "../../machine/vmcb.ts";
 import { VMSA_LAYOUT } from "../../measure/vmsa.ts";
+import { type HandledExit, handleExit } from "../kvm/exit-handler.ts";
 import { createLab } from "./lab.ts";
 
 export interface CanaryExperimentOptions {

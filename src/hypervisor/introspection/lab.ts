@@ -19,12 +19,12 @@ import { guestOsProfile } from "../../guest/os-profiles.ts";
 import { cpuModel, type Generation } from "../../machine/cpu-models.ts";
 import { asidPools } from "../../machine/cpuid.ts";
 import type { MachineObserver } from "../../machine/execution.ts";
-import { type HandledExit, handleExit } from "../../machine/host/exit-handler.ts";
-import { FrameAllocator, type LaunchedGuest, launchGuest } from "../../machine/host/launch.ts";
 import { Machine } from "../../machine/machine.ts";
 import { VmsaIntegrityStore } from "../../machine/trusted-memory.ts";
 import type { SecurityMode } from "../../machine/vmcb.ts";
 import { createEmulatedPlatform, type EmulatedPlatform, GUEST_BASE } from "../../sev/emulated-platform.ts";
+import { type HandledExit, handleExit } from "../kvm/exit-handler.ts";
+import { FrameAllocator, type LaunchedGuest, launchGuest } from "../kvm/launch.ts";
 import { HypervisorView } from "./hypervisor-view.ts";
 
 export interface LabOptions {

@@ -9,7 +9,7 @@ import { describe, it } from "node:test";
 import { canaryExitsProgram } from "../../guest/programs/canary-exits.ts";
 import { SvmExit } from "../../machine/exit-codes.ts";
 import { EXPOSABLE_FIELDS, GhcbField, GhcbView } from "../../machine/ghcb.ts";
-import { handleExit } from "../../machine/host/exit-handler.ts";
+import { handleExit } from "../kvm/exit-handler.ts";
 import { createLab } from "./lab.ts";
 import { CanaryScanner } from "./test-support.ts";
 

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { canaryExitsProgram } from "../../guest/programs/canary-exits.ts";
-import { handleExit } from "../../machine/host/exit-handler.ts";
+import { handleExit } from "../kvm/exit-handler.ts";
 import { createLab } from "./lab.ts";
 import { CanaryScanner } from "./test-support.ts";
 

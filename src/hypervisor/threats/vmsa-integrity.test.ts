@@ -5,11 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { seededRandom } from "../crypto/random.ts";
-import { createLab } from "../hypervisor/introspection/lab.ts";
-import { decodeVmsa, VMSA_LAYOUT } from "../measure/vmsa.ts";
-import { SvmExit, VMEXIT_INVALID } from "./exit-codes.ts";
-import { handleExit } from "./host/exit-handler.ts";
+import { seededRandom } from "../../crypto/random.ts";
+import { createLab } from "../../hypervisor/introspection/lab.ts";
+import { SvmExit, VMEXIT_INVALID } from "../../machine/exit-codes.ts";
+import { decodeVmsa, VMSA_LAYOUT } from "../../measure/vmsa.ts";
+import { handleExit } from "../kvm/exit-handler.ts";
 
 const LOOP = "start:\n  add r8, 1\n  hlt\n  jmp start\n";
 const TRIALS = 10_000;

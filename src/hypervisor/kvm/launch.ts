@@ -9,11 +9,11 @@
  * machine layer never imports the firmware.
  */
 import type { GuestImage } from "../../guest/image.ts";
+import { PAGE_SIZE, type SystemMemory } from "../../machine/dram.ts";
+import type { Machine } from "../../machine/machine.ts";
+import { NestedPageTable } from "../../machine/nested-page-table.ts";
+import { SAVE_AREA_SIZE, Vmcb } from "../../machine/vmcb.ts";
 import { encodeVmsa } from "../../measure/vmsa.ts";
-import { PAGE_SIZE, type SystemMemory } from "../dram.ts";
-import type { Machine } from "../machine.ts";
-import { NestedPageTable } from "../nested-page-table.ts";
-import { SAVE_AREA_SIZE, Vmcb } from "../vmcb.ts";
 import { HostDevices } from "./devices.ts";
 import type { HostVm } from "./exit-handler.ts";
 

@@ -5,10 +5,10 @@
  * for SEV-ES from the GHCB fields the guest marked valid — and, for SEV-ES, operands the guest did not expose are
  * zero here, exactly as KVM's zeroed register copy.
  */
-import type { CpuModel } from "../cpu-models.ts";
-import { SvmExit } from "../exit-codes.ts";
-import { Ioio, ioioSize } from "../nae-exits.ts";
-import type { SecurityMode } from "../vmcb.ts";
+import type { CpuModel } from "../../machine/cpu-models.ts";
+import { SvmExit } from "../../machine/exit-codes.ts";
+import { Ioio, ioioSize } from "../../machine/nae-exits.ts";
+import type { SecurityMode } from "../../machine/vmcb.ts";
 
 /** The registers a host emulation reads and writes (what KVM syncs for SEV-ES guests). */
 export interface HostRegs {

@@ -6,12 +6,12 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { seededRandom } from "../crypto/random.ts";
-import { createLab } from "../hypervisor/introspection/lab.ts";
-import { KeySlotTable } from "../sev/key-slots.ts";
-import { SvmExit } from "./exit-codes.ts";
-import { handleExit } from "./host/exit-handler.ts";
-import { SEV_FEATURE_VMSA_REG_PROT } from "./vmsa-protection.ts";
+import { seededRandom } from "../../crypto/random.ts";
+import { createLab } from "../../hypervisor/introspection/lab.ts";
+import { SvmExit } from "../../machine/exit-codes.ts";
+import { SEV_FEATURE_VMSA_REG_PROT } from "../../machine/vmsa-protection.ts";
+import { KeySlotTable } from "../../sev/key-slots.ts";
+import { handleExit } from "../kvm/exit-handler.ts";
 
 describe("ciphertext determinism (faithfulness)", () => {
   it("1,000 (value, address, key) triples: same → same ciphertext; other address or ASID → different", () => {

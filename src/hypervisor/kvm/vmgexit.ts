@@ -11,7 +11,7 @@
  *    and answers malformed input with the GHCB error response (sw_exit_info_1 = 2, sw_exit_info_2 = reason) — never
  *    an exception. A valid request is emulated and RAX/RBX/RCX/RDX are returned, each with its valid bit.
  */
-import type { SystemMemory } from "../dram.ts";
+import type { SystemMemory } from "../../machine/dram.ts";
 import {
   EXPOSABLE_FIELDS,
   GHCB_DEFAULT_USAGE,
@@ -24,9 +24,9 @@ import {
   GhcbView,
   msrCode,
   sevInfoResponse,
-} from "../ghcb.ts";
-import { GHCB_RETURNED_FIELDS, naeExit } from "../nae-exits.ts";
-import type { NestedPageTable } from "../nested-page-table.ts";
+} from "../../machine/ghcb.ts";
+import { GHCB_RETURNED_FIELDS, naeExit } from "../../machine/nae-exits.ts";
+import type { NestedPageTable } from "../../machine/nested-page-table.ts";
 import type { HostDevices, HostRegs } from "./devices.ts";
 
 /** What the host saw and answered for one GHCB request — the hypervisor's whole view of that exit. */

@@ -9,8 +9,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { seededRandom } from "../../crypto/random.ts";
-import { cpuModel } from "../cpu-models.ts";
-import { Dram } from "../dram.ts";
+import { cpuModel } from "../../machine/cpu-models.ts";
+import { Dram } from "../../machine/dram.ts";
 import {
   EXPOSABLE_FIELDS,
   type ExposableField,
@@ -20,8 +20,8 @@ import {
   GhcbResponse,
   GhcbView,
   terminationRequest,
-} from "../ghcb.ts";
-import { NestedPageTable } from "../nested-page-table.ts";
+} from "../../machine/ghcb.ts";
+import { NestedPageTable } from "../../machine/nested-page-table.ts";
 import { HostDevices } from "./devices.ts";
 import { handleVmgexit, type VmgexitOutcome } from "./vmgexit.ts";
 

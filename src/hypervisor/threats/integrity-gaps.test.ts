@@ -5,10 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { fixedXeTweakConstants, tweak } from "../crypto/xex.ts";
-import { createLab } from "../hypervisor/introspection/lab.ts";
-import { SvmExit } from "./exit-codes.ts";
-import { handleExit } from "./host/exit-handler.ts";
+import { fixedXeTweakConstants, tweak } from "../../crypto/xex.ts";
+import { createLab } from "../../hypervisor/introspection/lab.ts";
+import { SvmExit } from "../../machine/exit-codes.ts";
+import { handleExit } from "../kvm/exit-handler.ts";
 
 const TRIALS = 1000;
 

@@ -8,14 +8,15 @@
  * - HLT / interrupts: resume; NPF: stop unless the caller maps the page; SHUTDOWN and VMEXIT_INVALID: stop with the
  *   reason a person can act on.
  */
+
+import { PAGE_SIZE, type SystemMemory } from "../../machine/dram.ts";
+import { mergeIn } from "../../machine/execution.ts";
+import { SvmExit, VMEXIT_INVALID } from "../../machine/exit-codes.ts";
+import type { VmExit } from "../../machine/machine.ts";
+import { Ioio, ioioSize } from "../../machine/nae-exits.ts";
+import type { NestedPageTable } from "../../machine/nested-page-table.ts";
+import { SAVE_AREA_SIZE, type Vmcb } from "../../machine/vmcb.ts";
 import { decodeVmsa, encodeVmsa, type Vmsa } from "../../measure/vmsa.ts";
-import { PAGE_SIZE, type SystemMemory } from "../dram.ts";
-import { mergeIn } from "../execution.ts";
-import { SvmExit, VMEXIT_INVALID } from "../exit-codes.ts";
-import type { VmExit } from "../machine.ts";
-import { Ioio, ioioSize } from "../nae-exits.ts";
-import type { NestedPageTable } from "../nested-page-table.ts";
-import { SAVE_AREA_SIZE, type Vmcb } from "../vmcb.ts";
 import type { HostDevices, HostRegs } from "./devices.ts";
 import { type GhcbExchange, handleVmgexit } from "./vmgexit.ts";
 
