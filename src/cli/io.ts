@@ -1,26 +1,84 @@
-/** Where the CLI writes. Tests pass a recording implementation; the binary uses the process streams. */
+/**
+ * Where the CLI writes, what it reads, and how it learns that the user wants to stop. Tests pass a recording
+ * implementation (`memoryIo`) with its own environment, so commands run in-process and in parallel without
+ * touching `process.env`, the terminal or signal handlers; the binary uses the process (`processIo`).
+ */
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
 export interface CliIo {
   out(s: string): void;
   err(s: string): void;
   /** Set by a command that succeeded only partly (exit 3) or wants another non-error exit code. */
   exitCode?: number;
+  /** The environment connection settings are read from (default `process.env`). */
+  readonly env?: Env;
+  /** All of standard input, for `--from-file -`. */
+  readStdin?(): Promise<string>;
+  /** True when stderr is a terminal: only then are progress bars drawn. */
+  readonly stderrIsTTY?: boolean;
+  /** The terminal stream progress bars draw on (stderr). */
+  readonly progressStream?: NodeJS.WritableStream;
+  /** Calls `handler` on each interrupt (SIGINT); returns the function that stops listening. */
+  onInterrupt?(handler: () => void): () => void;
+}
+
+function readProcessStdin(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    process.stdin.on("data", (c: Buffer) => chunks.push(c));
+    process.stdin.once("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    process.stdin.once("error", reject);
+  });
 }
 
 export const processIo: CliIo = {
   out: (s) => process.stdout.write(s),
   err: (s) => process.stderr.write(s),
+  env: process.env,
+  readStdin: readProcessStdin,
+  stderrIsTTY: process.stderr.isTTY === true,
+  progressStream: process.stderr,
+  onInterrupt(handler) {
+    process.on("SIGINT", handler);
+    return () => process.off("SIGINT", handler);
+  },
 };
 
-/** Records output in memory, for tests that call `main()` in-process. */
-export function memoryIo(): CliIo & { stdout: string; stderr: string } {
-  const io = {
+export interface MemoryIoOptions {
+  readonly env?: Env;
+  /** What `--from-file -` reads. */
+  readonly stdin?: string;
+}
+
+export interface MemoryIo extends CliIo {
+  stdout: string;
+  stderr: string;
+  /** Simulates the user pressing Ctrl-C. */
+  interrupt(): void;
+}
+
+/** Records output in memory, for tests that call `main()` in-process. The environment is empty unless given. */
+export function memoryIo(options: MemoryIoOptions = {}): MemoryIo {
+  const handlers = new Set<() => void>();
+  const io: MemoryIo = {
     stdout: "",
     stderr: "",
+    env: options.env ?? {},
     out(s: string) {
       io.stdout += s;
     },
     err(s: string) {
       io.stderr += s;
+    },
+    readStdin: async () => options.stdin ?? "",
+    stderrIsTTY: false,
+    onInterrupt(handler) {
+      handlers.add(handler);
+      return () => handlers.delete(handler);
+    },
+    interrupt() {
+      for (const h of [...handlers]) h();
     },
   };
   return io;

@@ -1,13 +1,21 @@
 /**
  * The command line: one commander program, one file per noun under commands/. Every failure ends as one line on
- * stderr (`ciphervisor: <message> [CODE]`) and a documented exit code, never a stack trace.
+ * stderr (`ciphervisor: <message> [CODE]`) and a documented exit code, never a stack trace — usage mistakes that
+ * commander catches included.
  */
 import { Command, CommanderError } from "commander";
 import { CiphervisorError } from "../errors.ts";
+import { shownCode } from "./client/remote-error.ts";
 import { registerCommands } from "./commands/index.ts";
 import { ExitCode, exitCodeFor } from "./exit-codes.ts";
 import type { CliIo } from "./io.ts";
 import { processIo } from "./io.ts";
+
+/** commander's "error: unknown option '--x'" → our one-line shape. */
+function usageLine(text: string): string {
+  const first = text.split("\n").find((l) => l.trim() !== "") ?? "usage error";
+  return `ciphervisor: ${first.replace(/^error:\s*/, "").trim()} [USAGE]\n`;
+}
 
 export function buildProgram(io: CliIo): Command {
   const program = new Command("ciphervisor")
@@ -19,11 +27,9 @@ export function buildProgram(io: CliIo): Command {
     .configureOutput({
       writeOut: (s) => io.out(s),
       writeErr: (s) => io.err(s),
-      // Commander's own usage errors become the same one-line shape as every other error.
-      outputError: (s, write) => write(`ciphervisor: ${s.replace(/^error: /, "").trim()} [USAGE]\n`),
+      outputError: (s, write) => write(usageLine(s)),
     })
-    .showHelpAfterError(false)
-    .showSuggestionAfterError(false);
+    .showHelpAfterError(false);
   registerCommands(program, io);
   return program;
 }
@@ -38,10 +44,11 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     if (e instanceof CommanderError) {
       if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.exitCode === 0)
         return ExitCode.OK;
+      // A bare noun (`ciphervisor vm`) prints its help and exits with commander's "help" code: usage.
       return ExitCode.USAGE;
     }
     if (e instanceof CiphervisorError) {
-      io.err(`ciphervisor: ${e.message} [${e.code}]\n`);
+      io.err(`ciphervisor: ${e.message.split("\n")[0]} [${shownCode(e)}]\n`);
       return exitCodeFor(e.code);
     }
     const msg = e instanceof Error ? e.message : String(e);

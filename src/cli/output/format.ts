@@ -1,0 +1,34 @@
+/**
+ * How a command prints: a table (default), one JSON document (`--json` or `-o json`), one name a line (`-o name`,
+ * the shape `--from-file -` reads back), or a wider table (`-o wide`).
+ */
+import { CiphervisorError } from "../../errors.ts";
+
+export const OUTPUT_MODES = ["table", "wide", "json", "name"] as const;
+export type OutputMode = (typeof OUTPUT_MODES)[number];
+
+export interface OutputFlags {
+  readonly json?: boolean;
+  readonly output?: string;
+  readonly quiet?: boolean;
+}
+
+/** The output mode the flags ask for; USAGE when they contradict each other. */
+export function outputMode(flags: OutputFlags): OutputMode {
+  const o = flags.output;
+  if (o !== undefined && !(OUTPUT_MODES as readonly string[]).includes(o)) {
+    throw new CiphervisorError(
+      "INVALID_INPUT",
+      `-o/--output must be one of ${OUTPUT_MODES.join(", ")}, got '${o}'`,
+    );
+  }
+  if (flags.json === true && o !== undefined && o !== "json") {
+    throw new CiphervisorError("USAGE", `--json and -o ${o} ask for different outputs; give one`);
+  }
+  return flags.json === true ? "json" : ((o as OutputMode | undefined) ?? "table");
+}
+
+/** One JSON document and a newline. */
+export function json(value: unknown): string {
+  return `${JSON.stringify(value, null, 2)}\n`;
+}
