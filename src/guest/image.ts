@@ -2,7 +2,7 @@
  * Builds a bootable guest image from an assembled program and a guest OS profile: every guest page with its
  * contents, which pages the launch encrypts, the kernel's page tables (C-bit per page), IDT, boot information, and
  * the initial register state (layout.ts). What the host does with it — frames, NPT, LAUNCH_UPDATE_DATA/VMSA — is the
- * host's part (src/machine/host/launch.ts).
+ * host's part (src/hypervisor/kvm/launch.ts).
  *
  * The page tables are what the guest kernel would build at boot: C = 1 on private pages only when the kernel can
  * (an SEV-capable kernel running with SEV active); shared areas and the GHCB always C = 0. Independently, under

@@ -30,6 +30,7 @@ import { PAGE_SIZE, type SystemMemory } from "./dram.ts";
 import { Execution, type ExitRequest, type Hardware, type MachineObserver } from "./execution.ts";
 import { exitCodeName, VMEXIT_INVALID } from "./exit-codes.ts";
 import { firmwareHandoff, type HandoffPage } from "./firmware-handoff.ts";
+import { GPR_NAMES } from "./isa.ts";
 import { MemoryPath } from "./memory-path.ts";
 import type { NativeGuestCode } from "./native-code.ts";
 import type { VmsaIntegrityStore } from "./trusted-memory.ts";
@@ -68,24 +69,8 @@ export interface VmExit {
   guestMessage?: string;
 }
 
-const GPR_FIELDS = [
-  "rax",
-  "rcx",
-  "rdx",
-  "rbx",
-  "rsp",
-  "rbp",
-  "rsi",
-  "rdi",
-  "r8",
-  "r9",
-  "r10",
-  "r11",
-  "r12",
-  "r13",
-  "r14",
-  "r15",
-] as const satisfies readonly (keyof Vmsa)[];
+/** The VMSA fields of RAX … R15, in x86 register order (the ISA's numbering). */
+const GPR_FIELDS = GPR_NAMES satisfies readonly (keyof Vmsa)[];
 
 const VENDOR = { ebx: 0x68747541, edx: 0x69746e65, ecx: 0x444d4163 }; // "AuthenticAMD"
 

@@ -8,30 +8,12 @@
  * the sub-leaf), the MSR index (RAX/RDX of WRMSR stay canaries — Linux sends both in full), OUT's value stays a
  * canary (Linux sends only the low bytes the port takes). Those are the exposures the GHCB valid bits declare.
  */
+import { GPR_NAMES } from "../../machine/isa.ts";
 
 /** Exit kinds in the order the loop cycles through them (counter mod 8). */
 export const CANARY_EXIT_KINDS = ["cpuid", "out", "wrmsr", "hlt", "cpuid", "in", "rdmsr", "hlt"] as const;
 
-const FILL = [
-  "rax",
-  "rcx",
-  "rdx",
-  "rbx",
-  "rsp",
-  "rbp",
-  "rsi",
-  "rdi",
-  "r8",
-  "r9",
-  "r10",
-  "r11",
-  "r12",
-  "r13",
-  "r14",
-  "r15",
-]
-  .map((r) => `    rdrand ${r}`)
-  .join("\n");
+const FILL = GPR_NAMES.map((r) => `    rdrand ${r}`).join("\n");
 
 /** Assembly source for `exits` iterations (ISA: docs/guest-isa.md). */
 export function canaryExitsProgram(exits: number): string {

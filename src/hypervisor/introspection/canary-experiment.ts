@@ -4,6 +4,7 @@ import { canaryExitsProgram } from "../../guest/programs/canary-exits.ts";
 import { cpuModel, type Generation } from "../../machine/cpu-models.ts";
 import { asidPools } from "../../machine/cpuid.ts";
 import { SvmExit } from "../../machine/exit-codes.ts";
+import { GPR_NAMES } from "../../machine/isa.ts";
 import type { VmExit } from "../../machine/machine.ts";
 import type { SecurityMode } from "../../machine/vmcb.ts";
 import { VMSA_LAYOUT } from "../../measure/vmsa.ts";
@@ -120,24 +121,7 @@ class U64Set {
 /** Guest exits recorded side by side (the rest only count). */
 const SIDE_BY_SIDE_LIMIT = 64;
 
-const GPR = [
-  "rax",
-  "rcx",
-  "rdx",
-  "rbx",
-  "rsp",
-  "rbp",
-  "rsi",
-  "rdi",
-  "r8",
-  "r9",
-  "r10",
-  "r11",
-  "r12",
-  "r13",
-  "r14",
-  "r15",
-];
+const GPR = GPR_NAMES;
 const EXIT_KIND: Record<number, string> = {
   [SvmExit.CPUID]: "CPUID",
   [SvmExit.IOIO]: "IO",
