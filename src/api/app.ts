@@ -26,6 +26,7 @@ import { adminRoutes } from "./routes/admin.ts";
 import { hostRoutes } from "./routes/hosts.ts";
 import { operationRoutes } from "./routes/operations.ts";
 import { systemRoutes } from "./routes/system.ts";
+import { vmPlanRoutes } from "./routes/vm-plan.ts";
 import { vmRoutes } from "./routes/vms.ts";
 import { AuditRecordSchema, TokenSchema } from "./schemas/admin.ts";
 import { OperationItemSchema, OperationSchema, ProblemSchema } from "./schemas/common.ts";
@@ -184,6 +185,7 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
 
   const deps = { cp, syncWaitMs: options.syncWaitMs ?? 30_000 };
   vmRoutes(app, deps);
+  vmPlanRoutes(app, deps);
   hostRoutes(app, deps);
   operationRoutes(app, deps);
   adminRoutes(app, inventory);

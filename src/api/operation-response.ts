@@ -51,7 +51,10 @@ export interface RespondOptions {
    * names an operation already queued: a retry gets that operation's answer, even if the VM has moved on since.
    */
   readonly precheck?: () => Promise<void> | void;
-  /** Extra members of a successful answer (e.g. the created VM); `status: 201` makes it a 201. */
+  /**
+   * Extra members of a successful answer (e.g. the created VM); `status: 201` makes it a 201 and `location` points
+   * the Location header at the created resource instead of the operation.
+   */
   readonly onSuccess?: (results: OperationItem[]) => Promise<Record<string, unknown>>;
 }
 
@@ -108,13 +111,9 @@ export async function submitAndRespond(
     );
   }
   const extra = onSuccess && op.status === "succeeded" ? await onSuccess(items) : {};
+  const { status, location: resource, ...members } = extra;
   return reply
-    .code(extra.status === 201 ? 201 : 200)
-    .header("location", location)
-    .send({ operation: operationView(op), results: items.map(itemView), ...omitStatus(extra) });
-}
-
-function omitStatus(o: Record<string, unknown>): Record<string, unknown> {
-  const { status: _status, ...rest } = o;
-  return rest;
+    .code(status === 201 ? 201 : 200)
+    .header("location", typeof resource === "string" ? resource : location)
+    .send({ operation: operationView(op), results: items.map(itemView), ...members });
 }

@@ -153,8 +153,7 @@ export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
           onSuccess: async (items) => {
             const id = items[0]?.target;
             const vm = id === undefined ? undefined : await inv.vms.get(id);
-            if (vm) reply.header("location", `/v1/vms/${vm.id}`);
-            return vm ? { status: 201, vm: vmView(vm) } : {};
+            return vm ? { status: 201, location: `/v1/vms/${vm.id}`, vm: vmView(vm) } : {};
           },
         },
       );
@@ -340,7 +339,7 @@ export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
   );
 
   app.post(
-    "/v1/vms:bulk-update",
+    "/v1/vms::bulk-update",
     {
       config: {
         permission: {
