@@ -56,3 +56,60 @@ export function parseChoice<T extends string>(value: string, flag: string, choic
   }
   return value as T;
 }
+
+/** `on` or `off` → boolean. */
+export function parseOnOff(value: string, flag: string): boolean {
+  return parseChoice(value, flag, ["on", "off"] as const) === "on";
+}
+
+const POLICY_FLAGS: Readonly<Record<string, number>> = {
+  NODBG: 0x1,
+  NOKS: 0x2,
+  ES: 0x4,
+  NOSEND: 0x8,
+  DOMAIN: 0x10,
+  SEV: 0x20,
+};
+
+/**
+ * A 32-bit SEV guest policy: a number (`0x5`, `7`) or flag names (`NODBG,ES` or `NODBG|NOKS|ES`). The server checks
+ * that it fits the mode (the ES bit, reserved bits).
+ */
+export function parsePolicy(value: string, flag = "--policy"): number {
+  const t = value.trim();
+  if (/^[A-Za-z_|,\s]+$/.test(t)) {
+    let p = 0;
+    for (const name of t.split(/[|,\s]+/).filter((x) => x !== "")) {
+      const bit = POLICY_FLAGS[name.toUpperCase()];
+      if (bit === undefined) {
+        throw new CiphervisorError(
+          "INVALID_INPUT",
+          `${flag}: unknown policy flag '${name}' (flags: ${Object.keys(POLICY_FLAGS).join(", ")})`,
+        );
+      }
+      p |= bit;
+    }
+    return p;
+  }
+  return parseIntFlag(value, flag, 0, 0xffffffff);
+}
+
+/** Repeated `--label key=value` flags → a label map. */
+export function parseLabels(values: readonly string[], flag = "--label"): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const v of values) {
+    const i = v.indexOf("=");
+    if (i <= 0) throw new CiphervisorError("INVALID_INPUT", `${flag} must be key=value, got '${v}'`);
+    const key = v.slice(0, i);
+    if (!/^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/.test(key)) {
+      throw new CiphervisorError("INVALID_INPUT", `${flag}: '${key}' is not a label key`);
+    }
+    out[key] = v.slice(i + 1);
+  }
+  return out;
+}
+
+/** Commander collector for repeatable flags. */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}

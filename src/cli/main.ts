@@ -27,9 +27,11 @@ export function buildProgram(io: CliIo): Command {
     .configureOutput({
       writeOut: (s) => io.out(s),
       writeErr: (s) => io.err(s),
+      // Commander's own usage errors become the same one-line shape as every other error.
       outputError: (s, write) => write(usageLine(s)),
     })
-    .showHelpAfterError(false);
+    .showHelpAfterError(false)
+    .showSuggestionAfterError(false);
   registerCommands(program, io);
   return program;
 }

@@ -2,7 +2,8 @@
  * Where the CLI connects and with which token, in one order everywhere:
  *
  * 1. `--server` / `--token` (and `--token-file`),
- * 2. `CIPHERVISOR_SERVER` / `CIPHERVISOR_TOKEN`,
+ * 2. `CIPHERVISOR_SERVER` / `CIPHERVISOR_TOKEN` (also `CIPHERVISOR_URL` and `CIPHERVISOR_TOKEN_FILE`, the names
+ *    `serve` prints),
  * 3. the context named by `--context`, `CIPHERVISOR_CONTEXT` or the config file's `currentContext`,
  * 4. a local `ciphervisor serve`: its default address, and the admin token it wrote to its data directory
  *    (`CIPHERVISOR_DATA_DIR`, default `~/.ciphervisor`).
@@ -20,7 +21,7 @@ import { ApiClient } from "./http.ts";
 
 /** The address `serve` listens on by default. */
 export const DEFAULT_HOST = "127.0.0.1";
-export const DEFAULT_PORT = 7480;
+export const DEFAULT_PORT = 8080;
 export const DEFAULT_SERVER = `http://${DEFAULT_HOST}:${DEFAULT_PORT}`;
 
 /** The flags every API command takes. */
@@ -125,6 +126,9 @@ export function resolveConnection(flags: ConnectionFlags, env: Env): Connection 
   } else if (env.CIPHERVISOR_SERVER) {
     server = normaliseServer(env.CIPHERVISOR_SERVER, "CIPHERVISOR_SERVER");
     serverSource = "CIPHERVISOR_SERVER";
+  } else if (env.CIPHERVISOR_URL) {
+    server = normaliseServer(env.CIPHERVISOR_URL, "CIPHERVISOR_URL");
+    serverSource = "CIPHERVISOR_URL";
   }
   if (flags.token !== undefined && flags.tokenFile !== undefined) {
     throw new CiphervisorError("USAGE", "give --token or --token-file, not both");
@@ -139,6 +143,9 @@ export function resolveConnection(flags: ConnectionFlags, env: Env): Connection 
   } else if (env.CIPHERVISOR_TOKEN) {
     token = env.CIPHERVISOR_TOKEN.trim();
     tokenSource = "CIPHERVISOR_TOKEN";
+  } else if (env.CIPHERVISOR_TOKEN_FILE) {
+    token = readTokenFile(env.CIPHERVISOR_TOKEN_FILE, "CIPHERVISOR_TOKEN_FILE");
+    tokenSource = "CIPHERVISOR_TOKEN_FILE";
   }
 
   const contextName = flags.context ?? env.CIPHERVISOR_CONTEXT;

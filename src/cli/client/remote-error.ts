@@ -44,10 +44,27 @@ export function baseCode(code: string, status: number): ErrorCode {
   return "INTERNAL";
 }
 
-/** A failure reported by (or on the way to) the server. `shownCode` is what the CLI prints in brackets. */
-export class RemoteError extends CiphervisorError {
-  /** The server's stable code, or the client's own (UNREACHABLE, TIMEOUT, BAD_RESPONSE). */
+/**
+ * An error whose printed code is more precise than its ErrorCode: a server's refusal code, or one of the CLI's own
+ * (CONFIRMATION_REQUIRED). The ErrorCode still chooses the exit code.
+ */
+export class CodedError extends CiphervisorError {
   readonly shownCode: string;
+
+  constructor(
+    shownCode: string,
+    base: ErrorCode,
+    message: string,
+    options: { cause?: unknown; details?: Record<string, unknown> } = {},
+  ) {
+    super(base, message, options);
+    this.name = "CodedError";
+    this.shownCode = shownCode;
+  }
+}
+
+/** A failure reported by (or on the way to) the server. `shownCode` is what the CLI prints in brackets. */
+export class RemoteError extends CodedError {
   /** The HTTP status, 0 when no response arrived. */
   readonly status: number;
 
@@ -57,17 +74,16 @@ export class RemoteError extends CiphervisorError {
     message: string,
     options: { cause?: unknown; details?: Record<string, unknown>; base?: ErrorCode } = {},
   ) {
-    super(options.base ?? baseCode(shownCode, status), message, {
+    super(shownCode, options.base ?? baseCode(shownCode, status), message, {
       ...(options.cause === undefined ? {} : { cause: options.cause }),
       ...(options.details === undefined ? {} : { details: options.details }),
     });
     this.name = "RemoteError";
-    this.shownCode = shownCode;
     this.status = status;
   }
 }
 
 /** The code to print for any CiphervisorError: the server's when it came from one. */
 export function shownCode(e: CiphervisorError): string {
-  return e instanceof RemoteError ? e.shownCode : e.code;
+  return e instanceof CodedError ? e.shownCode : e.code;
 }
