@@ -73,6 +73,18 @@ export function requirePermissions(request: FastifyRequest, permissions: readonl
   }
 }
 
+/** FORBIDDEN unless the caller holds at least one of `permissions`. */
+export function requireAnyPermission(request: FastifyRequest, permissions: readonly Permission[]): void {
+  const roles = request.principal?.roles ?? [];
+  if (permissions.length > 0 && !permissions.some((p) => can(roles, p))) {
+    throw new CiphervisorError(
+      "FORBIDDEN",
+      `this request needs ${permissions.map((p) => `'${p}'`).join(" or ")}`,
+      { details: { permissions: [...permissions] } },
+    );
+  }
+}
+
 const BEARER = /^Bearer ([^\s]+)$/;
 /** How often a token's `last used` time is written (not on every request: that would serialize reads). */
 const TOUCH_INTERVAL_MS = 60_000;

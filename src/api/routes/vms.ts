@@ -12,7 +12,7 @@ import type { VmFilter } from "../../control/inventory/types.ts";
 import { choosePlacement, noValidHost } from "../../control/placement.ts";
 import {
   bulkParams,
-  requestPermissions,
+  requestPermissionNeeds,
   selectorFilter,
   type VmSelector,
 } from "../../control/services/bulk-update.ts";
@@ -28,7 +28,7 @@ import {
 import { checkClone, checkSnapshot, clonePermissions } from "../../control/services/snapshot-clone.ts";
 import { checkCreate, checkCreateHost, checkDelete, createParams } from "../../control/services/vm-create.ts";
 import { CiphervisorError } from "../../errors.ts";
-import { requirePermissions } from "../auth.ts";
+import { requireAnyPermission, requirePermissions } from "../auth.ts";
 import { type OperationDeps, submitAndRespond } from "../operation-response.ts";
 import { errorResponses, IdParams, MutatingHeaders, OperationResponse, PageOf } from "../schemas/common.ts";
 import {
@@ -360,7 +360,9 @@ export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
     async (req, reply) => {
       const selector = req.body.selector as VmSelector;
       const filter = selectorFilter(selector);
-      requirePermissions(req, requestPermissions(req.body.set));
+      const needs = requestPermissionNeeds(req.body.set);
+      requirePermissions(req, needs.all);
+      requireAnyPermission(req, needs.anyOf);
       const total = await inv.vms.count(filter);
       return submitAndRespond(req, reply, deps, {
         kind: "vm.bulk-update",

@@ -89,32 +89,50 @@ export function selectorFilter(s: VmSelector): VmFilter {
   };
 }
 
+/** What a bulk request needs before anything is resolved: all of `all`, and at least one of `anyOf`. */
+export interface RequestPermissions {
+  readonly all: Permission[];
+  readonly anyOf: Permission[];
+}
+
 /**
- * The permissions the request needs whatever it matches (each VM's change is checked again on its own): turning
- * protection off is a downgrade, turning it on an enable, a policy alone a policy change, and a policy with NODBG
- * clear allows debug.
+ * The permissions the request needs whatever it matches (each VM's change is checked again on its own). Setting
+ * a mode may turn protection on for one VM and weaken it for another, so the caller must be able to make at least
+ * one of the changes it can cause; turning protection off is only ever a downgrade; and a policy with NODBG clear
+ * asks to allow debug, which always needs its own permission.
  */
-export function requestPermissions(set: BulkSet): Permission[] {
+export function requestPermissionNeeds(set: BulkSet): RequestPermissions {
   if (set.securityMode === undefined && set.policy === undefined) {
     throw new CiphervisorError("INVALID_INPUT", "set: give securityMode, policy, or both", {
       details: { field: "set" },
     });
   }
-  const perms = new Set<Permission>();
-  if (set.securityMode === "none") perms.add("vm.security.downgrade");
-  else if (set.securityMode !== undefined) perms.add("vm.security.enable");
-  else perms.add("vm.security.policy");
   if (set.securityMode === "none" && set.policy !== undefined && set.policy !== 0) {
     throw new CiphervisorError("INVALID_INPUT", "set.policy: an ordinary VM has no guest policy", {
       details: { field: "set.policy" },
     });
   }
-  if (set.policy !== undefined && set.securityMode !== "none" && (set.policy & PolicyBit.NODBG) === 0) {
-    perms.add("vm.debug.allow");
-  }
   if (set.policy !== undefined && set.securityMode !== undefined)
     validatePolicy(set.securityMode, set.policy, "set.policy");
-  return [...perms].sort();
+  const all: Permission[] = [];
+  let anyOf: Permission[];
+  if (set.securityMode === "none") anyOf = ["vm.security.downgrade"];
+  else if (set.securityMode === "sev")
+    anyOf = ["vm.security.enable", "vm.security.downgrade", "vm.security.policy"];
+  else if (set.securityMode === "sev-es") anyOf = ["vm.security.enable", "vm.security.policy"];
+  else anyOf = ["vm.security.policy", "vm.security.downgrade"];
+  if (set.policy !== undefined && set.securityMode !== "none" && (set.policy & PolicyBit.NODBG) === 0) {
+    all.push("vm.debug.allow");
+  }
+  return { all, anyOf };
+}
+
+/**
+ * Validates `set` and returns the permissions every such request needs (`requestPermissionNeeds(set).all`); the
+ * route also requires one of `anyOf`.
+ */
+export function requestPermissions(set: BulkSet): Permission[] {
+  return requestPermissionNeeds(set).all;
 }
 
 /** Operation params of a bulk update. The roles are those of the requester, checked per VM while running. */

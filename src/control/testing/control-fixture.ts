@@ -81,6 +81,8 @@ export async function postgresDatabase(): Promise<TestDatabase | undefined> {
 
 export interface Fixture {
   readonly inventory: Inventory;
+  /** The SQLite file of `withFixture`'s inventory (for tests that tamper with it directly). */
+  readonly dbUrl?: string;
   readonly driver: EmulatedDriver;
   readonly cp: ControlPlane;
   /** Registers an emulated host (built on the fixture's driver). */
@@ -157,7 +159,7 @@ export async function withFixture<T>(
 ): Promise<T> {
   const db = sqliteDatabase();
   const inventory = await db.open();
-  const f = fixtureOn(inventory, emulatedDriver(), options);
+  const f = { ...fixtureOn(inventory, emulatedDriver(), options), dbUrl: db.url };
   try {
     return await fn(f);
   } finally {
