@@ -41,8 +41,8 @@ function nap(ms: number, wake: EventEmitter, event: string, signal?: AbortSignal
       signal?.removeEventListener("abort", done);
       resolve();
     };
+    // Not unref'd: a running engine, or somebody waiting for an operation, is work that keeps the process alive.
     const timer = setTimeout(done, ms);
-    timer.unref?.();
     wake.on(event, done);
     signal?.addEventListener("abort", done, { once: true });
   });
@@ -260,7 +260,6 @@ export class OperationEngine {
   async waitFor(id: string, timeoutMs: number): Promise<Operation> {
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), timeoutMs);
-    timer.unref?.();
     let latest: Operation | undefined;
     try {
       for await (const op of this.watch(id, abort.signal)) latest = op;

@@ -1,0 +1,167 @@
+/**
+ * The operations engine: bounded concurrency, failures finished with their code, a shutdown that hands unfinished
+ * work back (lease released) for another worker to resume, and watchers that see every change up to the end.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { CiphervisorError } from "../../errors.ts";
+import type { Inventory } from "../inventory/inventory.ts";
+import { sqliteDatabase, TEST_ACTOR } from "../testing/control-fixture.ts";
+import { OperationEngine } from "./engine.ts";
+import { mapLimit } from "./limit.ts";
+import type { Runner } from "./types.ts";
+
+async function withInventory<T>(fn: (inv: Inventory) => Promise<T>): Promise<T> {
+  const db = sqliteDatabase();
+  const inv = await db.open();
+  try {
+    return await fn(inv);
+  } finally {
+    await inv.close();
+    await db.dispose();
+  }
+}
+
+const submit = (inv: Inventory, kind: string) =>
+  inv.operations.create({ kind, actor: TEST_ACTOR, params: {} });
+
+describe("operations engine", () => {
+  it("runs at most `concurrency` operations at once and finishes each by its items or its error", () =>
+    withInventory(async (inv) => {
+      let inFlight = 0;
+      let peak = 0;
+      const slow: Runner = async (run) => {
+        inFlight++;
+        peak = Math.max(peak, inFlight);
+        await new Promise((r) => setTimeout(r, 20));
+        await inv.operations.recordItems(run.op.id, [{ target: "t", outcome: "ok" }]);
+        inFlight--;
+        return undefined;
+      };
+      const failing: Runner = async () => {
+        throw new CiphervisorError("CONFLICT", "nope");
+      };
+      const crashing: Runner = async () => {
+        throw new TypeError("undefined is not a function");
+      };
+      const engine = new OperationEngine({
+        inventory: inv,
+        runners: { slow, failing, crashing },
+        worker: "w",
+        concurrency: 3,
+        pollMs: 10,
+      });
+      const ids = [];
+      for (let i = 0; i < 9; i++) ids.push((await submit(inv, "slow")).operation.id);
+      const bad = (await submit(inv, "failing")).operation.id;
+      const crash = (await submit(inv, "crashing")).operation.id;
+      const foreign = (await submit(inv, "not-mine")).operation.id;
+      engine.start();
+      const done = await Promise.all([...ids, bad, crash].map((id) => engine.waitFor(id, 30_000)));
+      await engine.stop();
+      assert.ok(peak <= 3 && peak >= 2, `peak ${peak}`);
+      assert.ok(done.slice(0, 9).every((o) => o.status === "succeeded"));
+      assert.deepEqual(done[9]?.error, { code: "CONFLICT", message: "nope" });
+      assert.equal(done[10]?.status, "failed");
+      assert.deepEqual(done[10]?.error?.code, "INTERNAL");
+      assert.equal((await inv.operations.get(foreign))?.status, "pending", "kinds it cannot run stay queued");
+    }));
+
+  it("hands unfinished work back on shutdown, and another worker resumes it", () =>
+    withInventory(async (inv) => {
+      const seen: string[] = [];
+      const patient: Runner = async (run) => {
+        seen.push(`${run.worker}#${run.op.attempts}`);
+        if (run.worker === "first") {
+          await new Promise<void>((resolve) => run.signal.addEventListener("abort", () => resolve()));
+          throw new CiphervisorError("INTERRUPTED", "stopped");
+        }
+        await inv.operations.recordItems(run.op.id, [{ target: "t", outcome: "ok" }]);
+        return undefined;
+      };
+      const first = new OperationEngine({
+        inventory: inv,
+        runners: { patient },
+        worker: "first",
+        pollMs: 10,
+      });
+      const { operation } = await submit(inv, "patient");
+      first.start();
+      while ((await inv.operations.get(operation.id))?.status !== "running")
+        await new Promise((r) => setTimeout(r, 5));
+      await first.stop(50);
+      const handedBack = await inv.operations.get(operation.id);
+      assert.equal(handedBack?.status, "running");
+      // Released: the lease ends now rather than a lease length (30 s) later.
+      assert.ok(Date.parse(handedBack?.leaseUntil ?? "") < Date.now() + 1000, "its lease was released");
+      const second = new OperationEngine({
+        inventory: inv,
+        runners: { patient },
+        worker: "second",
+        pollMs: 10,
+      });
+      second.start();
+      const done = await second.waitFor(operation.id, 30_000);
+      await second.stop();
+      assert.deepEqual([done.status, done.claimedBy, done.attempts], ["succeeded", "second", 2]);
+      assert.deepEqual(seen, ["first#1", "second#2"]);
+    }));
+
+  it("lets watchers follow progress to the final state, and waitFor return the latest state on timeout", () =>
+    withInventory(async (inv) => {
+      let release = () => {};
+      const gate = new Promise<void>((r) => {
+        release = r;
+      });
+      const stepper: Runner = async (run) => {
+        for (let i = 0; i < 3; i++) {
+          await inv.operations.recordItems(run.op.id, [{ target: `t${i}`, outcome: "ok" }]);
+          run.progress();
+        }
+        await gate;
+        return undefined;
+      };
+      const engine = new OperationEngine({ inventory: inv, runners: { stepper }, worker: "w", pollMs: 10 });
+      const { operation } = await inv.operations.create({
+        kind: "stepper",
+        actor: TEST_ACTOR,
+        params: {},
+        total: 3,
+      });
+      engine.start();
+      const early = await engine.waitFor(operation.id, 100);
+      assert.notEqual(early.status, "succeeded");
+      const snapshots: string[] = [];
+      const watching = (async () => {
+        for await (const op of engine.watch(operation.id)) snapshots.push(`${op.status}:${op.done}`);
+      })();
+      release();
+      await watching;
+      await engine.stop();
+      assert.equal(snapshots.at(-1), "succeeded:3");
+      await assert.rejects(engine.watch("op_missing").next(), /not found/);
+    }));
+
+  it("mapLimit keeps order, bounds concurrency and stops on the first failure", async () => {
+    let active = 0;
+    let peak = 0;
+    const out = await mapLimit([1, 2, 3, 4, 5, 6, 7], 3, async (x) => {
+      active++;
+      peak = Math.max(peak, active);
+      await new Promise((r) => setTimeout(r, 5));
+      active--;
+      return x * 2;
+    });
+    assert.deepEqual(out, [2, 4, 6, 8, 10, 12, 14]);
+    assert.equal(peak, 3);
+    const started: number[] = [];
+    await assert.rejects(
+      mapLimit([1, 2, 3, 4, 5], 1, async (x) => {
+        started.push(x);
+        if (x === 2) throw new Error("boom");
+      }),
+      /boom/,
+    );
+    assert.deepEqual(started, [1, 2]);
+  });
+});

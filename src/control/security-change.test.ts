@@ -1,0 +1,118 @@
+/**
+ * Security changes are classified per VM into enable / policy change / downgrade / debug, each with its own
+ * permission; policies are validated against the mode; the VM-level compatibility checks reuse the hypervisor's
+ * requirement table.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { isCiphervisorError } from "../errors.ts";
+import { configFindings, hypervisorSpec, modeChangeFindings, poolReports } from "./compat.ts";
+import { classifyChange, resolvePolicy, validatePolicy } from "./security-change.ts";
+import { linuxSpec } from "./testing/control-fixture.ts";
+
+describe("security changes", () => {
+  const cases: [string, [string, number], [string, number], string, string[]][] = [
+    ["enable SEV-ES", ["none", 0], ["sev-es", 0x7], "vm.security.enable", ["vm.security.enable"]],
+    [
+      "enable with debug",
+      ["none", 0],
+      ["sev", 0x2],
+      "vm.security.enable",
+      ["vm.debug.allow", "vm.security.enable"],
+    ],
+    ["SEV → SEV-ES", ["sev", 0x3], ["sev-es", 0x7], "vm.security.enable", ["vm.security.enable"]],
+    ["SEV-ES → SEV", ["sev-es", 0x7], ["sev", 0x3], "vm.security.downgrade", ["vm.security.downgrade"]],
+    ["off", ["sev-es", 0x7], ["none", 0], "vm.security.disable", ["vm.security.downgrade"]],
+    ["strengthen policy", ["sev", 0x3], ["sev", 0x3b], "vm.policy.change", ["vm.security.policy"]],
+    ["clear NOSEND", ["sev", 0xb], ["sev", 0x3], "vm.security.downgrade", ["vm.security.downgrade"]],
+    ["clear NODBG", ["sev-es", 0x7], ["sev-es", 0x6], "vm.security.downgrade", ["vm.debug.allow"]],
+    [
+      "lower firmware minimum",
+      ["sev", 0x0118_0003],
+      ["sev", 0x0017_0003],
+      "vm.security.downgrade",
+      ["vm.security.downgrade"],
+    ],
+    [
+      "raise firmware minimum",
+      ["sev", 0x3],
+      ["sev", 0x0018_0003],
+      "vm.policy.change",
+      ["vm.security.policy"],
+    ],
+    ["no change", ["sev", 0x3], ["sev", 0x3], "vm.policy.change", []],
+  ];
+  for (const [name, [bm, bp], [am, ap], action, perms] of cases) {
+    it(name, () => {
+      const c = classifyChange({ mode: bm as "sev", policy: bp }, { mode: am as "sev", policy: ap });
+      assert.equal(c.action, action);
+      assert.deepEqual(c.permissions, perms);
+      assert.equal(c.unchanged, name === "no change");
+      if (c.action === "vm.security.downgrade" || c.action === "vm.security.disable")
+        assert.ok(c.weakened.length > 0);
+    });
+  }
+
+  it("resolves and validates policies against the mode", () => {
+    assert.equal(resolvePolicy({ mode: "none", policy: 0 }, "sev-es", undefined), 0x7);
+    assert.equal(resolvePolicy({ mode: "sev", policy: 0x33 }, "sev", undefined), 0x33);
+    assert.equal(resolvePolicy({ mode: "sev", policy: 0x33 }, "sev-es", undefined), 0x7);
+    assert.equal(resolvePolicy({ mode: "sev", policy: 0x33 }, "none", 5), 0);
+    for (const [mode, policy] of [
+      ["sev-es", 0x3],
+      ["sev", 0x7],
+      ["none", 1],
+      ["sev", 0x40],
+      ["sev", 2 ** 32],
+      ["sev", -1],
+    ] as const) {
+      assert.throws(
+        () => validatePolicy(mode, policy),
+        (e: unknown) => isCiphervisorError(e, "INVALID_INPUT") && e.details?.field === "policy",
+        `${mode} ${policy}`,
+      );
+    }
+    validatePolicy("sev-es", 0x0118_003f);
+  });
+});
+
+describe("compatibility checks", () => {
+  const vm = { id: "vm_1", name: "a", spec: linuxSpec, securityMode: "sev-es" as const, policy: 0 };
+
+  it("builds the hypervisor's spec (inventory id as the name, default policy) and the pools from the ASID split", () => {
+    const s = hypervisorSpec(vm);
+    assert.deepEqual(
+      [s.name, s.security, s.policy, s.firmware.kind, s.devices],
+      ["vm_1", "sev-es", 0x7, "efi", []],
+    );
+    assert.deepEqual(poolReports({ sevAsids: 410, esAsids: 99 }, { sev: 3, sevEs: 99 }), {
+      sevEs: { first: 1, last: 99, size: 99, used: 99, free: 0 },
+      sev: { first: 100, last: 509, size: 410, used: 3, free: 407 },
+    });
+  });
+
+  it("reports only the VM's own configuration when it has no host, and the power state for a mode change", () => {
+    assert.deepEqual(configFindings(vm), []);
+    const bad = {
+      ...vm,
+      spec: { ...linuxSpec, guestOs: "windows-server-2022", firmware: "bios" as const, secureBoot: true },
+    };
+    assert.deepEqual(
+      configFindings(bad).map((f) => f.code),
+      ["GUEST_OS_UNSUPPORTED", "EFI_REQUIRED", "SECURE_BOOT"],
+    );
+    assert.deepEqual(
+      configFindings({ ...vm, spec: { ...linuxSpec, guestOs: "plan9" } }).map((f) => f.code),
+      ["GUEST_OS_UNSUPPORTED"],
+    );
+    assert.deepEqual(
+      modeChangeFindings(vm, "running", undefined).map((f) => f.code),
+      ["POWER_STATE"],
+    );
+    assert.deepEqual(
+      configFindings({ ...bad, securityMode: "none" }),
+      [],
+      "ordinary VMs have no requirements",
+    );
+  });
+});
