@@ -8,7 +8,7 @@
  * Two nodes racing for a host's last slot serialise on the host row, and the loser re-plans.
  */
 import { CiphervisorError } from "../errors.ts";
-import { type PoolUse, SLOT_STATES } from "./compat.ts";
+import { type PoolUse, poolOf, SLOT_STATES } from "./compat.ts";
 import type { Inventory, InventoryScope } from "./inventory/inventory.ts";
 import type { Host, PowerState, Vm, VmUsage } from "./inventory/types.ts";
 import { choosePlacement, type HostView, noValidHost, type PlaceOptions } from "./placement.ts";
@@ -83,6 +83,18 @@ export interface Reservation {
   readonly previous: { readonly hostId: string | null; readonly powerState: PowerState };
 }
 
+/**
+ * Views without the slot `vm` itself holds (a resumed power-on finds its own `starting` reservation; it must not
+ * count against the VM, or a VM holding a pool's last slot could never finish starting).
+ */
+function withoutOwnSlot(vm: Vm, views: HostView[]): HostView[] {
+  const pool = poolOf(vm.securityMode);
+  if (pool === undefined || vm.hostId === null || !SLOT_STATES.includes(vm.powerState)) return views;
+  return views.map((v) =>
+    v.host.id === vm.hostId ? { ...v, used: { ...v.used, [pool]: Math.max(0, v.used[pool] - 1) } } : v,
+  );
+}
+
 type Attempt = { readonly ok: true; readonly reservation: Reservation } | { readonly ok: false };
 
 /**
@@ -99,7 +111,7 @@ export async function reserveSlot(
     const vm = await inventory.vms.get(vmId);
     if (!vm) throw new CiphervisorError("NOT_FOUND", `VM ${vmId} not found`);
     assertState(vm, options.from);
-    const decision = choosePlacement(vm, await hostViews(inventory), options);
+    const decision = choosePlacement(vm, withoutOwnSlot(vm, await hostViews(inventory)), options);
     const chosen = decision.chosen;
     if (!chosen) throw noValidHost(vm, decision.verdicts);
     const result = await inventory.transaction(async (tx): Promise<Attempt> => {
@@ -109,7 +121,7 @@ export async function reserveSlot(
       const [host] = await tx.hosts.lockMany([chosen.host.id]);
       if (!host) return { ok: false };
       // Recount under the host lock: this is the number no other reservation can change until we commit.
-      const [view] = await viewsOf(tx, [host]);
+      const [view] = withoutOwnSlot(locked, await viewsOf(tx, [host]));
       if (!view) return { ok: false };
       const again = choosePlacement(locked, [view], { only: [host.id] });
       if (!again.chosen) return { ok: false };

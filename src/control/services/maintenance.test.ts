@@ -7,8 +7,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { verifyAuditChain } from "../audit/verify.ts";
+import { reserveSlot } from "../capacity.ts";
+import { runners } from "../control-plane.ts";
 import type { SecurityMode, Vm } from "../inventory/types.ts";
-import { type Fixture, linuxSpec, withFixture } from "../testing/control-fixture.ts";
+import { OperationEngine } from "../operations/engine.ts";
+import { type Fixture, linuxSpec, TEST_ACTOR, withFixture } from "../testing/control-fixture.ts";
 import { drainPlan } from "./maintenance.ts";
 
 async function running(
@@ -160,5 +163,89 @@ describe("maintenance mode", () => {
       assert.equal(second.items.filter((i) => i.outcome === "ok").length, 1);
       assert.equal((await (await f.driver.connect("rome-2")).capabilities()).pools.sevEs.used, 4);
       assert.ok((await verifyAuditChain(f.inventory)).ok);
+    }));
+
+  it("keeps a host 'entering' while a suspended VM is on it, and says what to do", () =>
+    withFixture(async (f) => {
+      const rome1 = await f.host("rome-1", "rome");
+      await f.host("milan-1", "milan");
+      const vm = await running(f, "web-1", "none", rome1);
+      assert.equal((await f.run("vm.suspend", { vmId: vm.id }, vm.id)).op.status, "succeeded");
+      const { op, items } = await f.run("host.enter-maintenance", { hostId: rome1 }, rome1);
+      assert.equal(op.status, "failed");
+      assert.equal(items[0]?.code, "CONFLICT");
+      assert.match(items[0]?.reason ?? "", /suspended: resume or power it off/);
+      assert.equal((await f.inventory.hosts.get(rome1))?.maintenance, "entering");
+    }));
+
+  it("after a takeover, finishes a move the dead worker had reserved but not carried out", () =>
+    withFixture(async (f) => {
+      const rome1 = await f.host("rome-1", "rome");
+      const milan = await f.host("milan-1", "milan");
+      const vm = await running(f, "db-1", "sev-es", rome1);
+      await f.cp.stop(); // from here on this test plays the workers by hand
+      const { operation } = await f.cp.submit({
+        kind: "host.enter-maintenance",
+        actor: TEST_ACTOR,
+        params: { hostId: rome1 },
+        target: rome1,
+      });
+      const claimed = await f.inventory.operations.claimNext({ worker: "doomed", leaseMs: 30 });
+      assert.equal(claimed?.id, operation.id);
+      await f.inventory.hosts.update(rome1, { maintenance: "entering" });
+      // The dead attempt got as far as the reservation: db-1 is `starting` on milan-1 but still runs on rome-1.
+      const r = await reserveSlot(f.inventory, vm.id, { from: ["running"], exclude: [rome1] });
+      assert.equal(r.host.id, milan);
+      assert.equal((await (await f.driver.connect("rome-1")).status(vm.id))?.power, "running");
+      await new Promise((done) => setTimeout(done, 40));
+      const survivor = new OperationEngine({
+        inventory: f.inventory,
+        runners: runners(f.cp.context),
+        worker: "survivor",
+        pollMs: 10,
+      });
+      survivor.start();
+      const done = await survivor.waitFor(operation.id, 30_000);
+      await survivor.stop();
+      assert.deepEqual([done.status, done.attempts], ["succeeded", 2]);
+      const items = (await f.inventory.operations.items(operation.id)).items;
+      assert.equal(items.find((i) => i.target === vm.id)?.details?.resumed, true);
+      const now = await f.inventory.vms.get(vm.id);
+      assert.deepEqual([now?.hostId, now?.powerState], [milan, "running"]);
+      assert.equal((await (await f.driver.connect("milan-1")).status(vm.id))?.power, "running");
+      assert.equal(await (await f.driver.connect("rome-1")).status(vm.id), undefined);
+      assert.equal((await f.inventory.hosts.get(rome1))?.maintenance, "in-maintenance");
+    }));
+
+  it("a taken-over power-on keeps the slot its dead attempt reserved, even the pool's last one", () =>
+    withFixture(async (f) => {
+      await f.host("rome-tiny", "rome", 2); // one SEV-ES ASID
+      const vm = await f.vm("only", "sev-es");
+      await f.cp.stop();
+      const { operation } = await f.cp.submit({
+        kind: "vm.power-on",
+        actor: TEST_ACTOR,
+        params: { vmId: vm.id },
+        target: vm.id,
+      });
+      await f.inventory.operations.claimNext({ worker: "doomed", leaseMs: 30 });
+      await reserveSlot(f.inventory, vm.id, { from: ["off"] }); // the dead attempt's reservation
+      await new Promise((done) => setTimeout(done, 40));
+      const survivor = new OperationEngine({
+        inventory: f.inventory,
+        runners: runners(f.cp.context),
+        worker: "s",
+        pollMs: 10,
+      });
+      survivor.start();
+      const done = await survivor.waitFor(operation.id, 30_000);
+      await survivor.stop();
+      assert.equal(
+        done.status,
+        "succeeded",
+        JSON.stringify((await f.inventory.operations.items(operation.id)).items),
+      );
+      assert.equal((await f.inventory.vms.get(vm.id))?.powerState, "running");
+      assert.equal((await (await f.driver.connect("rome-tiny")).capabilities()).pools.sevEs.used, 1);
     }));
 });

@@ -20,8 +20,8 @@ import { type ControlContext, commitItem, connect, getHost, param, recordFailure
 import { migrationTarget } from "./migrate.ts";
 import { isLaunched, launchReserved } from "./power.ts";
 
-/** How a drain moves one VM. */
-export type DrainPath = "live-migrate" | "restart-elsewhere" | "nothing-to-do";
+/** How a drain moves one VM; `blocked` VMs (suspended, or in a power transition) need a person first. */
+export type DrainPath = "live-migrate" | "restart-elsewhere" | "nothing-to-do" | "blocked";
 
 /** One VM of a drain plan or drain result. */
 export interface DrainPlanStep {
@@ -41,11 +41,21 @@ export interface DrainPlanStep {
 }
 
 const MOVING = ["running", "paused"];
+/** States in which a VM still holds the host: the drain is not complete while one remains. */
+const HOLDING = ["running", "paused", "suspended", "starting", "stopping"];
 
 /** The path the operation table dictates for `vm` (live migration where allowed, else restart elsewhere). */
 export function drainPath(vm: Vm): { path: DrainPath; reason: string } {
+  if (vm.powerState === "off")
+    return { path: "nothing-to-do", reason: "powered off: stays registered on the host" };
   if (!MOVING.includes(vm.powerState)) {
-    return { path: "nothing-to-do", reason: `${vm.powerState}: stays registered on the host` };
+    return {
+      path: "blocked",
+      reason:
+        vm.powerState === "suspended"
+          ? "suspended: resume or power it off before the host can be drained"
+          : `${vm.powerState}: in a power transition; retry once it settles`,
+    };
   }
   if (liveMigratable(vm.securityMode).status && vm.powerState === "running") {
     return { path: "live-migrate", reason: "ordinary VM: live migration (vMotion)" };
@@ -93,8 +103,8 @@ export async function drainPlan(c: ControlContext, hostId: string): Promise<Drai
         : { pool: vm.securityMode === "sev-es" ? ("sev-es" as const) : ("sev" as const) }),
       ...(path === "restart-elsewhere" && vm.spec.attestation === true ? { needsOwner: true } : {}),
     };
-    if (path === "nothing-to-do") {
-      out.push(base);
+    if (path === "nothing-to-do" || path === "blocked") {
+      out.push(path === "blocked" ? { ...base, blocked: reason } : base);
       continue;
     }
     const decision = choosePlacement(vm, [...views.values()], {
@@ -166,6 +176,10 @@ async function drainOne(c: ControlContext, run: RunContext, source: Host, vm: Vm
       await c.inventory.operations.recordItems(run.op.id, [
         { target: vm.id, outcome: "ok", details: { path, reason } },
       ]);
+    } else if (path === "blocked") {
+      throw new CiphervisorError("CONFLICT", `VM '${vm.name}' is ${reason}`, {
+        details: { vm: vm.id, powerState: vm.powerState },
+      });
     } else if (path === "live-migrate") {
       await liveMove(c, run, source, vm);
     } else {
@@ -201,12 +215,44 @@ async function setMaintenance(
   });
 }
 
+/**
+ * After a takeover: a VM the dead attempt had already reserved elsewhere (`starting` on its new host) but not yet
+ * stopped here is still launched on this host. Finish its move rather than leave it running on a host that the
+ * inventory no longer lists it on.
+ */
+async function resumeInterruptedMoves(c: ControlContext, run: RunContext, source: Host): Promise<void> {
+  const src = await connect(c, source);
+  const recorded = await run.recordedTargets();
+  for (const st of await src.list()) {
+    if (!isLaunched(st.power) || recorded.has(st.name)) continue;
+    const vm = await c.inventory.vms.get(st.name);
+    if (!vm || vm.hostId === null || vm.hostId === source.id || vm.powerState !== "starting") continue;
+    const details: JsonObject = { path: "restart-elsewhere", from: source.name, resumed: true };
+    try {
+      const target = await getHost(c.inventory, vm.hostId);
+      await src.stop(vm.id);
+      await launchReserved(
+        c,
+        run.op,
+        { vm, host: target, previous: { hostId: source.id, powerState: "running" } },
+        "vm.migrate",
+        { ...details, toHostId: target.id, to: target.name },
+      );
+    } catch (e) {
+      if (!(await run.recordedTargets()).has(vm.id)) {
+        await recordFailure(c, run.op, { action: "vm.migrate", target: vm.id, details }, e);
+      }
+    }
+  }
+}
+
 /** `host.enter-maintenance`. */
 export function enterMaintenanceRunner(c: ControlContext) {
   return async (run: RunContext) => {
     let host = await getHost(c.inventory, param(run.op, "hostId"));
     if (host.maintenance === "none")
       host = await setMaintenance(c, run, host, "entering", "host.maintenance.enter");
+    if (run.op.attempts > 1) await resumeInterruptedMoves(c, run, host);
     // Everything still on the host is (re)tried: VMs moved by an earlier attempt are no longer here, and a VM
     // that failed then (no free slot) gets another chance; its new result replaces the old one.
     const todo = await vmsOn(c, host.id);
@@ -216,7 +262,7 @@ export function enterMaintenanceRunner(c: ControlContext) {
     await mapLimit(todo, c.parallelism, (vm) => drainOne(c, run, host, vm), run.signal);
     if (run.signal.aborted)
       throw new CiphervisorError("INTERRUPTED", "the drain was interrupted; it resumes");
-    const left = (await vmsOn(c, host.id)).filter((v) => MOVING.includes(v.powerState));
+    const left = (await vmsOn(c, host.id)).filter((v) => HOLDING.includes(v.powerState));
     if (left.length > 0) {
       return {
         error: {
