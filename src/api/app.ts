@@ -24,6 +24,7 @@ import { ApiMetrics } from "./metrics.ts";
 import { PROBLEM_CONTENT_TYPE, type Problem, ProblemError, problem, toProblem } from "./problem.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { hostRoutes } from "./routes/hosts.ts";
+import { operationSummaryRoutes } from "./routes/operation-summary.ts";
 import { operationRoutes } from "./routes/operations.ts";
 import { systemRoutes } from "./routes/system.ts";
 import { vmPlanRoutes } from "./routes/vm-plan.ts";
@@ -186,6 +187,7 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
   const deps = { cp, syncWaitMs: options.syncWaitMs ?? 30_000 };
   vmRoutes(app, deps);
   vmPlanRoutes(app, deps);
+  operationSummaryRoutes(app, deps);
   hostRoutes(app, deps);
   operationRoutes(app, deps);
   adminRoutes(app, inventory);

@@ -17,7 +17,8 @@ function usageLine(text: string): string {
   return `ciphervisor: ${first.replace(/^error:\s*/, "").trim()} [USAGE]\n`;
 }
 
-export function buildProgram(io: CliIo): Command {
+/** The program, with the nouns `argv` uses loaded (every noun when `argv` is omitted). */
+export async function buildProgram(io: CliIo, argv?: readonly string[]): Promise<Command> {
   const program = new Command("ciphervisor")
     .description(
       "Confidential VMs on AMD SEV and SEV-ES: emulated EPYC fleet, control plane, guest-owner toolkit",
@@ -32,14 +33,14 @@ export function buildProgram(io: CliIo): Command {
     })
     .showHelpAfterError(false)
     .showSuggestionAfterError(false);
-  registerCommands(program, io);
+  await registerCommands(program, io, argv);
   return program;
 }
 
 /** Runs the CLI on `argv` (without the node and script paths) and returns the exit code. */
 export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
-  const program = buildProgram(io);
   try {
+    const program = await buildProgram(io, argv);
     await program.parseAsync(argv, { from: "user" });
     return io.exitCode ?? ExitCode.OK;
   } catch (e) {

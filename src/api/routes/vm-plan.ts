@@ -77,7 +77,8 @@ const PlanSchema = Type.Object({
 export function vmPlanRoutes(root: FastifyInstance, deps: OperationDeps): void {
   const app = root.withTypeProvider<TypeBoxTypeProvider>();
   app.post(
-    "/v1/vms:bulk-update-plan",
+    // "::" is fastify's escape for a literal colon (a single one would start a path parameter).
+    "/v1/vms::bulk-update-plan",
     {
       config: {
         permission: {

@@ -125,10 +125,24 @@ export async function allItems(api: ApiClient, id: string, outcome?: "ok" | "fai
   let cursor: string | null = null;
   do {
     const page: Page<ApiItem> = await api.get<Page<ApiItem>>(`/v1/operations/${id}/items`, {
-      query: { limit: 5000, cursor, ...(outcome === undefined ? {} : { outcome }) },
+      query: { limit: 5000, cursor },
     });
-    out.push(...page.items);
+    for (const i of page.items) if (outcome === undefined || i.outcome === outcome) out.push(i);
     cursor = page.nextCursor;
   } while (cursor !== null);
   return out;
+}
+
+/** `GET /v1/operations/:id/summary`: counts and the failed items, without paging every result. */
+export interface OperationSummary {
+  readonly operation: ApiOperation;
+  readonly ok: number;
+  readonly changed: number;
+  readonly unchanged: number;
+  readonly failed: number;
+  readonly failures: ApiItem[];
+}
+
+export function summary(api: ApiClient, id: string): Promise<OperationSummary> {
+  return api.get<OperationSummary>(`/v1/operations/${id}/summary`);
 }

@@ -10,7 +10,7 @@ import { CiphervisorError } from "../../errors.ts";
 import { parseChoice, parseIntFlag } from "../args.ts";
 import { findHost, listAll, listHosts } from "../client/lookup.ts";
 import { lacking, me } from "../client/me.ts";
-import { allItems, follow, isFinal } from "../client/operations.ts";
+import { follow, isFinal, summary } from "../client/operations.ts";
 import type { ApiHost, ApiVm, DrainPlan, OperationAnswer } from "../client/types.ts";
 import { watchInterrupt } from "../interrupt.ts";
 import type { CliIo } from "../io.ts";
@@ -91,19 +91,16 @@ function registerMaintenance(host: Command, io: CliIo): void {
       bar.stop();
       interrupt.dispose();
     }
-    const items = isFinal(op) ? await allItems(api, op.id) : [];
-    const vms = items.some((i) => i.outcome === "failed")
-      ? await listAll<ApiVm>(api, "/v1/vms", { hostId: h.id })
-      : [];
+    const sum = isFinal(op) ? await summary(api, op.id) : undefined;
+    const failures = sum?.failures ?? [];
+    const vms = failures.length > 0 ? await listAll<ApiVm>(api, "/v1/vms") : [];
     const names = new Map(vms.map((v) => [v.id, v.name]));
-    const failed: BulkFailure[] = items
-      .filter((i) => i.outcome === "failed")
-      .map((i) => ({
-        vm: names.get(i.target) ?? i.target,
-        code: i.code ?? "INTERNAL",
-        message: i.reason ?? "",
-      }));
-    const ok = items.filter((i) => i.outcome === "ok").length;
+    const failed: BulkFailure[] = failures.map((i) => ({
+      vm: names.get(i.target) ?? i.target,
+      code: i.code ?? "INTERNAL",
+      message: i.reason ?? "",
+    }));
+    const ok = sum?.ok ?? op.progress.ok;
     finishBulk(
       io,
       mode,
@@ -114,7 +111,7 @@ function registerMaintenance(host: Command, io: CliIo): void {
         ...(isFinal(op) ? {} : { interrupted: true, notStarted: op.progress.total - op.progress.done }),
       },
       `drained ${h.name}:`,
-      Math.max(2, items.length),
+      Math.max(2, op.progress.total),
     );
   });
 

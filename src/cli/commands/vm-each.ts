@@ -9,13 +9,8 @@
  * summary and exits 130.
  */
 import type { Command } from "commander";
-import type { Vm } from "../../control/inventory/types.ts";
-import { checkPowerOff, checkPowerOn, checkRestart } from "../../control/services/power.ts";
-import { checkDelete } from "../../control/services/vm-create.ts";
 import { parseIntFlag } from "../args.ts";
 import type { ApiClient } from "../client/http.ts";
-import { listHosts } from "../client/lookup.ts";
-import { lacking, me } from "../client/me.ts";
 import { CodedError } from "../client/remote-error.ts";
 import type { ApiVm } from "../client/types.ts";
 import { ExitCode } from "../exit-codes.ts";
@@ -33,12 +28,10 @@ import {
 } from "../options.ts";
 import { type BulkFailure, failureOf, finishBulk } from "../output/bulk.ts";
 import { json } from "../output/format.ts";
-import { printWhatIf, type WhatIfItem } from "../output/what-if.ts";
 import { runOperation } from "../run-operation.ts";
 import { resolveTargets, type TargetSpec, targetSpec } from "../selectors.ts";
-import { capacityRows, check, ledger, placeOn, release, type SlotLedger, vmFromApi } from "../what-if.ts";
 
-interface Verb {
+export interface Verb {
   readonly name: "start" | "stop" | "restart" | "delete";
   readonly description: string;
   readonly past: string;
@@ -47,12 +40,8 @@ interface Verb {
   readonly permission: string;
   /** Already as asked: nothing to do. */
   readonly unchanged: (vm: ApiVm) => boolean;
-  /** The server's own pre-queue check. */
-  readonly check: (vm: Vm) => void;
   /** `all`: only --all needs --yes; `many`: any selection but one named VM does. */
   readonly confirm: "all" | "many";
-  /** How the what-if moves key slots. */
-  readonly slots: "take" | "release" | "none";
 }
 
 const VERBS: readonly Verb[] = [
@@ -64,9 +53,7 @@ const VERBS: readonly Verb[] = [
     path: (id) => `/v1/vms/${id}/power-on`,
     permission: "vm.power",
     unchanged: (vm) => vm.powerState === "running" || vm.powerState === "paused",
-    check: checkPowerOn,
     confirm: "all",
-    slots: "take",
   },
   {
     name: "stop",
@@ -76,9 +63,7 @@ const VERBS: readonly Verb[] = [
     path: (id) => `/v1/vms/${id}/power-off`,
     permission: "vm.power",
     unchanged: (vm) => vm.powerState === "off",
-    check: checkPowerOff,
     confirm: "many",
-    slots: "release",
   },
   {
     name: "restart",
@@ -88,9 +73,7 @@ const VERBS: readonly Verb[] = [
     path: (id) => `/v1/vms/${id}/restart`,
     permission: "vm.power",
     unchanged: () => false,
-    check: checkRestart,
     confirm: "many",
-    slots: "none",
   },
   {
     name: "delete",
@@ -100,9 +83,7 @@ const VERBS: readonly Verb[] = [
     path: (id) => `/v1/vms/${id}`,
     permission: "vm.delete",
     unchanged: () => false,
-    check: checkDelete,
     confirm: "many",
-    slots: "none",
   },
 ];
 
@@ -117,48 +98,6 @@ export function requireYes(yes: boolean | undefined, needed: boolean, what: stri
       `${what}; add --yes to confirm (or --what-if to see what it would do)`,
     );
   }
-}
-
-function whatIfItems(
-  verb: Verb,
-  vms: readonly ApiVm[],
-  l: SlotLedger,
-  missing: string | undefined,
-): WhatIfItem[] {
-  return vms.map((v): WhatIfItem => {
-    const host =
-      v.hostId === null ? null : (l.views.find((x) => x.host.id === v.hostId)?.host.name ?? v.hostId);
-    if (verb.unchanged(v))
-      return { vm: v.name, outcome: "unchanged", host, reason: `already ${v.powerState}` };
-    if (missing) return { vm: v.name, outcome: "refused", host, code: "FORBIDDEN", reason: missing };
-    const vm = vmFromApi(v);
-    const refused = check(v.name, () => verb.check(vm));
-    if (refused) return { ...refused, host };
-    if (verb.slots === "take") {
-      const placed = placeOn(l, vm);
-      if ("refused" in placed) return { ...placed.refused, host };
-      return { vm: v.name, outcome: "change", action: verb.name, host: placed.host.name };
-    }
-    if (verb.slots === "release") release(l, vm);
-    return { vm: v.name, outcome: "change", action: verb.name, host };
-  });
-}
-
-async function whatIf(
-  io: CliIo,
-  api: ApiClient,
-  verb: Verb,
-  vms: readonly ApiVm[],
-  flags: EachFlags,
-): Promise<void> {
-  const [who, hosts] = await Promise.all([me(api), listHosts(api)]);
-  const l = ledger(hosts);
-  const items = whatIfItems(verb, vms, l, lacking(who, [verb.permission]));
-  printWhatIf(io, modeFor(flags, true), {
-    command: `vm ${verb.name}`,
-    items,
-    capacity: capacityRows(l),
-  });
 }
 
 async function runEach(
@@ -239,7 +178,9 @@ function register(vm: Command, io: CliIo, verb: Verb): void {
     const targets = await resolveTargets(api, spec, true);
     const vms = targets.vms ?? [];
     if (flags.whatIf) {
-      await whatIf(io, api, verb, vms, flags);
+      // Loaded only here: the checks pull in the control plane's placement and operation-table modules.
+      const { eachWhatIf } = await import("./vm-each-what-if.ts");
+      await eachWhatIf(io, api, verb, vms, modeFor(flags, true));
       return;
     }
     const many = spec.kind !== "names" || vms.length > 1;

@@ -5,24 +5,21 @@
  * Each takes `--what-if`, which reads and checks and changes nothing.
  */
 import type { Command } from "commander";
-import { hostFindings } from "../../control/compat.ts";
-import { choosePlacement, noValidHost } from "../../control/placement.ts";
-import { checkMigrate, type MigrationMode } from "../../control/services/migrate.ts";
-import { checkClone, checkSnapshot, clonePermissions } from "../../control/services/snapshot-clone.ts";
-import { checkCreate } from "../../control/services/vm-create.ts";
 import { CiphervisorError } from "../../errors.ts";
 import { collect, parseChoice, parseIntFlag, parseLabels, parseOnOff, parsePolicy } from "../args.ts";
 import { findHost, findVm, listHosts } from "../client/lookup.ts";
-import { lacking, me } from "../client/me.ts";
 import type { ApiVmSpec, SecurityMode } from "../client/types.ts";
 import type { CliIo } from "../io.ts";
 import { apiCommand, apiFor, type MutatingFlags, modeFor, mutatingOptions } from "../options.ts";
 import { json, type OutputMode } from "../output/format.ts";
 import { printWhatIf, type WhatIfItem } from "../output/what-if.ts";
 import { runOperation } from "../run-operation.ts";
-import { check, hostFromApi, viewsFromApi, vmFromApi } from "../what-if.ts";
+
+/** The what-if checks pull in the control plane's modules: loaded only for --what-if. */
+const whatIfs = () => import("./vm-lifecycle-what-if.ts");
 
 const GUEST_OS_HELP = "guest OS profile, e.g. linux-5.19, windows-server-2022";
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 interface CreateFlags extends MutatingFlags {
   host?: string;
@@ -54,7 +51,7 @@ function done(io: CliIo, mode: OutputMode, doc: unknown, line: string): void {
   io.out(mode === "json" ? json(doc) : `${line}\n`);
 }
 
-export function registerVmLifecycle(vm: Command, io: CliIo): void {
+function registerCreate(vm: Command, io: CliIo): void {
   mutatingOptions(
     apiCommand(
       vm
@@ -74,6 +71,7 @@ export function registerVmLifecycle(vm: Command, io: CliIo): void {
     ),
   ).action(async (name: string, flags: CreateFlags) => {
     const mode = modeFor(flags);
+    if (!NAME.test(name)) throw new CiphervisorError("INVALID_INPUT", `'${name}' is not a VM name`);
     const securityMode = securityModeOf(flags);
     const spec: ApiVmSpec = {
       vcpus: parseIntFlag(flags.vcpus, "--vcpus", 1, 64),
@@ -92,63 +90,18 @@ export function registerVmLifecycle(vm: Command, io: CliIo): void {
       securityMode,
       ...(policy === undefined ? {} : { policy }),
       ...(Object.keys(labels).length > 0 ? { labels } : {}),
-      ...(host ? { hostId: host.id } : {}),
     };
     if (flags.whatIf) {
-      const verdict = await (async (): Promise<WhatIfItem> => {
-        let checked: ReturnType<typeof checkCreate> | undefined;
-        const refused = check(name, () => {
-          checked = checkCreate({ ...body, spec: spec as never });
-        });
-        if (refused || !checked)
-          return refused ?? { vm: name, outcome: "refused", reason: "invalid request" };
-        const who = await me(api);
-        const denied = lacking(who, ["vm.create", ...checked.permissions]);
-        if (denied) return { vm: name, outcome: "refused", code: "FORBIDDEN", reason: denied };
-        const exists = await findVm(api, name).then(
-          () => true,
-          () => false,
-        );
-        if (exists)
-          return {
-            vm: name,
-            outcome: "refused",
-            code: "CONFLICT",
-            reason: `a VM named '${name}' already exists`,
-          };
-        if (host) {
-          const shape = {
-            id: "vm_check",
-            name,
-            spec: checked.vm.spec,
-            securityMode,
-            policy: checked.vm.policy,
-          };
-          const findings = hostFindings(hostFromApi(host), { sev: 0, sevEs: 0 }, shape, { needSlot: false });
-          if (findings.length > 0) {
-            return {
-              vm: name,
-              outcome: "refused",
-              code: "REQUIREMENT_FAILED",
-              reason: `VM '${name}' cannot be registered on host ${host.name}: ${findings.map((f) => f.message).join("; ")}`,
-            };
-          }
-        }
-        return { vm: name, outcome: "change", action: `create (${securityMode})`, host: host?.name ?? null };
-      })();
-      whatIfOne(io, mode, `vm create ${name}`, verdict);
+      whatIfOne(io, mode, `vm create ${name}`, await (await whatIfs()).createWhatIf(api, body, host));
       return;
     }
-    const r = await runOperation(api, "/v1/vms", { body });
+    const r = await runOperation(api, "/v1/vms", { body: { ...body, ...(host ? { hostId: host.id } : {}) } });
     const id = r.vm?.id ?? r.results[0]?.target ?? "";
-    done(
-      io,
-      mode,
-      { ...r, vm: r.vm },
-      `created VM ${name} (${id}, ${securityMode}) [operation ${r.operation.id}]`,
-    );
+    done(io, mode, r, `created VM ${name} (${id}, ${securityMode}) [operation ${r.operation.id}]`);
   });
+}
 
+function registerMigrate(vm: Command, io: CliIo): void {
   mutatingOptions(
     apiCommand(
       vm
@@ -164,29 +117,12 @@ export function registerVmLifecycle(vm: Command, io: CliIo): void {
       const mode = modeFor(flags);
       if (flags.live === flags.cold)
         throw new CiphervisorError("USAGE", "give exactly one of --live and --cold");
-      const how: MigrationMode = flags.live ? "live" : "cold";
+      const how = flags.live ? "live" : "cold";
       const api = apiFor(io, flags);
       const [v, hosts] = await Promise.all([findVm(api, nameOrId), listHosts(api)]);
       const target = flags.to === undefined ? undefined : await findHost(api, flags.to, hosts);
       if (flags.whatIf) {
-        const vmi = vmFromApi(v);
-        const who = await me(api);
-        const denied = lacking(who, ["vm.migrate"]);
-        let item: WhatIfItem | undefined = denied
-          ? { vm: v.name, outcome: "refused", code: "FORBIDDEN", reason: denied }
-          : check(v.name, () => checkMigrate(vmi, how));
-        if (!item) {
-          const decision = choosePlacement(vmi, viewsFromApi(hosts), {
-            exclude: v.hostId === null ? [] : [v.hostId],
-            ...(target ? { only: [target.id] } : {}),
-            needSlot: false,
-          });
-          item = decision.chosen
-            ? { vm: v.name, outcome: "change", action: `${how}-migrate`, host: decision.chosen.host.name }
-            : (check(v.name, () => {
-                throw noValidHost(vmi, decision.verdicts, `${how}-migrate`);
-              }) as WhatIfItem);
-        }
+        const item = await (await whatIfs()).migrateWhatIf(api, v, hosts, how, target);
         whatIfOne(io, mode, `vm migrate ${v.name} --${how}`, item);
         return;
       }
@@ -197,7 +133,9 @@ export function registerVmLifecycle(vm: Command, io: CliIo): void {
       done(io, mode, r, `migrated VM ${v.name} (${how}) to ${to} [operation ${r.operation.id}]`);
     },
   );
+}
 
+function registerSnapshot(vm: Command, io: CliIo): void {
   mutatingOptions(
     apiCommand(
       vm
@@ -210,25 +148,21 @@ export function registerVmLifecycle(vm: Command, io: CliIo): void {
   ).action(
     async (nameOrId: string, snapshot: string | undefined, flags: MutatingFlags & { memory?: boolean }) => {
       const mode = modeFor(flags);
+      if (snapshot !== undefined && !NAME.test(snapshot)) {
+        throw new CiphervisorError("INVALID_INPUT", `'${snapshot}' is not a snapshot name`);
+      }
       const api = apiFor(io, flags);
       const v = await findVm(api, nameOrId);
       const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "");
       const snap = snapshot ?? `${v.name.slice(0, 46)}-${stamp}`;
-      if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(snap)) {
-        throw new CiphervisorError("INVALID_INPUT", `'${snap}' is not a snapshot name`);
-      }
       const memory = flags.memory === true;
       if (flags.whatIf) {
-        const who = await me(api);
-        const denied = lacking(who, ["vm.create"]);
-        const item: WhatIfItem = denied
-          ? { vm: v.name, outcome: "refused", code: "FORBIDDEN", reason: denied }
-          : (check(v.name, () => checkSnapshot(vmFromApi(v), memory)) ?? {
-              vm: v.name,
-              outcome: "change",
-              action: `${memory ? "memory" : "disk"} snapshot ${snap}`,
-            });
-        whatIfOne(io, mode, `vm snapshot ${v.name}`, item);
+        whatIfOne(
+          io,
+          mode,
+          `vm snapshot ${v.name}`,
+          await (await whatIfs()).snapshotWhatIf(api, v, memory, snap),
+        );
         return;
       }
       const r = await runOperation(api, `/v1/vms/${v.id}/snapshots`, { body: { name: snap, memory } });
@@ -240,7 +174,9 @@ export function registerVmLifecycle(vm: Command, io: CliIo): void {
       );
     },
   );
+}
 
+function registerClone(vm: Command, io: CliIo): void {
   mutatingOptions(
     apiCommand(
       vm
@@ -251,34 +187,26 @@ export function registerVmLifecycle(vm: Command, io: CliIo): void {
     ),
   ).action(async (nameOrId: string, newName: string, flags: MutatingFlags) => {
     const mode = modeFor(flags);
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(newName)) {
-      throw new CiphervisorError("INVALID_INPUT", `'${newName}' is not a VM name`);
-    }
+    if (!NAME.test(newName)) throw new CiphervisorError("INVALID_INPUT", `'${newName}' is not a VM name`);
     const api = apiFor(io, flags);
     const v = await findVm(api, nameOrId);
     if (flags.whatIf) {
-      const vmi = vmFromApi(v);
-      const who = await me(api);
-      const denied = lacking(who, clonePermissions(vmi));
-      const exists = await findVm(api, newName).then(
-        () => true,
-        () => false,
+      whatIfOne(
+        io,
+        mode,
+        `vm clone ${v.name} ${newName}`,
+        await (await whatIfs()).cloneWhatIf(api, v, newName),
       );
-      const item: WhatIfItem = denied
-        ? { vm: v.name, outcome: "refused", code: "FORBIDDEN", reason: denied }
-        : (check(v.name, () => checkClone(vmi)) ??
-          (exists
-            ? {
-                vm: v.name,
-                outcome: "refused",
-                code: "CONFLICT",
-                reason: `a VM named '${newName}' already exists`,
-              }
-            : { vm: v.name, outcome: "change", action: `clone to ${newName}` }));
-      whatIfOne(io, mode, `vm clone ${v.name} ${newName}`, item);
       return;
     }
     const r = await runOperation(api, `/v1/vms/${v.id}/clone`, { body: { name: newName } });
     done(io, mode, r, `cloned VM ${v.name} to ${newName} [operation ${r.operation.id}]`);
   });
+}
+
+export function registerVmLifecycle(vm: Command, io: CliIo): void {
+  registerCreate(vm, io);
+  registerMigrate(vm, io);
+  registerSnapshot(vm, io);
+  registerClone(vm, io);
 }

@@ -23,10 +23,9 @@ import { CiphervisorError } from "../../errors.ts";
 import { parseIntFlag, parseOnOff, parsePolicy } from "../args.ts";
 import type { ApiClient } from "../client/http.ts";
 import { listAll } from "../client/lookup.ts";
-import { allItems, follow, isFinal } from "../client/operations.ts";
+import { allItems, follow, isFinal, type OperationSummary, summary } from "../client/operations.ts";
 import type {
   ApiBulkSet,
-  ApiItem,
   ApiOperation,
   ApiSelector,
   ApiVm,
@@ -128,31 +127,24 @@ interface Tally {
   operations: string[];
 }
 
-/** Adds an operation's items to the tally. */
-async function tallyItems(
+/** Adds a finished operation's outcome to the tally. */
+async function tallySummary(
   api: ApiClient,
   t: Tally,
-  items: readonly ApiItem[],
+  sum: OperationSummary,
   known: readonly ApiVm[] | undefined,
 ): Promise<void> {
-  const failedItems = items.filter((i) => i.outcome === "failed");
-  const name =
-    failedItems.length > 0
-      ? await namer(
-          api,
-          known,
-          failedItems.map((i) => i.target),
-        )
-      : (id: string) => id;
-  for (const i of items) {
-    if (i.outcome === "ok") {
-      t.ok++;
-      if (i.details?.unchanged === true) t.unchanged++;
-      else t.changed++;
-    } else {
-      t.failed.push({ vm: name(i.target), code: i.code ?? "INTERNAL", message: i.reason ?? "" });
-    }
-  }
+  t.ok += sum.ok;
+  t.changed += sum.changed;
+  t.unchanged += sum.unchanged;
+  if (sum.failures.length === 0) return;
+  const name = await namer(
+    api,
+    known,
+    sum.failures.map((i) => i.target),
+  );
+  for (const i of sum.failures)
+    t.failed.push({ vm: name(i.target), code: i.code ?? "INTERNAL", message: i.reason ?? "" });
 }
 
 /**
@@ -216,7 +208,7 @@ function planReport(
       ...(i.code === undefined ? {} : { code: i.code }),
       ...(i.reason === undefined ? {} : { reason: i.reason }),
     })),
-    capacity: plan.capacity.filter((c) => c.size > 0 || c.vmsAfter > 0),
+    capacity: plan.capacity.filter((c) => c.vms !== c.vmsAfter || c.used !== c.usedAfter),
   };
 }
 
@@ -341,7 +333,17 @@ async function realRun(
       if (interrupt.stop.aborted) break;
       const op = await bulkUpdate(api, selector, set, bar, interrupt, offset);
       t.operations.push(op.id);
-      if (isFinal(op)) await tallyItems(api, t, await allItems(api, op.id), known);
+      if (isFinal(op)) await tallySummary(api, t, await summary(api, op.id), known);
+      else {
+        // Stopped waiting (second Ctrl-C): the server finishes the operation; say where to follow it.
+        t.ok += op.progress.ok;
+        notStarted += op.progress.total - op.progress.done;
+        if (flags.quiet !== true) {
+          io.err(
+            `ciphervisor: operation ${op.id} goes on on the server; follow it with 'ciphervisor operation watch ${op.id}'\n`,
+          );
+        }
+      }
       offset.done += op.progress.done;
       offset.ok += op.progress.ok;
       offset.failed += op.progress.failed;

@@ -28,6 +28,7 @@ import type {
 } from "../inventory/types.ts";
 import type { JsonObject } from "../json.ts";
 import type { RunContext } from "../operations/types.ts";
+import { can } from "../rbac.ts";
 import {
   type BulkSet,
   bulkParams,
@@ -256,7 +257,14 @@ export async function planBulkUpdate(c: ControlContext, req: PlanRequest): Promi
     if (!(e instanceof Rollback)) throw e;
   }
   if (!snapshot) throw new CiphervisorError("INTERNAL", "the dry run did not read the inventory");
-  return assemble(snapshot.vms, snapshot.hosts, snapshot.usage, captured, req.restart === true);
+  return assemble(
+    snapshot.vms,
+    snapshot.hosts,
+    snapshot.usage,
+    captured,
+    req.restart === true,
+    can(req.roles, "vm.power"),
+  );
 }
 
 function assemble(
@@ -265,6 +273,7 @@ function assemble(
   usage: Awaited<ReturnType<InventoryScope["vms"]["usage"]>>,
   results: readonly OperationItemResult[],
   restart: boolean,
+  mayPower: boolean,
 ): BulkPlan {
   const byId = new Map(results.map((r) => [r.target, r]));
   const hostById = new Map(hosts.map((h) => [h.id, h]));
@@ -338,6 +347,17 @@ function assemble(
     const running = RESTARTABLE.includes(vm.powerState);
     const from = key(vm.securityMode);
     const to = key(after.securityMode);
+    if (restart && running && !mayPower) {
+      items.push({
+        ...base,
+        outcome: "refused",
+        restart: false,
+        code: "FORBIDDEN",
+        reason: `restarting VM '${vm.name}' to change it needs the 'vm.power' permission; it stays running unchanged`,
+        details: { permissions: ["vm.power"] },
+      });
+      continue;
+    }
     if (restart && running && state && host) {
       // A restart takes a slot in the new mode's pool on this host; slots it frees are not lent to others, so
       // the admission holds whatever order the restarts finish in.

@@ -1,0 +1,297 @@
+/**
+ * The bulk case of issue 7: `ciphervisor vm set --all --sev-es on --yes` over 10,000 powered-off VMs, end to end —
+ * a CLI child process → the REST API of a `serve` child process → the operation, its batched transactions over
+ * SQLite and the hash-chained audit records — next to the floor measured in the same run: the same 10,000 VM row
+ * changes and 10,000 chained audit records written straight to SQLite with prepared statements in ONE transaction.
+ *
+ * Before the measured run the server is warmed by the same command's `--what-if` (which runs the same runner in a
+ * rolled-back transaction, changing nothing); the measured run must report 10,000 VMs changed. Memory: the peak
+ * RSS of the CLI process (GNU time) and of the server (VmHWM) are reported, and both stay bounded because neither
+ * side keeps a promise per VM (the server writes in batches of 1,000; the CLI reads results in pages).
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chainAuditEntries } from "../../src/control/audit/record.ts";
+import { createControlPlane } from "../../src/control/control-plane.ts";
+import { buildFleet } from "../../src/control/demo.ts";
+import { DriverRegistry } from "../../src/control/drivers/driver.ts";
+import { emulatedDriver } from "../../src/control/drivers/emulated-hosts.ts";
+import { openSqliteDatabase } from "../../src/control/inventory/kysely/sqlite-dialect.ts";
+import { openInventory } from "../../src/control/inventory/open.ts";
+import type { BenchCase, BenchResult } from "../types.ts";
+
+const VMS = 10_000;
+const HOSTS = 20;
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const bin = join(root, "bin", "ciphervisor.js");
+
+interface Run {
+  readonly ms: number;
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly maxRssKiB: number;
+}
+
+/** Runs the CLI in a child process under GNU time (peak RSS), timing spawn to exit. */
+function cli(args: readonly string[], env: NodeJS.ProcessEnv): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn("/usr/bin/time", ["-f", "maxrss=%M", process.execPath, bin, ...args], {
+      cwd: root,
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c: Buffer) => {
+      stdout += c.toString();
+    });
+    child.stderr.on("data", (c: Buffer) => {
+      stderr += c.toString();
+    });
+    child.on("error", reject);
+    child.on("close", (code) => {
+      const ms = performance.now() - t0;
+      const m = /maxrss=(\d+)/.exec(stderr);
+      resolve({
+        ms,
+        code,
+        stdout,
+        stderr: stderr.replace(/maxrss=\d+\n?/, ""),
+        maxRssKiB: m ? Number(m[1]) : 0,
+      });
+    });
+  });
+}
+
+/** Starts `serve` with a benchmark fleet on a free port; resolves with its URL once it listens. */
+function serve(dataDir: string): Promise<{ child: ChildProcess; url: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [
+        bin,
+        "serve",
+        "--data-dir",
+        dataDir,
+        "--port",
+        "0",
+        "--demo-hosts",
+        String(HOSTS),
+        "--demo-vms",
+        String(VMS),
+        "--log-level",
+        "warn",
+      ],
+      { cwd: root, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    let err = "";
+    child.stdout?.on("data", (c: Buffer) => {
+      out += c.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m?.[1]) resolve({ child, url: m[1] });
+    });
+    child.stderr?.on("data", (c: Buffer) => {
+      err += c.toString();
+    });
+    child.on("exit", (code) => reject(new Error(`serve exited (${code}): ${err.split("\n")[0]}`)));
+  });
+}
+
+function peakRssKiB(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** A token with the security-admin role, issued through the API with the admin token `serve` wrote. */
+async function securityToken(url: string, dataDir: string): Promise<string> {
+  const admin = readFileSync(join(dataDir, "admin.token"), "utf8").trim();
+  const res = await fetch(`${url}/v1/tokens`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
+    body: JSON.stringify({ name: "bench", roles: ["security-admin"] }),
+  });
+  if (res.status !== 201) throw new Error(`token create: HTTP ${res.status}`);
+  return ((await res.json()) as { secret: string }).secret;
+}
+
+/**
+ * The floor: the same fleet built in its own SQLite file, then in one transaction every VM row changed (mode,
+ * policy, version, time) and one chained audit record per VM computed and inserted, with the head advanced.
+ */
+async function floor(dir: string): Promise<number> {
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, "floor.db");
+  const inventory = await openInventory(path);
+  const cp = createControlPlane({ inventory, drivers: new DriverRegistry([emulatedDriver()]) });
+  await buildFleet(cp, HOSTS, VMS);
+  await cp.stop(0);
+  await inventory.close();
+  const db = openSqliteDatabase(path);
+  try {
+    const ids = (db.prepare("select id from vms order by id").all() as { id: string }[]).map((r) => r.id);
+    const t0 = performance.now();
+    const update = db.prepare(
+      "update vms set security_mode = ?, policy = ?, updated_at = ?, version = version + 1 where id = ?",
+    );
+    const insert = db.prepare(
+      "insert into audit (seq, time, actor_id, actor_name, action, target, outcome, details, prev_hash, hash) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    );
+    db.transaction(() => {
+      const now = new Date().toISOString();
+      const head = db.prepare("select seq, hash from audit_head where id = 1").get() as {
+        seq: number;
+        hash: string;
+      };
+      const actor = { id: "tok_bench", name: "bench" };
+      for (const id of ids) update.run("sev-es", 0x7, now, id);
+      const chained = chainAuditEntries(
+        { seq: Number(head.seq), hash: head.hash },
+        ids.map((id) => ({
+          actor,
+          action: "vm.security.enable",
+          target: id,
+          outcome: "ok" as const,
+          details: {
+            operationId: "op_floor",
+            before: { securityMode: "none", policy: 0 },
+            after: { securityMode: "sev-es", policy: 0x7 },
+          },
+        })),
+        now,
+      );
+      for (const { record: r, detailsJson } of chained) {
+        insert.run(
+          r.seq,
+          r.time,
+          r.actor.id,
+          r.actor.name,
+          r.action,
+          r.target,
+          r.outcome,
+          detailsJson,
+          r.prevHash,
+          r.hash,
+        );
+      }
+      const last = chained[chained.length - 1]?.record;
+      if (last) db.prepare("update audit_head set seq = ?, hash = ? where id = 1").run(last.seq, last.hash);
+    })();
+    return performance.now() - t0;
+  } finally {
+    db.close();
+  }
+}
+
+const ROUNDS = 3;
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? Number.NaN;
+}
+
+interface Round {
+  readonly endToEnd: number;
+  /** The operation on the server, from its creation to its end (its own timestamps). */
+  readonly serverOp: number;
+  readonly cliRssKiB: number;
+  readonly serverRssKiB: number;
+}
+
+/** One measured run on a fresh server and fleet. */
+async function round(dir: string): Promise<Round> {
+  const dataDir = join(dir, "serve");
+  const server = await serve(dataDir);
+  try {
+    const env = {
+      CIPHERVISOR_SERVER: server.url,
+      CIPHERVISOR_TOKEN: await securityToken(server.url, dataDir),
+    };
+    const warm = await cli(["vm", "set", "--all", "--sev-es", "on", "--what-if", "--json"], env);
+    if (warm.code !== 0) throw new Error(`--what-if warm-up failed: ${warm.stderr.split("\n")[0]}`);
+    const real = await cli(["vm", "set", "--all", "--sev-es", "on", "--yes", "--json"], env);
+    const doc = JSON.parse(real.stdout) as {
+      ok: number;
+      changed: number;
+      failed: unknown[];
+      operation: string;
+    };
+    if (real.code !== 0 || doc.changed !== VMS || doc.failed.length !== 0) {
+      throw new Error(
+        `the bulk run did not change ${VMS} VMs (exit ${real.code}): ${real.stderr.split("\n")[0]}`,
+      );
+    }
+    const op = (await (
+      await fetch(`${server.url}/v1/operations/${doc.operation}`, {
+        headers: { authorization: `Bearer ${env.CIPHERVISOR_TOKEN}` },
+      })
+    ).json()) as { createdAt: string; finishedAt: string };
+    return {
+      endToEnd: real.ms,
+      serverOp: Date.parse(op.finishedAt) - Date.parse(op.createdAt),
+      cliRssKiB: real.maxRssKiB,
+      serverRssKiB: peakRssKiB(server.child.pid),
+    };
+  } finally {
+    server.child.kill("SIGTERM");
+    await new Promise((r) => server.child.once("exit", r));
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+async function run(): Promise<BenchResult> {
+  const dir = mkdtempSync(join(tmpdir(), "ciphervisor-bench-cli-"));
+  try {
+    const rounds: Round[] = [];
+    const floors: number[] = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      rounds.push(await round(dir));
+      floors.push(await floor(join(dir, `floor-${i}`)));
+    }
+    const e2e = median(rounds.map((r) => r.endToEnd));
+    const floorMs = median(floors);
+    const serverOp = median(rounds.map((r) => r.serverOp));
+    return {
+      metrics: [
+        { name: "end-to-end", value: e2e, unit: "ms" },
+        { name: "sqlite-floor", value: floorMs, unit: "ms" },
+        { name: "ratio", value: e2e / floorMs, unit: "x" },
+        { name: "server-operation", value: serverOp, unit: "ms" },
+        { name: "cli-and-http", value: e2e - serverOp, unit: "ms" },
+        { name: "vms-per-second", value: (VMS / e2e) * 1000, unit: "VM/s" },
+        { name: "cli-peak-rss", value: Math.max(...rounds.map((r) => r.cliRssKiB)) / 1024, unit: "MiB" },
+        {
+          name: "server-peak-rss",
+          value: Math.max(...rounds.map((r) => r.serverRssKiB)) / 1024,
+          unit: "MiB",
+        },
+      ],
+      targets: [
+        { metric: "end-to-end", max: 2000, source: "issue 7: ≤ 2 s on this 2-core machine" },
+        { metric: "ratio", max: 5, source: "issue 7: ≤ 5× the SQLite floor" },
+      ],
+      notes: `${VMS} powered-off VMs on ${HOSTS} emulated hosts; medians of ${ROUNDS} rounds, each on a fresh serve (warmed by one --what-if) and a fresh floor database; server-operation = the operation's own created→finished time`,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export const cases: BenchCase[] = [
+  {
+    name: "cli-bulk-sev-es-10k",
+    description:
+      "vm set --all --sev-es on --yes over 10,000 VMs, CLI process → API → store → audit, vs the SQLite floor",
+    run,
+  },
+];
