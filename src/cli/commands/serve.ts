@@ -156,7 +156,26 @@ export async function runServe(options: ServeOptions, io: CliIo, control: ServeC
       demoNote = `  fleet:   ${options.fleet.hosts} emulated hosts, ${built.vms} new VMs in ${(performance.now() - t0).toFixed(0)} ms\n`;
     }
     const app = await buildApi({ cp, loggerInstance: log, isReady: () => !stopping });
-    await app.listen({ host: options.host, port: options.port });
+    try {
+      await app.listen({ host: options.host, port: options.port });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "EADDRINUSE" || code === "EACCES" || code === "EADDRNOTAVAIL") {
+        await app.close();
+        const why =
+          code === "EADDRINUSE"
+            ? "is already in use"
+            : code === "EACCES"
+              ? "needs privileges"
+              : "is not an address of this machine";
+        throw new CiphervisorError(
+          "IO",
+          `cannot listen on ${options.host}:${options.port}: the address ${why} (choose another --port or --host)`,
+          { cause: e },
+        );
+      }
+      throw e;
+    }
     const addr = app.server.address();
     const port = typeof addr === "object" && addr !== null ? addr.port : options.port;
     const hostPart = options.host.includes(":") ? `[${options.host}]` : options.host;
@@ -174,7 +193,7 @@ export async function runServe(options: ServeOptions, io: CliIo, control: ServeC
         (restored > 0
           ? `  note:    ${restored} VMs were on emulated hosts that restarted with this process; they are now powered off\n`
           : "") +
-        `  CLI:     export CIPHERVISOR_URL=${url} CIPHERVISOR_TOKEN_FILE=${admin.path}\n` +
+        `  CLI:     export CIPHERVISOR_SERVER=${url} CIPHERVISOR_TOKEN_FILE=${admin.path}\n` +
         `  curl:    curl -H "Authorization: Bearer $(cat ${admin.path})" ${url}/v1/hosts\n`,
     );
     control.onListening?.(url);
