@@ -6,6 +6,7 @@
  */
 import type { Command } from "commander";
 import { CiphervisorError } from "../../errors.ts";
+import { GUEST_OS_PROFILES } from "../../guest/os-profiles.ts";
 import { collect, parseChoice, parseIntFlag, parseLabels, parseOnOff, parsePolicy } from "../args.ts";
 import { findHost, findVm, listHosts } from "../client/lookup.ts";
 import type { ApiVmSpec, SecurityMode } from "../client/types.ts";
@@ -76,7 +77,11 @@ function registerCreate(vm: Command, io: CliIo): void {
     const spec: ApiVmSpec = {
       vcpus: parseIntFlag(flags.vcpus, "--vcpus", 1, 64),
       memoryMiB: parseIntFlag(flags.memory, "--memory", 16, 1024 * 1024),
-      guestOs: flags.guestOs,
+      guestOs: parseChoice(
+        flags.guestOs,
+        "--guest-os",
+        GUEST_OS_PROFILES.map((p) => p.id),
+      ),
       firmware: parseChoice(flags.firmware, "--firmware", ["efi", "bios"] as const),
       hardwareVersion: parseIntFlag(flags.hardwareVersion, "--hardware-version", 4, 99),
     };
