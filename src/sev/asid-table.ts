@@ -68,7 +68,7 @@ export class AsidTable {
   /** Unbinds `handle`; returns true when that was the last user and the ASID became dirty. */
   deactivate(asid: number, handle: number): boolean {
     const e = this.#entries.get(asid);
-    if (!e || e.state !== "in-use") return false;
+    if (e?.state !== "in-use") return false;
     e.users.delete(handle);
     this.#wbinvdDone.fill(false);
     if (e.users.size > 0) return false;
