@@ -45,7 +45,8 @@ export interface PoolUse {
 }
 
 /** The parts of a VM the checks read. */
-export type VmShape = Pick<Vm, "id" | "name" | "spec" | "securityMode" | "policy">;
+export type VmShape = Pick<Vm, "id" | "name" | "spec" | "securityMode" | "policy"> &
+  Partial<Pick<Vm, "attestationState">>;
 
 /** Power states in which an encrypted VM holds its ASID: from the reservation until its power-off commits. */
 export const SLOT_STATES: readonly PowerState[] = ["starting", "running", "paused", "stopping"];
@@ -112,6 +113,15 @@ export function hypervisorSpec(vm: VmShape): HypervisorVmSpec {
     security: vm.securityMode,
     ...(encrypted ? { policy: vm.policy === 0 ? defaultPolicy(vm.securityMode) : vm.policy } : {}),
     ...(encrypted && s.attestation ? { attestation: true } : {}),
+    // The owner's session is good for one launch: only while it is fresh (`session-set`) does it reach LAUNCH_START.
+    ...(encrypted && s.launchSession && vm.attestationState === "session-set"
+      ? {
+          session: {
+            godhCert: new Uint8Array(Buffer.from(s.launchSession.godhCert, "base64")),
+            session: new Uint8Array(Buffer.from(s.launchSession.session, "base64")),
+          },
+        }
+      : {}),
   };
 }
 

@@ -47,6 +47,8 @@ export interface DriverHost {
   /** Removes a powered-off VM's definition. */
   undefine(name: string): Promise<void>;
   start(name: string): Promise<StartResult>;
+  /** The paused launch's MEASURE ‖ MNONCE, base64 (`virsh domlaunchsecinfo`); CONFLICT when not paused for it. */
+  launchMeasurement(name: string): Promise<string>;
   /** Ends an attested launch (LAUNCH_SECRET if given, then LAUNCH_FINISH) and runs the guest. */
   finishLaunch(name: string, secret?: LaunchSecret): Promise<VmStatus>;
   /** Powers off; for an encrypted VM DEACTIVATE → WBINVD → DF_FLUSH → DECOMMISSION, and its ASID is free again. */

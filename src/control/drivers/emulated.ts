@@ -35,6 +35,7 @@ export interface EmulatedMachine {
   define(spec: VmSpec): VmStatus;
   undefine(name: string): void;
   start(name: string): StartResult;
+  launchMeasurement(name: string): string;
   finishLaunch(name: string, secret?: { header: Uint8Array; payload: Uint8Array }): VmStatus;
   stop(name: string): VmStatus;
   reset(name: string): VmStatus;
@@ -85,6 +86,9 @@ class EmulatedHost implements DriverHost {
   }
   start(name: string): Promise<StartResult> {
     return call(this.address, () => this.machine.start(name));
+  }
+  launchMeasurement(name: string): Promise<string> {
+    return call(this.address, () => this.machine.launchMeasurement(name));
   }
   finishLaunch(name: string, secret?: LaunchSecret): Promise<VmStatus> {
     return call(this.address, () =>

@@ -25,6 +25,8 @@ export const ATTESTATION_STATES = [
   "session-set",
   "measured",
   "secret-injected",
+  /** LAUNCH_FINISH ran without a secret: the guest runs, the owner injected nothing. */
+  "finished",
   "failed",
 ] as const;
 export type AttestationState = (typeof ATTESTATION_STATES)[number];
@@ -183,6 +185,17 @@ export type VmSpec = {
   readonly devices?: VmDevice[];
   /** Start paused after LAUNCH_MEASURE so the guest owner can attest (encrypted VMs only). */
   readonly attestation?: boolean;
+  /**
+   * The guest owner's session for the next launch (LAUNCH_START), base64. Set only through the attestation API;
+   * used once, while `attestationState` is `session-set`. Never part of an API response (not in the schema).
+   */
+  readonly launchSession?: LaunchSessionFiles;
+};
+
+/** A guest owner's launch session as sevctl writes it: the GODH certificate (0x824 bytes), the session blob (0x80). */
+export type LaunchSessionFiles = {
+  readonly godhCert: string;
+  readonly session: string;
 };
 
 export interface Vm {

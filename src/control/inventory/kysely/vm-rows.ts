@@ -35,6 +35,20 @@ export function toVm(r: Selectable<VmTable>): Vm {
   };
 }
 
+/** A stored session is two base64 strings of the exact sizes LAUNCH_START takes (GODH 0x824, session 0x80). */
+function validLaunchSession(l: VmSpec["launchSession"]): void {
+  const ok = (v: unknown, bytes: number): boolean =>
+    typeof v === "string" &&
+    /^[A-Za-z0-9+/]*={0,2}$/.test(v) &&
+    v.length % 4 === 0 &&
+    Buffer.from(v, "base64").length === bytes;
+  if (typeof l !== "object" || l === null || !ok(l.godhCert, 0x824) || !ok(l.session, 0x80)) {
+    throw new CiphervisorError("INVALID_INPUT", "spec.launchSession must hold base64 godhCert and session", {
+      details: { field: "spec.launchSession" },
+    });
+  }
+}
+
 function validSpec(s: VmSpec): string {
   intInRange(s.vcpus, 1, 1024, "spec.vcpus");
   intInRange(s.memoryMiB, 1, 64 * 1024 * 1024, "spec.memoryMiB");
@@ -52,6 +66,7 @@ function validSpec(s: VmSpec): string {
       details: { field: "spec.attestation" },
     });
   }
+  if (s.launchSession !== undefined) validLaunchSession(s.launchSession);
   if (s.devices !== undefined) {
     if (!Array.isArray(s.devices) || s.devices.length > MAX_DEVICES) {
       throw new CiphervisorError("INVALID_INPUT", `spec.devices must be a list of at most ${MAX_DEVICES}`, {
