@@ -6,9 +6,10 @@
 import type { Command } from "commander";
 import { CiphervisorError } from "../../errors.ts";
 import { parseChoice, parseIntFlag } from "../args.ts";
+import { listAll } from "../client/lookup.ts";
 import { allItems, follow, isFinal } from "../client/operations.ts";
 import { baseCode } from "../client/remote-error.ts";
-import type { ApiItem, ApiOperation, Page } from "../client/types.ts";
+import type { ApiItem, ApiOperation } from "../client/types.ts";
 import { ExitCode, exitCodeFor } from "../exit-codes.ts";
 import { watchInterrupt } from "../interrupt.ts";
 import type { CliIo } from "../io.ts";
@@ -80,7 +81,7 @@ export function registerOperation(program: Command, io: CliIo): void {
   apiCommand(
     operation
       .command("list")
-      .description("list operations, newest last")
+      .description("the latest operations (oldest of them first)")
       .option("--status <status>", STATUSES.join("|"))
       .option("--kind <kind>", "e.g. vm.bulk-update, host.enter-maintenance")
       .option("--limit <n>", "at most this many", "100"),
@@ -89,9 +90,12 @@ export function registerOperation(program: Command, io: CliIo): void {
     const mode = modeFor(flags, true);
     const limit = parseIntFlag(flags.limit, "--limit", 1, 5000);
     const status = flags.status === undefined ? undefined : parseChoice(flags.status, "--status", STATUSES);
-    const page = await apiFor(io, flags).get<Page<ApiOperation>>("/v1/operations", {
-      query: { limit, status, kind: flags.kind },
+    // The API lists oldest first; people want the latest, so read to the end and keep the last --limit.
+    const all = await listAll<ApiOperation>(apiFor(io, flags), "/v1/operations", {
+      status,
+      kind: flags.kind,
     });
+    const page = { items: all.slice(-limit) };
     if (mode === "name") io.out(page.items.map((o) => `${o.id}\n`).join(""));
     else if (mode === "json") io.out(json(page.items));
     else io.out(opTable(page.items));

@@ -34,10 +34,23 @@ export interface BulkResult {
   readonly notStarted?: number;
 }
 
+/** The JSON document: the issue's shape first (`ok`, `failed`, `operation`), then the details. */
+export function bulkJson(r: BulkResult): string {
+  return json({
+    ok: r.ok,
+    failed: r.failed,
+    operation: r.operation,
+    ...(r.changed === undefined ? {} : { changed: r.changed }),
+    ...(r.unchanged === undefined ? {} : { unchanged: r.unchanged }),
+    ...(r.operations === undefined ? {} : { operations: r.operations }),
+    ...(r.interrupted ? { interrupted: true, notStarted: r.notStarted ?? 0 } : {}),
+  });
+}
+
 /** Prints a bulk result: the JSON document, or a summary and the failures. */
 export function printBulk(io: CliIo, mode: OutputMode, r: BulkResult, verb: string): void {
   if (mode === "json") {
-    io.out(json(r));
+    io.out(bulkJson(r));
     return;
   }
   if (mode === "name") {
@@ -86,7 +99,7 @@ export function finishBulk(io: CliIo, mode: OutputMode, r: BulkResult, verb: str
   const code = bulkExitCode(r, targets);
   const only = r.failed[0];
   if (targets === 1 && r.ok === 0 && only && !r.interrupted) {
-    if (mode === "json") io.out(json(r));
+    if (mode === "json") io.out(bulkJson(r));
     io.err(`ciphervisor: ${only.message} [${only.code}]\n`);
   } else {
     printBulk(io, mode, r, verb);
