@@ -1,5 +1,10 @@
 /**
  * Documented exit codes (README "Exit codes"). Scripts rely on them; never renumber.
+ *
+ * Codes a server sends that are not ErrorCodes — the operation table's refusals (LIVE_MIGRATION_UNSUPPORTED, …)
+ * and compatibility findings (GUEST_OS_UNSUPPORTED, POWER_STATE, …) — arrive as 409s and map to REFUSED through
+ * `client/remote-error.ts`; the CLI prints the server's code as sent. A command over several VMs exits PARTIAL when
+ * some of them failed (each failure listed with its code), and INTERRUPTED after Ctrl-C.
  */
 import type { ErrorCode } from "../errors.ts";
 
