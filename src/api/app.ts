@@ -23,6 +23,7 @@ import { ANONYMOUS, installAuth, type RouteEntry } from "./auth.ts";
 import { ApiMetrics } from "./metrics.ts";
 import { PROBLEM_CONTENT_TYPE, type Problem, ProblemError, problem, toProblem } from "./problem.ts";
 import { adminRoutes } from "./routes/admin.ts";
+import { attestationRoutes } from "./routes/attestation.ts";
 import { hostRoutes } from "./routes/hosts.ts";
 import { operationSummaryRoutes } from "./routes/operation-summary.ts";
 import { operationRoutes } from "./routes/operations.ts";
@@ -189,6 +190,7 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
   vmPlanRoutes(app, deps);
   operationSummaryRoutes(app, deps);
   hostRoutes(app, deps);
+  attestationRoutes(app, deps);
   operationRoutes(app, deps);
   adminRoutes(app, inventory);
   systemRoutes(app, { cp, metrics, isReady: options.isReady ?? (() => true) });
