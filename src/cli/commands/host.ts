@@ -29,6 +29,7 @@ import { fields } from "../output/table.ts";
 import { hostTable } from "../output/vm-table.ts";
 import { printWhatIf, type WhatIfItem } from "../output/what-if.ts";
 import { runOperation } from "../run-operation.ts";
+import { registerHostSevInfo } from "./vm-attest-host.ts";
 
 const GENERATIONS = ["naples", "rome", "milan", "genoa"] as const;
 const DRIVERS = ["emulated", "libvirt"] as const;
@@ -263,4 +264,5 @@ export function registerHost(program: Command, io: CliIo): void {
   );
 
   registerMaintenance(host, io);
+  registerHostSevInfo(host, io);
 }

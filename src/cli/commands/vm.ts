@@ -4,6 +4,7 @@
  */
 import type { Command } from "commander";
 import type { CliIo } from "../io.ts";
+import { registerVmAttest } from "./vm-attest.ts";
 import { registerVmEach } from "./vm-each.ts";
 import { registerVmLifecycle } from "./vm-lifecycle.ts";
 import { registerVmRead } from "./vm-read.ts";
@@ -17,4 +18,5 @@ export function registerVm(program: Command, io: CliIo): void {
   registerVmLifecycle(vm, io);
   registerVmSet(vm, io);
   registerVmEach(vm, io);
+  registerVmAttest(vm, io);
 }
