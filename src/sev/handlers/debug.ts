@@ -9,14 +9,16 @@ import type { CommandBuffer } from "../command-buffer.ts";
 import type { FirmwareState, GuestContext } from "../firmware-state.ts";
 import { decodePolicy } from "../policy.ts";
 import { SevStatus, type SevStatusCode } from "../status.ts";
-import { checkGranule, rangeOk, requireActive } from "./common.ts";
+import { rangeOk, requireActive } from "./common.ts";
 
-/** The alignment checks that precede the handle lookup. */
+/** The alignment checks that precede the handle lookup: both addresses, then the length. */
 export function dbgPrecheck(buf: CommandBuffer): SevStatusCode {
+  const src = buf.addr(8);
+  const dst = buf.addr(0x10);
+  if (src === undefined || dst === undefined || src % 16 !== 0 || dst % 16 !== 0)
+    return SevStatus.INVALID_ADDRESS;
   const len = buf.r.u32(0x18);
-  const src = checkGranule(buf.addr(8), len);
-  if (src !== SevStatus.SUCCESS) return src;
-  return checkGranule(buf.addr(0x10), len);
+  return len === 0 || len % 16 !== 0 ? SevStatus.INVALID_LENGTH : SevStatus.SUCCESS;
 }
 
 function dbg(
