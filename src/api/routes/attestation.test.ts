@@ -53,6 +53,17 @@ async function pausedVm(a: ApiFixture, seed: string) {
   assert.equal(put.statusCode, 200, put.body);
   assert.equal(json(put).attestationState, "session-set");
   assert.equal(json(put).policy, vm.policy);
+  assert.equal(
+    (await a.inventory.vms.get(vm.id))?.spec.launchSession?.session,
+    b64(session.session),
+    "stored",
+  );
+  for (const url of [`/v1/vms/${vm.id}`, "/v1/vms"]) {
+    const read = await a.call("attestation-reader", "GET", url);
+    assert.equal(read.statusCode, 200);
+    assert.equal(read.body.includes(b64(session.session)), false, `${url} does not show the session`);
+    assert.equal(read.body.includes("launchSession"), false);
+  }
   const on = await a.call("operator", "POST", `/v1/vms/${vm.id}/power-on`);
   assert.equal(on.statusCode, 200, on.body);
   assert.equal((await a.inventory.vms.get(vm.id))?.powerState, "paused");
@@ -164,8 +175,6 @@ describe("attestation API: the owner's flow", () => {
       for (const secretBytes of [session.session, session.godhCert, good.payload, good.header, tampered]) {
         assert.equal(text.includes(b64(secretBytes)), false, "no session or secret bytes anywhere");
       }
-      const read = await a.call("attestation-reader", "GET", `/v1/vms/${vm.id}`);
-      assert.equal(read.body.includes(b64(session.session)), false, "a VM read does not show the session");
     }));
 
   it("launch-finish runs the guest without a secret; power-off resets the state and the session is not reused", () =>
