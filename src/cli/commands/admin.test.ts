@@ -231,7 +231,22 @@ describe("ciphervisor config and completion", () => {
   it("prints bash, zsh and fish completion generated from the command tree", async () => {
     const bash = await s.cli(null, "completion", "bash");
     assert.equal(bash.code, 0);
-    assert.match(bash.out, /\['vm'\]='list get create migrate snapshot clone set start stop restart delete'/);
+    const vmVerbs = /\['vm'\]='([^']*)'/.exec(bash.out)?.[1]?.split(" ") ?? [];
+    for (const verb of [
+      "list",
+      "get",
+      "create",
+      "set",
+      "start",
+      "stop",
+      "restart",
+      "migrate",
+      "snapshot",
+      "clone",
+      "delete",
+    ]) {
+      assert.ok(vmVerbs.includes(verb), `vm ${verb} missing from completion`);
+    }
     assert.match(bash.out, /\['vm set'\]='[^']*--sev-es[^']*--what-if[^']*'/);
     assert.match(bash.out, /complete -F _ciphervisor ciphervisor\n$/);
     assert.match((await s.cli(null, "completion", "zsh")).out, /^#compdef ciphervisor\n.*bashcompinit/s);
