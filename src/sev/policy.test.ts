@@ -1,6 +1,6 @@
 /**
- * The policy matrix (sev-interface.md §6): all 64 combinations of the six policy bits, each against the
- * operations the bits govern — debug (NODBG), key sharing (NOKS), VMSA measurement and ASID class (ES), sending
+ * The policy matrix (sev-interface.md §6): all 64 combinations of the six policy bits × nine governed operations
+ * (threat-model.md §8 item 11: 576 cases) — debug (NODBG), key sharing (NOKS), VMSA measurement and ASID class (ES), sending
  * (NOSEND), same-domain targets (DOMAIN) and AMD-rooted targets (SEV).
  */
 import assert from "node:assert/strict";
@@ -38,6 +38,10 @@ describe("policy matrix: 64 combinations × governed operations", () => {
   takeOwnership(sameDomain, "owner-oca");
   const toOther = receiverCerts(otherDomain);
   const toSame = receiverCerts(sameDomain);
+  // A receiver with an older firmware API (naples, 0.17) and a platform INITed without SEV-ES.
+  const toOlder = receiverCerts(createEmulatedPlatform({ seed: "older", generation: "naples" }));
+  const noEs = createEmulatedPlatform({ seed: "no-es", init: false });
+  noEs.client.init({ es: false });
   // An ASK ‖ ARK ending in a root this firmware does not trust: the ASK posing as its own ARK.
   const ask = toOther.amdCerts.subarray(0, toOther.amdCerts.length / 2);
   const untrustedAmd = concat(ask, ask);
@@ -105,6 +109,16 @@ describe("policy matrix: 64 combinations × governed operations", () => {
         "SEND_START, other domain",
       );
       eq(send(toSame), nosend ? SevStatus.POLICY_FAILURE : SevStatus.SUCCESS, "SEND_START, same domain");
+      // The policy's minimum API is 0.0 here, so an older receiver is refused only by NOSEND or DOMAIN.
+      eq(
+        send(toOlder),
+        nosend || bit(PolicyBit.DOMAIN) ? SevStatus.POLICY_FAILURE : SevStatus.SUCCESS,
+        "SEND_START, older receiver",
+      );
+      // ES needs a platform INITed with SEV-ES.
+      const onNoEs = statusOf(() => noEs.client.launchStart({ policy }));
+      eq(onNoEs, es ? SevStatus.POLICY_FAILURE : SevStatus.SUCCESS, "launch on a platform without SEV-ES");
+      for (const g of noEs.sp.snapshot().guests) noEs.client.decommission(g.handle);
 
       a.client.deactivate(handle);
       for (const g of a.sp.snapshot().guests) {
