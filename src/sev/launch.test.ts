@@ -1,34 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Algo, encodeSevCert, parseSevCert, Usage } from "../certs/sev-cert.ts";
 import { aes128Ctr } from "../crypto/aes.ts";
-import { ecdh, generateEcKeyPair } from "../crypto/ec.ts";
 import { sha256 } from "../crypto/hash.ts";
 import { encodePacketHeader, launchSecretMac } from "../crypto/packet.ts";
 import { seededRandom } from "../crypto/random.ts";
-import { encodeSession, wrapSession } from "../crypto/session.ts";
 import { measurementMac } from "../measure/measurement.ts";
 import { createEmulatedPlatform, GUEST_BASE } from "./emulated-platform.ts";
 import { SevFirmwareError } from "./errors.ts";
 import { SevStatus } from "./status.ts";
-
-function ownerSession(pdhCert: Uint8Array, policy: number, seed = 7) {
-  const rng = seededRandom(seed);
-  const godh = generateEcKeyPair(rng);
-  const pdh = parseSevCert(pdhCert);
-  assert.equal(pdh.key.kind, "ecc");
-  const z = ecdh(godh.d, (pdh.key as { pub: { x: Uint8Array; y: Uint8Array } }).pub);
-  const keys = { tek: rng.bytes(16), tik: rng.bytes(16) };
-  const session = wrapSession(z, keys, policy, rng.bytes(16), rng.bytes(16));
-  const godhCert = encodeSevCert({
-    apiMajor: 0,
-    apiMinor: 0,
-    usage: Usage.PDH,
-    algo: Algo.ECDH_SHA256,
-    pub: godh.pub,
-  });
-  return { keys, godhCert, session: encodeSession(session) };
-}
+import { ownerSession } from "./test-support.ts";
 
 describe("launch with a guest-owner session", () => {
   it("measures what an owner computes, accepts its secret, and the guest key decrypts it", () => {

@@ -104,7 +104,10 @@ describe("variable-length outputs never overrun", () => {
   it("SEND_START session length across 0..256", () => {
     const s = scenario("RUNNING", { policy: 0 });
     const certs = receiverCerts(s.b);
-    const put = (pa: number, b: Uint8Array) => (s.a.dram.write(pa, b), pa);
+    const put = (pa: number, b: Uint8Array) => {
+      s.a.dram.write(pa, b);
+      return pa;
+    };
     const pdhPa = put(0x520000, certs.pdh);
     const platPa = put(0x522000, certs.platCerts);
     const amdPa = put(0x528000, certs.amdCerts);

@@ -47,6 +47,27 @@ export function checkLaunchPolicy(fw: FirmwareState, policy: number): SevStatusC
 }
 
 /**
+ * The checks LAUNCH_START and RECEIVE_START share: a non-zero handle asks to share that guest's key — refused
+ * (POLICY_FAILURE) when it has NOKS or another policy (AMD `sev_mcmd_launch_start`) — then the policy itself.
+ * Returns the guest whose key is shared, if any.
+ */
+export function checkStart(
+  fw: FirmwareState,
+  handle: number,
+  policy: number,
+): Result<GuestContext | undefined> {
+  let shareWith: GuestContext | undefined;
+  if (handle !== 0) {
+    shareWith = fw.guests.get(handle);
+    if (!shareWith) return fail(SevStatus.INVALID_GUEST);
+    if (decodePolicy(shareWith.policy).noks || shareWith.policy !== policy)
+      return fail(SevStatus.POLICY_FAILURE);
+  }
+  const ps = checkLaunchPolicy(fw, policy);
+  return ps === SevStatus.SUCCESS ? ok(shareWith) : fail(ps);
+}
+
+/**
  * Reads a peer's ECDH certificate (the GODH at LAUNCH_START, the other platform's PDH at SEND/RECEIVE_START):
  * exactly 0x824 bytes, a P-384 ECDH key, and a point on the curve (the CVE-2019-9836 fix, AMD `ecc.c`).
  */

@@ -12,12 +12,11 @@ import { ctEqual } from "../../lib/bytes.ts";
 import { MEASUREMENT_BLOB_SIZE, measurementMac } from "../../measure/measurement.ts";
 import type { CommandBuffer } from "../command-buffer.ts";
 import type { FirmwareState, GuestContext } from "../firmware-state.ts";
-import { decodePolicy } from "../policy.ts";
 import { SevStatus, type SevStatusCode } from "../status.ts";
 import {
   BLOB_MAX,
   checkGranule,
-  checkLaunchPolicy,
+  checkStart,
   newGuest,
   rangeOk,
   readPeerDhCert,
@@ -34,16 +33,10 @@ import {
  * mismatch POLICY_FAILURE (the policy is what fails authentication).
  */
 export function launchStart(fw: FirmwareState, buf: CommandBuffer): SevStatusCode {
-  const handle = buf.r.u32(0);
   const policy = buf.r.u32(4);
-  let shareWith: GuestContext | undefined;
-  if (handle !== 0) {
-    shareWith = fw.guests.get(handle);
-    if (!shareWith) return SevStatus.INVALID_GUEST;
-    if (decodePolicy(shareWith.policy).noks || shareWith.policy !== policy) return SevStatus.POLICY_FAILURE;
-  }
-  const ps = checkLaunchPolicy(fw, policy);
-  if (ps !== SevStatus.SUCCESS) return ps;
+  const start = checkStart(fw, buf.r.u32(0), policy);
+  if (!start.ok) return start.status;
+  const shareWith = start.value;
 
   const dhLen = buf.r.u32(0x10);
   const sessionLen = buf.r.u32(0x20);

@@ -44,7 +44,7 @@ import { SevStatus, type SevStatusCode } from "../status.ts";
 import {
   BLOB_MAX,
   checkGranule,
-  checkLaunchPolicy,
+  checkStart,
   newGuest,
   rangeOk,
   readPeerDhCert,
@@ -215,16 +215,10 @@ export const sendUpdateVmsa = (fw: FirmwareState, buf: CommandBuffer, g: GuestCo
  * RUPDATE with a fresh VEK and the transport keys unwrapped from the session.
  */
 export function receiveStart(fw: FirmwareState, buf: CommandBuffer): SevStatusCode {
-  const handle = buf.r.u32(0);
   const policy = buf.r.u32(4);
-  let shareWith: GuestContext | undefined;
-  if (handle !== 0) {
-    shareWith = fw.guests.get(handle);
-    if (!shareWith) return SevStatus.INVALID_GUEST;
-    if (decodePolicy(shareWith.policy).noks || shareWith.policy !== policy) return SevStatus.POLICY_FAILURE;
-  }
-  const ps = checkLaunchPolicy(fw, policy);
-  if (ps !== SevStatus.SUCCESS) return ps;
+  const start = checkStart(fw, buf.r.u32(0), policy);
+  if (!start.ok) return start.status;
+  const shareWith = start.value;
   const sessionLen = buf.r.u32(0x20);
   if (sessionLen !== SESSION_SIZE) return SevStatus.INVALID_LENGTH;
   const sender = readPeerDhCert(fw, buf.addr(0x08), buf.r.u32(0x10));
