@@ -247,7 +247,17 @@ export class SevClient {
 
   /** LAUNCH_SECRET: header (0x34) and payload from the guest owner, written at guest physical address `guestPa`. */
   launchSecret(handle: number, packet: Packet, guestPa: number): void {
-    this.#runWith("LAUNCH_SECRET", () => {
+    this.#inboundPacket("LAUNCH_SECRET", handle, packet, guestPa);
+  }
+
+  /** LAUNCH_SECRET and RECEIVE_UPDATE_*: header and payload in, written into guest memory at `guestPa` (§4.1). */
+  #inboundPacket(
+    name: "LAUNCH_SECRET" | "RECEIVE_UPDATE_DATA" | "RECEIVE_UPDATE_VMSA",
+    handle: number,
+    packet: Packet,
+    guestPa: number,
+  ): void {
+    this.#runWith(name, () => {
       const h = this.#put(packet.header);
       const t = this.#put(packet.payload);
       return (w) =>
@@ -363,33 +373,12 @@ export class SevClient {
     return { handle: r.u32(0) };
   }
 
-  #receiveUpdate(
-    name: "RECEIVE_UPDATE_DATA" | "RECEIVE_UPDATE_VMSA",
-    handle: number,
-    packet: Packet,
-    guestPa: number,
-  ) {
-    this.#runWith(name, () => {
-      const h = this.#put(packet.header);
-      const t = this.#put(packet.payload);
-      return (w) =>
-        w
-          .u32(0, handle)
-          .u64(0x08, BigInt(h))
-          .u32(0x10, packet.header.length)
-          .u64(0x18, BigInt(guestPa))
-          .u32(0x20, packet.payload.length)
-          .u64(0x28, BigInt(t))
-          .u32(0x30, packet.payload.length);
-    });
-  }
-
   receiveUpdateData(handle: number, packet: Packet, guestPa: number): void {
-    this.#receiveUpdate("RECEIVE_UPDATE_DATA", handle, packet, guestPa);
+    this.#inboundPacket("RECEIVE_UPDATE_DATA", handle, packet, guestPa);
   }
 
   receiveUpdateVmsa(handle: number, packet: Packet, vmsaPa: number): void {
-    this.#receiveUpdate("RECEIVE_UPDATE_VMSA", handle, packet, vmsaPa);
+    this.#inboundPacket("RECEIVE_UPDATE_VMSA", handle, packet, vmsaPa);
   }
 
   receiveFinish(handle: number): void {
