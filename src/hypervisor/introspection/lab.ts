@@ -23,8 +23,9 @@ import { Machine } from "../../machine/machine.ts";
 import { VmsaIntegrityStore } from "../../machine/trusted-memory.ts";
 import type { SecurityMode } from "../../machine/vmcb.ts";
 import { createEmulatedPlatform, type EmulatedPlatform, GUEST_BASE } from "../../sev/emulated-platform.ts";
+import { FramePool } from "../frames.ts";
 import { type HandledExit, handleExit } from "../kvm/exit-handler.ts";
-import { FrameAllocator, type LaunchedGuest, launchGuest } from "../kvm/launch.ts";
+import { type LaunchedGuest, launchGuest } from "../kvm/launch.ts";
 import { HypervisorView } from "./hypervisor-view.ts";
 
 export interface LabOptions {
@@ -99,7 +100,7 @@ export function createLab(opts: LabOptions): Lab {
     machine,
     memory: platform.dram,
     image,
-    frames: new FrameAllocator(GUEST_BASE, platform.dram.size),
+    frames: new FramePool(GUEST_BASE, platform.dram.size),
     asid,
     firmware: platform.client,
     policy: opts.policy,

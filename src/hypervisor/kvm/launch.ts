@@ -14,6 +14,7 @@ import type { Machine } from "../../machine/machine.ts";
 import { NestedPageTable } from "../../machine/nested-page-table.ts";
 import { SAVE_AREA_SIZE, Vmcb } from "../../machine/vmcb.ts";
 import { encodeVmsa } from "../../measure/vmsa.ts";
+import type { FramePool } from "../frames.ts";
 import { HostDevices } from "./devices.ts";
 import type { HostVm } from "./exit-handler.ts";
 
@@ -25,24 +26,6 @@ export interface LaunchFirmware {
   launchUpdateVmsa(handle: number, pa: number): void;
   launchMeasure(handle: number): Uint8Array;
   launchFinish(handle: number): void;
-}
-
-/** Hands out 4 KiB host frames from a range of system memory the host owns. */
-export class FrameAllocator {
-  #next: number;
-  constructor(
-    base: number,
-    readonly limit: number,
-  ) {
-    if (base % PAGE_SIZE !== 0) throw new RangeError("frame range must start on a page");
-    this.#next = base;
-  }
-  alloc(): number {
-    if (this.#next + PAGE_SIZE > this.limit) throw new RangeError("out of host frames");
-    const f = this.#next;
-    this.#next += PAGE_SIZE;
-    return f;
-  }
 }
 
 /** Guest policy bits used here (sev-interface.md §6): NODBG and ES. */
@@ -69,7 +52,7 @@ export function launchGuest(opts: {
   machine: Machine;
   memory: SystemMemory;
   image: GuestImage;
-  frames: FrameAllocator;
+  frames: FramePool;
   asid: number;
   firmware?: LaunchFirmware;
   policy?: number;
