@@ -2,7 +2,7 @@
 ; The guest draws a 1,024-bit secret with RDRAND and, bit by bit, leaves 0 or 1 in RAX at a HLT exit.
 ; Under SEV-ES the VMSA is encrypted — but deterministically at a fixed address, so the ciphertext
 ; of the 16-byte block holding RAX (VMSA 0x1F0) repeats for equal values: the hypervisor reads the
-; secret from the ciphertext (see src/machine/ciphertext.test.ts). The two first exits use known
+; secret from the ciphertext (see src/hypervisor/threats/ciphertext.test.ts). The two first exits use known
 ; values, as the public code before a secret computation does.
 ; modes: none sev sev-es
 
