@@ -2,7 +2,7 @@
 ; A service copies its private response buffer into a shared mailbox whenever a request arrives
 ; (a HLT exit). Before SNP nothing stops the hypervisor from re-pointing the response buffer's GPA
 ; at another private page: the guest then "echoes" that page in plaintext
-; (see src/machine/integrity-gaps.test.ts).
+; (see src/hypervisor/threats/integrity-gaps.test.ts).
 ; modes: none sev sev-es
 ; max-exits: 6
 
