@@ -5,6 +5,7 @@
 import { Writable } from "node:stream";
 import type { LightMyRequestResponse } from "fastify";
 import { pino } from "pino";
+import type { ControlPlaneOptions } from "../../control/control-plane.ts";
 import { ROLES, type Role } from "../../control/rbac.ts";
 import { createToken } from "../../control/services/tokens.ts";
 import { type Fixture, withFixture } from "../../control/testing/control-fixture.ts";
@@ -27,7 +28,7 @@ export interface ApiFixture extends Fixture {
 
 export async function withApi<T>(
   fn: (a: ApiFixture) => Promise<T>,
-  options: { syncWaitMs?: number } = {},
+  options: { syncWaitMs?: number; control?: Partial<ControlPlaneOptions> } = {},
 ): Promise<T> {
   return withFixture(async (f) => {
     let logText = "";
@@ -73,7 +74,7 @@ export async function withApi<T>(
     } finally {
       await app.close();
     }
-  });
+  }, options.control);
 }
 
 /** Parses a JSON (or problem+json) body. */

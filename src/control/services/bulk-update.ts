@@ -7,6 +7,7 @@
  * with its audit record, or untouched with a failed result naming the check. A resumed run skips VMs that already
  * have a result.
  */
+import { setImmediate as nextTurn } from "node:timers/promises";
 import { CiphervisorError } from "../../errors.ts";
 import { PolicyBit } from "../../sev/policy.ts";
 import type { AuditEntry } from "../audit/record.ts";
@@ -261,6 +262,11 @@ export function bulkUpdateRunner(c: ControlContext) {
     const hosts = new Map((await allHosts(c.inventory)).map((h) => [h.id, h]));
     let cursor: string | null = null;
     do {
+      // On SQLite every query resolves synchronously, so without this the whole run is one unbroken chain of
+      // microtasks: no socket is written or read until it ends (the 202 answer, every SSE frame, the lease
+      // renewal timer). One turn of the event loop before each batch lets the streams woken by the last
+      // `progress()` send it, and lets new requests in, before the next batch starts.
+      await nextTurn();
       if (run.signal.aborted)
         throw new CiphervisorError("INTERRUPTED", "the bulk update was interrupted; it resumes");
       const page: { items: Vm[]; nextCursor: string | null } = await c.inventory.vms.list(filter, {
