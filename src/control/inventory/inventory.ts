@@ -69,6 +69,11 @@ export interface VmStore {
   getByName(name: string): Promise<Vm | undefined>;
   /** Stable order by id; pages of up to 5,000. */
   list(filter?: VmFilter, page?: PageRequest): Promise<Page<Vm>>;
+  /**
+   * The ids `list` would return, same order and cursors: for callers that read the rows again anyway (a bulk
+   * change locks each page inside its transaction), without building every VM twice.
+   */
+  listIds(filter?: VmFilter, page?: PageRequest): Promise<Page<string>>;
   count(filter?: VmFilter): Promise<number>;
   /**
    * Placed VMs counted per (host, security mode, power state): what capacity accounting needs in one grouped query

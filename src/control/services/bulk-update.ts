@@ -269,11 +269,12 @@ export function bulkUpdateRunner(c: ControlContext) {
       await nextTurn();
       if (run.signal.aborted)
         throw new CiphervisorError("INTERRUPTED", "the bulk update was interrupted; it resumes");
-      const page: { items: Vm[]; nextCursor: string | null } = await c.inventory.vms.list(filter, {
+      // Only ids here: the rows are read (and locked) once, inside the batch's transaction.
+      const page: { items: string[]; nextCursor: string | null } = await c.inventory.vms.listIds(filter, {
         limit: c.batchSize,
         cursor,
       });
-      const ids = page.items.map((v) => v.id).filter((id) => !recorded.has(id));
+      const ids = page.items.filter((id) => !recorded.has(id));
       if (ids.length > 0) await c.inventory.transaction((tx) => applyBatch(tx, run, ids, set, roles, hosts));
       run.progress();
       cursor = page.nextCursor;

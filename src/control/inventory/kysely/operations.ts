@@ -3,7 +3,7 @@
  * worker (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so several control-plane nodes share one queue without waiting
  * on each other), leases so a dead worker's operation is taken over, and per-item results with counters.
  */
-import { sql } from "kysely";
+import { type Kysely, sql } from "kysely";
 import { CiphervisorError } from "../../../errors.ts";
 import { newId } from "../../ids.ts";
 import { canonicalJson } from "../../json.ts";
@@ -16,12 +16,12 @@ import {
   type OperationStatus,
 } from "../types.ts";
 import { intInRange, oneOf, validName } from "../validate.ts";
-import { insertRows } from "./batch.ts";
+import { chunks, insertRows } from "./batch.ts";
 import { atomic, isoNow, type StoreContext } from "./context.ts";
 import { guardDb } from "./errors.ts";
 import { requestHash, toOperation, toOperationItem } from "./operation-rows.ts";
 import { pageLimit, stringCursor, toPage } from "./paging.ts";
-import type { OperationItemTable, OperationTable } from "./schema.ts";
+import type { Db, OperationItemTable, OperationTable } from "./schema.ts";
 
 const ITEM_COLUMNS = [
   "operation_id",
@@ -38,6 +38,30 @@ const UPSERT_ITEM = ` on conflict ("operation_id", "target") do update set "outc
   "recorded_at" = excluded."recorded_at"`;
 
 const MAX_LEASE_MS = 24 * 3600 * 1000;
+/** Targets per `IN (…)` when reading prior outcomes. */
+const TARGETS_PER_STATEMENT = 1000;
+
+/** The stored outcome of each of `rows`' targets that already has a result. */
+async function priorOutcomes(
+  db: Kysely<Db>,
+  id: string,
+  rows: readonly OperationItemTable[],
+): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const part of chunks(
+    rows.map((r) => r.target),
+    TARGETS_PER_STATEMENT,
+  )) {
+    const found = await db
+      .selectFrom("operation_items")
+      .select(["target", "outcome"])
+      .where("operation_id", "=", id)
+      .where("target", "in", part)
+      .execute();
+    for (const f of found) out.set(f.target, f.outcome);
+  }
+  return out;
+}
 
 function isFinal(status: OperationStatus): boolean {
   return FINAL_OPERATION_STATUSES.includes(status);
@@ -218,28 +242,46 @@ export function operationStore(ctx: StoreContext): OperationStore {
         recorded_at: now,
       }));
       return atomic(ctx, async (db) => {
-        const op = await operationStore({ ...ctx, db }).get(id);
-        if (!op) throw new CiphervisorError("NOT_FOUND", `operation ${id} not found`);
+        // Lock the operation row first (on PostgreSQL; SQLite's write transaction already excludes writers): two
+        // transactions recording items of one operation (a lapsed lease whose worker still runs, and the worker
+        // that took it over) then run one after the other, so the prior outcomes read below are exactly the rows
+        // this upsert replaces, and the counters can be moved by the difference instead of being recounted.
+        const lockQuery = db.selectFrom("operations").selectAll().where("id", "=", id);
+        const locked = await guardDb(() =>
+          ctx.dialect === "postgres"
+            ? lockQuery.forUpdate().executeTakeFirst()
+            : lockQuery.executeTakeFirst(),
+        );
+        if (!locked) throw new CiphervisorError("NOT_FOUND", `operation ${id} not found`);
+        const op = toOperation(locked);
         if (isFinal(op.status))
           throw new CiphervisorError("CONFLICT", `operation ${id} is already ${op.status}`);
-        await guardDb(async () => {
+        return guardDb(async () => {
+          // `done` counts the stored items exactly, so none stored means none to replace.
+          const prior = op.done === 0 ? new Map<string, string>() : await priorOutcomes(db, id, rows);
+          const delta = { done: 0, ok: 0, failed: 0 };
+          for (const r of rows) {
+            const was = prior.get(r.target);
+            if (was === undefined) delta.done++;
+            else if (was === "ok") delta.ok--;
+            else if (was === "failed") delta.failed--;
+            if (r.outcome === "ok") delta.ok++;
+            else if (r.outcome === "failed") delta.failed++;
+          }
           await insertRows(db, ctx.dialect, "operation_items", ITEM_COLUMNS, rows, UPSERT_ITEM);
-          // Recount rather than increment, so that re-recording a target (a resumed job) never double-counts.
-          const count = (outcome?: string) => {
-            let q = db
-              .selectFrom("operation_items")
-              .select((eb) => eb.fn.countAll<number>().as("n"))
-              .where("operation_id", "=", id);
-            if (outcome !== undefined) q = q.where("outcome", "=", outcome);
-            return q;
-          };
-          await db
+          const updated = await db
             .updateTable("operations")
-            .set({ done: count(), ok_count: count("ok"), failed_count: count("failed"), updated_at: now })
+            .set({
+              done: sql<number>`done + ${delta.done}`,
+              ok_count: sql<number>`ok_count + ${delta.ok}`,
+              failed_count: sql<number>`failed_count + ${delta.failed}`,
+              updated_at: now,
+            })
             .where("id", "=", id)
-            .execute();
+            .returningAll()
+            .executeTakeFirstOrThrow();
+          return toOperation(updated);
         });
-        return (await operationStore({ ...ctx, db }).get(id)) ?? op;
       });
     },
     async items(id, page) {

@@ -142,6 +142,25 @@ export function vmStore(ctx: StoreContext): VmStore {
       });
       return toPage(rows.map(toVm), limit, (v) => v.id);
     },
+    async listIds(filter = {}, page) {
+      const limit = pageLimit(page);
+      const after = stringCursor(page);
+      const rows = await guardDb(() => {
+        let q = ctx.db
+          .selectFrom("vms")
+          .select("vms.id")
+          .where((eb) => eb.and(conditions(eb, filter)))
+          .orderBy("vms.id")
+          .limit(limit + 1);
+        if (after !== undefined) q = q.where("vms.id", ">", after);
+        return q.execute();
+      });
+      return toPage(
+        rows.map((r) => r.id),
+        limit,
+        (id) => id,
+      );
+    },
     async count(filter = {}) {
       const r = await guardDb(() =>
         ctx.db
