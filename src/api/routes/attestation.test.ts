@@ -305,5 +305,6 @@ describe("attestation API: the owner's flow", () => {
       const v = await a.inventory.vms.get(vm.id);
       assert.equal(v?.powerState, "off");
       assert.equal(v?.attestationState, "none", "the session was spent on that launch");
+      assert.equal(v?.spec.launchSession, undefined, "the failed launch dropped the stored session");
     }));
 });

@@ -30,6 +30,7 @@ import type { RunContext } from "../operations/types.ts";
 import { can, type Permission } from "../rbac.ts";
 import { classifyChange, resolvePolicy, validatePolicy } from "../security-change.ts";
 import type { ControlContext } from "./context.ts";
+import { withoutSession } from "./launch-session.ts";
 
 /** Which VMs a bulk request applies to. At least one criterion, or `all: true` for the whole fleet. */
 export interface VmSelector {
@@ -206,9 +207,20 @@ function decide(
     before: { securityMode: before.mode, policy: before.policy },
     after: { securityMode: after.mode, policy: after.policy },
   };
+  // A stored launch session carries the old policy's MAC: it could only fail at LAUNCH_START, so it goes with the
+  // change and the VM is no longer waiting for an attested launch.
+  const dropSession = vm.spec.launchSession !== undefined || vm.attestationState === "session-set";
+  const patch: VmUpdate["patch"] = dropSession
+    ? {
+        securityMode: after.mode,
+        policy: after.policy,
+        spec: withoutSession(vm.spec),
+        attestationState: "none",
+      }
+    : { securityMode: after.mode, policy: after.policy };
   return {
-    result: { target: vm.id, outcome: "ok", details: diff },
-    update: { id: vm.id, patch: { securityMode: after.mode, policy: after.policy } },
+    result: { target: vm.id, outcome: "ok", details: dropSession ? { ...diff, sessionCleared: true } : diff },
+    update: { id: vm.id, patch },
     audit: {
       actor,
       action: change.action,
@@ -218,6 +230,7 @@ function decide(
         operationId: run.op.id,
         ...diff,
         ...(change.weakened.length > 0 ? { weakened: change.weakened } : {}),
+        ...(dropSession ? { sessionCleared: true } : {}),
       },
     },
   };

@@ -15,6 +15,7 @@ import type { JsonObject } from "../json.ts";
 import type { RunContext } from "../operations/types.ts";
 import type { PlaceOptions } from "../placement.ts";
 import { type ControlContext, commitItem, connect, getHost, getVm, param, recordFailure } from "./context.ts";
+import { recordOff } from "./launch-session.ts";
 
 /** Hypervisor power states in which a VM holds host resources. */
 export function isLaunched(power: VmStatus["power"]): boolean {
@@ -103,7 +104,7 @@ export async function launchReserved(
     started = await launch(h, vm);
   } catch (e) {
     await recordFailure(c, op, { action, target: vm.id, details: { host: host.name, ...details } }, e, (tx) =>
-      tx.vms.update(vm.id, { powerState: "off", attestationState: "none" }),
+      recordOff(tx, vm.id),
     );
     throw e;
   }
@@ -204,7 +205,7 @@ export function powerOffRunner(c: ControlContext) {
     checkPowerOff(vm);
     await stopOnHost(c, vm);
     await commitItem(c, op, { action: "vm.power-off", target: vm.id, details: { hostId: vm.hostId } }, (tx) =>
-      tx.vms.update(vm.id, { powerState: "off", attestationState: "none" }),
+      recordOff(tx, vm.id),
     );
   });
 }

@@ -11,6 +11,7 @@ import type { Vm } from "../inventory/types.ts";
 import type { Permission } from "../rbac.ts";
 import { classifyChange } from "../security-change.ts";
 import { type ControlContext, commitItem, connect, getHost, param } from "./context.ts";
+import { withoutSession } from "./launch-session.ts";
 import { isLaunched, singleVm } from "./power.ts";
 
 const ON = ["running", "paused", "suspended"];
@@ -101,7 +102,8 @@ export function cloneRunner(c: ControlContext) {
           name,
           clusterId: vm.clusterId,
           hostId: definedOn,
-          spec: vm.spec,
+          // A launch session is one-shot and the parent's: the clone starts without one.
+          spec: withoutSession(vm.spec),
           securityMode: vm.securityMode,
           policy: vm.policy,
           labels: vm.labels,
