@@ -34,4 +34,6 @@ if (!quick) {
   run("npx", ["tsc", "--noEmit"]);
   run("npx", ["biome", "check", "."]);
 }
+// The CLI bundle the fleet commands start from (bin/ciphervisor.js falls back to the sources when it is stale).
+run(process.execPath, ["scripts/build-cli.mjs"]);
 run(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=2", ...files]);
