@@ -5,6 +5,7 @@
  * generation and ASID split, seeded by name), and VMs the inventory still thought powered on are recorded as
  * powered off, with an audit record — never silently.
  */
+
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CiphervisorError } from "../errors.ts";
@@ -14,6 +15,7 @@ import type { DriverRegistry } from "./drivers/driver.ts";
 import { EmulatedDriver } from "./drivers/emulated.ts";
 import type { Inventory } from "./inventory/inventory.ts";
 import type { Actor, Vm } from "./inventory/types.ts";
+import { withoutSession } from "./services/launch-session.ts";
 import { issueToken } from "./tokens.ts";
 
 /** The control plane starting itself, as an actor. */
@@ -125,8 +127,16 @@ export async function restoreEmulatedHosts(inventory: Inventory, drivers: Driver
     } while (cursor !== null);
     if (stale.length === 0) continue;
     await inventory.transaction(async (tx) => {
+      // A one-shot launch session belongs to the launch that just died with the host: drop it too.
       await tx.vms.updateMany(
-        stale.map((v) => ({ id: v.id, patch: { powerState: "off", attestationState: "none" } })),
+        stale.map((v) => ({
+          id: v.id,
+          patch: {
+            powerState: "off",
+            attestationState: "none",
+            ...(v.spec.launchSession === undefined ? {} : { spec: withoutSession(v.spec) }),
+          },
+        })),
       );
       await tx.audit.append(
         stale.map((v) => ({
