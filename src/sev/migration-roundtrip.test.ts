@@ -119,7 +119,8 @@ describe("SEND → RECEIVE round trips between two platforms (E-MIGRATE)", () =>
         pa: RECV_BASE + (i * SLOT + (r.pa % SLOT)),
         len: r.plain.length,
       }));
-      m.packets.forEach((pkt, i) => b.client.receiveUpdateData(m.dst.handle, pkt, landed[i]!.pa));
+      for (const [i, pkt] of m.packets.entries())
+        b.client.receiveUpdateData(m.dst.handle, pkt, landed[i]!.pa);
       const vmsaPa = RECV_BASE + VMSA_SLOT * SLOT;
       if (m.vmsaPacket) b.client.receiveUpdateVmsa(m.dst.handle, m.vmsaPacket, vmsaPa);
       b.client.receiveFinish(m.dst.handle);
