@@ -17,6 +17,7 @@ import { createControlPlane } from "../../control/control-plane.ts";
 import { buildDemo, buildFleet } from "../../control/demo.ts";
 import { DriverRegistry } from "../../control/drivers/driver.ts";
 import { emulatedDriver } from "../../control/drivers/emulated-hosts.ts";
+import { LibvirtDriver, virshOnPath } from "../../control/drivers/libvirt/driver.ts";
 import { openInventory, parseInventoryUrl } from "../../control/inventory/open.ts";
 import { CiphervisorError } from "../../errors.ts";
 import { parseChoice, parseIntFlag } from "../args.ts";
@@ -131,7 +132,8 @@ export async function runServe(options: ServeOptions, io: CliIo, control: ServeC
   );
   const inventory = await openInventory(dbUrl);
   let stopping = false;
-  const drivers = new DriverRegistry([emulatedDriver()]);
+  // libvirt hosts only where virsh exists; without it `host add --driver libvirt` says there is no such driver.
+  const drivers = new DriverRegistry([emulatedDriver(), ...(virshOnPath() ? [new LibvirtDriver()] : [])]);
   const cp = createControlPlane({
     inventory,
     drivers,
