@@ -133,7 +133,8 @@ export async function runServe(options: ServeOptions, io: CliIo, control: ServeC
   const inventory = await openInventory(dbUrl);
   let stopping = false;
   // libvirt hosts only where virsh exists; without it `host add --driver libvirt` says there is no such driver.
-  const drivers = new DriverRegistry([emulatedDriver(), ...(virshOnPath() ? [new LibvirtDriver()] : [])]);
+  const libvirt = virshOnPath() ? new LibvirtDriver() : undefined;
+  const drivers = new DriverRegistry([emulatedDriver(), ...(libvirt ? [libvirt] : [])]);
   const cp = createControlPlane({
     inventory,
     drivers,
@@ -209,6 +210,8 @@ export async function runServe(options: ServeOptions, io: CliIo, control: ServeC
     await cp.stop();
   } finally {
     await cp.stop().catch(() => undefined);
+    // End the virsh sessions of libvirt hosts rather than leaving them to die with the process.
+    await libvirt?.close().catch(() => undefined);
     await inventory.close();
     log.flush();
   }
