@@ -150,41 +150,8 @@ export interface ApiBulkSet {
   readonly policy?: number;
 }
 
-export interface PlannedVm {
-  readonly vmId: string;
-  readonly vm: string;
-  readonly hostId: string | null;
-  readonly host: string | null;
-  readonly powerState: PowerState;
-  readonly outcome: "change" | "unchanged" | "refused";
-  readonly restart: boolean;
-  readonly before: { readonly securityMode: SecurityMode; readonly policy: number };
-  readonly after?: { readonly securityMode: SecurityMode; readonly policy: number };
-  readonly code?: string;
-  readonly reason?: string;
-  readonly details?: Readonly<Record<string, unknown>>;
-}
-
-export interface PoolImpact {
-  readonly hostId: string;
-  readonly host: string;
-  readonly pool: "sev" | "sev-es";
-  readonly size: number;
-  readonly used: number;
-  readonly usedAfter: number;
-  readonly vms: number;
-  readonly vmsAfter: number;
-}
-
-export interface BulkPlan {
-  readonly total: number;
-  readonly change: number;
-  readonly unchanged: number;
-  readonly refused: number;
-  readonly restart: number;
-  readonly items: PlannedVm[];
-  readonly capacity: PoolImpact[];
-}
+/** The what-if plan of `vms:bulk-update-plan`: the server's own types (type-only; no server code is loaded). */
+export type { BulkPlan, PlannedVm, PoolImpact } from "../../control/services/bulk-plan.ts";
 
 export interface DrainPlan {
   readonly host: string;
