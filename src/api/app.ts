@@ -20,6 +20,7 @@ import type { AuditOutcome } from "../control/audit/record.ts";
 import type { ControlPlane } from "../control/control-plane.ts";
 import { errorSummary } from "../control/operations/engine.ts";
 import { ANONYMOUS, installAuth, type RouteEntry } from "./auth.ts";
+import { isDryRun, requireDryRun } from "./dry-run.ts";
 import { ApiMetrics } from "./metrics.ts";
 import { PROBLEM_CONTENT_TYPE, type Problem, ProblemError, problem, toProblem } from "./problem.ts";
 import { adminRoutes } from "./routes/admin.ts";
@@ -28,11 +29,11 @@ import { hostRoutes } from "./routes/hosts.ts";
 import { operationSummaryRoutes } from "./routes/operation-summary.ts";
 import { operationRoutes } from "./routes/operations.ts";
 import { systemRoutes } from "./routes/system.ts";
-import { vmPlanRoutes } from "./routes/vm-plan.ts";
 import { vmRoutes } from "./routes/vms.ts";
 import { AuditRecordSchema, TokenSchema } from "./schemas/admin.ts";
 import { OperationItemSchema, OperationSchema, ProblemSchema } from "./schemas/common.ts";
 import { HostSchema } from "./schemas/host.ts";
+import { DryRunPlanSchema, PlanItemSchema, PoolImpactSchema } from "./schemas/plan.ts";
 import { VmSchema, VmSpecSchema } from "./schemas/vm.ts";
 
 /** Paths the logger blanks wherever they appear: credentials and anything named like a secret. */
@@ -125,11 +126,15 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
     HostSchema,
     TokenSchema,
     AuditRecordSchema,
+    PlanItemSchema,
+    PoolImpactSchema,
+    DryRunPlanSchema,
   ]) {
     app.addSchema(s);
   }
 
   installAuth(app, inventory, routes);
+  requireDryRun(app);
 
   /** Denied (401/403) and failed mutating requests get their audit record here; operation failures were audited with the operation. */
   async function auditRejected(request: FastifyRequest, p: Problem, alreadyAudited: boolean): Promise<void> {
@@ -149,6 +154,7 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
           status: p.status,
           code: p.code,
           reason: p.detail,
+          ...(isDryRun(request) ? { dryRun: true } : {}),
         },
       });
     } catch (e) {
@@ -187,12 +193,11 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
 
   const deps = { cp, syncWaitMs: options.syncWaitMs ?? 30_000 };
   vmRoutes(app, deps);
-  vmPlanRoutes(app, deps);
   operationSummaryRoutes(app, deps);
   hostRoutes(app, deps);
   attestationRoutes(app, deps);
   operationRoutes(app, deps);
-  adminRoutes(app, inventory);
+  adminRoutes(app, cp.context);
   systemRoutes(app, { cp, metrics, isReady: options.isReady ?? (() => true) });
 
   await app.register(swaggerUi, { routePrefix: "/docs" });

@@ -1,5 +1,5 @@
 /**
- * Answering a mutating request with its operation. Long kinds (bulk updates, drains) and requests that prefer
+ * Answering a mutating request with its operation (or, on a dry run, with its plan). Long kinds (bulk updates, drains) and requests that prefer
  * `respond-async` get 202 with the operation and a `Location` to poll or stream. Short kinds are awaited (up to
  * a bound, then 202 as well): a success answers with the operation and its results; a single-item operation
  * that failed answers with that item's problem (e.g. 409 NO_VALID_HOST with a reason per host), carrying the
@@ -11,7 +11,9 @@ import type { OperationItem } from "../control/inventory/types.ts";
 import type { JsonObject } from "../control/json.ts";
 import { isFinal } from "../control/operations/engine.ts";
 import { scopedKey } from "../control/operations/submit.ts";
+import type { RequestPlan } from "../control/plan/evaluate.ts";
 import { CiphervisorError } from "../errors.ts";
+import { answerDryRun, isDryRun } from "./dry-run.ts";
 import { ProblemError, problem, statusForCode } from "./problem.ts";
 import { itemView, operationView } from "./views.ts";
 
@@ -47,10 +49,11 @@ function itemProblem(item: OperationItem, operationId: string, instance: string)
 
 export interface RespondOptions {
   /**
-   * Checks that refuse the request before anything is queued (404, 409 …). Skipped when the Idempotency-Key
-   * names an operation already queued: a retry gets that operation's answer, even if the VM has moved on since.
+   * The request's plan (`control/plan/`): on a dry run it is the answer; on a real request its refusal, if any, is
+   * answered before anything is queued (409 with the refusal's code). Skipped when the Idempotency-Key names an
+   * operation already queued: a retry gets that operation's answer, even if the VM has moved on since.
    */
-  readonly precheck?: () => Promise<void> | void;
+  readonly plan?: () => Promise<RequestPlan>;
   /**
    * Extra members of a successful answer (e.g. the created VM); `status: 201` makes it a 201 and `location` points
    * the Location header at the created resource instead of the operation.
@@ -59,8 +62,8 @@ export interface RespondOptions {
 }
 
 /**
- * Submits the operation and answers (see the module comment). A reused Idempotency-Key with a different request
- * is a 409 CONFLICT.
+ * Submits the operation and answers (see the module comment); on `?dryRun=true` answers the plan instead. A
+ * reused Idempotency-Key with a different request is a 409 CONFLICT.
  */
 export async function submitAndRespond(
   request: FastifyRequest,
@@ -71,11 +74,18 @@ export async function submitAndRespond(
 ): Promise<unknown> {
   const principal = request.principal;
   if (!principal) throw new CiphervisorError("UNAUTHENTICATED", "this request needs an API token");
+  const inventory = deps.cp.context.inventory;
+  if (isDryRun(request)) {
+    if (!options.plan) throw new CiphervisorError("INTERNAL", `${spec.kind} has no dry run`);
+    return answerDryRun(request, reply, inventory, (await options.plan()).plan);
+  }
   const key = headerString(request.headers["idempotency-key"]);
   const scoped = scopedKey(principal.actor, key);
-  const replay =
-    scoped === null ? undefined : await deps.cp.context.inventory.operations.getByIdempotencyKey(scoped);
-  if (!replay) await options.precheck?.();
+  const replay = scoped === null ? undefined : await inventory.operations.getByIdempotencyKey(scoped);
+  if (!replay && options.plan) {
+    const { refusal } = await options.plan();
+    if (refusal) throw refusal;
+  }
   const onSuccess = options.onSuccess;
   const { operation } = await deps.cp.submit({
     kind: spec.kind,

@@ -5,7 +5,7 @@
  * cause, no request echo (so a token or key in a request can never come back in an error).
  */
 import type { FastifyError } from "fastify";
-import { type ErrorCode, isCiphervisorError } from "../errors.ts";
+import { type ErrorClass, errorClass, isCiphervisorError, isErrorCode } from "../errors.ts";
 
 export const PROBLEM_CONTENT_TYPE = "application/problem+json";
 
@@ -30,23 +30,21 @@ export interface Problem {
   readonly [extension: string]: unknown;
 }
 
-/** HTTP status per error code; codes not listed (operation-table refusals, compatibility codes) are 409. */
-const STATUS: Partial<Record<ErrorCode, number>> = {
-  USAGE: 400,
-  INVALID_INPUT: 400,
-  MALFORMED: 400,
-  TRUNCATED: 400,
-  UNAUTHENTICATED: 401,
-  FORBIDDEN: 403,
-  NOT_FOUND: 404,
-  CONFLICT: 409,
-  OPERATION_REFUSED: 409,
-  REQUIREMENT_FAILED: 409,
-  ASID_POOL_EXHAUSTED: 409,
-  NO_VALID_HOST: 409,
-  INTERRUPTED: 503,
-  IO: 503,
-  INTERNAL: 500,
+/** HTTP status per class of code (`errors.ts` classes every code). */
+const STATUS: Readonly<Record<ErrorClass, number>> = {
+  usage: 400,
+  invalid: 400,
+  "bad-data": 400,
+  unauthenticated: 401,
+  forbidden: 403,
+  "not-found": 404,
+  conflict: 409,
+  refused: 409,
+  "check-failed": 409,
+  "host-failure": 409,
+  unavailable: 503,
+  interrupted: 503,
+  internal: 500,
 };
 
 const TITLES: Readonly<Record<number, string>> = {
@@ -62,11 +60,12 @@ const TITLES: Readonly<Record<number, string>> = {
   503: "Service unavailable",
 };
 
-const KNOWN = new Set<string>(Object.keys(STATUS));
-
-/** The HTTP status of a stable code (an ErrorCode, or a refusal/compatibility code, which are conflicts). */
+/**
+ * The HTTP status of a stable code. Codes outside the table are the firmware's status names (BAD_MEASUREMENT, …),
+ * which a refused firmware command answers with: conflicts.
+ */
 export function statusForCode(code: string): number {
-  if (KNOWN.has(code)) return STATUS[code as ErrorCode] ?? 500;
+  if (isErrorCode(code)) return STATUS[errorClass(code)];
   if (/^[A-Z][A-Z0-9_]*$/.test(code)) return 409;
   return 500;
 }
@@ -137,7 +136,6 @@ function extensionsOf(details: Record<string, unknown> | undefined): Record<stri
     "permissions",
     "vm",
     "powerState",
-    "refusal",
     "mode",
     "operation",
     "retryable",
@@ -155,10 +153,6 @@ export function toProblem(e: unknown, instance?: string): Problem {
   const at = instance === undefined ? {} : { instance };
   if (isCiphervisorError(e)) {
     const ext = extensionsOf(e.details);
-    if (e.code === "OPERATION_REFUSED" && typeof e.details?.refusal === "string") {
-      // The operation table's code is the stable code of a refusal (LIVE_MIGRATION_UNSUPPORTED, …).
-      return problem(409, e.details.refusal, e.message, { ...ext, ...at });
-    }
     const status = statusForCode(e.code);
     const field = e.details?.field;
     const errors =

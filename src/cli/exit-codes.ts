@@ -1,12 +1,12 @@
 /**
  * Documented exit codes (README "Exit codes"). Scripts rely on them; never renumber.
  *
- * Codes a server sends that are not ErrorCodes — the operation table's refusals (LIVE_MIGRATION_UNSUPPORTED, …)
- * and compatibility findings (GUEST_OS_UNSUPPORTED, POWER_STATE, …) — arrive as 409s and map to REFUSED through
- * `client/remote-error.ts`; the CLI prints the server's code as sent. A command over several VMs exits PARTIAL when
- * some of them failed (each failure listed with its code), and INTERRUPTED after Ctrl-C.
+ * The exit code follows the class `errors.ts` gives each stable code, so a refusal the server answers
+ * (LIVE_MIGRATION_UNSUPPORTED, GUEST_OS_UNSUPPORTED, NO_VALID_HOST, …) ends the CLI the same way wherever it came
+ * from. A command over several VMs exits PARTIAL when some of them failed (each failure listed with its code), and
+ * INTERRUPTED after Ctrl-C.
  */
-import type { ErrorCode } from "../errors.ts";
+import { type ErrorClass, type ErrorCode, errorClass } from "../errors.ts";
 
 export const ExitCode = {
   OK: 0,
@@ -19,21 +19,23 @@ export const ExitCode = {
   INTERRUPTED: 130,
 } as const;
 
-/** One table: which error code ends the process with which exit code. Unlisted codes exit 1. */
-const byCode: Partial<Record<ErrorCode, number>> = {
-  USAGE: ExitCode.USAGE,
-  INVALID_INPUT: ExitCode.USAGE,
-  NOT_FOUND: ExitCode.NOT_FOUND,
-  UNAUTHENTICATED: ExitCode.AUTH,
-  FORBIDDEN: ExitCode.AUTH,
-  CONFLICT: ExitCode.REFUSED,
-  OPERATION_REFUSED: ExitCode.REFUSED,
-  REQUIREMENT_FAILED: ExitCode.REFUSED,
-  ASID_POOL_EXHAUSTED: ExitCode.REFUSED,
-  NO_VALID_HOST: ExitCode.REFUSED,
-  INTERRUPTED: ExitCode.INTERRUPTED,
+/** One table: which class of code ends the process with which exit code. */
+const BY_CLASS: Readonly<Record<ErrorClass, number>> = {
+  usage: ExitCode.USAGE,
+  invalid: ExitCode.USAGE,
+  "bad-data": ExitCode.ERROR,
+  unauthenticated: ExitCode.AUTH,
+  forbidden: ExitCode.AUTH,
+  "not-found": ExitCode.NOT_FOUND,
+  conflict: ExitCode.REFUSED,
+  refused: ExitCode.REFUSED,
+  "check-failed": ExitCode.ERROR,
+  "host-failure": ExitCode.ERROR,
+  unavailable: ExitCode.ERROR,
+  interrupted: ExitCode.INTERRUPTED,
+  internal: ExitCode.ERROR,
 };
 
 export function exitCodeFor(code: ErrorCode): number {
-  return byCode[code] ?? ExitCode.ERROR;
+  return BY_CLASS[errorClass(code)];
 }

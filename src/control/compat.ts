@@ -7,6 +7,7 @@
  *
  * Every finding has a stable code and names the host and the failed check, so a refusal is never generic.
  */
+import type { ErrorCode } from "../errors.ts";
 import { guestOsProfile } from "../guest/os-profiles.ts";
 import {
   type HostFacts,
@@ -22,16 +23,19 @@ import type { Host, PowerState, SecurityMode, Vm, VmSpec } from "./inventory/typ
 /** Codes of the control plane's findings: the hypervisor's, and the ones only the control plane can check. */
 export type CompatCode =
   | RequirementCode
-  /** A security-mode change needs the VM powered off. */
-  | "POWER_STATE"
-  /** The host's ES pool serves SEV-SNP guests, which cannot share a host with SEV-ES guests (CVE-2025-48514). */
-  | "HOST_MODE"
-  | "MAINTENANCE"
-  | "HOST_DISCONNECTED"
-  /** SEV does not work with Secure Boot (KubeVirt's admission rule). */
-  | "SECURE_BOOT"
-  /** The VM already runs there (a migration needs another host). */
-  | "SAME_HOST";
+  | Extract<
+      ErrorCode,
+      /** A security-mode change needs the VM powered off. */
+      | "POWER_STATE"
+      /** The host's ES pool serves SEV-SNP guests, which cannot share a host with SEV-ES guests (CVE-2025-48514). */
+      | "HOST_MODE"
+      | "MAINTENANCE"
+      | "HOST_DISCONNECTED"
+      /** SEV does not work with Secure Boot (KubeVirt's admission rule). */
+      | "SECURE_BOOT"
+      /** The VM already runs there (a migration needs another host). */
+      | "SAME_HOST"
+    >;
 
 export interface CompatFinding {
   readonly code: CompatCode;

@@ -18,6 +18,7 @@ import type { CreatedOperation } from "./inventory/types.ts";
 import { OperationEngine } from "./operations/engine.ts";
 import { type SubmitRequest, submitOperation } from "./operations/submit.ts";
 import { type Logger, type Runner, silentLogger } from "./operations/types.ts";
+import { bulkRestarter } from "./services/bulk-restart.ts";
 import { bulkUpdateRunner } from "./services/bulk-update.ts";
 import type { ControlContext } from "./services/context.ts";
 import { enterMaintenanceRunner, exitMaintenanceRunner } from "./services/maintenance.ts";
@@ -92,7 +93,7 @@ export function runners(c: ControlContext): Record<OperationKind, Runner> {
     "vm.migrate": migrateRunner(c),
     "vm.snapshot": snapshotRunner(c),
     "vm.clone": cloneRunner(c),
-    "vm.bulk-update": bulkUpdateRunner(c),
+    "vm.bulk-update": bulkUpdateRunner(c, bulkRestarter(c)),
     "host.enter-maintenance": enterMaintenanceRunner(c),
     "host.exit-maintenance": exitMaintenanceRunner(c),
   };

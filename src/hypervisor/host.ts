@@ -494,7 +494,7 @@ export class Host {
   }
 
   /**
-   * Any operation of the table by name. Refused cells throw OPERATION_REFUSED and change nothing; allowed ones run.
+   * Any operation of the table by name. Refused cells throw the table's refusal code and change nothing; allowed ones run.
    */
   perform(
     name: string,

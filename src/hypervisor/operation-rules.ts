@@ -7,7 +7,7 @@
  * Why each refusal exists: every refused operation needs the hypervisor to read or rewrite guest memory or
  * register state while the guest lives — which SEV (memory) and SEV-ES (memory and registers) exist to prevent.
  */
-import { CiphervisorError } from "../errors.ts";
+import { CiphervisorError, type ErrorCode } from "../errors.ts";
 
 export type SecurityMode = "none" | "sev" | "sev-es";
 export const SECURITY_MODES: readonly SecurityMode[] = ["none", "sev", "sev-es"];
@@ -34,15 +34,17 @@ export const OPERATIONS = [
 ] as const;
 export type Operation = (typeof OPERATIONS)[number];
 
-/** Stable refusal codes (the API's problem `code`, the CLI's JSON `code`). */
-export type RefusalCode =
+/** Stable refusal codes (error codes of their own: the API's problem `code`, the CLI's JSON `code`). */
+export type RefusalCode = Extract<
+  ErrorCode,
   | "LIVE_MIGRATION_UNSUPPORTED"
   | "MEMORY_SNAPSHOT_UNSUPPORTED"
   | "SUSPEND_UNSUPPORTED"
   | "HOT_ADD_UNSUPPORTED"
   | "FAULT_TOLERANCE_UNSUPPORTED"
   | "HOT_CLONE_UNSUPPORTED"
-  | "MEMORY_DUMP_UNSUPPORTED";
+  | "MEMORY_DUMP_UNSUPPORTED"
+>;
 
 export type Rule = { allowed: true } | { allowed: false; code: RefusalCode; reason: string };
 
@@ -123,7 +125,7 @@ export function ruleFor(mode: SecurityMode, operation: Operation, debugAllowed =
   return OPERATION_RULES[mode][operation];
 }
 
-/** Throws OPERATION_REFUSED (with the table's code and reason) when the rule refuses. */
+/** Throws the table's refusal code (LIVE_MIGRATION_UNSUPPORTED, …) with its reason when the rule refuses. */
 export function assertAllowed(
   vm: string,
   mode: SecurityMode,
@@ -133,11 +135,9 @@ export function assertAllowed(
   const rule = ruleFor(mode, operation, debugAllowed);
   if (!rule.allowed) {
     throw new CiphervisorError(
-      "OPERATION_REFUSED",
+      rule.code,
       `${operation} refused for ${mode.toUpperCase()} VM '${vm}': ${rule.reason}`,
-      {
-        details: { vm, mode, operation, refusal: rule.code },
-      },
+      { details: { vm, mode, operation } },
     );
   }
 }

@@ -4,12 +4,13 @@
  * finding has a stable code and a message a person can act on. The control plane runs the same checks to decide
  * compatibility and placement.
  */
-import { CiphervisorError } from "../errors.ts";
+import { CiphervisorError, type ErrorCode } from "../errors.ts";
 import { guestOsProfile, supportsMode } from "../guest/os-profiles.ts";
 import type { CpuModel } from "../machine/cpu-models.ts";
 import type { HostCapabilities, VmSpec } from "./types.ts";
 
-export type RequirementCode =
+export type RequirementCode = Extract<
+  ErrorCode,
   | "CPU_GENERATION"
   | "SEV_ES_POOL_EMPTY"
   | "ASID_POOL_EXHAUSTED"
@@ -17,7 +18,8 @@ export type RequirementCode =
   | "EFI_REQUIRED"
   | "HARDWARE_VERSION"
   | "DEVICE_UNSUPPORTED"
-  | "SEV_NOT_INITIALIZED";
+  | "SEV_NOT_INITIALIZED"
+>;
 
 export interface RequirementFinding {
   code: RequirementCode;

@@ -6,23 +6,25 @@ import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
 import { Type } from "typebox";
 import { verifyAuditChain } from "../../control/audit/verify.ts";
-import type { Inventory } from "../../control/inventory/inventory.ts";
+import { planCreateToken, planRevokeToken } from "../../control/plan/admin.ts";
 import { permissionsOf } from "../../control/rbac.ts";
+import type { ControlContext } from "../../control/services/context.ts";
 import { createToken, revokeToken } from "../../control/services/tokens.ts";
 import { CiphervisorError } from "../../errors.ts";
 import type { Principal } from "../auth.ts";
+import { answerDryRun, DryRunQuery, isDryRun, orPlan } from "../dry-run.ts";
 import {
   AuditQuery,
   AuditVerificationSchema,
   CreatedTokenSchema,
   CreateTokenBody,
   MeSchema,
-  TokenSchema,
 } from "../schemas/admin.ts";
 import { errorResponses, IdParams, PageOf, PageQuery } from "../schemas/common.ts";
 import { auditView, tokenView } from "../views.ts";
 
-export function adminRoutes(root: FastifyInstance, inv: Inventory): void {
+export function adminRoutes(root: FastifyInstance, ctx: ControlContext): void {
+  const inv = ctx.inventory;
   const app = root.withTypeProvider<TypeBoxTypeProvider>();
 
   const principalOf = (p: { principal?: Principal }) => {
@@ -76,15 +78,18 @@ export function adminRoutes(root: FastifyInstance, inv: Inventory): void {
         tags: ["tokens"],
         summary: "Issue a token; its secret is in this response only",
         body: CreateTokenBody,
-        response: { 201: CreatedTokenSchema, ...errorResponses },
+        querystring: DryRunQuery,
+        response: { 200: Type.Ref("DryRunPlan"), 201: CreatedTokenSchema, ...errorResponses },
       },
     },
     async (req, reply) => {
-      const issued = await createToken(inv, principalOf(req).actor, {
+      const request = {
         name: req.body.name,
         roles: req.body.roles,
         ...(req.body.expiresAt === undefined ? {} : { expiresAt: req.body.expiresAt }),
-      });
+      };
+      if (isDryRun(req)) return answerDryRun(req, reply, inv, (await planCreateToken(request)).plan);
+      const issued = await createToken(inv, principalOf(req).actor, request);
       return reply
         .code(201)
         .header("cache-control", "no-store")
@@ -101,10 +106,15 @@ export function adminRoutes(root: FastifyInstance, inv: Inventory): void {
         tags: ["tokens"],
         summary: "Revoke a token",
         params: IdParams,
-        response: { 200: TokenSchema, ...errorResponses },
+        querystring: DryRunQuery,
+        response: { 200: orPlan(Type.Ref("Token")), ...errorResponses },
       },
     },
-    async (req) => tokenView(await revokeToken(inv, principalOf(req).actor, req.params.id)),
+    async (req, reply) => {
+      if (isDryRun(req))
+        return answerDryRun(req, reply, inv, (await planRevokeToken(ctx, req.params.id)).plan);
+      return tokenView(await revokeToken(inv, principalOf(req).actor, req.params.id));
+    },
   );
 
   app.get(

@@ -7,9 +7,10 @@
  * The session and the secret arrive in request bodies only; no response, problem or audit record repeats them.
  */
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { LaunchSecret } from "../../control/drivers/driver.ts";
 import type { Actor } from "../../control/inventory/types.ts";
+import { planFinishLaunch, planLaunchSession } from "../../control/plan/admin.ts";
 import {
   AuditedFailure,
   failureCode,
@@ -20,6 +21,7 @@ import {
 } from "../../control/services/attestation.ts";
 import { checkLaunchSecret, checkLaunchSession } from "../../control/services/attestation-input.ts";
 import { CiphervisorError } from "../../errors.ts";
+import { answerDryRun, DryRunQuery, isDryRun, orPlan } from "../dry-run.ts";
 import type { OperationDeps } from "../operation-response.ts";
 import { ProblemError, problemType, toProblem } from "../problem.ts";
 import {
@@ -79,12 +81,16 @@ export function attestationRoutes(root: FastifyInstance, deps: OperationDeps): v
           "Set the guest owner's session (GODH + session blob) for the next launch of a powered-off SEV/SEV-ES VM; it then starts paused for attestation",
         params: IdParams,
         body: LaunchSessionBody,
-        response: { 200: LaunchSessionAnswer, ...errorResponses },
+        querystring: DryRunQuery,
+        response: { 200: orPlan(LaunchSessionAnswer), ...errorResponses },
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const actor = actorOf(req);
       const session = checkLaunchSession(req.body);
+      const planned = await planLaunchSession(ctx, req.params.id);
+      if (isDryRun(req)) return answerDryRun(req, reply, ctx.inventory, planned.plan);
+      if (planned.refusal) throw planned.refusal;
       const { vm, policy, host } = await setLaunchSession(ctx, actor, req.params.id, session);
       return {
         vm: vm.id,
@@ -113,8 +119,16 @@ export function attestationRoutes(root: FastifyInstance, deps: OperationDeps): v
     async (req) => launchMeasurement(ctx, actorOf(req), req.params.id),
   );
 
-  async function finish(req: FastifyRequest, id: string, secret: LaunchSecret | undefined) {
+  async function finish(
+    req: FastifyRequest,
+    reply: FastifyReply,
+    id: string,
+    secret: LaunchSecret | undefined,
+  ) {
     const actor = actorOf(req);
+    const planned = await planFinishLaunch(ctx, id, secret !== undefined);
+    if (isDryRun(req)) return answerDryRun(req, reply, ctx.inventory, planned.plan);
+    if (planned.refusal) throw planned.refusal;
     try {
       const vm = await finishLaunch(ctx, actor, id, secret);
       return { vm: vm.id, name: vm.name, powerState: vm.powerState, attestationState: vm.attestationState };
@@ -134,10 +148,11 @@ export function attestationRoutes(root: FastifyInstance, deps: OperationDeps): v
           "Inject the owner's secret (LAUNCH_SECRET) and finish the launch; a packet the firmware refuses (BAD_MEASUREMENT) leaves the VM paused",
         params: IdParams,
         body: LaunchSecretBody,
-        response: { 200: LaunchFinishAnswer, ...errorResponses },
+        querystring: DryRunQuery,
+        response: { 200: orPlan(LaunchFinishAnswer), ...errorResponses },
       },
     },
-    async (req) => finish(req, req.params.id, checkLaunchSecret(req.body)),
+    async (req, reply) => finish(req, reply, req.params.id, checkLaunchSecret(req.body)),
   );
 
   app.post(
@@ -148,9 +163,10 @@ export function attestationRoutes(root: FastifyInstance, deps: OperationDeps): v
         tags: ["attestation"],
         summary: "Finish an attested launch without a secret (LAUNCH_FINISH): the guest runs",
         params: IdParams,
-        response: { 200: LaunchFinishAnswer, ...errorResponses },
+        querystring: DryRunQuery,
+        response: { 200: orPlan(LaunchFinishAnswer), ...errorResponses },
       },
     },
-    async (req) => finish(req, req.params.id, undefined),
+    async (req, reply) => finish(req, reply, req.params.id, undefined),
   );
 }

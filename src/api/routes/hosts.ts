@@ -5,10 +5,17 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
 import { Type } from "typebox";
+import {
+  planEnterMaintenance,
+  planExitMaintenance,
+  planRegisterHost,
+  planRemoveHost,
+} from "../../control/plan/host.ts";
 import { getHost } from "../../control/services/context.ts";
 import { hostReports, registerHost, removeHost } from "../../control/services/hosts.ts";
 import { drainPlan } from "../../control/services/maintenance.ts";
 import { CiphervisorError } from "../../errors.ts";
+import { answerDryRun, DryRunQuery, isDryRun, orPlan } from "../dry-run.ts";
 import { type OperationDeps, submitAndRespond } from "../operation-response.ts";
 import {
   errorResponses,
@@ -21,7 +28,7 @@ import {
 import { DrainPlanSchema, HostSchema, RegisterHostBody } from "../schemas/host.ts";
 import { hostView } from "../views.ts";
 
-const OperationAnswers = { 200: OperationResponse, 202: OperationResponse, ...errorResponses };
+const OperationAnswers = { 200: orPlan(OperationResponse), 202: OperationResponse, ...errorResponses };
 
 export function hostRoutes(root: FastifyInstance, deps: OperationDeps): void {
   const app = root.withTypeProvider<TypeBoxTypeProvider>();
@@ -74,20 +81,23 @@ export function hostRoutes(root: FastifyInstance, deps: OperationDeps): void {
         tags: ["hosts"],
         summary: "Register a host (emulated: optionally build it)",
         body: RegisterHostBody,
-        response: { 201: HostSchema, ...errorResponses },
+        querystring: DryRunQuery,
+        response: { 200: Type.Ref("DryRunPlan"), 201: HostSchema, ...errorResponses },
       },
     },
     async (req, reply) => {
       const principal = req.principal;
       if (!principal) throw new CiphervisorError("UNAUTHENTICATED", "this request needs an API token");
       const b = req.body;
-      const host = await registerHost(ctx, principal.actor, {
+      const request = {
         name: b.name,
         ...(b.driver === undefined ? {} : { driver: b.driver }),
         ...(b.address === undefined ? {} : { address: b.address }),
         ...(b.clusterId === undefined ? {} : { clusterId: b.clusterId }),
         ...(b.emulated === undefined ? {} : { emulated: b.emulated }),
-      });
+      };
+      if (isDryRun(req)) return answerDryRun(req, reply, inv, (await planRegisterHost(ctx, request)).plan);
+      const host = await registerHost(ctx, principal.actor, request);
       const [report] = await hostReports(ctx, [host]);
       if (!report) throw new CiphervisorError("INTERNAL", "registered host not found");
       return reply.code(201).header("location", `/v1/hosts/${host.id}`).send(hostView(report));
@@ -102,12 +112,17 @@ export function hostRoutes(root: FastifyInstance, deps: OperationDeps): void {
         tags: ["hosts"],
         summary: "Remove a host that has no VMs",
         params: IdParams,
-        response: { 204: Type.Null(), ...errorResponses },
+        querystring: DryRunQuery,
+        response: { 200: Type.Ref("DryRunPlan"), 204: Type.Null(), ...errorResponses },
       },
     },
     async (req, reply) => {
       const principal = req.principal;
       if (!principal) throw new CiphervisorError("UNAUTHENTICATED", "this request needs an API token");
+      if (isDryRun(req)) {
+        const plan = await planRemoveHost(ctx, await getHost(inv, req.params.id));
+        return answerDryRun(req, reply, inv, plan.plan);
+      }
       await removeHost(ctx, principal.actor, req.params.id);
       return reply.code(204).send(null);
     },
@@ -139,6 +154,7 @@ export function hostRoutes(root: FastifyInstance, deps: OperationDeps): void {
         summary:
           "Enter maintenance: drain the host (ordinary VMs live-migrate, encrypted VMs restart elsewhere)",
         params: IdParams,
+        querystring: DryRunQuery,
         headers: MutatingHeaders,
         response: OperationAnswers,
       },
@@ -151,13 +167,7 @@ export function hostRoutes(root: FastifyInstance, deps: OperationDeps): void {
         reply,
         deps,
         { kind: "host.enter-maintenance", params: { hostId: host.id }, target: host.id, total },
-        {
-          precheck: () => {
-            if (host.maintenance === "in-maintenance") {
-              throw new CiphervisorError("CONFLICT", `host ${host.name} is already in maintenance mode`);
-            }
-          },
-        },
+        { plan: () => planEnterMaintenance(ctx, host) },
       );
     },
   );
@@ -170,17 +180,20 @@ export function hostRoutes(root: FastifyInstance, deps: OperationDeps): void {
         tags: ["hosts"],
         summary: "Exit maintenance: the host takes VMs again",
         params: IdParams,
+        querystring: DryRunQuery,
         headers: MutatingHeaders,
         response: OperationAnswers,
       },
     },
     async (req, reply) => {
       const host = await getHost(inv, req.params.id);
-      return submitAndRespond(req, reply, deps, {
-        kind: "host.exit-maintenance",
-        params: { hostId: host.id },
-        target: host.id,
-      });
+      return submitAndRespond(
+        req,
+        reply,
+        deps,
+        { kind: "host.exit-maintenance", params: { hostId: host.id }, target: host.id },
+        { plan: () => planExitMaintenance(host) },
+      );
     },
   );
 }

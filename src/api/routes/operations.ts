@@ -8,7 +8,9 @@ import type { FastifyInstance } from "fastify";
 import { Type } from "typebox";
 import { OPERATION_STATUSES } from "../../control/inventory/types.ts";
 import { isFinal } from "../../control/operations/engine.ts";
+import { planCancel } from "../../control/plan/admin.ts";
 import { CiphervisorError } from "../../errors.ts";
+import { answerDryRun, DryRunQuery, isDryRun, orPlan } from "../dry-run.ts";
 import type { OperationDeps } from "../operation-response.ts";
 import { errorResponses, IdParams, PageOf, PageQuery } from "../schemas/common.ts";
 import { itemView, operationView } from "../views.ts";
@@ -126,12 +128,16 @@ export function operationRoutes(root: FastifyInstance, deps: OperationDeps): voi
         tags: ["operations"],
         summary: "Cancel a queued operation (409 once it runs)",
         params: IdParams,
-        response: { 200: Type.Ref("Operation"), ...errorResponses },
+        querystring: DryRunQuery,
+        response: { 200: orPlan(Type.Ref("Operation")), ...errorResponses },
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const principal = req.principal;
       if (!principal) throw new CiphervisorError("UNAUTHENTICATED", "this request needs an API token");
+      const planned = await planCancel(deps.cp.context, req.params.id);
+      if (isDryRun(req)) return answerDryRun(req, reply, inv, planned.plan);
+      if (planned.refusal) throw planned.refusal;
       const op = await inv.transaction(async (tx) => {
         const cancelled = await tx.operations.cancel(req.params.id);
         await tx.audit.append({

@@ -7,28 +7,30 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
 import { Type } from "typebox";
-import { hostViews } from "../../control/capacity.ts";
 import type { VmFilter } from "../../control/inventory/types.ts";
-import { choosePlacement, noValidHost } from "../../control/placement.ts";
+import { planBulkUpdate } from "../../control/plan/bulk.ts";
 import {
+  planClone,
+  planCreate,
+  planDelete,
+  planMigrate,
+  planPower,
+  planSnapshot,
+} from "../../control/plan/vm.ts";
+import {
+  type BulkSet,
   bulkParams,
   requestPermissionNeeds,
   selectorFilter,
   type VmSelector,
 } from "../../control/services/bulk-update.ts";
 import { getVm } from "../../control/services/context.ts";
-import { checkMigrate, type MigrationMode, migrationTarget } from "../../control/services/migrate.ts";
-import {
-  checkPowerOff,
-  checkPowerOn,
-  checkRestart,
-  checkResume,
-  checkSuspend,
-} from "../../control/services/power.ts";
-import { checkClone, checkSnapshot, clonePermissions } from "../../control/services/snapshot-clone.ts";
-import { checkCreate, checkCreateHost, checkDelete, createParams } from "../../control/services/vm-create.ts";
+import type { MigrationMode } from "../../control/services/migrate.ts";
+import { clonePermissions } from "../../control/services/snapshot-clone.ts";
+import { createParams } from "../../control/services/vm-create.ts";
 import { CiphervisorError } from "../../errors.ts";
 import { requireAnyPermission, requirePermissions } from "../auth.ts";
+import { DryRunQuery, orPlan } from "../dry-run.ts";
 import { type OperationDeps, submitAndRespond } from "../operation-response.ts";
 import { errorResponses, IdParams, MutatingHeaders, OperationResponse, PageOf } from "../schemas/common.ts";
 import {
@@ -42,7 +44,7 @@ import {
 } from "../schemas/vm.ts";
 import { vmView } from "../views.ts";
 
-const OperationAnswers = { 200: OperationResponse, 202: OperationResponse, ...errorResponses };
+const OperationAnswers = { 200: orPlan(OperationResponse), 202: OperationResponse, ...errorResponses };
 
 /** `app=web,env=prod` → { app: "web", env: "prod" }. */
 function parseLabels(text: string): Record<string, string> {
@@ -113,6 +115,7 @@ export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
         tags: ["vms"],
         summary: "Create a VM (powered off). Encrypted VMs also need 'vm.security.enable'.",
         body: CreateVmBody,
+        querystring: DryRunQuery,
         headers: MutatingHeaders,
         response: {
           201: Type.Object({
@@ -126,7 +129,7 @@ export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
     },
     async (req, reply) => {
       const b = req.body;
-      const checked = checkCreate({
+      const request = {
         name: b.name,
         spec: b.spec as never,
         ...(b.securityMode === undefined ? {} : { securityMode: b.securityMode }),
@@ -134,22 +137,20 @@ export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
         ...(b.labels === undefined ? {} : { labels: b.labels }),
         ...(b.clusterId === undefined ? {} : { clusterId: b.clusterId }),
         ...(b.hostId === undefined ? {} : { hostId: b.hostId }),
-      });
-      requirePermissions(req, checked.permissions);
+      };
+      const planned = await planCreate(ctx, request, (permissions) => requirePermissions(req, permissions));
+      const checked = planned.checked;
       return submitAndRespond(
         req,
         reply,
         deps,
-        { kind: "vm.create", params: createParams(checked), target: b.name },
         {
-          precheck: async () => {
-            await checkCreateHost(ctx, checked);
-            if (await inv.vms.getByName(b.name)) {
-              throw new CiphervisorError("CONFLICT", `a VM named '${b.name}' already exists`, {
-                details: { field: "name" },
-              });
-            }
-          },
+          kind: "vm.create",
+          params: checked ? createParams(checked) : { name: b.name },
+          target: b.name,
+        },
+        {
+          plan: async () => planned,
           onSuccess: async (items) => {
             const id = items[0]?.target;
             const vm = id === undefined ? undefined : await inv.vms.get(id);
@@ -168,6 +169,7 @@ export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
         tags: ["vms"],
         summary: "Delete a powered-off VM",
         params: IdParams,
+        querystring: DryRunQuery,
         headers: MutatingHeaders,
         response: OperationAnswers,
       },
@@ -179,62 +181,41 @@ export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
         reply,
         deps,
         { kind: "vm.delete", params: { vmId: vm.id }, target: vm.id },
-        { precheck: () => checkDelete(vm) },
+        { plan: () => planDelete(ctx, vm) },
       );
     },
   );
 
   const power = [
-    {
-      verb: "power-on",
-      kind: "vm.power-on",
-      check: checkPowerOn,
-      summary: "Power on (placement takes a key slot)",
-    },
-    {
-      verb: "power-off",
-      kind: "vm.power-off",
-      check: checkPowerOff,
-      summary: "Power off (the ASID returns to its pool)",
-    },
-    {
-      verb: "restart",
-      kind: "vm.restart",
-      check: checkRestart,
-      summary: "Restart (SEV-ES: a full relaunch)",
-    },
-    { verb: "suspend", kind: "vm.suspend", check: checkSuspend, summary: "Suspend (refused for SEV/SEV-ES)" },
-    { verb: "resume", kind: "vm.resume", check: checkResume, summary: "Resume a suspended VM" },
+    { verb: "power-on", summary: "Power on (placement takes a key slot); already running: unchanged" },
+    { verb: "power-off", summary: "Power off (the ASID returns to its pool); already off: unchanged" },
+    { verb: "restart", summary: "Restart (SEV-ES: a full relaunch)" },
+    { verb: "suspend", summary: "Suspend (refused for SEV/SEV-ES)" },
+    { verb: "resume", summary: "Resume a suspended VM" },
   ] as const;
   for (const p of power) {
+    const kind = `vm.${p.verb}` as const;
     app.post(
       `/v1/vms/:id/${p.verb}`,
       {
-        config: { permission: "vm.power", action: p.kind },
+        config: { permission: "vm.power", action: kind },
         schema: {
           tags: ["vms"],
           summary: p.summary,
           params: IdParams,
+          querystring: DryRunQuery,
           headers: MutatingHeaders,
           response: OperationAnswers,
         },
       },
       async (req, reply) => {
         const vm = await getVm(inv, req.params.id);
-        const precheck = async () => {
-          p.check(vm);
-          if (p.verb === "power-on") {
-            // Answer NO_VALID_HOST now rather than queue a request that cannot be placed.
-            const decision = choosePlacement(vm, await hostViews(inv), { prefer: vm.hostId });
-            if (!decision.chosen) throw noValidHost(vm, decision.verdicts);
-          }
-        };
         return submitAndRespond(
           req,
           reply,
           deps,
-          { kind: p.kind, params: { vmId: vm.id }, target: vm.id },
-          { precheck },
+          { kind, params: { vmId: vm.id }, target: vm.id },
+          { plan: () => planPower(ctx, p.verb, vm) },
         );
       },
     );
@@ -249,6 +230,7 @@ export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
         summary: "Migrate: live (ordinary VMs only) or cold (powered off, any mode)",
         params: IdParams,
         body: MigrateBody,
+        querystring: DryRunQuery,
         headers: MutatingHeaders,
         response: OperationAnswers,
       },
@@ -266,12 +248,7 @@ export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
           params: { vmId: vm.id, mode, ...(targetHostId === undefined ? {} : { targetHostId }) },
           target: vm.id,
         },
-        {
-          precheck: async () => {
-            checkMigrate(vm, mode);
-            await migrationTarget(ctx, vm, mode, targetHostId);
-          },
-        },
+        { plan: () => planMigrate(ctx, vm, mode, targetHostId) },
       );
     },
   );
@@ -285,6 +262,7 @@ export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
         summary: "Take a snapshot (memory snapshots are refused for SEV/SEV-ES)",
         params: IdParams,
         body: SnapshotBody,
+        querystring: DryRunQuery,
         headers: MutatingHeaders,
         response: OperationAnswers,
       },
@@ -297,7 +275,7 @@ export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
         reply,
         deps,
         { kind: "vm.snapshot", params: { vmId: vm.id, name: req.body.name, memory }, target: vm.id },
-        { precheck: () => checkSnapshot(vm, memory) },
+        { plan: () => planSnapshot(ctx, vm, req.body.name, memory) },
       );
     },
   );
@@ -311,6 +289,7 @@ export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
         summary: "Clone (hot clones are refused for SEV/SEV-ES; cold clones keep the mode and policy)",
         params: IdParams,
         body: CloneBody,
+        querystring: DryRunQuery,
         headers: MutatingHeaders,
         response: OperationAnswers,
       },
@@ -324,16 +303,7 @@ export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
         reply,
         deps,
         { kind: "vm.clone", params: { vmId: vm.id, name }, target: vm.id },
-        {
-          precheck: async () => {
-            checkClone(vm);
-            if (await inv.vms.getByName(name)) {
-              throw new CiphervisorError("CONFLICT", `a VM named '${name}' already exists`, {
-                details: { field: "name" },
-              });
-            }
-          },
-        },
+        { plan: () => planClone(ctx, vm, name) },
       );
     },
   );
@@ -351,25 +321,44 @@ export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
         tags: ["vms"],
         summary: "Turn SEV/SEV-ES on or off, or change the policy, for every VM a selector matches (202)",
         description:
-          "Each VM is checked on its own (powered off, host CPU generation and ES pool, guest OS, EFI, hardware version, devices, and the caller's permission for that VM's change) and is either fully changed with its audit record or left untouched with a failed result naming the check.",
+          "Each VM is checked on its own (powered off, host CPU generation and ES pool, guest OS, EFI, hardware version, devices, and the caller's permission for that VM's change) and is either fully changed with its audit record or left untouched with a failed result naming the check; VMs already as asked are unchanged (ok). With restart: true, running VMs are powered off, changed and powered on again inside the same operation, at most `parallel` at a time and only as many per host as its pool has free key slots (the others stay running, refused ASID_POOL_EXHAUSTED). ?dryRun=true answers the per-VM plan and the capacity impact per host and pool.",
         body: BulkUpdateBody,
+        querystring: DryRunQuery,
         headers: MutatingHeaders,
         response: OperationAnswers,
       },
     },
     async (req, reply) => {
       const selector = req.body.selector as VmSelector;
+      const set = req.body.set as BulkSet;
       const filter = selectorFilter(selector);
-      const needs = requestPermissionNeeds(req.body.set);
+      const needs = requestPermissionNeeds(set);
       requirePermissions(req, needs.all);
       requireAnyPermission(req, needs.anyOf);
+      const roles = req.principal?.roles ?? [];
+      const restart = {
+        ...(req.body.restart === undefined ? {} : { restart: req.body.restart }),
+        ...(req.body.parallel === undefined ? {} : { parallel: req.body.parallel }),
+      };
+      const params = bulkParams(selector, set, roles, restart);
       const total = await inv.vms.count(filter);
-      return submitAndRespond(req, reply, deps, {
-        kind: "vm.bulk-update",
-        params: bulkParams(selector, req.body.set, req.principal?.roles ?? []),
-        target: "*",
-        total,
-      });
+      return submitAndRespond(
+        req,
+        reply,
+        deps,
+        { kind: "vm.bulk-update", params, target: "*", total },
+        {
+          plan: async () => ({
+            plan: await planBulkUpdate(ctx, {
+              selector,
+              set,
+              roles,
+              actor: req.principal?.actor ?? { id: null, name: "anonymous" },
+              ...restart,
+            }),
+          }),
+        },
+      );
     },
   );
 }

@@ -1,6 +1,7 @@
 /** VM request and response schemas. Ranges mirror the hypervisor's spec validation, so the API rejects early. */
 import { Type } from "typebox";
 import { DEVICE_KINDS, POWER_STATES, SECURITY_MODES } from "../../control/inventory/types.ts";
+import { DEFAULT_RESTART_PARALLEL, MAX_RESTART_PARALLEL } from "../../control/services/bulk-update.ts";
 import { GUEST_OS_PROFILES } from "../../guest/os-profiles.ts";
 import { MAX_MEMORY_MIB, MAX_VCPUS } from "../../hypervisor/vm-spec.ts";
 
@@ -143,12 +144,28 @@ export const SelectorSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const BulkSetSchema = Type.Object(
+  { securityMode: Type.Optional(SecurityModeSchema), policy: Type.Optional(PolicySchema) },
+  { additionalProperties: false },
+);
+
 export const BulkUpdateBody = Type.Object(
   {
     selector: SelectorSchema,
-    set: Type.Object(
-      { securityMode: Type.Optional(SecurityModeSchema), policy: Type.Optional(PolicySchema) },
-      { additionalProperties: false },
+    set: BulkSetSchema,
+    restart: Type.Optional(
+      Type.Boolean({
+        description:
+          "Also change running VMs: power off, change, power on again (within their hosts' free key slots), in this operation",
+      }),
+    ),
+    parallel: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: MAX_RESTART_PARALLEL,
+        default: DEFAULT_RESTART_PARALLEL,
+        description: "Restarts at once",
+      }),
     ),
   },
   { additionalProperties: false },

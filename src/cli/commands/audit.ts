@@ -3,8 +3,8 @@
  * exits 1 with the first bad record when it does not hold.
  */
 import type { Command } from "commander";
+import { CiphervisorError } from "../../errors.ts";
 import { parseChoice, parseIntFlag } from "../args.ts";
-import { CodedError } from "../client/remote-error.ts";
 import type { ApiAuditRecord, ApiAuditVerification, Page } from "../client/types.ts";
 import type { CliIo } from "../io.ts";
 import { apiCommand, apiFor, type CommonFlags, modeFor } from "../options.ts";
@@ -89,9 +89,8 @@ export function registerAudit(program: Command, io: CliIo): void {
     if (mode === "json") io.out(json(v));
     if (!v.ok) {
       const bad = v.firstBad;
-      throw new CodedError(
+      throw new CiphervisorError(
         "AUDIT_CHAIN_BROKEN",
-        "CHAIN_INVALID",
         `the audit chain does not hold${bad ? ` at record ${bad.seq} (${bad.problem}): ${bad.message}` : ""}; ${v.verified} records before it verified`,
       );
     }

@@ -9,9 +9,9 @@
  * summary and exits 130.
  */
 import type { Command } from "commander";
+import { CiphervisorError } from "../../errors.ts";
 import { parseIntFlag } from "../args.ts";
 import type { ApiClient } from "../client/http.ts";
-import { CodedError } from "../client/remote-error.ts";
 import type { ApiVm } from "../client/types.ts";
 import { ExitCode } from "../exit-codes.ts";
 import { watchInterrupt } from "../interrupt.ts";
@@ -92,9 +92,8 @@ type EachFlags = MutatingFlags & TargetFlags & { parallel: string };
 /** CONFIRMATION_REQUIRED (exit 2) unless --yes was given where the verb needs it. */
 export function requireYes(yes: boolean | undefined, needed: boolean, what: string): void {
   if (needed && yes !== true) {
-    throw new CodedError(
+    throw new CiphervisorError(
       "CONFIRMATION_REQUIRED",
-      "USAGE",
       `${what}; add --yes to confirm (or --what-if to see what it would do)`,
     );
   }

@@ -33,7 +33,7 @@ export interface LaunchSecret {
 /**
  * One host as a driver reaches it. Errors are `CiphervisorError`s with the hypervisor's codes: NOT_FOUND (no such
  * VM here), CONFLICT (wrong power state, duplicate), REQUIREMENT_FAILED / ASID_POOL_EXHAUSTED (checked before any
- * firmware call), OPERATION_REFUSED (the operation table), IO (the host cannot be reached).
+ * firmware call), the operation table's refusal codes, IO (the host cannot be reached).
  */
 export interface DriverHost {
   /** How the driver addresses the host (an emulated host's name, a libvirt URI). Never holds credentials. */

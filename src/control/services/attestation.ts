@@ -199,8 +199,8 @@ export async function setLaunchSession(
   });
 }
 
-/** A VM paused after LAUNCH_MEASURE, and its host. */
-async function pausedForAttestation(c: ControlContext, vmId: string): Promise<{ vm: Vm; host: Host }> {
+/** A VM paused after LAUNCH_MEASURE, and its host (CONFLICT otherwise). */
+export async function pausedForAttestation(c: ControlContext, vmId: string): Promise<{ vm: Vm; host: Host }> {
   const vm = await getVm(c.inventory, vmId);
   refuseOrdinary(vm);
   if (vm.powerState !== "paused" || vm.hostId === null) {

@@ -4,18 +4,23 @@
  * order; each page is one transaction that locks its VMs, checks each one (power state, the host's CPU
  * generation and ES pool, guest OS, EFI, hardware version, devices, and the actor's permission for *this* VM's
  * change), writes the changes, the per-VM results and the audit records together. A VM is either fully changed
- * with its audit record, or untouched with a failed result naming the check. A resumed run skips VMs that already
- * have a result.
+ * with its audit record, or untouched with a failed result naming the check. VMs already as asked are `unchanged`
+ * (an ok result), never failed. A resumed run skips VMs that already have a result.
+ *
+ * With `restart`, running VMs are part of the same operation (PowerCLI's `Set-VM` applies to powered-off VMs; a
+ * restart is what an administrator does by hand around it): each one that would change is admitted only while its
+ * host's pool has a slot it is sure to find again (`CapacityLedger.admit`), then powered off, changed and powered
+ * on again, at most `parallel` at a time (`bulk-restart.ts`). A VM that is not admitted stays running untouched
+ * with ASID_POOL_EXHAUSTED. The restart of a VM is marked in the inventory by the power state `stopping`, which
+ * nothing else writes, so a resumed run finishes the restarts a dead worker began.
  */
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { CiphervisorError } from "../../errors.ts";
 import { PolicyBit } from "../../sev/policy.ts";
 import type { AuditEntry } from "../audit/record.ts";
-import { allHosts } from "../capacity.ts";
-import { modeChangeFindings } from "../compat.ts";
+import { modeChangeFindings, modeName } from "../compat.ts";
 import type { InventoryScope } from "../inventory/inventory.ts";
 import {
-  type Host,
   type OperationItemResult,
   POWER_STATES,
   type PowerState,
@@ -26,7 +31,9 @@ import {
   type VmUpdate,
 } from "../inventory/types.ts";
 import type { JsonObject } from "../json.ts";
+import { mapLimit } from "../operations/limit.ts";
 import type { RunContext } from "../operations/types.ts";
+import { CapacityLedger } from "../plan/ledger.ts";
 import { can, type Permission } from "../rbac.ts";
 import { classifyChange, resolvePolicy, validatePolicy } from "../security-change.ts";
 import type { ControlContext } from "./context.ts";
@@ -137,65 +144,102 @@ export function requestPermissions(set: BulkSet): Permission[] {
   return requestPermissionNeeds(set).all;
 }
 
+/** How running VMs are treated: left alone (refused POWER_STATE), or restarted `parallel` at a time. */
+export interface RestartOptions {
+  readonly restart?: boolean;
+  /** Restarts at once (1..64; default 4). */
+  readonly parallel?: number;
+}
+
+export const DEFAULT_RESTART_PARALLEL = 4;
+export const MAX_RESTART_PARALLEL = 64;
+
 /** Operation params of a bulk update. The roles are those of the requester, checked per VM while running. */
-export function bulkParams(selector: VmSelector, set: BulkSet, roles: readonly string[]): JsonObject {
+export function bulkParams(
+  selector: VmSelector,
+  set: BulkSet,
+  roles: readonly string[],
+  options: RestartOptions = {},
+): JsonObject {
+  const parallel = options.parallel ?? DEFAULT_RESTART_PARALLEL;
+  if (!Number.isInteger(parallel) || parallel < 1 || parallel > MAX_RESTART_PARALLEL) {
+    throw new CiphervisorError(
+      "INVALID_INPUT",
+      `parallel must be an integer from 1 to ${MAX_RESTART_PARALLEL}`,
+      {
+        details: { field: "parallel" },
+      },
+    );
+  }
   return {
     selector: JSON.parse(JSON.stringify(selector)) as JsonObject,
     set: JSON.parse(JSON.stringify(set)) as JsonObject,
     roles: [...roles],
+    ...(options.restart === true ? { restart: true, parallel } : {}),
   };
 }
 
-interface Decision {
+/** One VM's verdict: its result, or the change to write with its audit record (and the result). */
+export interface Decision {
   readonly result: OperationItemResult;
   readonly update?: VmUpdate;
   readonly audit?: AuditEntry;
+  readonly before: { readonly securityMode: SecurityMode; readonly policy: number };
+  readonly after?: { readonly securityMode: SecurityMode; readonly policy: number };
 }
 
-function decide(
-  run: RunContext,
+/**
+ * The verdict on one VM. `power` is the power state the checks assume: the VM's own, or `off` for a running VM
+ * that a restart would power off first.
+ */
+export function decide(
+  op: RunContext["op"],
   vm: Vm,
   set: BulkSet,
   roles: readonly string[],
-  hosts: ReadonlyMap<string, Host>,
+  ledger: CapacityLedger,
+  power: Vm["powerState"] = vm.powerState,
 ): Decision {
-  const actor = run.op.actor;
+  const actor = op.actor;
   const mode = set.securityMode ?? vm.securityMode;
+  const before = { securityMode: vm.securityMode, policy: vm.policy };
   const fail = (code: string, reason: string, details: JsonObject = {}): Decision => ({
+    before,
     result: { target: vm.id, outcome: "failed", code, reason, details },
     audit: {
       actor,
       action: "vm.bulk-update",
       target: vm.id,
       outcome: code === "FORBIDDEN" ? "denied" : "failed",
-      details: { operationId: run.op.id, code, reason },
+      details: { operationId: op.id, code, reason },
     },
   });
   if (set.securityMode === undefined && mode === "none") {
     return fail("INVALID_INPUT", `VM '${vm.name}' is an ordinary VM and has no guest policy to change`);
   }
-  const before = { mode: vm.securityMode, policy: vm.policy };
-  const after = { mode, policy: resolvePolicy(before, mode, set.policy) };
+  const from = { mode: vm.securityMode, policy: vm.policy };
+  const to = { mode, policy: resolvePolicy(from, mode, set.policy) };
   try {
-    validatePolicy(after.mode, after.policy);
+    validatePolicy(to.mode, to.policy);
   } catch (e) {
     return fail("INVALID_INPUT", `VM '${vm.name}': ${(e as Error).message}`);
   }
-  const change = classifyChange(before, after);
-  if (change.unchanged) return { result: { target: vm.id, outcome: "ok", details: { unchanged: true } } };
+  const change = classifyChange(from, to);
+  if (change.unchanged) {
+    return { before, result: { target: vm.id, outcome: "ok", details: { unchanged: true } } };
+  }
   const missing = change.permissions.filter((p) => !can(roles, p));
   if (missing.length > 0) {
     return fail(
       "FORBIDDEN",
-      `changing VM '${vm.name}' from ${before.mode} (0x${before.policy.toString(16)}) to ${after.mode} (0x${after.policy.toString(16)}) needs ${missing.map((p) => `'${p}'`).join(", ")}`,
+      `changing VM '${vm.name}' from ${from.mode} (0x${from.policy.toString(16)}) to ${to.mode} (0x${to.policy.toString(16)}) needs ${missing.map((p) => `'${p}'`).join(", ")}`,
       { permissions: missing },
     );
   }
-  const host = vm.hostId === null ? undefined : hosts.get(vm.hostId);
   const findings = modeChangeFindings(
-    { ...vm, securityMode: after.mode, policy: after.policy },
-    vm.powerState,
-    host,
+    { ...vm, securityMode: to.mode, policy: to.policy },
+    power,
+    ledger.host(vm.hostId),
   );
   if (findings.length > 0) {
     const first = findings[0];
@@ -203,22 +247,17 @@ function decide(
       findings: findings.map((f) => ({ code: f.code, message: f.message })),
     });
   }
-  const diff = {
-    before: { securityMode: before.mode, policy: before.policy },
-    after: { securityMode: after.mode, policy: after.policy },
-  };
+  const after = { securityMode: to.mode, policy: to.policy };
+  const diff = { before, after };
   // A stored launch session carries the old policy's MAC: it could only fail at LAUNCH_START, so it goes with the
   // change and the VM is no longer waiting for an attested launch.
   const dropSession = vm.spec.launchSession !== undefined || vm.attestationState === "session-set";
   const patch: VmUpdate["patch"] = dropSession
-    ? {
-        securityMode: after.mode,
-        policy: after.policy,
-        spec: withoutSession(vm.spec),
-        attestationState: "none",
-      }
-    : { securityMode: after.mode, policy: after.policy };
+    ? { securityMode: to.mode, policy: to.policy, spec: withoutSession(vm.spec), attestationState: "none" }
+    : { securityMode: to.mode, policy: to.policy };
   return {
+    before,
+    after,
     result: { target: vm.id, outcome: "ok", details: dropSession ? { ...diff, sessionCleared: true } : diff },
     update: { id: vm.id, patch },
     audit: {
@@ -227,7 +266,7 @@ function decide(
       target: vm.id,
       outcome: "ok",
       details: {
-        operationId: run.op.id,
+        operationId: op.id,
         ...diff,
         ...(change.weakened.length > 0 ? { weakened: change.weakened } : {}),
         ...(dropSession ? { sessionCleared: true } : {}),
@@ -236,17 +275,126 @@ function decide(
   };
 }
 
-/** One batch: lock, decide, write changes + results + audit records, all in one transaction. */
+/** A running VM admitted for a restart: the verdict taken as if it were powered off. */
+export interface AdmittedRestart {
+  readonly vm: Vm;
+  readonly decision: Decision;
+}
+
+/**
+ * Carries out admitted restarts. The operation's runner uses the one in `bulk-restart.ts` (through the host
+ * drivers); a dry run uses one that only records what would happen.
+ */
+export type Restarter = (run: RunContext, admitted: AdmittedRestart) => Promise<void>;
+
+/** States a resumed run finds a restart in: marked (`stopping`) or reserved again (`starting`). */
+const RESTART_STATES: readonly Vm["powerState"][] = ["stopping", "starting"];
+
+interface BatchOptions {
+  readonly set: BulkSet;
+  readonly roles: readonly string[];
+  readonly ledger: CapacityLedger;
+  readonly restart: boolean;
+  /** The selector's power state: a resumed restart run lists without it (its restarts left that state). */
+  readonly powerState: Vm["powerState"] | undefined;
+}
+
+function refuse(
+  op: RunContext["op"],
+  vm: Vm,
+  d: Decision,
+  code: string,
+  reason: string,
+  details: JsonObject,
+): Decision {
+  return {
+    before: d.before,
+    result: { target: vm.id, outcome: "failed", code, reason, details },
+    audit: {
+      actor: op.actor,
+      action: "vm.bulk-update",
+      target: vm.id,
+      outcome: code === "FORBIDDEN" ? "denied" : "failed",
+      details: { operationId: op.id, code, reason },
+    },
+  };
+}
+
+/** The verdict on one VM of a page, and whether it is to be restarted. */
+function judge(
+  run: RunContext,
+  vm: Vm,
+  o: BatchOptions,
+): { decision: Decision; restart: boolean } | undefined {
+  const op = run.op;
+  const resumed = RESTART_STATES.includes(vm.powerState);
+  if (o.powerState !== undefined && vm.powerState !== o.powerState && !resumed) return undefined;
+  const candidate = o.restart && (vm.powerState === "running" || resumed);
+  const d = decide(op, vm, o.set, o.roles, o.ledger, candidate ? "off" : vm.powerState);
+  if (!candidate) return { decision: d, restart: false };
+  // A resumed restart goes on whether or not its change was already written (it is then `unchanged`).
+  if (resumed && d.result.outcome === "ok") return { decision: d, restart: true };
+  if (resumed || !d.update || !d.after) return { decision: d, restart: false };
+  if (!can(o.roles, "vm.power")) {
+    return {
+      decision: refuse(
+        op,
+        vm,
+        d,
+        "FORBIDDEN",
+        `restarting VM '${vm.name}' to change it needs the 'vm.power' permission; it stays running unchanged`,
+        { permissions: ["vm.power"] },
+      ),
+      restart: false,
+    };
+  }
+  const admitted =
+    vm.hostId === null
+      ? { ok: true as const }
+      : o.ledger.admit(vm.hostId, vm.securityMode, d.after.securityMode);
+  if (!admitted.ok) {
+    const host = o.ledger.host(vm.hostId);
+    const pool = d.after.securityMode === "sev-es" ? "sev-es" : "sev";
+    return {
+      decision: refuse(
+        op,
+        vm,
+        d,
+        "ASID_POOL_EXHAUSTED",
+        `host ${host?.name ?? vm.hostId} has no free ${modeName(d.after.securityMode)} key slot for VM '${vm.name}' (${admitted.held} of ${admitted.size} taken once the earlier restarts are done); it stays running unchanged`,
+        { pool, size: admitted.size, used: admitted.held },
+      ),
+      restart: false,
+    };
+  }
+  return { decision: d, restart: true };
+}
+
+/**
+ * One page: lock, judge, write the changes of powered-off VMs with their results and audit records, all in one
+ * transaction. Returns the running VMs admitted for a restart (carried out after the commit).
+ */
 async function applyBatch(
   tx: InventoryScope,
   run: RunContext,
   ids: readonly string[],
-  set: BulkSet,
-  roles: readonly string[],
-  hosts: ReadonlyMap<string, Host>,
-): Promise<void> {
+  o: BatchOptions,
+): Promise<AdmittedRestart[]> {
   const vms = await tx.vms.lockMany(ids);
-  const decisions = vms.map((vm) => decide(run, vm, set, roles, hosts));
+  const decisions: Decision[] = [];
+  const restarts: AdmittedRestart[] = [];
+  for (const vm of vms) {
+    const j = judge(run, vm, o);
+    if (!j) continue;
+    if (j.restart) restarts.push({ vm, decision: j.decision });
+    else {
+      decisions.push(j.decision);
+      if (j.decision.update && j.decision.after) {
+        o.ledger.register(vm.hostId, vm.securityMode, -1);
+        o.ledger.register(vm.hostId, j.decision.after.securityMode, 1);
+      }
+    }
+  }
   // VMs deleted since the page was read have no row to lock: report them rather than drop them silently.
   const seen = new Set(vms.map((v) => v.id));
   const gone: OperationItemResult[] = ids
@@ -254,25 +402,49 @@ async function applyBatch(
     .map((id) => ({ target: id, outcome: "failed", code: "NOT_FOUND", reason: `VM ${id} was deleted` }));
   const updates = decisions.flatMap((d) => (d.update ? [d.update] : []));
   if (updates.length > 0) await tx.vms.updateMany(updates);
-  await tx.operations.recordItems(run.op.id, [...decisions.map((d) => d.result), ...gone]);
+  const results = [...decisions.map((d) => d.result), ...gone];
+  if (results.length > 0) await tx.operations.recordItems(run.op.id, results);
   const audit = decisions.flatMap((d) => (d.audit ? [d.audit] : []));
   if (audit.length > 0) await tx.audit.append(audit);
+  return restarts;
 }
 
-/** `vm.bulk-update`. */
-export function bulkUpdateRunner(c: ControlContext) {
+/**
+ * `vm.bulk-update`. `restarter` carries out the restarts (`bulk-restart.ts` in a real run); `observe` receives the
+ * run's capacity ledger (a dry run reports its rows).
+ */
+export function bulkUpdateRunner(
+  c: ControlContext,
+  restarter?: Restarter,
+  observe?: (ledger: CapacityLedger) => void,
+) {
   return async (run: RunContext): Promise<undefined> => {
     const p = run.op.params;
     const selector = p.selector as VmSelector;
     const set = p.set as BulkSet;
     const roles = (p.roles as string[] | undefined) ?? [];
+    const restart = p.restart === true;
+    const parallel = typeof p.parallel === "number" ? p.parallel : DEFAULT_RESTART_PARALLEL;
+    if (restart && !restarter) throw new CiphervisorError("INTERNAL", "a bulk restart needs a restarter");
     const filter = selectorFilter(selector);
-    const recorded = run.op.attempts > 1 ? await run.recordedTargets() : new Set<string>();
-    if (run.op.attempts === 1 || run.op.total === 0) {
+    const resumed = run.op.attempts > 1;
+    const recorded = resumed ? await run.recordedTargets() : new Set<string>();
+    if (!resumed || run.op.total === 0) {
       await c.inventory.operations.setTotal(run.op.id, await c.inventory.vms.count(filter));
       run.progress();
     }
-    const hosts = new Map((await allHosts(c.inventory)).map((h) => [h.id, h]));
+    const ledger = await CapacityLedger.load(c.inventory);
+    observe?.(ledger);
+    // A resumed restart run lists without the power-state criterion: the VMs it was restarting have left it.
+    const { powerState, ...rest } = filter;
+    const listed = restart && resumed ? rest : filter;
+    const options: BatchOptions = {
+      set,
+      roles,
+      ledger,
+      restart,
+      powerState: restart && resumed ? powerState : undefined,
+    };
     let cursor: string | null = null;
     do {
       // On SQLite every query resolves synchronously, so without this the whole run is one unbroken chain of
@@ -283,13 +455,27 @@ export function bulkUpdateRunner(c: ControlContext) {
       if (run.signal.aborted)
         throw new CiphervisorError("INTERRUPTED", "the bulk update was interrupted; it resumes");
       // Only ids here: the rows are read (and locked) once, inside the batch's transaction.
-      const page: { items: string[]; nextCursor: string | null } = await c.inventory.vms.listIds(filter, {
+      const page: { items: string[]; nextCursor: string | null } = await c.inventory.vms.listIds(listed, {
         limit: c.batchSize,
         cursor,
       });
       const ids = page.items.filter((id) => !recorded.has(id));
-      if (ids.length > 0) await c.inventory.transaction((tx) => applyBatch(tx, run, ids, set, roles, hosts));
+      const restarts =
+        ids.length > 0 ? await c.inventory.transaction((tx) => applyBatch(tx, run, ids, options)) : [];
       run.progress();
+      if (restarts.length > 0 && restarter) {
+        await mapLimit(
+          restarts,
+          parallel,
+          async (r) => {
+            await restarter(run, r);
+            run.progress();
+          },
+          run.signal,
+        );
+        if (run.signal.aborted)
+          throw new CiphervisorError("INTERRUPTED", "the bulk update was interrupted; it resumes");
+      }
       cursor = page.nextCursor;
     } while (cursor !== null);
     return undefined;

@@ -56,21 +56,11 @@ export function optionalParam(op: Operation, name: string): string | undefined {
   return typeof v === "string" ? v : undefined;
 }
 
-/**
- * An item result for a failure: the table's refusal code for a refused operation (e.g.
- * LIVE_MIGRATION_UNSUPPORTED), otherwise the error's code; details (findings, candidates) come along.
- */
+/** An item result for a failure: the error's code (a refusal's own, e.g. LIVE_MIGRATION_UNSUPPORTED) and details. */
 export function failureResult(target: string, e: unknown): OperationItemResult {
   if (isCiphervisorError(e)) {
-    const refusal = e.details?.refusal;
     const details = e.details === undefined ? null : (JSON.parse(JSON.stringify(e.details)) as JsonObject);
-    return {
-      target,
-      outcome: "failed",
-      code: e.code === "OPERATION_REFUSED" && typeof refusal === "string" ? refusal : e.code,
-      reason: e.message,
-      details,
-    };
+    return { target, outcome: "failed", code: e.code, reason: e.message, details };
   }
   return { target, outcome: "failed", code: "INTERNAL", reason: "internal error", details: null };
 }

@@ -60,19 +60,11 @@ export function hostFromCapabilities(
 export async function registerHost(c: ControlContext, actor: Actor, req: RegisterHostRequest): Promise<Host> {
   const kind = req.driver ?? "emulated";
   const address = req.address ?? req.name;
-  if (await c.inventory.hosts.getByName(req.name)) {
-    throw new CiphervisorError("CONFLICT", `a host named '${req.name}' already exists`, {
-      details: { field: "name" },
-    });
-  }
+  checkRegisterDriver(c, req);
+  await checkHostName(c, req.name);
   const driver = c.drivers.get(kind);
   let built = false;
-  if (req.emulated !== undefined) {
-    if (!(driver instanceof EmulatedDriver)) {
-      throw new CiphervisorError("INVALID_INPUT", "emulated settings need the emulated driver", {
-        details: { field: "emulated" },
-      });
-    }
+  if (req.emulated !== undefined && driver instanceof EmulatedDriver) {
     if (!driver.has(address)) {
       const options: EmulatedHostOptions = {
         name: address,
@@ -111,9 +103,41 @@ export async function registerHost(c: ControlContext, actor: Actor, req: Registe
   }
 }
 
+/** CONFLICT while VMs are registered on the host (it can only be removed empty). */
+export async function checkRemoveHost(c: ControlContext, host: Host): Promise<void> {
+  const placed = await c.inventory.vms.count({ hostId: host.id });
+  if (placed > 0) {
+    throw new CiphervisorError(
+      "CONFLICT",
+      `host ${host.name} still has ${placed} VM(s) placed on it; migrate or delete them first`,
+      { details: { host: host.id, vms: placed } },
+    );
+  }
+}
+
+/** A register request's driver-side checks: the emulated settings need the emulated driver. */
+export function checkRegisterDriver(c: ControlContext, req: RegisterHostRequest): void {
+  const driver = c.drivers.get(req.driver ?? "emulated");
+  if (req.emulated !== undefined && !(driver instanceof EmulatedDriver)) {
+    throw new CiphervisorError("INVALID_INPUT", "emulated settings need the emulated driver", {
+      details: { field: "emulated" },
+    });
+  }
+}
+
+/** CONFLICT when a host of that name is registered. */
+export async function checkHostName(c: ControlContext, name: string): Promise<void> {
+  if (await c.inventory.hosts.getByName(name)) {
+    throw new CiphervisorError("CONFLICT", `a host named '${name}' already exists`, {
+      details: { field: "name" },
+    });
+  }
+}
+
 /** Removes a host with no VMs placed on it (CONFLICT otherwise), audited. */
 export async function removeHost(c: ControlContext, actor: Actor, id: string): Promise<void> {
   const host = await getHost(c.inventory, id);
+  await checkRemoveHost(c, host);
   await c.inventory.transaction(async (tx) => {
     await tx.hosts.delete(id);
     await tx.audit.append({

@@ -246,6 +246,15 @@ async function resumeInterruptedMoves(c: ControlContext, run: RunContext, source
   }
 }
 
+/** CONFLICT when the host is already in maintenance mode (entering again resumes a drain that did not finish). */
+export function checkEnterMaintenance(host: Host): void {
+  if (host.maintenance === "in-maintenance") {
+    throw new CiphervisorError("CONFLICT", `host ${host.name} is already in maintenance mode`, {
+      details: { host: host.id },
+    });
+  }
+}
+
 /** `host.enter-maintenance`. */
 export function enterMaintenanceRunner(c: ControlContext) {
   return async (run: RunContext) => {

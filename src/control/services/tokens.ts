@@ -6,6 +6,7 @@
 import { CiphervisorError } from "../../errors.ts";
 import type { Inventory } from "../inventory/inventory.ts";
 import type { Actor, TokenRecord } from "../inventory/types.ts";
+import { parseRoles } from "../rbac.ts";
 import { type IssuedToken, issueToken } from "../tokens.ts";
 
 export interface CreateTokenRequest {
@@ -14,17 +15,23 @@ export interface CreateTokenRequest {
   readonly expiresAt?: string | null;
 }
 
-/** Issues a token and appends its `token.create` record in one transaction. */
-export function createToken(
-  inventory: Inventory,
-  actor: Actor,
-  req: CreateTokenRequest,
-): Promise<IssuedToken> {
+/** INVALID_INPUT for a request that cannot be issued (unknown roles, a bad expiry). */
+export function checkTokenRequest(req: CreateTokenRequest): void {
   if (req.expiresAt !== undefined && req.expiresAt !== null && Number.isNaN(Date.parse(req.expiresAt))) {
     throw new CiphervisorError("INVALID_INPUT", "expiresAt must be an ISO 8601 date-time", {
       details: { field: "expiresAt" },
     });
   }
+  parseRoles(req.roles);
+}
+
+/** Issues a token and appends its `token.create` record in one transaction. */
+export async function createToken(
+  inventory: Inventory,
+  actor: Actor,
+  req: CreateTokenRequest,
+): Promise<IssuedToken> {
+  checkTokenRequest(req);
   return inventory.transaction(async (tx) => {
     const issued = await issueToken(tx, {
       name: req.name,

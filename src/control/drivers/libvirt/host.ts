@@ -29,7 +29,7 @@ import {
   toHostCapabilities,
 } from "./domcapabilities.ts";
 import type { VirshSession } from "./virsh.ts";
-import { unsupported } from "./virsh-errors.ts";
+import { LIBVIRT_UNSUPPORTED, unsupported } from "./virsh-errors.ts";
 
 const NO_DOMCAPS = "this libvirt connection does not report domain capabilities, so SEV support is unknown";
 
@@ -76,7 +76,7 @@ export class LibvirtHost implements DriverHost {
     try {
       return parseDomCapabilities(await this.#virsh.run(["domcapabilities"]));
     } catch (e) {
-      if (isCiphervisorError(e, "OPERATION_REFUSED")) return undefined;
+      if (isCiphervisorError(e, LIBVIRT_UNSUPPORTED)) return undefined;
       throw e;
     }
   }
@@ -95,7 +95,7 @@ export class LibvirtHost implements DriverHost {
     try {
       return parseNodeSevInfo(await this.#virsh.run(["nodesevinfo"]));
     } catch (e) {
-      if (isCiphervisorError(e, "OPERATION_REFUSED") || isCiphervisorError(e, "IO")) return undefined;
+      if (isCiphervisorError(e, LIBVIRT_UNSUPPORTED) || isCiphervisorError(e, "IO")) return undefined;
       throw e;
     }
   }

@@ -30,8 +30,7 @@ const spec = (name: string, security: VmSpec["security"]): VmSpec => ({
   security,
 });
 
-const code = (c: string, refusal?: string) => (e: unknown) =>
-  isCiphervisorError(e) && e.code === c && (refusal === undefined || e.details?.refusal === refusal);
+const code = (c: string) => (e: unknown) => isCiphervisorError(e) && e.code === c;
 
 describe("libvirt driver on test:///default", { skip: haveVirsh ? false : "virsh is not installed" }, () => {
   const driver = new LibvirtDriver({ timeoutMs: 10_000 });
@@ -87,27 +86,18 @@ describe("libvirt driver on test:///default", { skip: haveVirsh ? false : "virsh
   it("applies the operation table before sending anything, and names what this host cannot do", async () => {
     await host.define(spec("sev-ops", "sev"));
     await host.start("sev-ops");
-    await assert.rejects(
-      host.perform("sev-ops", "suspend"),
-      code("OPERATION_REFUSED", "SUSPEND_UNSUPPORTED"),
-    );
-    await assert.rejects(
-      host.liveMigrate("sev-ops", host),
-      code("OPERATION_REFUSED", "LIVE_MIGRATION_UNSUPPORTED"),
-    );
-    await assert.rejects(
-      host.perform("sev-ops", "cold-clone"),
-      code("OPERATION_REFUSED", LIBVIRT_UNSUPPORTED),
-    );
+    await assert.rejects(host.perform("sev-ops", "suspend"), code("SUSPEND_UNSUPPORTED"));
+    await assert.rejects(host.liveMigrate("sev-ops", host), code("LIVE_MIGRATION_UNSUPPORTED"));
+    await assert.rejects(host.perform("sev-ops", "cold-clone"), code(LIBVIRT_UNSUPPORTED));
     await assert.rejects(host.launchMeasurement("sev-ops"), code("CONFLICT"));
     await host.stop("sev-ops");
-    await assert.rejects(host.coldMigrate("sev-ops", host), code("OPERATION_REFUSED", LIBVIRT_UNSUPPORTED));
+    await assert.rejects(host.coldMigrate("sev-ops", host), code(LIBVIRT_UNSUPPORTED));
     await host.undefine("sev-ops");
   });
 
   it("an attested launch answers that the test driver has no launch measurement, and leaves the VM off", async () => {
     await host.define({ ...spec("sev-att", "sev"), attestation: true });
-    await assert.rejects(host.start("sev-att"), code("OPERATION_REFUSED", LIBVIRT_UNSUPPORTED));
+    await assert.rejects(host.start("sev-att"), code(LIBVIRT_UNSUPPORTED));
     // The test driver reports a destroyed paused domain as "shut off (unknown)": off either way.
     assert.match((await host.status("sev-att"))?.power ?? "", /^(defined|stopped)$/);
     await host.undefine("sev-att");

@@ -5,8 +5,8 @@
  */
 import { CiphervisorError } from "../../../errors.ts";
 
-/** `details.refusal` of an operation a libvirt host (or its connection driver) does not implement. */
-export const LIBVIRT_UNSUPPORTED = "LIBVIRT_UNSUPPORTED";
+/** The code of an operation a libvirt host (or its connection driver) does not implement. */
+export const LIBVIRT_UNSUPPORTED = "LIBVIRT_UNSUPPORTED" as const;
 
 /** True when virsh's message says the connection driver lacks the API (the test driver, an old libvirt). */
 export function isUnsupportedMessage(message: string): boolean {
@@ -15,12 +15,12 @@ export function isUnsupportedMessage(message: string): boolean {
   );
 }
 
-/** OPERATION_REFUSED for something this libvirt host cannot do; `what` names it in words. */
+/** LIBVIRT_UNSUPPORTED for something this libvirt host cannot do; `what` names it in words. */
 export function unsupported(uri: string, what: string, cause?: string): CiphervisorError {
   return new CiphervisorError(
-    "OPERATION_REFUSED",
+    LIBVIRT_UNSUPPORTED,
     `${what} is not supported by this libvirt host (${uri})${cause ? `: ${cause}` : ""}`,
-    { details: { refusal: LIBVIRT_UNSUPPORTED, uri } },
+    { details: { uri } },
   );
 }
 

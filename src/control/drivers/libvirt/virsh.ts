@@ -129,7 +129,7 @@ export class VirshSession {
 
   /**
    * Runs one virsh command; resolves with its output (prompts removed, trimmed). Arguments are quoted here.
-   * Rejects with the mapped error (NOT_FOUND, CONFLICT, OPERATION_REFUSED, INVALID_INPUT, IO).
+   * Rejects with the mapped error (NOT_FOUND, CONFLICT, LIBVIRT_UNSUPPORTED, INVALID_INPUT, IO).
    */
   run(args: readonly string[]): Promise<string> {
     const command = args.map(quoteArg).join(" ");
