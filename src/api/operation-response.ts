@@ -12,6 +12,7 @@ import type { JsonObject } from "../control/json.ts";
 import { isFinal } from "../control/operations/engine.ts";
 import { scopedKey } from "../control/operations/submit.ts";
 import type { RequestPlan } from "../control/plan/evaluate.ts";
+import type { Plan } from "../control/plan/types.ts";
 import { CiphervisorError } from "../errors.ts";
 import { answerDryRun, isDryRun } from "./dry-run.ts";
 import { ProblemError, problem, statusForCode } from "./problem.ts";
@@ -55,6 +56,11 @@ export interface RespondOptions {
    */
   readonly plan?: () => Promise<RequestPlan>;
   /**
+   * The dry run of a request that is never refused before it is queued (the bulk operations: each item is judged
+   * by the operation itself), so the plan is computed only when asked for.
+   */
+  readonly dryRun?: () => Promise<Plan>;
+  /**
    * Extra members of a successful answer (e.g. the created VM); `status: 201` makes it a 201 and `location` points
    * the Location header at the created resource instead of the operation.
    */
@@ -76,8 +82,9 @@ export async function submitAndRespond(
   if (!principal) throw new CiphervisorError("UNAUTHENTICATED", "this request needs an API token");
   const inventory = deps.cp.context.inventory;
   if (isDryRun(request)) {
-    if (!options.plan) throw new CiphervisorError("INTERNAL", `${spec.kind} has no dry run`);
-    return answerDryRun(request, reply, inventory, (await options.plan()).plan);
+    const plan = options.dryRun ? await options.dryRun() : (await options.plan?.())?.plan;
+    if (!plan) throw new CiphervisorError("INTERNAL", `${spec.kind} has no dry run`);
+    return answerDryRun(request, reply, inventory, plan);
   }
   const key = headerString(request.headers["idempotency-key"]);
   const scoped = scopedKey(principal.actor, key);

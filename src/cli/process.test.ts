@@ -109,7 +109,7 @@ describe("the ciphervisor process", () => {
     );
   });
 
-  it("on SIGINT finishes the starts in flight, starts nothing new, prints a summary and exits 130", async () => {
+  it("on SIGINT stops following and says how to reattach; the server finishes every start", async () => {
     await withCliServer(async (s) => {
       const rome = await s.host("rome-1", "rome");
       for (let i = 1; i <= 10; i++) await s.vm(`w-${String(i).padStart(2, "0")}`, "sev-es", { hostId: rome });
@@ -117,20 +117,28 @@ describe("the ciphervisor process", () => {
       const p = start(s.env("ops"), "vm", "start", "--all", "--yes", "--parallel", "2");
       await gate.until(2);
       p.child.kill("SIGINT");
-      await p.stderrMatches(/interrupted; finishing the VM starts in flight/);
-      gate.open();
+      await p.stderrMatches(/goes on on the server; follow it with 'ciphervisor operation watch op_/);
       const r = await p.done;
       assert.equal(r.code, 130, r.err);
-      assert.match(r.out, /^started 3 VMs, 0 failed, 7 not started \(interrupted\)\n/);
+      const id = /operation watch (op_[0-9a-z]{26})/.exec(r.err)?.[1];
+      assert.ok(id, r.err);
+      assert.equal((await s.vms()).size, 10);
+      assert.ok(
+        [...(await s.vms()).values()].some((v) => v.powerState !== "running"),
+        "the interrupt came before the operation could finish",
+      );
+      gate.open();
+      // Reattach: the operation ran on without the client.
+      const watch = await run(s.env("viewer"), "operation", "watch", id);
+      assert.equal(watch.code, 0, watch.err);
       const vms = [...(await s.vms()).values()];
-      assert.equal(vms.filter((v) => v.powerState === "running").length, 3);
-      assert.equal(vms.filter((v) => v.powerState === "off").length, 7);
-      const hosts = JSON.parse((await run(s.env("viewer"), "host", "get", "rome-1", "--json")).out);
-      assert.equal(hosts.pools.sevEs.used, 3, "a key slot leaked or was not taken");
+      assert.equal(vms.filter((v) => v.powerState === "running").length, 10);
+      const host = JSON.parse((await run(s.env("viewer"), "host", "get", "rome-1", "--json")).out);
+      assert.equal(host.pools.sevEs.used, 10, "a key slot leaked or was not taken");
     });
   });
 
-  it("on SIGINT during vm set --restart brings the VM in flight back up, changed, and touches no other", async () => {
+  it("killed during vm set --restart, the operation still restarts every VM, changed", async () => {
     await withCliServer(async (s) => {
       const rome = await s.host("rome-1", "rome");
       for (let i = 1; i <= 6; i++) await s.vm(`r-${i}`, "none", { hostId: rome });
@@ -149,25 +157,46 @@ describe("the ciphervisor process", () => {
         "1",
       );
       await gate.until(1);
-      p.child.kill("SIGINT");
-      await p.stderrMatches(/interrupted; finishing the VM changes and restarts in flight/);
-      gate.open();
+      p.child.kill("SIGKILL");
       const r = await p.done;
-      assert.equal(r.code, 130, r.err);
-      assert.match(r.out, /^changed 1 VM, 0 failed, 5 not started \(interrupted\)/);
+      assert.equal(r.signal, "SIGKILL");
+      gate.open();
+      const op = (await s.inventory.operations.list({ kind: "vm.bulk-update" }, { limit: 10 })).items[0];
+      assert.ok(op);
+      const done = await s.cp.engine.waitFor(op.id, 60_000);
+      assert.equal(done.status, "succeeded", JSON.stringify(done));
       const vms = [...(await s.vms()).values()];
-      assert.ok(
-        vms.every((v) => v.powerState === "running"),
-        "a VM was left powered off",
+      assert.deepEqual(
+        vms.map((v) => [v.powerState, v.securityMode]),
+        vms.map(() => ["running", "sev-es"]),
+        "every VM restarted, changed",
       );
-      assert.deepEqual(vms.map((v) => v.securityMode).sort(), [
-        "none",
-        "none",
-        "none",
-        "none",
-        "none",
-        "sev-es",
-      ]);
     });
+  });
+
+  it("an operation that fails on the server ends the CLI with exit 1 and its error, never a success", async () => {
+    await withCliServer(
+      async (s) => {
+        for (let i = 1; i <= 6; i++) await s.vm(`f-${i}`);
+        // The inventory fails after the first batch, as a full disk would.
+        const inventory = s.inventory as { transaction: typeof s.inventory.transaction };
+        const transaction = inventory.transaction.bind(s.inventory);
+        let calls = 0;
+        inventory.transaction = (fn) => {
+          calls++;
+          // The first transaction queues the operation, the second is its first batch of two VMs.
+        if (calls > 2) return Promise.reject(new Error("database or disk is full"));
+          return transaction(fn);
+        };
+        const r = await run(s.env("ops"), "vm", "set", "--all", "--sev-es", "on", "--yes", "--json");
+        inventory.transaction = transaction;
+        assert.equal(r.code, 1, r.err);
+        assert.ok(oneLineError(r.err, "INTERNAL"), r.err);
+        assert.match(r.err, /operation op_[0-9a-z]{26} failed: internal error: database or disk is full/);
+        const doc = JSON.parse(r.out) as { status: string; error: { code: string } };
+        assert.deepEqual([doc.status, doc.error.code], ["failed", "INTERNAL"]);
+      },
+      { batchSize: 2 },
+    );
   });
 });

@@ -18,6 +18,7 @@ import type { CreatedOperation } from "./inventory/types.ts";
 import { OperationEngine } from "./operations/engine.ts";
 import { type SubmitRequest, submitOperation } from "./operations/submit.ts";
 import { type Logger, type Runner, silentLogger } from "./operations/types.ts";
+import { bulkPowerRunner } from "./services/bulk-power.ts";
 import { bulkRestarter } from "./services/bulk-restart.ts";
 import { bulkUpdateRunner } from "./services/bulk-update.ts";
 import type { ControlContext } from "./services/context.ts";
@@ -49,6 +50,7 @@ export const OPERATION_KINDS = {
   "vm.snapshot": { long: false },
   "vm.clone": { long: false },
   "vm.bulk-update": { long: true },
+  "vm.bulk-power": { long: true },
   "host.enter-maintenance": { long: true },
   "host.exit-maintenance": { long: false },
 } as const;
@@ -94,6 +96,7 @@ export function runners(c: ControlContext): Record<OperationKind, Runner> {
     "vm.snapshot": snapshotRunner(c),
     "vm.clone": cloneRunner(c),
     "vm.bulk-update": bulkUpdateRunner(c, bulkRestarter(c)),
+    "vm.bulk-power": bulkPowerRunner(c),
     "host.enter-maintenance": enterMaintenanceRunner(c),
     "host.exit-maintenance": exitMaintenanceRunner(c),
   };

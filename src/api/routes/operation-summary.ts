@@ -6,21 +6,11 @@
  */
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
-import { Type } from "typebox";
 import type { OperationItem } from "../../control/inventory/types.ts";
 import { CiphervisorError } from "../../errors.ts";
 import type { OperationDeps } from "../operation-response.ts";
-import { errorResponses, IdParams } from "../schemas/common.ts";
+import { errorResponses, IdParams, OperationSummarySchema } from "../schemas/common.ts";
 import { itemView, operationView } from "../views.ts";
-
-const SummarySchema = Type.Object({
-  operation: Type.Ref("Operation"),
-  ok: Type.Integer(),
-  changed: Type.Integer({ description: "ok items that changed something" }),
-  unchanged: Type.Integer({ description: "ok items that were already as asked" }),
-  failed: Type.Integer(),
-  failures: Type.Array(Type.Ref("OperationItem"), { description: "every failed item, in target order" }),
-});
 
 export function operationSummaryRoutes(root: FastifyInstance, deps: OperationDeps): void {
   const app = root.withTypeProvider<TypeBoxTypeProvider>();
@@ -33,7 +23,7 @@ export function operationSummaryRoutes(root: FastifyInstance, deps: OperationDep
         tags: ["operations"],
         summary: "Counts of ok (changed / already as asked) and failed items, and the failed items",
         params: IdParams,
-        response: { 200: SummarySchema, ...errorResponses },
+        response: { 200: OperationSummarySchema, ...errorResponses },
       },
     },
     async (req) => {

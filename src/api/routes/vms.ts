@@ -17,6 +17,7 @@ import {
   planPower,
   planSnapshot,
 } from "../../control/plan/vm.ts";
+import { bulkPowerParams, bulkPowerPermission, planBulkPower } from "../../control/services/bulk-power.ts";
 import {
   type BulkSet,
   bulkParams,
@@ -34,6 +35,7 @@ import { DryRunQuery, orPlan } from "../dry-run.ts";
 import { type OperationDeps, submitAndRespond } from "../operation-response.ts";
 import { errorResponses, IdParams, MutatingHeaders, OperationResponse, PageOf } from "../schemas/common.ts";
 import {
+  BulkPowerBody,
   BulkUpdateBody,
   CloneBody,
   CreateVmBody,
@@ -348,16 +350,46 @@ export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
         deps,
         { kind: "vm.bulk-update", params, target: "*", total },
         {
-          plan: async () => ({
-            plan: await planBulkUpdate(ctx, {
+          dryRun: () =>
+            planBulkUpdate(ctx, {
               selector,
               set,
               roles,
               actor: req.principal?.actor ?? { id: null, name: "anonymous" },
               ...restart,
             }),
-          }),
         },
+      );
+    },
+  );
+
+  app.post(
+    "/v1/vms::bulk-power",
+    {
+      config: { permission: { anyOf: ["vm.power", "vm.delete"] }, action: "vm.bulk-power" },
+      schema: {
+        tags: ["vms"],
+        summary: "Power on, power off, restart or delete every VM a selector matches, as one operation (202)",
+        description:
+          "The verdicts come first, in id order over the hosts' key slots (a later VM sees the slots the earlier ones take); refused VMs fail with the single-VM route's code, VMs already as asked are unchanged, the rest run `parallel` at a time. ?dryRun=true answers the per-VM plan and the capacity impact.",
+        body: BulkPowerBody,
+        querystring: DryRunQuery,
+        headers: MutatingHeaders,
+        response: OperationAnswers,
+      },
+    },
+    async (req, reply) => {
+      const selector = req.body.selector as VmSelector;
+      const action = req.body.action;
+      requirePermissions(req, [bulkPowerPermission(action)]);
+      const params = bulkPowerParams(selector, action, req.body.parallel);
+      const total = await inv.vms.count(selectorFilter(selector));
+      return submitAndRespond(
+        req,
+        reply,
+        deps,
+        { kind: "vm.bulk-power", params, target: "*", total },
+        { dryRun: () => planBulkPower(ctx, selector, action) },
       );
     },
   );

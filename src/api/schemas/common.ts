@@ -1,5 +1,6 @@
 /** Schemas shared by every route: problems, pagination, ids, the operation envelope. */
 import { type TSchema, Type } from "typebox";
+import { ITEM_OUTCOMES, OPERATION_STATUSES } from "../../control/inventory/types.ts";
 
 /** RFC 9457 problem details, with ciphervisor's stable `code` and field errors. */
 export const ProblemSchema = Type.Object(
@@ -63,7 +64,7 @@ export const OperationSchema = Type.Object(
   {
     id: Type.String(),
     kind: Type.String(),
-    status: Type.String(),
+    status: Type.Enum([...OPERATION_STATUSES]),
     actor: Type.Object({ id: Type.Union([Type.String(), Type.Null()]), name: Type.String() }),
     params: Type.Record(Type.String(), Type.Unknown()),
     progress: Type.Object({
@@ -85,7 +86,7 @@ export const OperationSchema = Type.Object(
 export const OperationItemSchema = Type.Object(
   {
     target: Type.String(),
-    outcome: Type.String(),
+    outcome: Type.Enum([...ITEM_OUTCOMES]),
     code: Type.Union([Type.String(), Type.Null()]),
     reason: Type.Union([Type.String(), Type.Null()]),
     details: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()]),
@@ -98,4 +99,14 @@ export const OperationItemSchema = Type.Object(
 export const OperationResponse = Type.Object({
   operation: Type.Ref("Operation"),
   results: Type.Optional(Type.Array(Type.Ref("OperationItem"))),
+});
+
+/** `GET /v1/operations/:id/summary`. */
+export const OperationSummarySchema = Type.Object({
+  operation: Type.Ref("Operation"),
+  ok: Type.Integer(),
+  changed: Type.Integer({ description: "ok items that changed something" }),
+  unchanged: Type.Integer({ description: "ok items that were already as asked" }),
+  failed: Type.Integer(),
+  failures: Type.Array(Type.Ref("OperationItem"), { description: "every failed item, in target order" }),
 });

@@ -1,6 +1,12 @@
 /** VM request and response schemas. Ranges mirror the hypervisor's spec validation, so the API rejects early. */
 import { Type } from "typebox";
-import { DEVICE_KINDS, POWER_STATES, SECURITY_MODES } from "../../control/inventory/types.ts";
+import {
+  ATTESTATION_STATES,
+  DEVICE_KINDS,
+  POWER_STATES,
+  SECURITY_MODES,
+} from "../../control/inventory/types.ts";
+import { BULK_POWER_ACTIONS } from "../../control/services/bulk-power.ts";
 import { DEFAULT_RESTART_PARALLEL, MAX_RESTART_PARALLEL } from "../../control/services/bulk-update.ts";
 import { GUEST_OS_PROFILES } from "../../guest/os-profiles.ts";
 import { MAX_MEMORY_MIB, MAX_VCPUS } from "../../hypervisor/vm-spec.ts";
@@ -80,10 +86,10 @@ export const VmSchema = Type.Object(
     clusterId: Type.Union([Type.String(), Type.Null()]),
     hostId: Type.Union([Type.String(), Type.Null()]),
     spec: Type.Ref("VmSpec"),
-    powerState: Type.String(),
-    securityMode: Type.String(),
+    powerState: PowerStateSchema,
+    securityMode: SecurityModeSchema,
     policy: Type.Integer(),
-    attestationState: Type.String(),
+    attestationState: Type.Enum([...ATTESTATION_STATES]),
     liveMigratable: Type.Object({ status: Type.Boolean(), reason: Type.Optional(Type.String()) }),
     labels: Type.Record(Type.String(), Type.String()),
     createdAt: Type.String(),
@@ -166,6 +172,17 @@ export const BulkUpdateBody = Type.Object(
         default: DEFAULT_RESTART_PARALLEL,
         description: "Restarts at once",
       }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const BulkPowerBody = Type.Object(
+  {
+    selector: SelectorSchema,
+    action: Type.Enum([...BULK_POWER_ACTIONS]),
+    parallel: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: MAX_RESTART_PARALLEL, description: "VMs at a time (default 8)" }),
     ),
   },
   { additionalProperties: false },

@@ -1,12 +1,10 @@
 /**
- * Operations from the client's side: submit a mutating request (with an Idempotency-Key, so a retried request never
- * runs twice), follow an operation to its end — streaming its server-sent events, or polling when streaming is
- * not available — and read its per-item results page by page.
+ * Operations from the client's side: follow an operation to its end — streaming its server-sent events, or polling
+ * when streaming is not available — and read its per-item results page by page.
  */
-import { randomUUID } from "node:crypto";
 import type { ApiClient } from "./http.ts";
 import { RemoteError } from "./remote-error.ts";
-import type { ApiItem, ApiOperation, OperationAnswer, Page } from "./types.ts";
+import type { ApiItem, ApiOperation, OperationSummary, Page } from "./types.ts";
 
 export const FINAL_STATUSES: readonly ApiOperation["status"][] = [
   "succeeded",
@@ -17,30 +15,6 @@ export const FINAL_STATUSES: readonly ApiOperation["status"][] = [
 
 export function isFinal(op: ApiOperation): boolean {
   return FINAL_STATUSES.includes(op.status);
-}
-
-export interface SubmitOptions {
-  /** Answer 202 at once instead of waiting for a short operation. */
-  readonly async?: boolean;
-  readonly idempotencyKey?: string;
-  readonly signal?: AbortSignal;
-}
-
-/** POSTs a mutating request and returns the operation answer (200/201/202). */
-export function submit(
-  api: ApiClient,
-  path: string,
-  body: unknown,
-  options: SubmitOptions = {},
-): Promise<OperationAnswer> {
-  const headers: Record<string, string> = {
-    "idempotency-key": options.idempotencyKey ?? `cli-${randomUUID()}`,
-  };
-  if (options.async) headers.prefer = "respond-async";
-  return api.post<OperationAnswer>(path, body ?? {}, {
-    headers,
-    ...(options.signal ? { signal: options.signal } : {}),
-  });
 }
 
 export interface FollowOptions {
@@ -134,15 +108,6 @@ export async function allItems(api: ApiClient, id: string, outcome?: "ok" | "fai
 }
 
 /** `GET /v1/operations/:id/summary`: counts and the failed items, without paging every result. */
-export interface OperationSummary {
-  readonly operation: ApiOperation;
-  readonly ok: number;
-  readonly changed: number;
-  readonly unchanged: number;
-  readonly failed: number;
-  readonly failures: ApiItem[];
-}
-
 export function summary(api: ApiClient, id: string): Promise<OperationSummary> {
   return api.get<OperationSummary>(`/v1/operations/${id}/summary`);
 }

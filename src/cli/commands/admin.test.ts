@@ -83,9 +83,9 @@ describe("ciphervisor host", () => {
     const w = await s.cli("ops", "host", "maintenance", "enter", "rome-1", "--what-if", "--json");
     assert.equal(w.code, 0, w.err);
     assert.equal(await s.snapshot(), before);
-    const plan = JSON.parse(w.out) as { items: { vm: string; outcome: string; action?: string }[] };
+    const plan = JSON.parse(w.out) as { items: { name: string; outcome: string; action?: string }[] };
     assert.deepEqual(
-      plan.items.filter((i) => i.outcome === "change").map((i) => [i.vm, i.action]),
+      plan.items.filter((i) => i.outcome === "change").map((i) => [i.name, i.action]),
       [
         ["web-1", "live-migrate"],
         ["db-1", "restart-elsewhere"],
@@ -133,8 +133,7 @@ describe("ciphervisor operation", () => {
       watch.out,
       /^operation op_[0-9a-z]{26} \(vm\.bulk-update\) partially-failed: 2\/2 done, 1 ok, 1 failed\n$/,
     );
-    const ok = JSON.parse((await s.cli("ops", "vm", "start", "test-1", "--json")).out)
-      .operations[0] as string;
+    const ok = JSON.parse((await s.cli("ops", "vm", "start", "test-1", "--json")).out).operation as string;
     assert.equal((await s.cli("viewer", "operation", "watch", ok)).code, 0);
     fails(await s.cli("viewer", "operation", "get", "op-1"), 2, "INVALID_INPUT", "not an operation id");
     fails(await s.cli("viewer", "operation", "get", "op_00000000000000000000000000"), 4, "NOT_FOUND");
@@ -189,7 +188,7 @@ describe("ciphervisor token", () => {
       await s.cli("admin", "token", "create", "x", "--role", "wizard"),
       2,
       "INVALID_INPUT",
-      "--role must be one of",
+      "roles/0 must be one of viewer",
     );
     fails(await s.cli("admin", "token", "create", "x"), 2, "USAGE", "--role");
     fails(await s.cli("admin", "token", "revoke", "nope"), 4, "NOT_FOUND");

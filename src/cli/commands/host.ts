@@ -4,15 +4,13 @@
  * their pool; `--what-if` shows that plan, per VM, and changes nothing).
  */
 
-import { randomUUID } from "node:crypto";
 import type { Command } from "commander";
 import { CiphervisorError } from "../../errors.ts";
 import { parseChoice, parseIntFlag } from "../args.ts";
-import { findHost, listAll, listHosts } from "../client/lookup.ts";
-import { lacking, me } from "../client/me.ts";
-import { follow, isFinal, summary } from "../client/operations.ts";
-import type { ApiHost, ApiVm, DrainPlan, OperationAnswer } from "../client/types.ts";
-import { watchInterrupt } from "../interrupt.ts";
+import { runBulk } from "../bulk-operation.ts";
+import { findHost, listHosts } from "../client/lookup.ts";
+import type { ApiHost } from "../client/types.ts";
+import { dryRun } from "../dry-run.ts";
 import type { CliIo } from "../io.ts";
 import {
   apiCommand,
@@ -23,11 +21,10 @@ import {
   mutatingOptions,
   progressFor,
 } from "../options.ts";
-import { type BulkFailure, finishBulk } from "../output/bulk.ts";
 import { json } from "../output/format.ts";
 import { fields } from "../output/table.ts";
 import { hostTable } from "../output/vm-table.ts";
-import { printWhatIf, type WhatIfItem } from "../output/what-if.ts";
+import { printPlan } from "../output/what-if.ts";
 import { runOperation } from "../run-operation.ts";
 import { registerHostSevInfo } from "./vm-attest-host.ts";
 
@@ -56,63 +53,24 @@ function registerMaintenance(host: Command, io: CliIo): void {
     const mode = modeFor(flags);
     const api = apiFor(io, flags);
     const h = await findHost(api, name);
+    const path = `/v1/hosts/${h.id}/enter-maintenance`;
     if (flags.whatIf) {
-      const [plan, who] = await Promise.all([api.get<DrainPlan>(`/v1/hosts/${h.id}/drain-plan`), me(api)]);
-      const denied = lacking(who, ["host.maintenance"]);
-      const items: WhatIfItem[] = plan.steps.map((s) => ({
-        vm: s.vm,
-        outcome: denied || s.blocked ? "refused" : s.path === "nothing-to-do" ? "unchanged" : "change",
-        host: s.target?.host ?? null,
-        ...(s.path === "nothing-to-do" ? {} : { action: s.path }),
-        ...(denied ? { code: "FORBIDDEN" } : s.blocked ? { code: "NO_VALID_HOST" } : {}),
-        reason:
-          denied ?? s.blocked ?? `${s.reason}${s.needsOwner ? " (the guest owner must attest again)" : ""}`,
-      }));
-      printWhatIf(io, mode, { command: `host maintenance enter ${h.name}`, items, capacity: [] });
+      printPlan(io, mode, `host maintenance enter ${h.name}`, await dryRun(api, path));
       return;
     }
-    const answer = await api.post<OperationAnswer>(
-      `/v1/hosts/${h.id}/enter-maintenance`,
-      {},
-      { headers: { "idempotency-key": `cli-${randomUUID()}` } },
-    );
-    const interrupt = watchInterrupt(io, "drain", flags.quiet === true || mode === "json");
-    const bar = progressFor(io, flags);
-    bar.start(answer.operation.progress.total, `drain ${h.name}`);
-    let op = answer.operation;
-    try {
-      if (!isFinal(op)) {
-        op = await follow(api, op.id, {
-          signal: interrupt.abort,
-          onUpdate: (o) =>
-            bar.update(o.progress.done, { ok: o.progress.ok, failed: o.progress.failed }, o.progress.total),
-        });
-      }
-    } finally {
-      bar.stop();
-      interrupt.dispose();
-    }
-    const sum = isFinal(op) ? await summary(api, op.id) : undefined;
-    const failures = sum?.failures ?? [];
-    const vms = failures.length > 0 ? await listAll<ApiVm>(api, "/v1/vms") : [];
-    const names = new Map(vms.map((v) => [v.id, v.name]));
-    const failed: BulkFailure[] = failures.map((i) => ({
-      vm: names.get(i.target) ?? i.target,
-      code: i.code ?? "INTERNAL",
-      message: i.reason ?? "",
-    }));
-    const ok = sum?.ok ?? op.progress.ok;
-    finishBulk(
+    await runBulk(
       io,
-      mode,
+      api,
       {
-        ok,
-        failed,
-        operation: op.id,
-        ...(isFinal(op) ? {} : { interrupted: true, notStarted: op.progress.total - op.progress.done }),
+        path,
+        bodies: [{}],
+        targets: Number.POSITIVE_INFINITY,
+        label: `drain ${h.name}`,
+        verb: `drained ${h.name}:`,
       },
-      `drained ${h.name}:`,
-      Math.max(2, op.progress.total),
+      mode,
+      progressFor(io, flags),
+      flags.quiet === true,
     );
   });
 
@@ -125,14 +83,8 @@ function registerMaintenance(host: Command, io: CliIo): void {
     const api = apiFor(io, flags);
     const h = await findHost(api, name);
     if (flags.whatIf) {
-      const who = await me(api);
-      const denied = lacking(who, ["host.maintenance"]);
-      const item: WhatIfItem = denied
-        ? { vm: "-", outcome: "refused", host: h.name, code: "FORBIDDEN", reason: denied }
-        : h.maintenance === "none"
-          ? { vm: "-", outcome: "unchanged", host: h.name, reason: "not in maintenance mode" }
-          : { vm: "-", outcome: "change", host: h.name, action: "exit maintenance" };
-      printWhatIf(io, mode, { command: `host maintenance exit ${h.name}`, items: [item], capacity: [] });
+      const plan = await dryRun(api, `/v1/hosts/${h.id}/exit-maintenance`);
+      printPlan(io, mode, `host maintenance exit ${h.name}`, plan);
       return;
     }
     const r = await runOperation(api, `/v1/hosts/${h.id}/exit-maintenance`);
@@ -236,26 +188,7 @@ export function registerHost(program: Command, io: CliIo): void {
       };
       const api = apiFor(io, flags);
       if (flags.whatIf) {
-        const [who, hosts] = await Promise.all([me(api), listHosts(api)]);
-        const denied = lacking(who, ["host.manage"]);
-        const taken = hosts.some((h) => h.name === flags.name);
-        const item: WhatIfItem = denied
-          ? { vm: "-", outcome: "refused", host: flags.name, code: "FORBIDDEN", reason: denied }
-          : taken
-            ? {
-                vm: "-",
-                outcome: "refused",
-                host: flags.name,
-                code: "CONFLICT",
-                reason: `a host named '${flags.name}' already exists`,
-              }
-            : {
-                vm: "-",
-                outcome: "change",
-                host: flags.name,
-                action: `add (${driver}${emulated ? `, ${emulated.generation}` : ""})`,
-              };
-        printWhatIf(io, mode, { command: `host add ${flags.name}`, items: [item], capacity: [] });
+        printPlan(io, mode, `host add ${flags.name}`, await dryRun(api, "/v1/hosts", { body }));
         return;
       }
       const h = await api.post<ApiHost>("/v1/hosts", body);

@@ -2,22 +2,19 @@
  * `vm create`, `vm migrate`, `vm snapshot`, `vm clone`: one VM each, in the shapes scripts use —
  * `vm create NAME --host HOST --guest-os OS [--vcpus N --memory MiB] [--sev-es on]`,
  * `vm migrate NAME [--to HOST] --live|--cold` (live = vMotion, refused for SEV/SEV-ES VMs by the operation table).
- * Each takes `--what-if`, which reads and checks and changes nothing.
+ * Each takes `--what-if`: the server's dry run of the same request (its checks and plan), printed; nothing changes.
  */
 import type { Command } from "commander";
 import { CiphervisorError } from "../../errors.ts";
-import { GUEST_OS_PROFILES } from "../../guest/os-profiles.ts";
 import { collect, parseChoice, parseIntFlag, parseLabels, parseOnOff, parsePolicy } from "../args.ts";
-import { findHost, findVm, listHosts } from "../client/lookup.ts";
-import type { ApiVmSpec, SecurityMode } from "../client/types.ts";
+import { findHost, findVm } from "../client/lookup.ts";
+import type { ApiCreateVm, ApiVmSpec, SecurityMode } from "../client/types.ts";
+import { dryRun } from "../dry-run.ts";
 import type { CliIo } from "../io.ts";
 import { apiCommand, apiFor, type MutatingFlags, modeFor, mutatingOptions } from "../options.ts";
 import { json, type OutputMode } from "../output/format.ts";
-import { printWhatIf, type WhatIfItem } from "../output/what-if.ts";
+import { printPlan } from "../output/what-if.ts";
 import { runOperation } from "../run-operation.ts";
-
-/** The what-if checks pull in the control plane's modules: loaded only for --what-if. */
-const whatIfs = () => import("./vm-lifecycle-what-if.ts");
 
 const GUEST_OS_HELP = "guest OS profile, e.g. linux-5.19, windows-server-2022";
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
@@ -43,9 +40,21 @@ function securityModeOf(flags: { sevEs?: string; sev?: string }): SecurityMode {
   return es === true ? "sev-es" : sev === true ? "sev" : "none";
 }
 
-/** Prints the outcome of a one-VM what-if. */
-function whatIfOne(io: CliIo, mode: OutputMode, command: string, item: WhatIfItem): void {
-  printWhatIf(io, mode, { command, items: [item], capacity: [] });
+/** Sends `path` as a dry run, or for real; the real answer is printed by `onDone`. */
+async function perform(
+  io: CliIo,
+  flags: MutatingFlags,
+  command: string,
+  path: string,
+  body: unknown,
+  onDone: (r: Awaited<ReturnType<typeof runOperation>>) => void,
+): Promise<void> {
+  const api = apiFor(io, flags);
+  if (flags.whatIf) {
+    printPlan(io, modeFor(flags), command, await dryRun(api, path, { body }));
+    return;
+  }
+  onDone(await runOperation(api, path, { body }));
 }
 
 function done(io: CliIo, mode: OutputMode, doc: unknown, line: string): void {
@@ -77,32 +86,26 @@ function registerCreate(vm: Command, io: CliIo): void {
     const spec: ApiVmSpec = {
       vcpus: parseIntFlag(flags.vcpus, "--vcpus", 1, 64),
       memoryMiB: parseIntFlag(flags.memory, "--memory", 16, 1024 * 1024),
-      guestOs: parseChoice(
-        flags.guestOs,
-        "--guest-os",
-        GUEST_OS_PROFILES.map((p) => p.id),
-      ),
+      // The server knows the guest OS profiles (and says which exist when this one does not).
+      guestOs: flags.guestOs,
       firmware: parseChoice(flags.firmware, "--firmware", ["efi", "bios"] as const),
       hardwareVersion: parseIntFlag(flags.hardwareVersion, "--hardware-version", 4, 99),
     };
     const policy = flags.policy === undefined ? undefined : parsePolicy(flags.policy);
     const labels = parseLabels(flags.label ?? []);
-    const api = apiFor(io, flags);
-    const host = flags.host === undefined ? undefined : await findHost(api, flags.host);
-    const body = {
+    const host = flags.host === undefined ? undefined : await findHost(apiFor(io, flags), flags.host);
+    const body: ApiCreateVm = {
       name,
       spec,
       securityMode,
       ...(policy === undefined ? {} : { policy }),
       ...(Object.keys(labels).length > 0 ? { labels } : {}),
+      ...(host ? { hostId: host.id } : {}),
     };
-    if (flags.whatIf) {
-      whatIfOne(io, mode, `vm create ${name}`, await (await whatIfs()).createWhatIf(api, body, host));
-      return;
-    }
-    const r = await runOperation(api, "/v1/vms", { body: { ...body, ...(host ? { hostId: host.id } : {}) } });
-    const id = r.vm?.id ?? r.results[0]?.target ?? "";
-    done(io, mode, r, `created VM ${name} (${id}, ${securityMode}) [operation ${r.operation.id}]`);
+    await perform(io, flags, `vm create ${name}`, "/v1/vms", body, (r) => {
+      const id = r.vm?.id ?? r.results[0]?.target ?? "";
+      done(io, mode, r, `created VM ${name} (${id}, ${securityMode}) [operation ${r.operation.id}]`);
+    });
   });
 }
 
@@ -124,18 +127,13 @@ function registerMigrate(vm: Command, io: CliIo): void {
         throw new CiphervisorError("USAGE", "give exactly one of --live and --cold");
       const how = flags.live ? "live" : "cold";
       const api = apiFor(io, flags);
-      const [v, hosts] = await Promise.all([findVm(api, nameOrId), listHosts(api)]);
-      const target = flags.to === undefined ? undefined : await findHost(api, flags.to, hosts);
-      if (flags.whatIf) {
-        const item = await (await whatIfs()).migrateWhatIf(api, v, hosts, how, target);
-        whatIfOne(io, mode, `vm migrate ${v.name} --${how}`, item);
-        return;
-      }
-      const r = await runOperation(api, `/v1/vms/${v.id}/migrate`, {
-        body: { mode: how, ...(target ? { targetHostId: target.id } : {}) },
+      const v = await findVm(api, nameOrId);
+      const target = flags.to === undefined ? undefined : await findHost(api, flags.to);
+      const body = { mode: how, ...(target ? { targetHostId: target.id } : {}) };
+      await perform(io, flags, `vm migrate ${v.name} --${how}`, `/v1/vms/${v.id}/migrate`, body, (r) => {
+        const to = (r.results[0]?.details?.to as string | undefined) ?? target?.name ?? "?";
+        done(io, mode, r, `migrated VM ${v.name} (${how}) to ${to} [operation ${r.operation.id}]`);
       });
-      const to = (r.results[0]?.details?.to as string | undefined) ?? target?.name ?? "?";
-      done(io, mode, r, `migrated VM ${v.name} (${how}) to ${to} [operation ${r.operation.id}]`);
     },
   );
 }
@@ -161,21 +159,14 @@ function registerSnapshot(vm: Command, io: CliIo): void {
       const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "");
       const snap = snapshot ?? `${v.name.slice(0, 46)}-${stamp}`;
       const memory = flags.memory === true;
-      if (flags.whatIf) {
-        whatIfOne(
+      const body = { name: snap, memory };
+      await perform(io, flags, `vm snapshot ${v.name}`, `/v1/vms/${v.id}/snapshots`, body, (r) =>
+        done(
           io,
           mode,
-          `vm snapshot ${v.name}`,
-          await (await whatIfs()).snapshotWhatIf(api, v, memory, snap),
-        );
-        return;
-      }
-      const r = await runOperation(api, `/v1/vms/${v.id}/snapshots`, { body: { name: snap, memory } });
-      done(
-        io,
-        mode,
-        r,
-        `took ${memory ? "memory" : "disk"} snapshot ${snap} of VM ${v.name} [operation ${r.operation.id}]`,
+          r,
+          `took ${memory ? "memory" : "disk"} snapshot ${snap} of VM ${v.name} [operation ${r.operation.id}]`,
+        ),
       );
     },
   );
@@ -195,17 +186,14 @@ function registerClone(vm: Command, io: CliIo): void {
     if (!NAME.test(newName)) throw new CiphervisorError("INVALID_INPUT", `'${newName}' is not a VM name`);
     const api = apiFor(io, flags);
     const v = await findVm(api, nameOrId);
-    if (flags.whatIf) {
-      whatIfOne(
-        io,
-        mode,
-        `vm clone ${v.name} ${newName}`,
-        await (await whatIfs()).cloneWhatIf(api, v, newName),
-      );
-      return;
-    }
-    const r = await runOperation(api, `/v1/vms/${v.id}/clone`, { body: { name: newName } });
-    done(io, mode, r, `cloned VM ${v.name} to ${newName} [operation ${r.operation.id}]`);
+    await perform(
+      io,
+      flags,
+      `vm clone ${v.name} ${newName}`,
+      `/v1/vms/${v.id}/clone`,
+      { name: newName },
+      (r) => done(io, mode, r, `cloned VM ${v.name} to ${newName} [operation ${r.operation.id}]`),
+    );
   });
 }
 

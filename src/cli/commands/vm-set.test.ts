@@ -10,7 +10,7 @@ interface Plan {
   unchanged: number;
   refused: number;
   items: {
-    vm: string;
+    name: string;
     outcome: "change" | "unchanged" | "refused";
     code?: string;
     reason?: string;
@@ -44,11 +44,11 @@ function planned(p: Plan): { changed: string[]; refused: [string, string][]; unc
   return {
     changed: p.items
       .filter((i) => i.outcome === "change")
-      .map((i) => i.vm)
+      .map((i) => i.name)
       .sort(),
     refused: p.items
       .filter((i) => i.outcome === "refused")
-      .map((i): [string, string] => [i.vm, i.code ?? ""])
+      .map((i): [string, string] => [i.name, i.code ?? ""])
       .sort(),
     unchanged: p.unchanged,
   };
@@ -59,9 +59,11 @@ describe("ciphervisor vm set", () => {
     await withCliServer(
       async (s) => {
         const before = await s.snapshot();
+        const dryRuns = await s.dryRuns();
         const w = await s.cli("ops", "vm", "set", "--all", "--sev-es", "on", "--what-if", "--json");
         assert.equal(w.code, 0, w.err);
         assert.equal(await s.snapshot(), before, "the what-if changed the inventory or the audit log");
+        assert.equal(await s.dryRuns(), dryRuns + 1, "one dry-run audit record");
         const plan = JSON.parse(w.out) as Plan;
         // The demo fleet: test-1 can change; batch-1 boots BIOS on an old hardware version; the running VMs are
         // bound to their mode until powered off; three SEV-ES VMs are already there.
@@ -76,7 +78,7 @@ describe("ciphervisor vm set", () => {
           ],
           unchanged: 3,
         });
-        assert.match(plan.items.find((i) => i.vm === "batch-1")?.reason ?? "", /SEV-ES needs EFI firmware/);
+        assert.match(plan.items.find((i) => i.name === "batch-1")?.reason ?? "", /SEV-ES needs EFI firmware/);
         const rome1 = plan.capacity.find((c) => c.host === "rome-1" && c.pool === "sev-es");
         assert.deepEqual([rome1?.vms, rome1?.vmsAfter, rome1?.used, rome1?.usedAfter], [1, 2, 1, 1]);
 
@@ -163,11 +165,13 @@ describe("ciphervisor vm set", () => {
       );
       const refused = p.refused.map(([n]) => n);
       assert.match(
-        plan.items.find((i) => i.vm === refused[0])?.reason ?? "",
+        plan.items.find((i) => i.name === refused[0])?.reason ?? "",
         /no free SEV-ES key slot.*stays running unchanged/,
       );
       assert.deepEqual(
-        plan.capacity.map((c) => [c.host, c.pool, c.size, c.used, c.usedAfter]),
+        plan.capacity
+          .filter((c) => c.pool === "sev-es")
+          .map((c) => [c.host, c.pool, c.size, c.used, c.usedAfter]),
         [["rome-2", "sev-es", 4, 1, 4]],
       );
 
@@ -210,6 +214,86 @@ describe("ciphervisor vm set", () => {
         ["FORBIDDEN", "FORBIDDEN"],
       );
     });
+  });
+
+  it("--restart over the demo fleet: running VMs change and come back, the ones already SEV-ES are unchanged", async () => {
+    await withCliServer(
+      async (s) => {
+        // The report that started it: SEV-ES VMs already running on rome-1 came back as failed INTERNAL.
+        const rome = await s.cli(
+          "ops",
+          "vm",
+          "set",
+          "--selector",
+          "host=rome-1",
+          "--sev-es",
+          "on",
+          "--restart",
+          "--json",
+        );
+        assert.equal(rome.code, 0, rome.err);
+        const r1 = JSON.parse(rome.out) as Result;
+        assert.deepEqual([r1.changed, r1.unchanged, r1.failed], [2, 1, []]);
+
+        const w = await s.cli(
+          "ops",
+          "vm",
+          "set",
+          "--all",
+          "--sev-es",
+          "on",
+          "--restart",
+          "--what-if",
+          "--json",
+        );
+        assert.equal(w.code, 0, w.err);
+        const plan = JSON.parse(w.out) as Plan & { restart: number };
+        const real = await s.cli(
+          "ops",
+          "vm",
+          "set",
+          "--all",
+          "--sev-es",
+          "on",
+          "--restart",
+          "--yes",
+          "--json",
+        );
+        assert.equal(real.code, 3, real.err);
+        const r = JSON.parse(real.out) as Result;
+        assert.deepEqual(planned(plan), {
+          changed: ["web-2"],
+          refused: [
+            ["batch-1", "EFI_REQUIRED"],
+            ["legacy-1", "CPU_GENERATION"],
+            ["win-1", "GUEST_OS_UNSUPPORTED"],
+          ],
+          unchanged: 5,
+        });
+        assert.equal(plan.restart, 1);
+        assert.deepEqual(
+          r.failed.map((f): [string, string] => [f.vm, f.code]).sort(),
+          planned(plan).refused,
+          "the run refused what the plan refused",
+        );
+        assert.deepEqual([r.ok, r.changed, r.unchanged], [6, 1, 5]);
+        const vms = await s.vms();
+        const state = (n: string) => [vms.get(n)?.powerState, vms.get(n)?.securityMode];
+        assert.deepEqual(state("web-1"), ["running", "sev-es"]);
+        assert.deepEqual(state("web-2"), ["running", "sev-es"]);
+        assert.deepEqual(state("test-1"), ["off", "sev-es"]);
+        assert.deepEqual(state("legacy-1"), ["running", "sev"], "refused: left running as it was");
+        assert.deepEqual(state("win-1"), ["running", "none"]);
+        assert.deepEqual(state("batch-1"), ["off", "none"]);
+        const op = (await s.inventory.operations.get(r.operation ?? ""))?.params;
+        assert.deepEqual(
+          [op?.restart, op?.parallel],
+          [true, 4],
+          "one server-side operation did the restarts",
+        );
+      },
+      { demo: true },
+    );
   });
 
   it("turning protection off needs --yes and the downgrade permission", async () => {

@@ -1,122 +1,95 @@
 /**
- * The `--what-if` report, the same for every mutating command: per VM what would happen (or why it would be
- * refused, with the stable code the real run would give), the capacity impact per host and ASID pool, and the
- * reminder that nothing was changed. `--json` prints it as one document with `"whatIf": true`.
+ * `--what-if`, the same for every mutating command: the server's plan (`?dryRun=true`) as it came — per object
+ * what would happen, or why it would be refused with the stable code the real run would give — the capacity impact
+ * per host and key-slot pool, and the reminder that nothing was changed. The CLI decides nothing here; it prints.
+ * `--json` prints the plan as one document with `"whatIf": true`; `-o name` the objects that would change.
  */
+import type { ApiPlan, ApiPlanItem, ApiPoolImpact } from "../client/types.ts";
 import type { CliIo } from "../io.ts";
 import { plural } from "../selectors.ts";
 import { json, type OutputMode } from "./format.ts";
 import { table } from "./table.ts";
 
-export interface WhatIfItem {
-  readonly vm: string;
-  readonly outcome: "change" | "unchanged" | "refused";
-  /** What would be done ("start", "sev-es 0x5", "restart + sev-es 0x5", …). */
-  readonly action?: string;
-  readonly host?: string | null;
-  readonly code?: string;
-  readonly reason?: string;
+/** Plans of several requests (one per VM, or per chunk of a selector) as one. */
+export function mergePlans(plans: readonly ApiPlan[]): ApiPlan {
+  const first = plans[0];
+  if (plans.length === 1 && first) return first;
+  const capacity = new Map<string, ApiPoolImpact>();
+  for (const p of plans) for (const c of p.capacity) capacity.set(`${c.hostId}/${c.pool}`, c);
+  const sum = (k: "total" | "change" | "unchanged" | "refused" | "restart") =>
+    plans.reduce((n, p) => n + p[k], 0);
+  return {
+    dryRun: true,
+    action: first?.action ?? "",
+    total: sum("total"),
+    change: sum("change"),
+    unchanged: sum("unchanged"),
+    refused: sum("refused"),
+    restart: sum("restart"),
+    items: plans.flatMap((p) => p.items),
+    capacity: [...capacity.values()],
+  };
 }
 
-export interface WhatIfCapacity {
-  readonly host: string;
-  readonly pool: "sev" | "sev-es";
-  readonly size: number;
-  /** Slots taken now and after the plan. */
-  readonly used: number;
-  readonly usedAfter: number;
-  /** VMs of the pool's mode registered on the host, before and after (the demand if all were on). */
-  readonly vms?: number;
-  readonly vmsAfter?: number;
+/** The noun a plan's items are, for the summary line. */
+function noun(plan: ApiPlan): string {
+  const kinds = new Set(plan.items.map((i) => i.kind));
+  if (kinds.size === 1) return [...kinds][0] === "vm" ? "VM" : ([...kinds][0] ?? "object");
+  return "object";
 }
 
-export interface WhatIfReport {
-  readonly command: string;
-  readonly items: readonly WhatIfItem[];
-  readonly capacity: readonly WhatIfCapacity[];
-}
-
-export function summarise(items: readonly WhatIfItem[]): {
-  change: number;
-  unchanged: number;
-  refused: number;
-} {
-  let change = 0;
-  let unchanged = 0;
-  let refused = 0;
-  for (const i of items) {
-    if (i.outcome === "change") change++;
-    else if (i.outcome === "unchanged") unchanged++;
-    else refused++;
-  }
-  return { change, unchanged, refused };
-}
-
-export function printWhatIf(io: CliIo, mode: OutputMode, r: WhatIfReport): void {
-  const s = summarise(r.items);
+export function printPlan(io: CliIo, mode: OutputMode, command: string, plan: ApiPlan): void {
   if (mode === "json") {
-    io.out(
-      json({
-        whatIf: true,
-        command: r.command,
-        ...s,
-        total: r.items.length,
-        items: r.items,
-        capacity: r.capacity,
-      }),
-    );
+    const { dryRun: _dry, ...rest } = plan;
+    io.out(json({ whatIf: true, command, ...rest }));
     return;
   }
   if (mode === "name") {
-    // The VMs that would change, one a line: pipe them into the real command.
-    for (const i of r.items) if (i.outcome === "change") io.out(`${i.vm}\n`);
+    // What would change, one name a line: pipe them into the real command.
+    for (const i of plan.items) if (i.outcome === "change") io.out(`${i.name}\n`);
     return;
   }
+  const n = (x: number) => x.toLocaleString("en-US");
   io.out(
-    `what-if: ${r.command} — ${plural(r.items.length, "VM")}: ${s.change.toLocaleString("en-US")} would change, ${s.unchanged.toLocaleString("en-US")} already as asked, ${s.refused.toLocaleString("en-US")} refused. Nothing was changed.\n`,
+    `what-if: ${command} — ${plural(plan.total, noun(plan))}: ${n(plan.change)} would change, ${n(plan.unchanged)} already as asked, ${n(plan.refused)} refused. Nothing was changed.\n`,
   );
-  if (r.items.length > 0) {
+  if (plan.items.length > 0) {
     io.out(
       table(
         [
-          { header: "VM", value: (i: WhatIfItem) => i.vm },
+          { header: "NAME", value: (i: ApiPlanItem) => i.name },
           {
             header: "WOULD",
-            value: (i: WhatIfItem) => (i.outcome === "change" ? (i.action ?? "change") : i.outcome),
+            value: (i: ApiPlanItem) => (i.outcome === "change" ? (i.action ?? "change") : i.outcome),
           },
-          { header: "HOST", value: (i: WhatIfItem) => i.host ?? "-" },
-          { header: "CODE", value: (i: WhatIfItem) => i.code ?? "" },
-          { header: "REASON", value: (i: WhatIfItem) => i.reason ?? "" },
+          { header: "HOST", value: (i: ApiPlanItem) => i.host ?? "-" },
+          { header: "CODE", value: (i: ApiPlanItem) => i.code ?? "" },
+          { header: "REASON", value: (i: ApiPlanItem) => i.reason ?? "" },
         ],
-        r.items,
+        plan.items,
       ),
     );
   }
-  if (r.capacity.length > 0) {
+  const changed = plan.capacity.filter((c) => c.used !== c.usedAfter || c.vms !== c.vmsAfter);
+  if (changed.length > 0) {
     io.out("capacity impact (key slots per host and pool):\n");
     io.out(
       table(
         [
-          { header: "HOST", value: (c: WhatIfCapacity) => c.host },
-          { header: "POOL", value: (c: WhatIfCapacity) => c.pool },
-          { header: "SIZE", value: (c: WhatIfCapacity) => c.size, right: true },
-          { header: "IN-USE", value: (c: WhatIfCapacity) => c.used, right: true },
-          { header: "AFTER", value: (c: WhatIfCapacity) => c.usedAfter, right: true },
-          { header: "VMS", value: (c: WhatIfCapacity) => (c.vms === undefined ? "" : c.vms), right: true },
-          {
-            header: "VMS-AFTER",
-            value: (c: WhatIfCapacity) => (c.vmsAfter === undefined ? "" : c.vmsAfter),
-            right: true,
-          },
+          { header: "HOST", value: (c: ApiPoolImpact) => c.host },
+          { header: "POOL", value: (c: ApiPoolImpact) => c.pool },
+          { header: "SIZE", value: (c: ApiPoolImpact) => c.size, right: true },
+          { header: "IN-USE", value: (c: ApiPoolImpact) => c.used, right: true },
+          { header: "AFTER", value: (c: ApiPoolImpact) => c.usedAfter, right: true },
+          { header: "VMS", value: (c: ApiPoolImpact) => c.vms, right: true },
+          { header: "VMS-AFTER", value: (c: ApiPoolImpact) => c.vmsAfter, right: true },
           {
             header: "NOTE",
-            value: (c: WhatIfCapacity) =>
-              c.vmsAfter !== undefined && c.vmsAfter > c.size
-                ? `only ${c.size} of ${c.vmsAfter} can run at once`
-                : "",
+            value: (c: ApiPoolImpact) =>
+              c.vmsAfter > c.size ? `only ${c.size} of ${c.vmsAfter} can run at once` : "",
           },
         ],
-        r.capacity,
+        changed,
       ),
     );
   }

@@ -10,6 +10,7 @@ import { type ApiApp, buildApi } from "../../api/app.ts";
 import { buildDemo } from "../../control/demo.ts";
 import type { DriverHost } from "../../control/drivers/driver.ts";
 import { emulatedDriver } from "../../control/drivers/emulated-hosts.ts";
+import type { AuditRecord } from "../../control/audit/record.ts";
 import type { Vm } from "../../control/inventory/types.ts";
 import { ROLES, type Role } from "../../control/rbac.ts";
 import { createToken } from "../../control/services/tokens.ts";
@@ -40,8 +41,13 @@ export interface CliServer extends Fixture {
   cliWith(io: MemoryIo, ...argv: string[]): Promise<CliResult>;
   /** Every VM, by name. */
   vms(): Promise<Map<string, Vm>>;
-  /** The inventory and audit log as JSON text: equal before and after means nothing changed. */
+  /**
+   * The inventory (VMs, hosts, operations) and the audit log without its dry-run records, as JSON text: equal
+   * before and after means nothing changed. A dry run writes exactly one audit record: count them with `dryRuns`.
+   */
   snapshot(): Promise<string>;
+  /** Audit records marked as dry runs. */
+  dryRuns(): Promise<number>;
 }
 
 async function allVms(f: Fixture): Promise<Vm[]> {
@@ -58,11 +64,11 @@ async function allVms(f: Fixture): Promise<Vm[]> {
   return out;
 }
 
-async function allAudit(f: Fixture): Promise<unknown[]> {
-  const out: unknown[] = [];
+async function allAudit(f: Fixture): Promise<AuditRecord[]> {
+  const out: AuditRecord[] = [];
   let cursor: string | null = null;
   do {
-    const page: { items: unknown[]; nextCursor: string | null } = await f.inventory.audit.list(
+    const page: { items: AuditRecord[]; nextCursor: string | null } = await f.inventory.audit.list(
       {},
       { limit: 5000, cursor },
     );
@@ -75,6 +81,8 @@ async function allAudit(f: Fixture): Promise<unknown[]> {
 export interface CliServerOptions {
   /** Build the small demo datacenter (4 hosts, 9 VMs, some running). */
   readonly demo?: boolean;
+  /** VMs per bulk-update transaction (default: the control plane's). */
+  readonly batchSize?: number;
 }
 
 /** Starts a fresh listening server; `close()` removes everything. */
@@ -83,7 +91,14 @@ export async function startCliServer(
 ): Promise<CliServer & { close(): Promise<void> }> {
   const db = sqliteDatabase();
   const inventory = await db.open();
-  const f: Fixture = { ...fixtureOn(inventory, emulatedDriver()), dbUrl: db.url };
+  const f: Fixture = {
+    ...fixtureOn(
+      inventory,
+      emulatedDriver(),
+      options.batchSize === undefined ? {} : { batchSize: options.batchSize },
+    ),
+    dbUrl: db.url,
+  };
   const home = mkdtempSync(join(tmpdir(), "cv-cli-home-"));
   const app = await buildApi({ cp: f.cp });
   const close = async () => {
@@ -134,7 +149,14 @@ export async function startCliServer(
       cliWith,
       cli: (as, ...argv) => cliWith(memoryIo({ env: env(as) }), ...argv),
       vms: async () => new Map((await allVms(f)).map((v) => [v.name, v])),
-      snapshot: async () => JSON.stringify({ vms: await allVms(f), audit: await allAudit(f) }),
+      snapshot: async () =>
+        JSON.stringify({
+          vms: await allVms(f),
+          hosts: (await f.inventory.hosts.list({}, { limit: 5000 })).items,
+          operations: (await f.inventory.operations.list({}, { limit: 5000 })).items,
+          audit: (await allAudit(f)).filter((r) => r.details.dryRun !== true),
+        }),
+      dryRuns: async () => (await allAudit(f)).filter((r) => r.details.dryRun === true).length,
       close,
     };
   } catch (e) {

@@ -20,7 +20,14 @@ import {
   checkCreateHost,
   checkDelete,
 } from "../services/vm-create.ts";
-import { evaluate, type ItemBase, type RequestPlan, single } from "./evaluate.ts";
+import {
+  type Evaluated,
+  evaluate,
+  type ItemBase,
+  type RequestPlan,
+  single,
+  type Verdict,
+} from "./evaluate.ts";
 import { CapacityLedger } from "./ledger.ts";
 
 /** The power requests, by route verb. */
@@ -38,53 +45,67 @@ function vmBase(vm: Vm, ledger: CapacityLedger): ItemBase {
   };
 }
 
+/**
+ * The verdict of a power request (or a delete) on `vm`, with the slots it takes or gives back in `ledger`:
+ * one check for the single-VM routes and for every VM of `vms:bulk-power`, which sees the slots the VMs before it
+ * took. Throws what the real request refuses with.
+ */
+export function powerVerdict(verb: PowerVerb | "delete", vm: Vm, ledger: CapacityLedger): Verdict {
+  switch (verb) {
+    case "power-on": {
+      if (vm.powerState === "running" || vm.powerState === "paused") {
+        return { outcome: "unchanged", reason: `already ${vm.powerState}` };
+      }
+      checkPowerOn(vm);
+      const decision = choosePlacement(vm, ledger.views(), { prefer: vm.hostId });
+      if (!decision.chosen) throw noValidHost(vm, decision.verdicts);
+      const to = decision.chosen.host;
+      ledger.take(to.id, vm.securityMode);
+      if (to.id !== vm.hostId) {
+        ledger.register(vm.hostId, vm.securityMode, -1);
+        ledger.register(to.id, vm.securityMode, 1);
+      }
+      return { outcome: "change", action: "power-on", hostId: to.id, host: to.name };
+    }
+    case "power-off":
+      if (vm.powerState === "off") return { outcome: "unchanged", reason: "already off" };
+      checkPowerOff(vm);
+      ledger.release(vm.hostId, vm.securityMode);
+      return { outcome: "change", action: "power-off" };
+    case "restart":
+      checkRestart(vm);
+      return { outcome: "change", action: vm.securityMode === "none" ? "restart" : "restart (relaunch)" };
+    case "suspend":
+      checkSuspend(vm);
+      return { outcome: "change", action: "suspend" };
+    case "resume":
+      checkResume(vm);
+      return { outcome: "change", action: "resume" };
+    case "delete":
+      checkDelete(vm);
+      ledger.register(vm.hostId, vm.securityMode, -1);
+      return { outcome: "change", action: "delete" };
+  }
+}
+
+/** One VM's item of a power request (or delete), evaluated against `ledger`. */
+export function evaluatePower(
+  verb: PowerVerb | "delete",
+  vm: Vm,
+  ledger: CapacityLedger,
+): Promise<Evaluated> {
+  return evaluate(vmBase(vm, ledger), () => powerVerdict(verb, vm, ledger));
+}
+
 /** What a power request would do to `vm`. */
 export async function planPower(c: ControlContext, verb: PowerVerb, vm: Vm): Promise<RequestPlan> {
   const ledger = await CapacityLedger.load(c.inventory);
-  const e = await evaluate(vmBase(vm, ledger), () => {
-    switch (verb) {
-      case "power-on": {
-        if (vm.powerState === "running" || vm.powerState === "paused") {
-          return { outcome: "unchanged", reason: `already ${vm.powerState}` };
-        }
-        checkPowerOn(vm);
-        const decision = choosePlacement(vm, ledger.views(), { prefer: vm.hostId });
-        if (!decision.chosen) throw noValidHost(vm, decision.verdicts);
-        const to = decision.chosen.host;
-        ledger.take(to.id, vm.securityMode);
-        if (to.id !== vm.hostId) {
-          ledger.register(vm.hostId, vm.securityMode, -1);
-          ledger.register(to.id, vm.securityMode, 1);
-        }
-        return { outcome: "change", action: "power-on", hostId: to.id, host: to.name };
-      }
-      case "power-off":
-        if (vm.powerState === "off") return { outcome: "unchanged", reason: "already off" };
-        checkPowerOff(vm);
-        ledger.release(vm.hostId, vm.securityMode);
-        return { outcome: "change", action: "power-off" };
-      case "restart":
-        checkRestart(vm);
-        return { outcome: "change", action: vm.securityMode === "none" ? "restart" : "restart (relaunch)" };
-      case "suspend":
-        checkSuspend(vm);
-        return { outcome: "change", action: "suspend" };
-      case "resume":
-        checkResume(vm);
-        return { outcome: "change", action: "resume" };
-    }
-  });
-  return single(`vm.${verb}`, e, ledger.rows());
+  return single(`vm.${verb}`, await evaluatePower(verb, vm, ledger), ledger.rows());
 }
 
 export async function planDelete(c: ControlContext, vm: Vm): Promise<RequestPlan> {
   const ledger = await CapacityLedger.load(c.inventory);
-  const e = await evaluate(vmBase(vm, ledger), () => {
-    checkDelete(vm);
-    ledger.register(vm.hostId, vm.securityMode, -1);
-    return { outcome: "change", action: "delete" };
-  });
-  return single("vm.delete", e, ledger.rows());
+  return single("vm.delete", await evaluatePower("delete", vm, ledger), ledger.rows());
 }
 
 export async function planMigrate(

@@ -174,7 +174,7 @@ async function drainOne(c: ControlContext, run: RunContext, source: Host, vm: Vm
   try {
     if (path === "nothing-to-do") {
       await c.inventory.operations.recordItems(run.op.id, [
-        { target: vm.id, outcome: "ok", details: { path, reason } },
+        { target: vm.id, outcome: "ok", details: { path, unchanged: reason } },
       ]);
     } else if (path === "blocked") {
       throw new CiphervisorError("CONFLICT", `VM '${vm.name}' is ${reason}`, {

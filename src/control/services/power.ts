@@ -177,17 +177,23 @@ export function singleVm(
   };
 }
 
+/**
+ * Powers `vm` on: a key slot through placement (`prefer`: the host to try first, default its own), then the launch.
+ * Already running or paused: recorded unchanged.
+ */
+export async function powerOnVm(c: ControlContext, op: Operation, vm: Vm, prefer = vm.hostId): Promise<void> {
+  if (vm.powerState === "running" || vm.powerState === "paused") {
+    return noChange(c, op, vm.id, `already ${vm.powerState}`);
+  }
+  // A takeover may find its own reservation (`starting`) from the attempt that died.
+  const from: PowerState[] = op.attempts > 1 ? ["off", "starting"] : ["off"];
+  if (!from.includes(vm.powerState)) checkPowerOn(vm);
+  await startVm(c, op, vm, "vm.power-on", { from, prefer });
+}
+
 /** `vm.power-on`. */
 export function powerOnRunner(c: ControlContext) {
-  return singleVm(c, "vm.power-on", async (vm, op) => {
-    if (vm.powerState === "running" || vm.powerState === "paused") {
-      return noChange(c, op, vm.id, `already ${vm.powerState}`);
-    }
-    // A takeover may find its own reservation (`starting`) from the attempt that died.
-    const from: PowerState[] = op.attempts > 1 ? ["off", "starting"] : ["off"];
-    if (!from.includes(vm.powerState)) checkPowerOn(vm);
-    await startVm(c, op, vm, "vm.power-on", { from, prefer: vm.hostId });
-  });
+  return singleVm(c, "vm.power-on", (vm, op) => powerOnVm(c, op, vm));
 }
 
 /** Stops the VM on its host if it runs there (a missing definition is drift, repaired by recording `off`). */
@@ -198,16 +204,19 @@ async function stopOnHost(c: ControlContext, vm: Vm): Promise<void> {
   if (st && isLaunched(st.power)) await h.stop(vm.id);
 }
 
+/** Powers `vm` off (its ASID returns to its pool); already off: recorded unchanged. */
+export async function powerOffVm(c: ControlContext, op: Operation, vm: Vm): Promise<void> {
+  if (vm.powerState === "off") return noChange(c, op, vm.id, "already off");
+  checkPowerOff(vm);
+  await stopOnHost(c, vm);
+  await commitItem(c, op, { action: "vm.power-off", target: vm.id, details: { hostId: vm.hostId } }, (tx) =>
+    recordOff(tx, vm.id),
+  );
+}
+
 /** `vm.power-off`. */
 export function powerOffRunner(c: ControlContext) {
-  return singleVm(c, "vm.power-off", async (vm, op) => {
-    if (vm.powerState === "off") return noChange(c, op, vm.id, "already off");
-    checkPowerOff(vm);
-    await stopOnHost(c, vm);
-    await commitItem(c, op, { action: "vm.power-off", target: vm.id, details: { hostId: vm.hostId } }, (tx) =>
-      recordOff(tx, vm.id),
-    );
-  });
+  return singleVm(c, "vm.power-off", (vm, op) => powerOffVm(c, op, vm));
 }
 
 /** Runs a table operation on the VM's host (must be defined there). */
@@ -227,22 +236,25 @@ async function onHost(
   return fn(h);
 }
 
-/** `vm.restart`: an SEV-ES VM is relaunched (a new launch and measurement), as its host requires. */
+/** Restarts `vm`: an SEV or SEV-ES VM is relaunched (a new launch and measurement), as its host requires. */
+export async function restartVm(c: ControlContext, op: Operation, vm: Vm): Promise<void> {
+  checkRestart(vm);
+  const st = await onHost(c, vm, (h) => h.reset(vm.id));
+  await commitItem(
+    c,
+    op,
+    {
+      action: "vm.restart",
+      target: vm.id,
+      details: { hostId: vm.hostId, relaunched: vm.securityMode !== "none" },
+    },
+    async () => st,
+  );
+}
+
+/** `vm.restart`. */
 export function restartRunner(c: ControlContext) {
-  return singleVm(c, "vm.restart", async (vm, op) => {
-    checkRestart(vm);
-    const st = await onHost(c, vm, (h) => h.reset(vm.id));
-    await commitItem(
-      c,
-      op,
-      {
-        action: "vm.restart",
-        target: vm.id,
-        details: { hostId: vm.hostId, relaunched: vm.securityMode !== "none" },
-      },
-      async () => st,
-    );
-  });
+  return singleVm(c, "vm.restart", (vm, op) => restartVm(c, op, vm));
 }
 
 /** `vm.suspend` (the operation table refuses it for SEV and SEV-ES VMs). */

@@ -7,7 +7,7 @@
 import { CiphervisorError } from "../../errors.ts";
 import { validateVmSpec } from "../../hypervisor/vm-spec.ts";
 import { configFindings, hostFindings, hypervisorSpec } from "../compat.ts";
-import type { NewVm, SecurityMode, Vm, VmSpec } from "../inventory/types.ts";
+import type { NewVm, Operation, SecurityMode, Vm, VmSpec } from "../inventory/types.ts";
 import type { JsonObject } from "../json.ts";
 import type { RunContext } from "../operations/types.ts";
 import type { Permission } from "../rbac.ts";
@@ -163,24 +163,28 @@ export function checkDelete(vm: Vm): void {
   }
 }
 
-/** `vm.delete`: removes the host's definition (if any), then the inventory row with its audit record. */
+/** Deletes `vm`: removes the host's definition (if any), then the inventory row with its audit record. */
+export async function deleteVm(c: ControlContext, op: Operation, vm: Vm): Promise<void> {
+  checkDelete(vm);
+  if (vm.hostId !== null) {
+    const h = await connect(c, await getHost(c.inventory, vm.hostId));
+    if (await h.status(vm.id)) await h.undefine(vm.id);
+  }
+  await commitItem(
+    c,
+    op,
+    { action: "vm.delete", target: vm.id, details: { name: vm.name, securityMode: vm.securityMode } },
+    (tx) => tx.vms.delete(vm.id),
+  );
+}
+
+/** `vm.delete`. */
 export async function runDelete(c: ControlContext, run: RunContext): Promise<undefined> {
   const op = run.op;
   const vmId = param(op, "vmId");
   if ((await run.recordedTargets()).has(vmId)) return undefined;
   try {
-    const vm = await getVm(c.inventory, vmId);
-    checkDelete(vm);
-    if (vm.hostId !== null) {
-      const h = await connect(c, await getHost(c.inventory, vm.hostId));
-      if (await h.status(vm.id)) await h.undefine(vm.id);
-    }
-    await commitItem(
-      c,
-      op,
-      { action: "vm.delete", target: vm.id, details: { name: vm.name, securityMode: vm.securityMode } },
-      (tx) => tx.vms.delete(vm.id),
-    );
+    await deleteVm(c, op, await getVm(c.inventory, vmId));
   } catch (e) {
     await recordFailure(c, op, { action: "vm.delete", target: vmId }, e);
   }
