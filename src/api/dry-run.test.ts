@@ -11,12 +11,18 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import Database from "better-sqlite3";
 import type { LightMyRequestResponse } from "fastify";
-import { seededRandom } from "../crypto/random.ts";
 import type { Role } from "../control/rbac.ts";
+import { seededRandom } from "../crypto/random.ts";
 import { createLaunchSession } from "../owner/session.ts";
 import { type ApiFixture, json, withApi } from "./testing/api-fixture.ts";
 
-const spec = { vcpus: 1, memoryMiB: 32, guestOs: "linux-5.19", firmware: "efi", hardwareVersion: 19 } as const;
+const spec = {
+  vcpus: 1,
+  memoryMiB: 32,
+  guestOs: "linux-5.19",
+  firmware: "efi",
+  hardwareVersion: 19,
+} as const;
 
 /** Every table but the audit log's, row by row: what "byte-identical" is checked against. */
 function tables(file: string): string {
@@ -114,7 +120,8 @@ describe("?dryRun=true on every mutating route", () => {
         await a.vm("db-3", "sev-es", { hostId: rome }),
       ];
       const off = await a.vm("off-1", "none", { hostId: naples });
-      const old = await a.vm("old-1", "none", { spec: { ...spec, firmware: "bios", hardwareVersion: 14 } });
+      // A BIOS VM on an old hardware version: the bulk SEV-ES change refuses it (EFI_REQUIRED).
+      await a.vm("old-1", "none", { spec: { ...spec, firmware: "bios", hardwareVersion: 14 } });
       const att = await a.vm("att-1", "sev-es", { hostId: rome, spec: { ...spec, attestation: true } });
       const call = (as: Role | "all", m: string, url: string, body?: unknown) => a.call(as, m, url, body);
       for (const v of [web, db])
@@ -426,5 +433,32 @@ describe("?dryRun=true on every mutating route", () => {
         const real = await a.call(c.as, method ?? "POST", url, body);
         await agree(a, c, plan, real);
       }
+    }));
+
+  it("is documented in the OpenAPI document of every mutating route, with the plan as a 200 answer", () =>
+    withApi(async (a) => {
+      const doc = json(await a.call(null, "GET", "/docs/json")) as {
+        paths: Record<
+          string,
+          Record<string, { parameters?: { name: string; in: string }[]; responses: Record<string, unknown> }>
+        >;
+      };
+      let seen = 0;
+      for (const [path, ops] of Object.entries(doc.paths)) {
+        if (!path.startsWith("/v1/")) continue;
+        for (const [method, op] of Object.entries(ops)) {
+          if (!["post", "put", "patch", "delete"].includes(method)) continue;
+          seen++;
+          assert.ok(
+            op.parameters?.some((p) => p.name === "dryRun" && p.in === "query"),
+            `${method.toUpperCase()} ${path} documents ?dryRun`,
+          );
+          assert.ok(
+            JSON.stringify(op.responses["200"] ?? {}).includes("DryRunPlan"),
+            `${method} ${path}: 200 plan`,
+          );
+        }
+      }
+      assert.ok(seen >= 20, `mutating routes in the document: ${seen}`);
     }));
 });

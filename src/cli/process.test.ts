@@ -185,7 +185,7 @@ describe("the ciphervisor process", () => {
         inventory.transaction = (fn) => {
           calls++;
           // The first transaction queues the operation, the second is its first batch of two VMs.
-        if (calls > 2) return Promise.reject(new Error("database or disk is full"));
+          if (calls > 2) return Promise.reject(new Error("database or disk is full"));
           return transaction(fn);
         };
         const r = await run(s.env("ops"), "vm", "set", "--all", "--sev-es", "on", "--yes", "--json");

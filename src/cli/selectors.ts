@@ -20,20 +20,12 @@
  */
 import { CiphervisorError } from "../errors.ts";
 import { GUEST_OS_PROFILES } from "../guest/os-profiles.ts";
+import { POWER_STATES, type PowerState, SECURITY_MODES, type SecurityMode } from "../vocabulary.ts";
 import type { ApiClient, QueryValue } from "./client/http.ts";
 import { findHost, findVms, listAll } from "./client/lookup.ts";
-import type { ApiSelector, ApiVm, PowerState, SecurityMode } from "./client/types.ts";
+import type { ApiSelector, ApiVm } from "./client/types.ts";
 import type { CliIo } from "./io.ts";
 
-export const SECURITY_MODES: readonly SecurityMode[] = ["none", "sev", "sev-es"];
-export const POWER_STATES: readonly PowerState[] = [
-  "off",
-  "starting",
-  "running",
-  "paused",
-  "stopping",
-  "suspended",
-];
 const OS_FAMILIES = [...new Set(GUEST_OS_PROFILES.map((p) => p.family))];
 const OS_IDS = GUEST_OS_PROFILES.map((p) => p.id);
 

@@ -15,7 +15,7 @@ import {
   type RequirementFinding,
   requirementFindings,
 } from "../hypervisor/requirements.ts";
-import type { VmSpec as HypervisorVmSpec, PoolReport } from "../hypervisor/types.ts";
+import type { LaunchSpec, PoolReport } from "../hypervisor/types.ts";
 import { defaultPolicy } from "../hypervisor/vm-spec.ts";
 import { CPU_MODELS } from "../machine/cpu-models.ts";
 import type { Host, PowerState, SecurityMode, Vm, VmSpec } from "./inventory/types.ts";
@@ -100,7 +100,7 @@ export function hostFacts(host: Host, used: PoolUse): HostFacts {
 }
 
 /** The hypervisor's VM spec for an inventory VM. The name on the host is the inventory id. */
-export function hypervisorSpec(vm: VmShape): HypervisorVmSpec {
+export function hypervisorSpec(vm: VmShape): LaunchSpec {
   const s: VmSpec = vm.spec;
   const encrypted = vm.securityMode !== "none";
   return {

@@ -49,10 +49,10 @@ import { assertRequirements, type RequirementFinding, requirementFindings } from
 import type {
   DrainStep,
   HostCapabilities,
+  LaunchSpec,
   PoolReport,
-  PowerState,
+  RunState,
   StartResult,
-  VmSpec,
   VmStatus,
 } from "./types.ts";
 import { effectivePolicy, validateVmSpec } from "./vm-spec.ts";
@@ -90,14 +90,14 @@ interface Launched {
 }
 
 interface VmRecord {
-  spec: VmSpec;
-  power: PowerState;
+  spec: LaunchSpec;
+  power: RunState;
   reason: string | undefined;
   launched: Launched | undefined;
   snapshots: { name: string; kind: "disk" | "memory" }[];
 }
 
-function clonePolicyDebugAllowed(spec: VmSpec): boolean {
+function clonePolicyDebugAllowed(spec: LaunchSpec): boolean {
   return (effectivePolicy(spec) & PolicyBit.NODBG) === 0;
 }
 
@@ -185,7 +185,7 @@ export class Host {
     return this.#client;
   }
 
-  requirementFindings(spec: VmSpec): RequirementFinding[] {
+  requirementFindings(spec: LaunchSpec): RequirementFinding[] {
     const caps = this.capabilities();
     return requirementFindings({ name: this.name, model: this.model, capabilities: caps }, spec);
   }
@@ -198,7 +198,7 @@ export class Host {
     return vm;
   }
 
-  define(spec: VmSpec): VmStatus {
+  define(spec: LaunchSpec): VmStatus {
     const valid = validateVmSpec(spec);
     if (this.#vms.has(valid.name)) {
       throw new CiphervisorError(
@@ -225,7 +225,7 @@ export class Host {
     this.#vms.delete(name);
   }
 
-  spec(name: string): VmSpec {
+  spec(name: string): LaunchSpec {
     const s = this.#vm(name).spec;
     return { ...s, devices: [...s.devices] };
   }
@@ -391,7 +391,7 @@ export class Host {
   }
 
   /** Loads an ordinary VM's firmware in plaintext (no measurement for ordinary VMs). */
-  #loadPlainFirmware(spec: VmSpec, npt: NestedPageTable): void {
+  #loadPlainFirmware(spec: LaunchSpec, npt: NestedPageTable): void {
     if (spec.firmware.kind !== "efi") return;
     const fw = resolveFirmware(spec);
     for (let o = 0; o < fw.bytes.length; o += PAGE_SIZE) {
@@ -479,7 +479,7 @@ export class Host {
   // --- configuration and table operations --------------------------------------------------------------------------
 
   /** Changes a powered-off VM's spec (including turning SEV or SEV-ES on or off). */
-  reconfigure(name: string, patch: Partial<Omit<VmSpec, "name">>): VmStatus {
+  reconfigure(name: string, patch: Partial<Omit<LaunchSpec, "name">>): VmStatus {
     const vm = this.#vm(name);
     if (vm.launched) {
       assertAllowed(name, vm.spec.security, "hot-add-device");
@@ -560,7 +560,7 @@ export class Host {
     }
   }
 
-  #hotChange(vm: VmRecord, patch: Partial<VmSpec>): VmStatus {
+  #hotChange(vm: VmRecord, patch: Partial<LaunchSpec>): VmStatus {
     if (!vm.launched)
       throw new CiphervisorError("CONFLICT", `VM '${vm.spec.name}' is not running; reconfigure it instead`);
     vm.spec = validateVmSpec({ ...vm.spec, ...patch });
@@ -632,7 +632,7 @@ export class Host {
     return target.status(name);
   }
 
-  #receiveLive(spec: VmSpec): Launched {
+  #receiveLive(spec: LaunchSpec): Launched {
     if (this.#vms.has(spec.name)) {
       throw new CiphervisorError("CONFLICT", `a VM named '${spec.name}' already exists on host ${this.name}`);
     }

@@ -35,11 +35,11 @@ export type {
   FirmwareSpec,
   GuestOwnerSession,
   HostCapabilities,
+  LaunchSpec,
   PoolReport,
-  PowerState,
+  RunState,
   SevState,
   StartResult,
-  VmSpec,
   VmStatus,
 } from "./types.ts";
 export { defaultPolicy, effectivePolicy, validateVmSpec } from "./vm-spec.ts";

@@ -23,7 +23,7 @@ import { resetVmsaPages } from "../measure/vmsa.ts";
 import type { SevClient } from "../sev/client.ts";
 import { BUILTIN_UEFI_NAME, builtinUefiImage } from "./builtin-uefi.ts";
 import type { FramePool } from "./frames.ts";
-import type { VmSpec } from "./types.ts";
+import type { LaunchSpec } from "./types.ts";
 
 /** The QEMU CPU model a host of each generation presents to its guests (what the SEV-ES VMSA's RDX carries). */
 export const QEMU_VCPU_MODEL: Readonly<Record<Generation, string>> = {
@@ -45,7 +45,7 @@ export interface FirmwareImage {
 }
 
 /** The firmware a spec boots: its own image or the built-in emulated UEFI, with the footer parsed. */
-export function resolveFirmware(spec: VmSpec): FirmwareImage {
+export function resolveFirmware(spec: LaunchSpec): FirmwareImage {
   if (spec.firmware.kind !== "efi") {
     throw new CiphervisorError(
       "REQUIREMENT_FAILED",
@@ -94,7 +94,7 @@ export function mapGuestPage(ctx: Pick<LaunchContext, "frames" | "npt">, gpa: nu
  */
 export function measuredLaunch(
   ctx: LaunchContext,
-  spec: VmSpec,
+  spec: LaunchSpec,
   asid: number,
   policy: number,
 ): MeasuredLaunch {

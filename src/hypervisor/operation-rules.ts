@@ -9,8 +9,9 @@
  */
 import { CiphervisorError, type ErrorCode } from "../errors.ts";
 
-export type SecurityMode = "none" | "sev" | "sev-es";
-export const SECURITY_MODES: readonly SecurityMode[] = ["none", "sev", "sev-es"];
+import { SECURITY_MODES, type SecurityMode } from "../vocabulary.ts";
+
+export { SECURITY_MODES, type SecurityMode };
 
 export const OPERATIONS = [
   "power-on",

@@ -7,7 +7,7 @@
 import { CiphervisorError, type ErrorCode } from "../errors.ts";
 import { guestOsProfile, supportsMode } from "../guest/os-profiles.ts";
 import type { CpuModel } from "../machine/cpu-models.ts";
-import type { HostCapabilities, VmSpec } from "./types.ts";
+import type { HostCapabilities, LaunchSpec } from "./types.ts";
 
 export type RequirementCode = Extract<
   ErrorCode,
@@ -45,7 +45,7 @@ export interface HostFacts {
  * Every finding for starting `spec` on the host; empty when it may start. Checks are listed in the order a person
  * fixes them: hardware, BIOS, pool capacity, then the VM's own configuration.
  */
-export function requirementFindings(host: HostFacts, spec: VmSpec): RequirementFinding[] {
+export function requirementFindings(host: HostFacts, spec: LaunchSpec): RequirementFinding[] {
   const out: RequirementFinding[] = [];
   const mode = spec.security;
   const profile = guestOsProfile(spec.guestOs);

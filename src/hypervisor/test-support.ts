@@ -1,9 +1,9 @@
 /** Shared test scaffolding for the hypervisor tests (not part of the library API). */
 import { createHash } from "node:crypto";
 import type { Host } from "./host.ts";
-import type { VmSpec } from "./types.ts";
+import type { LaunchSpec } from "./types.ts";
 
-export function vmSpec(name: string, patch: Partial<VmSpec> = {}): VmSpec {
+export function vmSpec(name: string, patch: Partial<LaunchSpec> = {}): LaunchSpec {
   return {
     name,
     vcpus: 1,

@@ -40,7 +40,12 @@ export interface GuestOwnerSession {
   session: Uint8Array;
 }
 
-export interface VmSpec {
+/**
+ * What one host needs to define and launch a VM: the hypervisor's own spec, with the firmware and kernel bytes and
+ * the guest owner's session (the control plane's `VmSpec` is what it stores; `control/compat.ts` turns one into
+ * the other).
+ */
+export interface LaunchSpec {
   name: string;
   vcpus: number;
   memoryMiB: number;
@@ -103,14 +108,14 @@ export interface HostCapabilities {
 /**
  * defined/stopped: powered off; running: launched (possibly idle); paused: launched and waiting for the guest
  * owner (attestation); suspended: state saved (ordinary VMs only); crashed: stopped by a guest fault or a refused
- * VMRUN, with the reason.
+ * VMRUN, with the reason. (Not the control plane's `PowerState`: this is the VM as one host runs it.)
  */
-export type PowerState = "defined" | "running" | "paused" | "suspended" | "crashed" | "stopped";
+export type RunState = "defined" | "running" | "paused" | "suspended" | "crashed" | "stopped";
 
 export interface VmStatus {
   name: string;
   security: SecurityMode;
-  power: PowerState;
+  power: RunState;
   /** Present while launched: the firmware handle and ASID (encrypted VMs). */
   handle?: number;
   asid?: number;
@@ -135,7 +140,7 @@ export interface StartResult {
 export interface DrainStep {
   vm: string;
   security: SecurityMode;
-  power: PowerState;
+  power: RunState;
   path: "live-migrate" | "restart-elsewhere" | "nothing-to-do";
   reason: string;
   /** Pool an encrypted VM needs on its new host. */

@@ -3,20 +3,20 @@ import { CiphervisorError } from "../errors.ts";
 import { guestOsProfile } from "../guest/os-profiles.ts";
 import { PolicyBit } from "../sev/policy.ts";
 import { SECURITY_MODES } from "./operation-rules.ts";
-import type { VmSpec } from "./types.ts";
+import type { LaunchSpec } from "./types.ts";
 
 export const MAX_VCPUS = 64;
 export const MAX_MEMORY_MIB = 1024 * 1024;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 /** The safe default policy: NODBG and NOKS, plus ES for SEV-ES (sev-interface.md §6). */
-export function defaultPolicy(mode: VmSpec["security"]): number {
+export function defaultPolicy(mode: LaunchSpec["security"]): number {
   const base = PolicyBit.NODBG | PolicyBit.NOKS;
   return mode === "sev-es" ? base | PolicyBit.ES : base;
 }
 
 /** The policy a VM launches with. */
-export function effectivePolicy(spec: VmSpec): number {
+export function effectivePolicy(spec: LaunchSpec): number {
   return spec.policy ?? defaultPolicy(spec.security);
 }
 
@@ -25,7 +25,7 @@ function bad(field: string, message: string): never {
 }
 
 /** Throws INVALID_INPUT naming the field for a malformed spec. Returns the spec with its policy made explicit. */
-export function validateVmSpec(spec: VmSpec): VmSpec {
+export function validateVmSpec(spec: LaunchSpec): LaunchSpec {
   if (!NAME.test(spec.name)) bad("name", `'${spec.name}' must be 1–63 letters, digits, '.', '_' or '-'`);
   if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1 || spec.vcpus > MAX_VCPUS) {
     bad("vcpus", `must be 1..${MAX_VCPUS}, got ${spec.vcpus}`);

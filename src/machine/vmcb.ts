@@ -13,6 +13,8 @@
  * physical registers, where the hypervisor (KVM `svm_vcpu_run`) saves them into its own memory — plaintext either
  * way, which is the property that matters.
  */
+
+import type { SecurityMode } from "../vocabulary.ts";
 import { SvmExit } from "./exit-codes.ts";
 import type { NestedPageTable } from "./nested-page-table.ts";
 
@@ -20,7 +22,7 @@ export const VMCB_SAVE_AREA_OFFSET = 0x400;
 /** The §12.1 save area size: 0x400 + 0x670 still fits the page. */
 export const SAVE_AREA_SIZE = 0x670;
 
-export type SecurityMode = "none" | "sev" | "sev-es";
+export type { SecurityMode };
 
 /** An event the hypervisor asks the CPU to deliver at the next VMRUN (VMCB EVENTINJ, 0xA8). */
 export interface EventInjection {

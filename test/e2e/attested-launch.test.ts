@@ -12,7 +12,7 @@ import { seededRandom } from "../../src/crypto/random.ts";
 import { builtinUefiImage } from "../../src/hypervisor/builtin-uefi.ts";
 import { Host } from "../../src/hypervisor/host.ts";
 import { QEMU_VCPU_MODEL } from "../../src/hypervisor/launch.ts";
-import type { VmSpec } from "../../src/hypervisor/types.ts";
+import type { LaunchSpec } from "../../src/hypervisor/types.ts";
 import { computeLaunchDigest } from "../../src/measure/launch-digest.ts";
 import { vcpuSignatureOf } from "../../src/measure/vcpu-types.ts";
 import { buildLaunchSecret } from "../../src/owner/secret.ts";
@@ -62,7 +62,7 @@ function spec(
   name: string,
   firmware: Uint8Array,
   session: { godhCert: Uint8Array; session: Uint8Array },
-): VmSpec {
+): LaunchSpec {
   return {
     name,
     vcpus: 2,

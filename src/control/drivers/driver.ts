@@ -9,7 +9,7 @@
  */
 import { CiphervisorError } from "../../errors.ts";
 import type { Operation } from "../../hypervisor/operation-rules.ts";
-import type { HostCapabilities, StartResult, VmSpec, VmStatus } from "../../hypervisor/types.ts";
+import type { HostCapabilities, LaunchSpec, StartResult, VmStatus } from "../../hypervisor/types.ts";
 import type { HostDriver as HostDriverKind } from "../inventory/types.ts";
 
 /** A requirement check that failed, with the hypervisor's stable code (`CPU_GENERATION`, `EFI_REQUIRED`, …). */
@@ -41,9 +41,9 @@ export interface DriverHost {
   /** SEV platform facts as `virsh domcapabilities` / vSphere's `HostSevInfo` report them, with live pool usage. */
   capabilities(): Promise<HostCapabilities>;
   /** The hypervisor's own checks for starting `spec` here; empty when it may start. Touches no firmware. */
-  requirementFindings(spec: VmSpec): Promise<DriverFinding[]>;
+  requirementFindings(spec: LaunchSpec): Promise<DriverFinding[]>;
   /** Defines a VM (powered off). `spec.name` is the inventory id. */
-  define(spec: VmSpec): Promise<VmStatus>;
+  define(spec: LaunchSpec): Promise<VmStatus>;
   /** Removes a powered-off VM's definition. */
   undefine(name: string): Promise<void>;
   start(name: string): Promise<StartResult>;

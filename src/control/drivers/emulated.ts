@@ -9,7 +9,7 @@
  */
 import { CiphervisorError, isCiphervisorError } from "../../errors.ts";
 import type { Operation } from "../../hypervisor/operation-rules.ts";
-import type { HostCapabilities, StartResult, VmSpec, VmStatus } from "../../hypervisor/types.ts";
+import type { HostCapabilities, LaunchSpec, StartResult, VmStatus } from "../../hypervisor/types.ts";
 import type { Generation } from "../../machine/cpu-models.ts";
 import type { DriverFinding, DriverHost, HostDriver, LaunchSecret, PerformArgs } from "./driver.ts";
 
@@ -31,8 +31,8 @@ export interface EmulatedHostOptions {
 export interface EmulatedMachine {
   readonly name: string;
   capabilities(): HostCapabilities;
-  requirementFindings(spec: VmSpec): DriverFinding[];
-  define(spec: VmSpec): VmStatus;
+  requirementFindings(spec: LaunchSpec): DriverFinding[];
+  define(spec: LaunchSpec): VmStatus;
   undefine(name: string): void;
   start(name: string): StartResult;
   launchMeasurement(name: string): string;
@@ -75,10 +75,10 @@ class EmulatedHost implements DriverHost {
   capabilities(): Promise<HostCapabilities> {
     return call(this.address, () => this.machine.capabilities());
   }
-  requirementFindings(spec: VmSpec): Promise<DriverFinding[]> {
+  requirementFindings(spec: LaunchSpec): Promise<DriverFinding[]> {
     return call(this.address, () => this.machine.requirementFindings(spec));
   }
-  define(spec: VmSpec): Promise<VmStatus> {
+  define(spec: LaunchSpec): Promise<VmStatus> {
     return call(this.address, () => this.machine.define(spec));
   }
   undefine(name: string): Promise<void> {

@@ -5,15 +5,11 @@
  */
 import type { DeviceKind } from "../../hypervisor/types.ts";
 import type { Generation } from "../../machine/cpu-models.ts";
+import { POWER_STATES, type PowerState, SECURITY_MODES, type SecurityMode } from "../../vocabulary.ts";
 import type { JsonObject } from "../json.ts";
 
-/** A VM's memory-encryption mode (`sev-snp` comes later). */
-export const SECURITY_MODES = ["none", "sev", "sev-es"] as const;
-export type SecurityMode = (typeof SECURITY_MODES)[number];
-
-/** A VM's power state as the control plane last observed or drove it. `paused` is used for attested launches. */
-export const POWER_STATES = ["off", "starting", "running", "paused", "stopping", "suspended"] as const;
-export type PowerState = (typeof POWER_STATES)[number];
+/** A VM's mode and power state: the project's one vocabulary (`src/vocabulary.ts`). */
+export { POWER_STATES, type PowerState, SECURITY_MODES, type SecurityMode };
 
 /**
  * Where a VM stands in the guest-owner attestation flow (product-behaviour.md §7): the control plane only relays

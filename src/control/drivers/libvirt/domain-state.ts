@@ -1,33 +1,33 @@
 /**
- * What a defined domain is, read back from libvirt: `domstate --reason` as a PowerState, and `dumpxml` as the
- * facts the operation table and requirement checks need (security mode, policy, and the VmSpec fields
+ * What a defined domain is, read back from libvirt: `domstate --reason` as a RunState, and `dumpxml` as the
+ * facts the operation table and requirement checks need (security mode, policy, and the LaunchSpec fields
  * ciphervisor keeps in its `<metadata>`). All state lives in libvirt, so a restarted control plane reads it again.
  */
 import type { SecurityMode } from "../../../hypervisor/operation-rules.ts";
-import type { DeviceSpec, PowerState, VmSpec } from "../../../hypervisor/types.ts";
+import type { DeviceSpec, LaunchSpec, RunState } from "../../../hypervisor/types.ts";
 import { PolicyBit } from "../../../sev/policy.ts";
 import { METADATA_NS } from "./domain-xml.ts";
 import { elementText, findElement } from "./xml-read.ts";
 
-/** A domain's security facts, and its VmSpec when ciphervisor defined it (the metadata is there). */
+/** A domain's security facts, and its LaunchSpec when ciphervisor defined it (the metadata is there). */
 export interface DomainFacts {
   readonly name: string;
   readonly security: SecurityMode;
   readonly policy?: number;
   readonly attestation: boolean;
-  readonly spec?: VmSpec;
+  readonly spec?: LaunchSpec;
 }
 
 /**
- * `domstate --reason` → PowerState. A domain shut off for an unknown reason was never started (defined);
+ * `domstate --reason` → RunState. A domain shut off for an unknown reason was never started (defined);
  * `saved` is a managed save (suspended).
  */
-export function powerState(line: string): { power: PowerState; reason?: string } {
+export function powerState(line: string): { power: RunState; reason?: string } {
   const m = /^([a-z ]+?)\s*(?:\(([^)]*)\))?\s*$/.exec(line.trim());
   const state = m?.[1] ?? line.trim();
   const why = m?.[2];
   const reason = why && why !== "unknown" ? `libvirt: ${state} (${why})` : undefined;
-  const r = (power: PowerState) => ({ power, ...(reason ? { reason } : {}) });
+  const r = (power: RunState) => ({ power, ...(reason ? { reason } : {}) });
   switch (state) {
     case "running":
     case "idle":
@@ -94,7 +94,7 @@ export function domainFacts(name: string, xml: string): DomainFacts {
   const attestation = meta?.attrs.attestation === "yes";
   const base = { name, security, attestation, ...(policy === undefined ? {} : { policy }) };
   if (!meta) return base;
-  const spec: VmSpec = {
+  const spec: LaunchSpec = {
     name,
     vcpus: Number(elementText(xml, "vcpu") ?? 1),
     memoryMiB: memoryMiB(xml),

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { isCiphervisorError } from "../../../errors.ts";
-import type { VmSpec } from "../../../hypervisor/types.ts";
+import type { LaunchSpec } from "../../../hypervisor/types.ts";
 import { domainFacts } from "./domain-state.ts";
 import { DEFAULT_DOMAIN_XML_OPTIONS, domainXml, escapeXml, policyHex } from "./domain-xml.ts";
 
-const base: VmSpec = {
+const base: LaunchSpec = {
   name: "vm_01",
   vcpus: 2,
   memoryMiB: 2048,
@@ -81,7 +81,7 @@ describe("libvirt domain XML", () => {
       devices: [{ kind: "pci-passthrough", detail: "0000:3b:00.1" }],
     });
     assert.match(xml, /<address domain='0x0000' bus='0x3b' slot='0x00' function='0x1'\/>/);
-    const bad = (s: Partial<VmSpec>, field: string) =>
+    const bad = (s: Partial<LaunchSpec>, field: string) =>
       assert.throws(
         () => domainXml({ ...base, ...s }),
         (e) => isCiphervisorError(e, "INVALID_INPUT") && e.details?.field === field,

@@ -1,5 +1,5 @@
 /**
- * A VmSpec as libvirt domain XML (product-behaviour.md §3.2): a q35 KVM guest with OVMF, its memory, vCPUs and
+ * A LaunchSpec as libvirt domain XML (product-behaviour.md §3.2): a q35 KVM guest with OVMF, its memory, vCPUs and
  * devices, and for SEV/SEV-ES `<launchSecurity type='sev'>` with the policy, the host's C-bit position and
  * reducedPhysBits, and the guest owner's GODH certificate and session (base64) when the owner set them. SEV-ES is
  * SEV with the ES policy bit, as libvirt and QEMU express it. Every text and attribute is escaped.
@@ -8,7 +8,7 @@
  * in `<metadata>` under a ciphervisor namespace, so a later `dumpxml` gives back what the requirement checks need.
  */
 import { CiphervisorError } from "../../../errors.ts";
-import type { DeviceSpec, VmSpec } from "../../../hypervisor/types.ts";
+import type { DeviceSpec, LaunchSpec } from "../../../hypervisor/types.ts";
 import { effectivePolicy, validateVmSpec } from "../../../hypervisor/vm-spec.ts";
 import { PolicyBit } from "../../../sev/policy.ts";
 
@@ -85,7 +85,7 @@ function deviceXml(vm: string, d: DeviceSpec, i: number, encrypted: boolean, o: 
   }
 }
 
-function launchSecurityXml(spec: VmSpec, o: DomainXmlOptions): string {
+function launchSecurityXml(spec: LaunchSpec, o: DomainXmlOptions): string {
   let policy = effectivePolicy(spec);
   if (spec.security === "sev-es") policy |= PolicyBit.ES;
   else if ((policy & PolicyBit.ES) !== 0)
@@ -103,7 +103,7 @@ function launchSecurityXml(spec: VmSpec, o: DomainXmlOptions): string {
 }
 
 /** The loader for EFI firmware: the spec's absolute image path when it names one, else the host's OVMF. */
-function osXml(spec: VmSpec, o: DomainXmlOptions): string {
+function osXml(spec: LaunchSpec, o: DomainXmlOptions): string {
   const type = "<type arch='x86_64' machine='q35'>hvm</type>";
   if (spec.firmware.kind !== "efi") return `<os>${type}<boot dev='hd'/></os>`;
   const path = spec.firmware.imageName?.startsWith("/") ? spec.firmware.imageName : o.ovmfPath;
@@ -119,7 +119,7 @@ function osXml(spec: VmSpec, o: DomainXmlOptions): string {
  * const xml = domainXml({ ...spec, security: "sev-es" }, { ...DEFAULT_DOMAIN_XML_OPTIONS, cbitpos: 51 });
  * ```
  */
-export function domainXml(input: VmSpec, options: DomainXmlOptions = DEFAULT_DOMAIN_XML_OPTIONS): string {
+export function domainXml(input: LaunchSpec, options: DomainXmlOptions = DEFAULT_DOMAIN_XML_OPTIONS): string {
   const spec = validateVmSpec(input);
   if (spec.directBoot) bad("directBoot", "direct kernel boot is not supported by the libvirt driver");
   const encrypted = spec.security !== "none";

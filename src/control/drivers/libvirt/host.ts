@@ -14,7 +14,7 @@ import {
   type RequirementFinding,
   requirementFindings,
 } from "../../../hypervisor/requirements.ts";
-import type { HostCapabilities, StartResult, VmSpec, VmStatus } from "../../../hypervisor/types.ts";
+import type { HostCapabilities, LaunchSpec, StartResult, VmStatus } from "../../../hypervisor/types.ts";
 import { validateVmSpec } from "../../../hypervisor/vm-spec.ts";
 import { CPU_MODELS } from "../../../machine/cpu-models.ts";
 import { PolicyBit } from "../../../sev/policy.ts";
@@ -118,11 +118,11 @@ export class LibvirtHost implements DriverHost {
     return toHostCapabilities(name, sev, await this.#usage(), node);
   }
 
-  async requirementFindings(spec: VmSpec): Promise<DriverFinding[]> {
+  async requirementFindings(spec: LaunchSpec): Promise<DriverFinding[]> {
     return this.#findings(spec, await this.capabilities());
   }
 
-  #findings(spec: VmSpec, caps: HostCapabilities): DriverFinding[] {
+  #findings(spec: LaunchSpec, caps: HostCapabilities): DriverFinding[] {
     const model = { ...CPU_MODELS[caps.generation], sevEs: caps.sevEsSupported };
     const found = requirementFindings({ name: caps.name, model, capabilities: caps }, spec);
     if (caps.sevSupported || spec.security === "none") return found;
@@ -157,7 +157,7 @@ export class LibvirtHost implements DriverHost {
     };
   }
 
-  async define(spec: VmSpec): Promise<VmStatus> {
+  async define(spec: LaunchSpec): Promise<VmStatus> {
     const valid = validateVmSpec(spec);
     // `virsh define` on an existing name silently redefines it; a duplicate must be a CONFLICT instead.
     if ((await this.status(valid.name)) !== undefined) {

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { isCiphervisorError } from "../../../errors.ts";
-import type { VmSpec } from "../../../hypervisor/types.ts";
+import type { LaunchSpec } from "../../../hypervisor/types.ts";
 import { type DriverHost, DriverRegistry } from "../driver.ts";
 import { LibvirtDriver, virshOnPath } from "./driver.ts";
 import { LIBVIRT_UNSUPPORTED } from "./virsh-errors.ts";
@@ -19,7 +19,7 @@ if (!haveVirsh) {
   }
 }
 
-const spec = (name: string, security: VmSpec["security"]): VmSpec => ({
+const spec = (name: string, security: LaunchSpec["security"]): LaunchSpec => ({
   name,
   vcpus: 1,
   memoryMiB: 512,

@@ -1,0 +1,17 @@
+/**
+ * The words every layer shares, defined once: a VM's security mode and its power state as the control plane
+ * records it. Pure data (no imports), so the emulated machine, the hypervisor, the control plane, the API schemas
+ * and the CLI all read the same lists — and a mode added here (`sev-snp`, later) reaches each of them.
+ */
+
+/** A VM's memory-encryption mode: none, SEV (memory), SEV-ES (memory and register state). */
+export const SECURITY_MODES = ["none", "sev", "sev-es"] as const;
+export type SecurityMode = (typeof SECURITY_MODES)[number];
+
+/**
+ * A VM's power state as the control plane last observed or drove it. `starting` holds a key slot from the
+ * reservation until the launch commits; `stopping` marks a VM a bulk restart is powering off to change and start
+ * again; `paused` is an attested launch waiting for its guest owner.
+ */
+export const POWER_STATES = ["off", "starting", "running", "paused", "stopping", "suspended"] as const;
+export type PowerState = (typeof POWER_STATES)[number];
