@@ -89,8 +89,7 @@ export async function runBulk(
   bar: Progress,
   quiet: boolean,
 ): Promise<void> {
-  // Quiet: what an interrupt means here (the operation goes on) is said once it took effect.
-  const interrupt = watchInterrupt(io, "operation", true);
+  const interrupt = watchInterrupt(io);
   const t: Tally = { ok: 0, changed: 0, unchanged: 0, failed: [], operations: [] };
   const offset = { done: 0, ok: 0, failed: 0, total: 0 };
   bar.start(0, r.label);

@@ -1,43 +1,26 @@
 /**
- * Ctrl-C during a long command. The first interrupt asks the command to stop *starting* work: what is in flight
- * finishes (a VM that was powered off to be changed is started again), a summary is printed, and the process exits
- * 130. A second interrupt stops waiting at once (work already handed to the server still completes there, each
- * item whole or not at all).
+ * Ctrl-C while the CLI follows an operation. The work is the server's: an interrupt only stops the CLI from
+ * following it (the caller then says how to reattach, `ciphervisor operation watch ID`, and exits 130). Nothing
+ * the CLI started is cancelled or left half done by an interrupt.
  */
 import type { CliIo } from "./io.ts";
 
 export interface Interrupt {
-  /** Aborted on the first interrupt: start nothing new. */
+  /** Aborted on the first interrupt: stop following. */
   readonly stop: AbortSignal;
-  /** Aborted on the second: stop waiting. */
-  readonly abort: AbortSignal;
   /** True once the user asked to stop. */
   readonly requested: boolean;
   dispose(): void;
 }
 
-/** Listens for interrupts while a command runs. `what` names the work for the message on stderr. */
-export function watchInterrupt(io: CliIo, what: string, quiet = false): Interrupt {
+/** Listens for interrupts while a command follows an operation. */
+export function watchInterrupt(io: CliIo): Interrupt {
   const stop = new AbortController();
-  const abort = new AbortController();
-  let count = 0;
-  const off = io.onInterrupt?.(() => {
-    count++;
-    if (count === 1) {
-      if (!quiet)
-        io.err(
-          `ciphervisor: interrupted; finishing the ${what} in flight, then stopping (Ctrl-C again to stop waiting)\n`,
-        );
-      stop.abort();
-    } else {
-      abort.abort();
-    }
-  });
+  const off = io.onInterrupt?.(() => stop.abort());
   return {
     stop: stop.signal,
-    abort: abort.signal,
     get requested() {
-      return count > 0;
+      return stop.signal.aborted;
     },
     dispose() {
       off?.();

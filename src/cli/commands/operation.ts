@@ -140,7 +140,7 @@ export function registerOperation(program: Command, io: CliIo): void {
     const mode = modeFor(flags);
     const api = apiFor(io, flags);
     let op = await api.get<ApiOperation>(`/v1/operations/${checkId(id)}`);
-    const interrupt = watchInterrupt(io, "watch", true);
+    const interrupt = watchInterrupt(io);
     const bar = progressFor(io, flags);
     bar.start(op.progress.total, op.kind);
     try {

@@ -1,12 +1,4 @@
-/**
- * The result of a command over many VMs, the same shape for every such command: how many succeeded, each failure
- * with its VM, stable code and reason, and the operation(s) that carried it out. `--json` prints exactly
- * `{"ok": n, "failed": [{"vm", "code", "message"}], "operation": id, …}`; a person gets a summary line and a table
- * of the failures.
- */
-
-import { CiphervisorError } from "../../errors.ts";
-import { baseCode, shownCode } from "../client/remote-error.ts";
+import { baseCode } from "../client/remote-error.ts";
 import { ExitCode, exitCodeFor } from "../exit-codes.ts";
 import type { CliIo } from "../io.ts";
 import { plural } from "../selectors.ts";
@@ -105,12 +97,4 @@ export function finishBulk(io: CliIo, mode: OutputMode, r: BulkResult, verb: str
     printBulk(io, mode, r, verb);
   }
   if (code !== ExitCode.OK) io.exitCode = code;
-}
-
-/** One VM's failure from whatever its request threw: the printed code and the first line of the message. */
-export function failureOf(vm: string, e: unknown): BulkFailure {
-  if (e instanceof CiphervisorError)
-    return { vm, code: shownCode(e), message: e.message.split("\n")[0] ?? "" };
-  const message = e instanceof Error ? e.message : String(e);
-  return { vm, code: "INTERNAL", message: `internal error: ${message.split("\n")[0]}` };
 }
