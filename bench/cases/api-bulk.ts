@@ -1,5 +1,5 @@
 /**
- * Turning SEV-ES on for 10,000 powered-off VMs (DESIGN.md's first flow) through the whole stack — `POST
+ * Turning SEV-ES on for 10,000 powered-off VMs (docs/architecture.md §3.1, the first flow) through the whole stack — `POST
  * /v1/vms:bulk-update` → operation queue → per-VM checks → batched transactions of VM updates, per-item results
  * and hash-chained audit records — next to the raw-SQLite floor: the same 10,000 row updates and 10,000 chained
  * audit records written with hand-prepared better-sqlite3 statements in batches of 1,000, nothing else. Also the
@@ -192,7 +192,7 @@ async function measure(): Promise<BenchResult> {
       {
         metric: "API throughput",
         min: 70,
-        source: "product-behaviour.md §11.2 (vCenter 6.5: > 60–70 ops/s)",
+        source: "docs/product-behaviour.md §11.2 (vCenter 6.5: > 60–70 ops/s)",
       },
       {
         metric: "createMany, 10,000 VMs",

@@ -1,6 +1,6 @@
 /**
  * Memory-encryption engine throughput on 4 KiB pages (issue 3 "Benchmark"): the engine as the machine uses it —
- * `KeySlotTable.encrypt/decrypt(asid, pa, page)`, AES-128 XEX with the physical-address tweak (sev-interface.md
+ * `KeySlotTable.encrypt/decrypt(asid, pa, page)`, AES-128 XEX with the physical-address tweak (docs/sev-interface.md
  * §13.2) — next to raw AES-128-ECB over the same bytes in the same process, one page per call on both sides
  * (a long-lived OpenSSL context, so the baseline is not slowed down by context creation). Target: ratio ≥ 0.5.
  */

@@ -1,5 +1,5 @@
 /**
- * AMD's legacy root and signing certificate format, used for the ARK and ASK (sev-interface.md §11.2).
+ * AMD's legacy root and signing certificate format, used for the ARK and ASK (docs/sev-interface.md §11.2).
  *
  * | offset | size | field |
  * |--------|------|-------|
@@ -33,7 +33,7 @@ export interface AmdCert {
   pubExpBits: number;
   modulusBits: number;
   pub: RsaPublicKey;
-  /** Big-endian signature, or undefined for the unsigned Naples ARK as AMD first published it (pitfall 19). */
+  /** Big-endian signature, or undefined for the unsigned Naples ARK as AMD first published it (docs/sev-interface.md §15 pitfall 19). */
   signature: Uint8Array | undefined;
   /** Header + exponent + modulus: the signed region. */
   signedRegion: Uint8Array;

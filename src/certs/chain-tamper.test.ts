@@ -1,6 +1,6 @@
 /**
  * Every single-bit flip inside a signed region must fail verification, with an error naming the link in which
- * the tampered certificate is the subject (threat-model.md E-PARSER-FUZZ: 100% of flips). Exhaustive over the PDH
+ * the tampered certificate is the subject (docs/threat-model.md E-PARSER-FUZZ: 100% of flips). Exhaustive over the PDH
  * and ASK signed regions; every byte once (at a seeded bit) for CEK, OCA, PEK and the ARK.
  *
  * The untouched certificates are parsed once and one SevChainCache is shared: untouched links are answered from

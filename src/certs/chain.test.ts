@@ -41,7 +41,7 @@ function expectError(fn: () => unknown, code: string, prefix: string): string {
   assert.fail(`expected ${code} "${prefix}…", but it succeeded`);
 }
 
-describe("built-in roots (sev-interface.md §11.2)", () => {
+describe("built-in roots (docs/sev-interface.md §11.2)", () => {
   it("loads every AMD generation with the pinned key ids, and the ARKs and ASKs verify", () => {
     for (const g of GENERATIONS) {
       const root = loadBuiltinRoot("amd", g);
@@ -66,7 +66,7 @@ describe("built-in roots (sev-interface.md §11.2)", () => {
   });
 });
 
-describe("SEV chain: real AMD chains (sev-interface.md §11.3, §17)", () => {
+describe("SEV chain: real AMD chains (docs/sev-interface.md §11.3, §17)", () => {
   it("verifies the real Rome chain ARK→ASK→CEK→PEK→PDH and OCA→PEK, inferring Rome from the ARK key id", () => {
     const report = verifySevChain(parseSevChain(realChain("rome")), { roots: amd() });
     assert.equal(report.ok, true);
@@ -184,7 +184,7 @@ describe("SEV chain: real AMD chains (sev-interface.md §11.3, §17)", () => {
     verifySevChain(parseSevChain({ ...rome, cek }), { roots: amd() });
   });
 
-  it("explains the unsigned CEK that PDH_CERT_EXPORT returns (pitfall 18)", () => {
+  it("explains the unsigned CEK that PDH_CERT_EXPORT returns (docs/sev-interface.md §15 pitfall 18)", () => {
     const rome = realChain("rome");
     const cek = rome.cek.slice();
     new DataView(cek.buffer).setUint32(0x414, 0x1000, true);
@@ -198,7 +198,7 @@ describe("SEV chain: real AMD chains (sev-interface.md §11.3, §17)", () => {
   });
 });
 
-describe("the unsigned Naples ARK (pitfall 19)", () => {
+describe("the unsigned Naples ARK (docs/sev-interface.md §15 pitfall 19)", () => {
   const bad = fixture("naples/ark.cert.bad");
 
   it("is the complete ARK minus its signature", () => {
@@ -275,7 +275,7 @@ describe("chain encodings (sevctl, AMD KDS)", () => {
   });
 });
 
-describe("emulated root (pitfall 24)", () => {
+describe("emulated root (docs/sev-interface.md §15 pitfall 24)", () => {
   for (const gen of ["naples", "rome"] as const) {
     it(`accepts a ${gen} chain whose CEK is signed by the emulated ASK, only when the emulated roots are trusted`, () => {
       const chain = parseSevChain(emulatedChain(gen));

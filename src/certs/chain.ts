@@ -1,5 +1,5 @@
 /**
- * Full SEV certificate chain verification (sev-interface.md §11.3, after virtee/sev `certs/sev/chain.rs` and
+ * Full SEV certificate chain verification (docs/sev-interface.md §11.3, after virtee/sev `certs/sev/chain.rs` and
  * sevctl `verify`):
  *
  * ```
@@ -9,7 +9,7 @@
  *
  * 1. ARK self-signed — and equal to a root the caller trusts. The ARK a platform sends is never trusted by itself.
  * 2. ARK → ASK: ASK.certifying_id = ARK.key_id, key usage 0x13, RSA-PSS signature by the ARK.
- * 3. ASK → CEK: RSA-PSS, hash from the CEK slot's algo, which must match the ASK's key size (pitfall 2).
+ * 3. ASK → CEK: RSA-PSS, hash from the CEK slot's algo, which must match the ASK's key size (docs/sev-interface.md §15 pitfall 2).
  * 4. CEK → PEK and OCA → PEK: both signatures must verify.
  * 5. OCA self-signed.
  * 6. PEK → PDH, and the PDH key must be a point on P-384 (§11.4).
@@ -116,7 +116,7 @@ export interface SevChainBytes {
 export const UNSIGNED_NAPLES_ARK_SIZE = AMD_HEADER_SIZE + 256 + 256;
 
 /**
- * Parses an ARK file. The one tolerated defect is explicit (pitfall 19): a 576-byte RSA-2048 ARK without its
+ * Parses an ARK file. The one tolerated defect is explicit (docs/sev-interface.md §15 pitfall 19): a 576-byte RSA-2048 ARK without its
  * signature — the Naples ARK as AMD first published it (AMDESE/AMDSEV#17). It parses with `signature` undefined,
  * and the chain verifier accepts it only when it equals a pinned root. Any other short file is CERT_INVALID.
  */
@@ -147,7 +147,7 @@ export function parseSevChain(
 
 /**
  * Parses one certificate of a chain by role (e.g. to splice the ASK-signed CEK from AMD KDS into an exported
- * chain, pitfall 18), with the same link-naming CERT_INVALID errors as `parseSevChain`.
+ * chain, docs/sev-interface.md §15 pitfall 18), with the same link-naming CERT_INVALID errors as `parseSevChain`.
  */
 export function parseSevChainCert<R extends SevChainRole>(
   role: R,
@@ -329,7 +329,7 @@ function checkSevSubject(
     fail(`${usageName(usage)} key algorithm ${algoLabel(cert.algo)} is not ${algoKind}`);
   }
   // §11.1: the ECC key is {curve, qx[72], qy[72]} and the rest of the 0x404-byte union is zero. Must-be-zero
-  // bytes are refused rather than ignored (threat-model.md §6), as the codec already does for the coordinates'
+  // bytes are refused rather than ignored (docs/threat-model.md §6), as the codec already does for the coordinates'
   // unused high bytes.
   if (!isZero(cert.bytes.subarray(ECC_KEY_END, SEV_CERT_SIGNED_SIZE))) {
     fail(
@@ -429,7 +429,7 @@ function runLinks(chain: SevChain, options: VerifySevChainOptions, failFast: boo
     if (!sent.signature) {
       if (root.generation !== "naples")
         fail("the chain's ARK has no signature (only Naples' first ARK lacked one)");
-      // Pitfall 19: AMD's first Naples ARK lacked its signature. It is the root only because it equals the pinned
+      // docs/sev-interface.md §15 pitfall 19: AMD's first Naples ARK lacked its signature. It is the root only because it equals the pinned
       // one byte for byte in everything it does carry.
       return `unsigned ARK (the Naples file as first published, AMDESE/AMDSEV#17) accepted: it equals the pinned ${describeRoot(root)}`;
     }
@@ -449,7 +449,7 @@ function runLinks(chain: SevChain, options: VerifySevChainOptions, failFast: boo
     return chain.ask ? "verified" : "verified (built-in ASK)";
   });
 
-  // 3. ASK → CEK: RSA-PSS; the slot's hash must be the one the ASK's key size calls for (pitfall 2, never a
+  // 3. ASK → CEK: RSA-PSS; the slot's hash must be the one the ASK's key size calls for (docs/sev-interface.md §15 pitfall 2, never a
   // trial of several digests).
   run("ASK → CEK", [ask?.bytes ?? none, chain.cek.bytes], () => {
     if (!ask) fail("no ASK");
@@ -458,7 +458,7 @@ function runLinks(chain: SevChain, options: VerifySevChainOptions, failFast: boo
     const slot = cek.sigs.find((s) => s.usage === Usage.ASK);
     if (!slot) {
       fail(
-        "no signature slot carries the ASK usage (0x13): the CEK from PDH_CERT_EXPORT is unsigned; fetch the signed CEK from AMD KDS (pitfall 18)",
+        "no signature slot carries the ASK usage (0x13): the CEK from PDH_CERT_EXPORT is unsigned; fetch the signed CEK from AMD KDS (docs/sev-interface.md §15 pitfall 18)",
       );
     }
     const expected = amdCertHash(ask.modulusBits) === "sha256" ? Algo.RSA_SHA256 : Algo.RSA_SHA384;
@@ -482,7 +482,7 @@ function runLinks(chain: SevChain, options: VerifySevChainOptions, failFast: boo
     return "self-signed";
   });
 
-  // 5. CEK → PEK and OCA → PEK: the PEK carries one signature per slot and both must verify (pitfall 4).
+  // 5. CEK → PEK and OCA → PEK: the PEK carries one signature per slot and both must verify (docs/sev-interface.md §15 pitfall 4).
   run("CEK → PEK", [chain.cek.bytes, chain.pek.bytes], () => {
     checkSevSubject(chain.pek, Usage.PEK, isEcdsaAlgo, "ECDSA");
     if (chain.cek.key.kind !== "ecc" || !isOnCurve(chain.cek.key.pub))

@@ -1,7 +1,7 @@
 /**
  * A minimal, strict DER reader: just enough ASN.1 to read the X.509 certificates of the SEV-SNP chain (VCEK, ASK,
- * ARK; sev-interface.md §14). Definite lengths only, single-byte tags only, every length checked against the
- * buffer in plain Numbers (no 32-bit wrap, threat-model.md §6). Anything else is a CERT_INVALID error naming `what`.
+ * ARK; docs/sev-interface.md §14). Definite lengths only, single-byte tags only, every length checked against the
+ * buffer in plain Numbers (no 32-bit wrap, docs/threat-model.md §6). Anything else is a CERT_INVALID error naming `what`.
  */
 import { CiphervisorError } from "../errors.ts";
 

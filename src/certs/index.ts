@@ -1,5 +1,5 @@
 /**
- * Certificates: AMD's legacy ARK/ASK format and the SEV certificate (sev-interface.md §11), built-in roots of trust,
+ * Certificates: AMD's legacy ARK/ASK format and the SEV certificate (docs/sev-interface.md §11), built-in roots of trust,
  * full SEV chain verification, human descriptions, and the SEV-SNP report, VCEK and X.509 pieces (§14).
  */
 export {

@@ -1,6 +1,6 @@
 /**
  * Human descriptions of SEV and AMD certificates for CLI output (`owner verify-chain --verbose`, `--json`):
- * usage, algorithm, API version, key id, key fingerprint and signature slots (sev-interface.md §11.1, §11.2).
+ * usage, algorithm, API version, key id, key fingerprint and signature slots (docs/sev-interface.md §11.1, §11.2).
  * Certificates hold only public material; nothing here could print a secret.
  *
  * @example

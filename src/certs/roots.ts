@@ -1,6 +1,6 @@
 /**
  * Built-in roots of trust: AMD's published ARK and ASK per CPU generation, and ciphervisor's emulated ones
- * (sev-interface.md §11.2, §11.3, pitfall 24). A verifier never trusts the ARK a platform sends: it picks one of
+ * (docs/sev-interface.md §11.2, §11.3, §15 pitfall 24). A verifier never trusts the ARK a platform sends: it picks one of
  * these, and the platform's ARK must equal it.
  *
  * The certificates ship as files next to this module (`builtin/<trust>/<generation>/{ark,ask}.cert`, provenance in
@@ -18,7 +18,7 @@ import { CiphervisorError } from "../errors.ts";
 import { toHex } from "../lib/bytes.ts";
 import { type AmdCert, parseAmdCert } from "./amd-cert.ts";
 
-/** CPU generations with AMD roots, oldest first (DESIGN.md "Names"; Turin roots exist for SEV-SNP). */
+/** CPU generations with AMD roots, oldest first (docs/architecture.md §6 "Names"; Turin roots exist for SEV-SNP). */
 export const GENERATIONS = ["naples", "rome", "milan", "genoa", "turin"] as const;
 export type Generation = (typeof GENERATIONS)[number];
 
@@ -27,7 +27,7 @@ export const TRUST_SETS = ["amd", "emulated"] as const;
 export type TrustSet = (typeof TRUST_SETS)[number];
 
 /**
- * AMD's ARK and ASK key ids per generation (sev-interface.md §11.2 table), as lowercase hex. sev-tool pins the ARK
+ * AMD's ARK and ASK key ids per generation (docs/sev-interface.md §11.2 table), as lowercase hex. sev-tool pins the ARK
  * key id the same way; the built-in files are checked against this table every time they are loaded.
  */
 export const AMD_KEY_IDS: Readonly<Record<Generation, { readonly ark: string; readonly ask: string }>> = {
@@ -41,7 +41,7 @@ export const AMD_KEY_IDS: Readonly<Record<Generation, { readonly ark: string; re
 /** Generations for which `scripts/gen-emulated-roots.ts` made an emulated root. */
 export const EMULATED_GENERATIONS: readonly Generation[] = ["naples", "rome", "milan", "genoa"];
 
-/** Emulated key ids begin with ASCII "CVEMU" so they can never be mistaken for AMD's (pitfall 24). */
+/** Emulated key ids begin with ASCII "CVEMU" so they can never be mistaken for AMD's (docs/sev-interface.md §15 pitfall 24). */
 const EMULATED_PREFIX = new TextEncoder().encode("CVEMU");
 
 /** A pinned ARK with the ASK it certified. */

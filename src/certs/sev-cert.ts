@@ -1,6 +1,6 @@
 /**
  * The SEV certificate: exactly 0x824 bytes, used for the PEK, PDH, OCA, CEK and the guest owner's GODH
- * (sev-interface.md §11.1).
+ * (docs/sev-interface.md §11.1).
  *
  * | offset | size  | field |
  * |--------|-------|-------|
@@ -13,7 +13,7 @@
  * | 0x414  | 4+4+0x200 | signature 1: usage, algo, sig (ECDSA r[72] ‖ s[72]; RSA sig[512]) |
  * | 0x61C  | 4+4+0x200 | signature 2 |
  *
- * The signed region is [0, 0x414). All integers are little-endian, big numbers included (pitfall 1).
+ * The signed region is [0, 0x414). All integers are little-endian, big numbers included (docs/sev-interface.md §15 pitfall 1).
  */
 import { type KeyObject, verify as nodeVerify } from "node:crypto";
 import { type EcPublicKey, ecdsaSign, ecdsaVerify } from "../crypto/ec.ts";
@@ -29,7 +29,7 @@ const SIG1 = 0x414;
 const SIG2 = 0x61c;
 const SIG_FIELD = 0x200;
 
-/** Key and signature usages (sev-interface.md §11.1). */
+/** Key and signature usages (docs/sev-interface.md §11.1). */
 export const Usage = {
   ARK: 0x0000,
   ASK: 0x0013,
@@ -41,7 +41,7 @@ export const Usage = {
 } as const;
 export type UsageName = keyof typeof Usage;
 
-/** Algorithm ids (sev-interface.md §11.1). */
+/** Algorithm ids (docs/sev-interface.md §11.1). */
 export const Algo = {
   NONE: 0x0000,
   RSA_SHA256: 0x0001,
@@ -178,7 +178,7 @@ export interface SevCertBody {
   pub: EcPublicKey;
 }
 
-/** Encodes an unsigned P-384 SEV certificate: both signature slots empty (usage 0x1000, algo 0 — pitfall 4). */
+/** Encodes an unsigned P-384 SEV certificate: both signature slots empty (usage 0x1000, algo 0 — docs/sev-interface.md §15 pitfall 4). */
 export function encodeSevCert(body: SevCertBody): Uint8Array {
   const w = new ByteWriter(SEV_CERT_SIZE);
   w.u32(0, 1).u8(4, body.apiMajor).u8(5, body.apiMinor).u32(8, body.usage).u32(0xc, body.algo);
@@ -254,7 +254,7 @@ export type SignerKey =
 
 /**
  * Verifies that `cert` carries a valid signature by a key of `signerUsage`. Signers are matched to slots by usage,
- * and both slots are tried (pitfall 4). The hash comes from the slot's own algo field (pitfall 2).
+ * and both slots are tried (docs/sev-interface.md §15 pitfall 4). The hash comes from the slot's own algo field (docs/sev-interface.md §15 pitfall 2).
  */
 export function verifySevCertSignature(cert: SevCert, signerUsage: number, signer: SignerKey): boolean {
   const msg = cert.bytes.subarray(0, SEV_CERT_SIGNED_SIZE);

@@ -1,6 +1,6 @@
 /**
  * The SEV-SNP attestation report: 0x4A0 bytes, signed over [0, 0x2A0) with ECDSA P-384 / SHA-384 by the VCEK
- * (sev-interface.md §14). All integers little-endian, r and s included (pitfall 1).
+ * (docs/sev-interface.md §14). All integers little-endian, r and s included (§15 pitfall 1).
  *
  * | off   | field | off   | field |
  * |-------|-------|-------|-------|
@@ -31,7 +31,7 @@ export const SNP_REPORT_SIGNED_SIZE = 0x2a0;
 /** Which key signed the report (flags bits 4:2, §14). */
 export const SnpSigningKey = { VCEK: 0, VLEK: 1, NONE: 7 } as const;
 
-/** A TCB version split into its security patch levels. The byte layout differs on Turin (pitfall 22). */
+/** A TCB version split into its security patch levels. The byte layout differs on Turin (docs/sev-interface.md §15 pitfall 22). */
 export interface SnpTcb {
   raw: bigint;
   /** Turin only. */

@@ -1,5 +1,5 @@
 /**
- * The VCEK: AMD's per-chip, per-TCB X.509 certificate for SEV-SNP reports (sev-interface.md §14). Its AMD
+ * The VCEK: AMD's per-chip, per-TCB X.509 certificate for SEV-SNP reports (docs/sev-interface.md §14). Its AMD
  * extensions (OID 1.3.6.1.4.1.3704.1.*) bind the key to one chip (hwID = the report's chip_id) and one TCB (the
  * security patch levels).
  *

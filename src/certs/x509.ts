@@ -1,8 +1,8 @@
 /**
- * The few X.509 facts the SEV-SNP chain needs (sev-interface.md §14): the signed TBS bytes, an RSA-PSS signature
+ * The few X.509 facts the SEV-SNP chain needs (docs/sev-interface.md §14): the signed TBS bytes, an RSA-PSS signature
  * algorithm with its parameters, RSA and P-384 public keys, names, validity and extensions. Parsed here rather than
  * with node's `X509Certificate` because we need the raw extensions (hwID, TCB SPLs) and full control of the PSS
- * parameters. Per pitfall 22 the serial number is read but never judged: AMD's Milan VCEK has serial 0.
+ * parameters. Per docs/sev-interface.md §15 pitfall 22 the serial number is read but never judged: AMD's Milan VCEK has serial 0.
  *
  * @example
  * ```ts
@@ -60,7 +60,7 @@ export interface X509Cert {
   /** The signed bytes: the whole TBSCertificate element. */
   tbs: Uint8Array;
   version: number;
-  /** Big-endian, as encoded (may be 0 — pitfall 22). */
+  /** Big-endian, as encoded (may be 0 — docs/sev-interface.md §15 pitfall 22). */
   serial: Uint8Array;
   signatureAlgorithm: X509SignatureAlgorithm;
   /** The DER of the issuer and subject Names, for exact issuer ↔ subject matching. */

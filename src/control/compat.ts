@@ -1,5 +1,5 @@
 /**
- * Compatibility checks, evaluated before anything is touched (product-behaviour.md §3): the hypervisor's own
+ * Compatibility checks, evaluated before anything is touched (docs/product-behaviour.md §3): the hypervisor's own
  * requirement checks (`hypervisor/requirements.ts`, one table for both layers) run against what the inventory
  * knows about a host — CPU generation, SEV platform state, the ES/SEV ASID pools and how many slots are taken —
  * plus the checks only the control plane can make: maintenance, connection, the host's ES-vs-SNP mode, the VM's

@@ -1,7 +1,7 @@
 /**
  * Placement: which host runs a VM. Key slots (ASIDs) are a quantitative resource per host and per pool — SEV and
  * SEV-ES never borrow from each other — with allocation ratio 1 and no over-commit, as Nova's
- * `MEM_ENCRYPTION_CONTEXT` inventories (product-behaviour.md §5). A host whose pool is full, or that fails any
+ * `MEM_ENCRYPTION_CONTEXT` inventories (docs/product-behaviour.md §5). A host whose pool is full, or that fails any
  * compatibility check, drops out; when none is left, the refusal says why for each candidate (Nova's NoValidHost,
  * but readable).
  *

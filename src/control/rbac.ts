@@ -1,5 +1,5 @@
 /**
- * Roles and permissions: one table, default deny (threat-model.md §5.3, product-behaviour.md §8). SEV-specific
+ * Roles and permissions: one table, default deny (docs/threat-model.md §5.3, docs/product-behaviour.md §8). SEV-specific
  * privileges are separate from generic VM privileges, as KubeVirt splits attestation: reading a measurement is not
  * setting a session or injecting a secret; turning protection on is not turning it off. The platform `admin`
  * manages tokens, roles and hosts but cannot change what is encrypted (vSphere's "no cryptography administrator").
@@ -71,7 +71,7 @@ export const ROLE_PERMISSIONS: Readonly<Record<Role, readonly Permission[]>> = {
   ],
   "security-admin": ["inventory.read", "vm.security.enable", "vm.security.policy"],
   // Weakening protection is its own role so that the people who turn SEV on are not, by default, the ones who can
-  // turn it off. (The two-person request/approve flow of threat-model.md §5.2 builds on this permission.)
+  // turn it off. (The two-person request/approve flow of docs/threat-model.md §5.2 builds on this permission.)
   "security-officer": ["inventory.read", "vm.security.downgrade", "vm.debug.allow"],
   "attestation-reader": ["inventory.read", "attestation.read"],
   "attestation-admin": ["inventory.read", "attestation.read", "attestation.session", "attestation.secret"],

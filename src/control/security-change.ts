@@ -1,5 +1,5 @@
 /**
- * What a security change is, and which permission it needs (threat-model.md §5.2–5.3): turning protection on,
+ * What a security change is, and which permission it needs (docs/threat-model.md §5.2–5.3): turning protection on,
  * changing the policy without weakening it, weakening it (a downgrade), and allowing debug are four different
  * things, held by different roles. A change is classified per VM, because the same request ("set SEV") turns
  * protection on for an ordinary VM and weakens an SEV-ES one.

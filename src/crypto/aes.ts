@@ -3,7 +3,7 @@ import { createCipheriv, createDecipheriv } from "node:crypto";
 
 /**
  * AES-128-CTR with the whole 16-byte IV as the initial counter block, incremented big-endian (OpenSSL's CTR; the
- * mode sevctl, sev-tool and the firmware use for wrap_tk and packet payloads, pitfall 6). Encryption and
+ * mode sevctl, sev-tool and the firmware use for wrap_tk and packet payloads, docs/sev-interface.md §15 pitfall 6). Encryption and
  * decryption are the same operation.
  */
 export function aes128Ctr(key: Uint8Array, iv: Uint8Array, data: Uint8Array): Uint8Array {

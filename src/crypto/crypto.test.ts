@@ -11,7 +11,7 @@ import { rsaKeyPairFromPem, rsaPssSign, rsaPssVerify } from "./rsa.ts";
 
 const zero16 = new Uint8Array(16);
 
-describe("SEV KDF (sev-interface.md §16.1)", () => {
+describe("SEV KDF (docs/sev-interface.md §16.1)", () => {
   it("derives the known master, KEK and KIK", () => {
     const master = sevKdf(zero16, "sev-master-secret", zero16);
     assert.equal(toHex(master), "ab4d269fcc62bedb4511d56c386ce706");

@@ -1,7 +1,7 @@
 /**
  * ECDH and ECDSA on P-384, the curve of every SEV platform key (PEK, PDH, OCA, CEK) and of the guest owner's GODH
- * (sev-interface.md §9.1, §11). Coordinates here are **big-endian** 48-byte strings; the certificate codec converts
- * from AMD's little-endian fields (pitfall 1).
+ * (docs/sev-interface.md §9.1, §11). Coordinates here are **big-endian** 48-byte strings; the certificate codec converts
+ * from AMD's little-endian fields (docs/sev-interface.md §15 pitfall 1).
  *
  * Signing is deterministic (k derived from the private key and the digest) so an emulated platform built from a
  * seed produces byte-identical certificates; verification uses node:crypto.
@@ -51,7 +51,7 @@ function modInverse(a: bigint, m: bigint): bigint {
 /**
  * True when (x, y) is a point of P-384: both coordinates in [0, p) and y² = x³ − 3x + b. P-384 has cofactor 1, so
  * every such point generates the full group: no small-order points exist to reject separately. This is the check
- * whose absence was CVE-2019-9836 (sev-interface.md §11.4).
+ * whose absence was CVE-2019-9836 (docs/sev-interface.md §11.4).
  */
 export function isOnCurve(pub: EcPublicKey): boolean {
   if (pub.x.length !== P384.size || pub.y.length !== P384.size) return false;

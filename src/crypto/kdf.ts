@@ -1,6 +1,6 @@
 /**
  * The SEV key-derivation function: NIST SP 800-108 in counter mode with HMAC-SHA256 as PRF and
- * **little-endian** counters (sev-interface.md §9.2, pitfall 5).
+ * **little-endian** counters (docs/sev-interface.md §9.2, §15 pitfall 5).
  *
  * `K(i) = HMAC-SHA256(Kin, u32le(i) ‖ label ‖ 0x00 ‖ context ‖ u32le(L_bits))`
  */

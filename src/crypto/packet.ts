@@ -1,11 +1,11 @@
 /**
- * The packet header that carries LAUNCH_SECRET payloads (and SEND_/RECEIVE_UPDATE_* pages), sev-interface.md
+ * The packet header that carries LAUNCH_SECRET payloads (and SEND_/RECEIVE_UPDATE_* pages), docs/sev-interface.md
  * §4.4 and §10.1.
  *
  * Header, 0x34 bytes: flags u32 @0 (bit 0 COMPRESSED; tools send 0), iv[16] @4, mac[32] @0x14.
  *
  * `mac = HMAC-SHA256(TIK, 0x01 ‖ flags ‖ iv ‖ guest_len ‖ trans_len ‖ trans ‖ MEASURE)`; MEASURE (the 32-byte
- * launch measurement) is included only for API ≥ 0.17 (pitfall 8).
+ * launch measurement) is included only for API ≥ 0.17 (docs/sev-interface.md §15 pitfall 8).
  */
 import { CiphervisorError } from "../errors.ts";
 import { ByteReader, ByteWriter, concat, u32le } from "../lib/bytes.ts";

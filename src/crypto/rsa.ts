@@ -1,6 +1,6 @@
 /**
  * RSA-PSS as AMD uses it for ARK → ASK → CEK: MGF1 with the signature hash and salt length = digest length
- * (sev-interface.md §11.1, §11.2, pitfall 2). Moduli and signatures arrive big-endian here; the codecs reverse
+ * (docs/sev-interface.md §11.1, §11.2, §15 pitfall 2). Moduli and signatures arrive big-endian here; the codecs reverse
  * AMD's little-endian fields.
  *
  * Signing builds the EMSA-PSS encoding itself with a salt from an injected RandomSource and applies the raw RSA

@@ -1,5 +1,5 @@
 /**
- * The guest-owner session (sev-interface.md §4.4 session buffer, §9 derivations). Both sides use this file: the
+ * The guest-owner session (docs/sev-interface.md §4.4 session buffer, §9 derivations). Both sides use this file: the
  * guest owner wraps TEK ‖ TIK for a platform's PDH; the emulated firmware unwraps them in LAUNCH_START.
  *
  * Session buffer, 0x80 bytes:

@@ -12,7 +12,7 @@ import {
   tweak,
 } from "./xex.ts";
 
-/** The §13.2 formulas one 16-byte block at a time, with a fresh ECB call per block: the slow, obvious reference. */
+/** The docs/sev-interface.md §13.2 formulas one 16-byte block at a time, with a fresh ECB call per block: the slow, obvious reference. */
 function reference(
   mode: MemoryCipherMode,
   dir: "enc" | "dec",
@@ -42,7 +42,7 @@ function reference(
 
 const MAX_PA = 2 ** 52 - 2 ** 20;
 
-describe("MemoryCipher (sev-interface.md §13.2) against the per-block reference", () => {
+describe("MemoryCipher (docs/sev-interface.md §13.2) against the per-block reference", () => {
   for (const mode of ["xex", "xe"] as const) {
     it(`${mode}: encrypt and decrypt equal the formula for any key, address and length`, () => {
       const constants =

@@ -1,5 +1,5 @@
 /**
- * The memory-encryption cipher of SEV and SEV-ES (sev-interface.md §13.2): AES-128 per 16-byte block with a tweak
+ * The memory-encryption cipher of SEV and SEV-ES (docs/sev-interface.md §13.2): AES-128 per 16-byte block with a tweak
  * taken from the **system physical address**:
  *
  * ```
@@ -9,7 +9,7 @@
  * ```
  *
  * Deterministic per (key, address) on purpose: that is what real hardware does, and what makes the ciphertext
- * side channels, replay and block moves of threat-model.md reproducible.
+ * side channels, replay and block moves of docs/threat-model.md reproducible.
  *
  * Performance (the machine encrypts and decrypts whole pages at every VMRUN/#VMEXIT, and `npm run bench` holds
  * this engine to ≥ 0.5 × raw AES-128-ECB over the same bytes): all blocks of a call go through one long-lived ECB
@@ -205,7 +205,7 @@ class TweakEngine {
   }
 }
 
-/** One engine per set of constants: every key slot of a platform boot shares the same constants (§13.2). */
+/** One engine per set of constants: every key slot of a platform boot shares the same constants (docs/sev-interface.md §13.2). */
 const engines = new WeakMap<TweakConstants, TweakEngine>();
 function engineFor(constants: TweakConstants): TweakEngine {
   let e = engines.get(constants);

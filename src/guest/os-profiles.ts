@@ -1,5 +1,5 @@
 /**
- * Guest operating systems and what they can run as, as one table with a source per row (DESIGN.md: "which guest
+ * Guest operating systems and what they can run as, as one table with a source per row (docs/architecture.md §4.3: "which guest
  * OS supports which mode is one data table"). The control plane's compatibility checks and the emulated guest
  * kernels (src/guest/kernel) both read it.
  *
@@ -31,7 +31,7 @@ export const GUEST_OS_PROFILES: readonly GuestOsProfile[] = [
     sevEs: true,
     ghcbProtocol: { min: 1, max: 2 },
     source:
-      "GHCB protocol v2 (GHCB GPA registration, MSR protocol 0x012) arrived with the SNP guest series in Linux 5.19 [unconfirmed release]; #VC handler arch/x86/kernel/sev.c (sev-interface.md §12.4)",
+      "GHCB protocol v2 (GHCB GPA registration, MSR protocol 0x012) arrived with the SNP guest series in Linux 5.19 [unconfirmed release]; #VC handler arch/x86/kernel/sev.c (docs/sev-interface.md §12.4)",
   },
   {
     id: "linux-5.10",
@@ -41,7 +41,7 @@ export const GUEST_OS_PROFILES: readonly GuestOsProfile[] = [
     sevEs: true,
     ghcbProtocol: { min: 1, max: 1 },
     source:
-      "SEV-ES guest support merged in Linux 5.10 (arch/x86/kernel/sev-es.c: #VC handler, GHCB protocol v1); product-behaviour.md: vSphere 7.0 U1 SEV-ES needs Linux kernels with SEV-ES support",
+      "SEV-ES guest support merged in Linux 5.10 (arch/x86/kernel/sev-es.c: #VC handler, GHCB protocol v1); docs/product-behaviour.md: vSphere 7.0 U1 SEV-ES needs Linux kernels with SEV-ES support",
   },
   {
     id: "linux-4.16",
@@ -59,7 +59,7 @@ export const GUEST_OS_PROFILES: readonly GuestOsProfile[] = [
     sev: false,
     sevEs: false,
     source:
-      "product-behaviour.md: SEV-ES guests must be Linux; Windows is not enlightened for SEV without a paravisor, and does not boot under plain SEV",
+      "docs/product-behaviour.md: SEV-ES guests must be Linux; Windows is not enlightened for SEV without a paravisor, and does not boot under plain SEV",
   },
   {
     id: "windows-server-2019",
@@ -67,7 +67,7 @@ export const GUEST_OS_PROFILES: readonly GuestOsProfile[] = [
     family: "windows",
     sev: false,
     sevEs: false,
-    source: "as Windows Server 2022 (product-behaviour.md)",
+    source: "as Windows Server 2022 (docs/product-behaviour.md)",
   },
 ];
 

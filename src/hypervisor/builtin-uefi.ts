@@ -1,6 +1,6 @@
 /**
  * The small built-in emulated UEFI every VM boots unless it names a real OVMF image. It is a firmware *image* in
- * OVMF's shape — a body and the OVMF footer table at its end (sev-interface.md §8.4) with an SEV-ES AP reset block,
+ * OVMF's shape — a body and the OVMF footer table at its end (docs/sev-interface.md §8.4) with an SEV-ES AP reset block,
  * a secret area and a kernel-hashes area — so the host loads, measures and injects secrets into it exactly as it
  * does for Debian's `OVMF_CODE.fd`, and a guest owner computes its launch digest with the same tools
  * (`owner measure --firmware <this image>`). `ciphervisor firmware export` writes it to a file.

@@ -1,5 +1,5 @@
 /**
- * The launch of an encrypted VM as QEMU/KVM do it (sev-interface.md §8.1; DESIGN.md "Power on an SEV-ES VM"):
+ * The launch of an encrypted VM as QEMU/KVM do it (docs/sev-interface.md §8.1; docs/architecture.md §3.2 "Power on an SEV-ES VM"):
  *
  * LAUNCH_START (policy; the guest owner's GODH and session when given) → ACTIVATE (an ASID of the right pool) →
  * LAUNCH_UPDATE_DATA over the whole firmware image, mapped just below 4 GiB → the padded kernel-hashes table for a
@@ -137,7 +137,7 @@ export function measuredLaunch(
     client.activate(handle, asid);
     activated = true;
     const digest: Uint8Array[] = [];
-    // The firmware image, page by page at its frames; the digest covers only the bytes (§8.1).
+    // The firmware image, page by page at its frames; the digest covers only the bytes (docs/sev-interface.md §8.1).
     for (let o = 0; o < firmware.bytes.length; o += PAGE_SIZE) {
       const chunk = firmware.bytes.subarray(o, Math.min(o + PAGE_SIZE, firmware.bytes.length));
       const hpa = mapGuestPage(ctx, firmware.gpa + o);

@@ -1,7 +1,7 @@
 /**
  * What each security mode still allows: ONE table, mode × operation → allowed, or refused with a stable code and
  * a reason a person understands. The hypervisor enforces it, the control plane and API answer 409 from it, the CLI's
- * `--what-if` and the docs print it (product-behaviour.md §4; vSphere 7U1's SEV-ES limits, Nova's
+ * `--what-if` and the docs print it (docs/product-behaviour.md §4; vSphere 7U1's SEV-ES limits, Nova's
  * `OperationNotSupportedForSEV`, KubeVirt's `SEVNotLiveMigratable`, QEMU's "SEV: Migration is not implemented").
  *
  * Why each refusal exists: every refused operation needs the hypervisor to read or rewrite guest memory or
@@ -119,7 +119,7 @@ export const OPERATION_RULES: Readonly<Record<SecurityMode, Readonly<Record<Oper
 
 /**
  * The rule for one VM. `debugAllowed` is the guest policy's NODBG bit cleared: then a memory dump goes through
- * DBG_DECRYPT and is allowed (product-behaviour.md §4; sev-interface.md §6).
+ * DBG_DECRYPT and is allowed (docs/product-behaviour.md §4; docs/sev-interface.md §6).
  */
 export function ruleFor(mode: SecurityMode, operation: Operation, debugAllowed = false): Rule {
   if (operation === "memory-dump" && mode !== "none" && debugAllowed) return ok;

@@ -1,5 +1,5 @@
 /**
- * The requirement checks a host runs before it touches the firmware (product-behaviour.md §3: "validate every
+ * The requirement checks a host runs before it touches the firmware (docs/product-behaviour.md §3: "validate every
  * precondition before touching a host … name the failing check, never fail later with a generic error"). Each
  * finding has a stable code and a message a person can act on. The control plane runs the same checks to decide
  * compatibility and placement.

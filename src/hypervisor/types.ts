@@ -56,7 +56,7 @@ export interface LaunchSpec {
   guestOs: string;
   devices: DeviceSpec[];
   security: SecurityMode;
-  /** SEV guest policy; default NODBG|NOKS, plus ES for sev-es (sev-interface.md §6). */
+  /** SEV guest policy; default NODBG|NOKS, plus ES for sev-es (docs/sev-interface.md §6). */
   policy?: number;
   /** A guest owner's session; without it the firmware chooses the transport keys. */
   session?: GuestOwnerSession;

@@ -9,7 +9,7 @@ export const MAX_VCPUS = 64;
 export const MAX_MEMORY_MIB = 1024 * 1024;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
-/** The safe default policy: NODBG and NOKS, plus ES for SEV-ES (sev-interface.md §6). */
+/** The safe default policy: NODBG and NOKS, plus ES for SEV-ES (docs/sev-interface.md §6). */
 export function defaultPolicy(mode: LaunchSpec["security"]): number {
   const base = PolicyBit.NODBG | PolicyBit.NOKS;
   return mode === "sev-es" ? base | PolicyBit.ES : base;

@@ -1,5 +1,5 @@
 /**
- * Little-endian byte helpers shared by every binary codec (sev-interface.md §0.2: every multi-byte integer in a
+ * Little-endian byte helpers shared by every binary codec (docs/sev-interface.md §0.2: every multi-byte integer in a
  * firmware buffer is little-endian, and so are the big numbers of AMD formats).
  */
 import { timingSafeEqual } from "node:crypto";
@@ -134,7 +134,7 @@ export function ctEqual(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-/** Unsigned big integer from little-endian bytes (AMD stores key material this way, pitfall 1). */
+/** Unsigned big integer from little-endian bytes (AMD stores key material this way, docs/sev-interface.md §15 pitfall 1). */
 export function bigFromLE(b: Uint8Array): bigint {
   let v = 0n;
   for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]!);
@@ -173,7 +173,7 @@ export function isZero(b: Uint8Array): boolean {
 
 /**
  * EFI GUID text ↔ bytes in mixed-endian (`bytes_le`) order, as every OVMF, hashes and secret table uses
- * (sev-interface.md §8.3, pitfall 10).
+ * (docs/sev-interface.md §8.3, §15 pitfall 10).
  */
 export function guidToBytes(guid: string): Uint8Array {
   const m = /^([0-9a-f]{8})-([0-9a-f]{4})-([0-9a-f]{4})-([0-9a-f]{4})-([0-9a-f]{12})$/i.exec(guid.trim());

@@ -1,5 +1,5 @@
 /**
- * The EPYC generations as one table (sev-interface.md §7.1, §13.1; product-behaviour.md §1). Code, CLI and docs
+ * The EPYC generations as one table (docs/sev-interface.md §7.1, §13.1; docs/product-behaviour.md §1). Code, CLI and docs
  * all read this table; nothing else hard-codes a per-generation number.
  */
 import { CiphervisorError } from "../errors.ts";
@@ -19,7 +19,7 @@ export interface CpuModel {
   reducedPhysBits: number;
   /** Whether the part and its firmware support SEV-ES (Naples has the hardware, but SEV-ES software support begins with Rome). */
   sevEs: boolean;
-  /** Memory-encryption tweak mode: XE (fixed linear tweak) on Naples, XEX with per-boot constants later (§13.1). */
+  /** Memory-encryption tweak mode: XE (fixed linear tweak) on Naples, XEX with per-boot constants later (docs/sev-interface.md §13.1). */
   memoryMode: "xe" | "xex";
   /** Default BIOS `min_sev_asid` (ES ASIDs are [1, min)); 1 means no SEV-ES pool. */
   defaultMinSevAsid: number;
@@ -28,7 +28,7 @@ export interface CpuModel {
   /** CPUID(1).EAX of the host part (family/model/stepping), for the guest-visible signature. */
   cpuidSignature: number;
   /**
-   * CPUID Fn8000_001F EAX, EBX and ECX as a real part of this generation reports them (sev-interface.md §7.1). EDX
+   * CPUID Fn8000_001F EAX, EBX and ECX as a real part of this generation reports them (docs/sev-interface.md §7.1). EDX
    * is not a property of the part: it is the BIOS setting `min_sev_asid`. `cpuid.ts` builds the full leaf; a test
    * checks that EBX[5:0], EBX[11:6], ECX and EAX bit 3 agree with `cBit`, `reducedPhysBits`, `maxAsid`, `sevEs`.
    */
@@ -54,7 +54,7 @@ export const CPU_MODELS: Readonly<Record<Generation, CpuModel>> = {
     // emulated part clears it to stay consistent with `sevEs: false`.
     cpuid8000001f: { eax: 0x00000007, ebx: 0x0000016f, ecx: 15 },
     source:
-      "sev-interface.md §7.1 (virtee/sevctl#203, AMDESE/AMDSEV#23); XE mode per Du et al. 2017 / SEVurity; CPUID 8000001F from anrieff/libcpuid tests/amd/zen/epyc-naples.test",
+      "docs/sev-interface.md §7.1 (virtee/sevctl#203, AMDESE/AMDSEV#23); XE mode per Du et al. 2017 / SEVurity; CPUID 8000001F from anrieff/libcpuid tests/amd/zen/epyc-naples.test",
   },
   rome: {
     generation: "rome",
@@ -69,7 +69,7 @@ export const CPU_MODELS: Readonly<Record<Generation, CpuModel>> = {
     cpuidSignature: 0x00830f10,
     cpuid8000001f: { eax: 0x0001000f, ebx: 0x0000016f, ecx: 509 },
     source:
-      "sev-interface.md §7.1 (AMDESE/AMDSEV#84: 'SEV supported: 509 ASIDs'); XEX per SEVurity; CPUID 8000001F from anrieff/libcpuid tests/amd/zen2/epyc-rome.test",
+      "docs/sev-interface.md §7.1 (AMDESE/AMDSEV#84: 'SEV supported: 509 ASIDs'); XEX per SEVurity; CPUID 8000001F from anrieff/libcpuid tests/amd/zen2/epyc-rome.test",
   },
   milan: {
     generation: "milan",
@@ -84,7 +84,7 @@ export const CPU_MODELS: Readonly<Record<Generation, CpuModel>> = {
     cpuidSignature: 0x00a00f11,
     cpuid8000001f: { eax: 0x0001fc3f, ebx: 0x00004173, ecx: 509 },
     source:
-      "sev-interface.md §7.1 (enarx/enarx#2589; C-bit 51 per rust-osdev/x86_64#603); CPUID 8000001F (EPYC 7713) from anrieff/libcpuid tests/amd/zen3/epyc-milan.test",
+      "docs/sev-interface.md §7.1 (enarx/enarx#2589; C-bit 51 per rust-osdev/x86_64#603); CPUID 8000001F (EPYC 7713) from anrieff/libcpuid tests/amd/zen3/epyc-milan.test",
   },
   genoa: {
     generation: "genoa",
@@ -99,7 +99,7 @@ export const CPU_MODELS: Readonly<Record<Generation, CpuModel>> = {
     cpuidSignature: 0x00a10f11,
     cpuid8000001f: { eax: 0x030ffffb, ebx: 0x000041b3, ecx: 1006 },
     source:
-      "sev-interface.md §7.1 (AMD on LKML: 1006 SEV ASIDs on Genoa and later); CPUID 8000001F (EPYC 9124) from anrieff/libcpuid tests/amd/zen4/epyc-genoa.test",
+      "docs/sev-interface.md §7.1 (AMD on LKML: 1006 SEV ASIDs on Genoa and later); CPUID 8000001F (EPYC 9124) from anrieff/libcpuid tests/amd/zen4/epyc-genoa.test",
   },
 };
 

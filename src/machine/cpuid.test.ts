@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { CPU_MODELS, GENERATIONS } from "./cpu-models.ts";
 import { asidClass, asidPools, hostCpuid8000001f, SEV_FEATURE_BITS } from "./cpuid.ts";
 
-describe("CPUID 0x8000001F and the CPU table agree (sev-interface.md §7.1)", () => {
+describe("CPUID 0x8000001F and the CPU table agree (docs/sev-interface.md §7.1)", () => {
   for (const g of GENERATIONS) {
     const m = CPU_MODELS[g];
     it(`${g}: C-bit, reduction, max ASID and SEV-ES bit match the table row`, () => {

@@ -1,5 +1,5 @@
 /**
- * CPUID Fn8000_001F and the ASID pools it implies (sev-interface.md §7.1, §7.2). Everything here is derived from
+ * CPUID Fn8000_001F and the ASID pools it implies (docs/sev-interface.md §7.1, §7.2). Everything here is derived from
  * the CPU table (`cpu-models.ts`) and the BIOS setting `min_sev_asid`; nothing is hard-coded per generation.
  */
 import { type CpuModel, checkMinSevAsid } from "./cpu-models.ts";
@@ -44,7 +44,7 @@ export interface AsidRange {
 }
 
 export interface AsidPools {
-  /** SEV-ES guests: ASIDs 1 … min_sev_asid − 1 (§7.2, pitfall 13: the *low* range). */
+  /** SEV-ES guests: ASIDs 1 … min_sev_asid − 1 (§7.2, docs/sev-interface.md §15 pitfall 13: the *low* range). */
   es: AsidRange;
   /** Plain-SEV guests: min_sev_asid … max_sev_asid. */
   sev: AsidRange;

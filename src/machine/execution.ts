@@ -1,6 +1,6 @@
 /**
  * One VMRUN's worth of guest execution: the interpreter of the guest ISA (isa.ts), intercepts, exception delivery
- * (#VC for SEV-ES non-automatic exits, sev-interface.md §12.5), native kernel steps, and the reason the run ends.
+ * (#VC for SEV-ES non-automatic exits, docs/sev-interface.md §12.5), native kernel steps, and the reason the run ends.
  * `machine.ts` wraps it with the VMRUN checks and the state load/save that make SEV and SEV-ES differ.
  */
 import type { Vmsa } from "../measure/vmsa.ts";

@@ -1,5 +1,5 @@
 /**
- * SVM #VMEXIT codes and their SEV-ES class, as one table (sev-interface.md §12.5). In an SEV-ES guest an intercepted
+ * SVM #VMEXIT codes and their SEV-ES class, as one table (docs/sev-interface.md §12.5). In an SEV-ES guest an intercepted
  * *non-automatic* exit (NAE) does not leave the guest: the CPU raises #VC (vector 29) inside it with the exit code as
  * error code, and the guest's #VC handler asks the hypervisor through the GHCB. *Automatic* exits (AE) leave the
  * guest directly, with state saved into the encrypted VMSA. Plain SEV and non-SEV guests take every intercept as a

@@ -1,5 +1,5 @@
 /**
- * The GHCB page and the GHCB MSR protocol (sev-interface.md §12.3, §12.4; Linux `struct ghcb`, GHCB spec #56421).
+ * The GHCB page and the GHCB MSR protocol (docs/sev-interface.md §12.3, §12.4; Linux `struct ghcb`, GHCB spec #56421).
  *
  * The GHCB is a 4 KiB page the SEV-ES guest maps **shared** (C-bit clear): it is the only register state the
  * hypervisor of an SEV-ES guest ever sees, and only the fields the guest marks valid. Its save-area image uses the

@@ -1,6 +1,6 @@
 /**
  * The guest's own page tables: a deliberately small x86-like format, because what matters for SEV is one bit per
- * page — the C-bit (sev-interface.md §13.1). A guest page-table entry with C = 1 makes its page *private* (encrypted
+ * page — the C-bit (docs/sev-interface.md §13.1). A guest page-table entry with C = 1 makes its page *private* (encrypted
  * with the VM's key slot), C = 0 makes it *shared* (plaintext, readable by the hypervisor). Instruction fetches and
  * page-table walks are always private, whatever the entries say.
  *

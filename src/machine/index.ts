@@ -1,5 +1,5 @@
 /**
- * The emulated EPYC hardware (sev-interface.md §7, §12, §13): CPU models, CPUID 0x8000001F and ASID pools, DRAM,
+ * The emulated EPYC hardware (docs/sev-interface.md §7, §12, §13): CPU models, CPUID 0x8000001F and ASID pools, DRAM,
  * the memory path and the nested page table, VMRUN/#VMEXIT with the VMCB, the encrypted VMSA and its integrity
  * record in trusted memory, the GHCB, the guest ISA — and, under host/, the reference host software (KVM-like exit
  * and VMGEXIT handling, devices, launch) that the emulated hypervisor runs on it.

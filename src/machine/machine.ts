@@ -3,7 +3,7 @@
  * the Secure Processor), trusted memory, and VMRUN. Pure and deterministic: every random bit (RDRAND) comes from the
  * injected source.
  *
- * VMRUN (sev-interface.md §12, §13) — what makes the three security modes differ:
+ * VMRUN (docs/sev-interface.md §12, §13) — what makes the three security modes differ:
  * - **none**: guest memory is plaintext; registers are saved in the VMCB save area in plaintext.
  * - **sev**: private pages are encrypted with the key slot of the VMCB's ASID (chosen by VMRUN from the VMCB, as
  *   hardware does); registers are still saved in the VMCB save area in plaintext, readable and writable by the

@@ -1,5 +1,5 @@
 /**
- * The path every guest memory access takes while a vCPU runs (sev-interface.md §13): guest page tables (C-bit per
+ * The path every guest memory access takes while a vCPU runs (docs/sev-interface.md §13): guest page tables (C-bit per
  * page) → nested page table (hypervisor's) → the memory-encryption engine with the key slot of the VMCB's ASID →
  * DRAM. Private pages are decrypted on the way in and encrypted on the way out, at their *system physical* address,
  * deterministically; shared pages and non-SEV guests go to DRAM as plaintext.

@@ -1,6 +1,6 @@
 /**
  * The non-automatic exits (NAE) an SEV-ES guest reports through the GHCB, and what the hypervisor requires and
- * returns for each — one table, read by the host's VMGEXIT validation and by the tests (sev-interface.md §12.3,
+ * returns for each — one table, read by the host's VMGEXIT validation and by the tests (docs/sev-interface.md §12.3,
  * §12.5; torvalds/linux `arch/x86/kvm/svm/sev.c` `sev_es_validate_vmgexit`, `sev_es_sync_to_ghcb`).
  *
  * What a *guest kernel* copies into the GHCB for each exit is the guest's business and lives with the guest
@@ -47,7 +47,7 @@ export interface NaeExitRow {
 
 const none = (): GhcbFieldName[] => [];
 
-/** Every NAE the emulated hypervisor accepts through the GHCB (≥ 10, as threat-model.md §8 item 2 asks). */
+/** Every NAE the emulated hypervisor accepts through the GHCB (≥ 10, as docs/threat-model.md §8 item 2 asks). */
 export const NAE_EXITS: readonly NaeExitRow[] = [
   {
     code: SvmExit.CPUID,

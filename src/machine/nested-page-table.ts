@@ -1,6 +1,6 @@
 /**
  * The nested page table (NPT): guest-physical → host-physical, 4 KiB pages, owned and edited by the hypervisor.
- * SEV and SEV-ES give the guest no say over it and no integrity check of it (threat-model.md §1.1: "the nested page
+ * SEV and SEV-ES give the guest no say over it and no integrity check of it (docs/threat-model.md §1.1: "the nested page
  * table is owned by the hypervisor"); remapping a GPA to another frame — SEVered — is one `map` call. SNP's RMP is
  * what later closed that gap.
  *

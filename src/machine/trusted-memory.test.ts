@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { seededRandom } from "../crypto/random.ts";
 import { VmsaIntegrityStore } from "./trusted-memory.ts";
 
-describe("VmsaIntegrityStore (trusted memory, sev-interface.md §12.1)", () => {
+describe("VmsaIntegrityStore (trusted memory, docs/sev-interface.md §12.1)", () => {
   it("accepts exactly the recorded ciphertext for that ASID and address", () => {
     const store = new VmsaIntegrityStore();
     const page = seededRandom("vmsa").bytes(4096);

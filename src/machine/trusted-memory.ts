@@ -1,6 +1,6 @@
 /**
  * Trusted memory: state the Secure Processor and the CPU share and the hypervisor cannot reach. Today it holds one
- * thing, the integrity record of every SEV-ES VMSA (sev-interface.md §12.1).
+ * thing, the integrity record of every SEV-ES VMSA (docs/sev-interface.md §12.1).
  *
  * The model: the firmware records a check value of the VMSA *ciphertext* when LAUNCH_UPDATE_VMSA (or
  * RECEIVE_UPDATE_VMSA) encrypts it; the CPU re-records it at every #VMEXIT, when it re-encrypts the VMSA; VMRUN

@@ -1,6 +1,6 @@
 /**
  * The VMCB: one 4 KiB page of hypervisor memory per vCPU, control area at 0x000, save area at 0x400 (AMD APM vol. 2;
- * sev-interface.md §12.1). The hypervisor owns it and can read and write every byte.
+ * docs/sev-interface.md §12.1). The hypervisor owns it and can read and write every byte.
  *
  * - Plain SEV and non-SEV guests: the CPU stores the guest's register state in the save area **in plaintext** at
  *   every #VMEXIT and loads it from there at VMRUN, so the hypervisor reads and edits guest registers at will.

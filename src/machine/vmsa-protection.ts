@@ -1,7 +1,7 @@
 /**
- * VMSA register protection — SEV_FEATURES bit 14, the CipherLeaks mitigation (sev-interface.md §12.1, threat-model.md
+ * VMSA register protection — SEV_FEATURES bit 14, the CipherLeaks mitigation (docs/sev-interface.md §12.1, docs/threat-model.md
  * §2.2 item 9): a nonce stored at VMSA offset 0x300 is mixed into the register fields, so that the same register
- * value no longer gives the same ciphertext across exits. Off by default (threat-model.md §1.1: later mitigations are
+ * value no longer gives the same ciphertext across exits. Off by default (docs/threat-model.md §1.1: later mitigations are
  * opt-in switches), enabled by a guest whose initial VMSA sets the bit.
  *
  * The model: at every #VMEXIT the CPU draws a fresh 64-bit nonce, writes it at 0x300 and XORs it into each

@@ -1,5 +1,5 @@
 /**
- * QEMU's SEV kernel-hashes table for measured direct boot (`kernel-hashes=on`), sev-interface.md §8.3.
+ * QEMU's SEV kernel-hashes table for measured direct boot (`kernel-hashes=on`), docs/sev-interface.md §8.3.
  *
  * | offset | size | field |
  * |--------|------|-------|
@@ -10,9 +10,9 @@
  * | 0x76 | 50 | kernel:  GUID `4de79437-abd2-427f-b835-d5b172d2045b` ‖ u16 len = 50 ‖ SHA-256 |
  * | 0xA8 | 8  | zero padding to a multiple of 16 |
  *
- * All 176 bytes, padding included, are measured (pitfall 9). GUIDs are in EFI byte order (pitfall 10). The cmdline
+ * All 176 bytes, padding included, are measured (docs/sev-interface.md §15 pitfall 9). GUIDs are in EFI byte order (docs/sev-interface.md §15 pitfall 10). The cmdline
  * hash covers the string and its NUL; a missing cmdline hashes a lone NUL and a missing initrd hashes the empty input
- * (pitfall 11), as QEMU does.
+ * (docs/sev-interface.md §15 pitfall 11), as QEMU does.
  */
 import { sha256 } from "../crypto/hash.ts";
 import { CiphervisorError } from "../errors.ts";
@@ -51,7 +51,7 @@ export interface DirectBootInput {
   cmdline?: string | undefined;
 }
 
-/** The digests QEMU computes for a direct boot (§8.3, pitfall 11). */
+/** The digests QEMU computes for a direct boot (§8.3, docs/sev-interface.md §15 pitfall 11). */
 export function directBootHashes(input: DirectBootInput): KernelHashes {
   const cmdline = new TextEncoder().encode(`${input.cmdline ?? ""}\0`);
   return {

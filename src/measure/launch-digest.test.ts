@@ -35,7 +35,7 @@ function isCode(code: "INVALID_INPUT" | "MALFORMED", pattern: RegExp) {
   return (e: unknown) => isCiphervisorError(e, code) && pattern.test(e.message);
 }
 
-describe("measurement MAC known answer (sev-interface.md §16.2)", () => {
+describe("measurement MAC known answer (docs/sev-interface.md §16.2)", () => {
   it("matches virtee/sev and sev-tool", () => {
     const m = measurementMac(fromHex("66320db73158a35a255d051758e95ed4"), {
       apiMajor: 0,
@@ -49,7 +49,7 @@ describe("measurement MAC known answer (sev-interface.md §16.2)", () => {
   });
 });
 
-describe("sevctl `measurement build` vectors (sev-interface.md §16.3, virtee/sevctl tests/measurementbuild.rs)", () => {
+describe("sevctl `measurement build` vectors (docs/sev-interface.md §16.3, virtee/sevctl tests/measurementbuild.rs)", () => {
   const tik = fixture("sevctl/tik1.bin");
   const common = {
     apiMajor: 1,
@@ -102,7 +102,7 @@ describe("sevctl `measurement build` vectors (sev-interface.md §16.3, virtee/se
   });
 });
 
-describe("sev-snp-measure launch digests (sev-interface.md §16.5, virtee/sev-snp-measure tests/test_guest.py)", () => {
+describe("sev-snp-measure launch digests (docs/sev-interface.md §16.5, virtee/sev-snp-measure tests/test_guest.py)", () => {
   const epycV4 = vcpuSignatureOf("EPYC-v4");
   // The tests pass /dev/null as kernel and initrd, and "" or the console string as append.
   const nullBoot = (cmdline?: string) => ({ kernel: EMPTY, initrd: EMPTY, cmdline });
@@ -142,7 +142,7 @@ describe("sev-snp-measure launch digests (sev-interface.md §16.5, virtee/sev-sn
   });
 });
 
-describe("reset-state VMSA (sev-interface.md §12.2)", () => {
+describe("reset-state VMSA (docs/sev-interface.md §12.2)", () => {
   it("rebuilds sevctl's vmsa0.bin and vmsa1.bin byte for byte with the qemu-legacy profile", () => {
     const apEip = parseOvmfFooter(SEVCTL_OVMF).sevEsResetEip;
     assert.equal(apEip, 0x80b004);
@@ -204,7 +204,7 @@ describe("reset-state VMSA (sev-interface.md §12.2)", () => {
   });
 });
 
-describe("VMSA codec (sev-interface.md §12.1)", () => {
+describe("VMSA codec (docs/sev-interface.md §12.1)", () => {
   it("round-trips every field at its offset", () => {
     const page = fixture("sevctl/vmsa1.bin");
     assert.deepEqual(encodeVmsa(decodeVmsa(page)), page);
@@ -253,7 +253,7 @@ describe("VMSA codec (sev-interface.md §12.1)", () => {
   });
 });
 
-describe("kernel-hashes table (sev-interface.md §8.3)", () => {
+describe("kernel-hashes table (docs/sev-interface.md §8.3)", () => {
   it("hashes the cmdline with its NUL, a missing cmdline as a lone NUL and a missing initrd as empty input", () => {
     const h = directBootHashes({ kernel: EMPTY });
     assert.deepEqual(h.cmdline, sha256(new Uint8Array([0])));
@@ -282,7 +282,7 @@ describe("kernel-hashes table (sev-interface.md §8.3)", () => {
   });
 });
 
-describe("launch digest (sev-interface.md §8.1)", () => {
+describe("launch digest (docs/sev-interface.md §8.1)", () => {
   it("hashes bytes, not addresses: any split of the same stream gives the same digest", () => {
     const page = buildResetVmsa({ eip: BSP_RESET_EIP, profile: "qemu", vcpuSignature: 0x800f12 });
     const whole = new LaunchDigest().updateData(SEVCTL_OVMF).updateVmsa(page);

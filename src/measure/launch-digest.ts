@@ -1,5 +1,5 @@
 /**
- * The launch digest GCTX.LD, sev-interface.md §8.1:
+ * The launch digest GCTX.LD, docs/sev-interface.md §8.1:
  *
  * `LD = SHA256(ovmf ‖ [padded kernel-hashes table] ‖ [vmsa_bsp ‖ vmsa_ap × (n − 1)])`
  *

@@ -1,5 +1,5 @@
 /**
- * The launch measurement MAC (sev-interface.md §8.2, pitfall 7):
+ * The launch measurement MAC (docs/sev-interface.md §8.2, §15 pitfall 7):
  *
  * `MEASURE = HMAC-SHA256(TIK, 0x04 ‖ api_major ‖ api_minor ‖ build ‖ u32le(policy) ‖ LD(32) ‖ MNONCE(16))`
  *

@@ -39,7 +39,7 @@ function assertMalformed(image: Uint8Array, pattern: RegExp): void {
   );
 }
 
-describe("OVMF footer table (sev-interface.md §8.4)", () => {
+describe("OVMF footer table (docs/sev-interface.md §8.4)", () => {
   it("reads the sevctl trimmed OVMF (edk2-ovmf 20220126, el9)", () => {
     const f = parseOvmfFooter(SEVCTL_OVMF);
     assert.equal(f.present, true);

@@ -1,5 +1,5 @@
 /**
- * The OVMF footer table ("GUIDed table" at the end of the reset vector), sev-interface.md §8.4.
+ * The OVMF footer table ("GUIDed table" at the end of the reset vector), docs/sev-interface.md §8.4.
  *
  * Layout, read from the end of the firmware image:
  *
@@ -25,12 +25,12 @@
  * | `e47a6535-984a-4798-865e-4685a7bf8ec2` | TDX metadata | u32 offset (not used for SEV) |
  *
  * The area addresses never enter the SEV launch digest (§8.1); they tell a VMM where to put the hashes table and the
- * launch secret. They differ between OVMF builds, so always parse them (pitfall 25).
+ * launch secret. They differ between OVMF builds, so always parse them (docs/sev-interface.md §15 pitfall 25).
  */
 import { CiphervisorError } from "../errors.ts";
 import { ByteReader, guidFromBytes, guidToBytes } from "../lib/bytes.ts";
 
-/** Footer entry GUIDs (sev-interface.md §8.4). */
+/** Footer entry GUIDs (docs/sev-interface.md §8.4). */
 export const OvmfGuid = {
   FOOTER_TABLE: "96b582de-1fb2-45f7-baea-a366c55a082d",
   SEV_ES_RESET_BLOCK: "00f771de-1a7e-4fcb-890e-68c77e2fb44e",

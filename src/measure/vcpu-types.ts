@@ -1,6 +1,6 @@
 /**
  * Guest vCPU models and their CPUID(1).EAX signatures. QEMU/KVM put that signature in RDX of the reset-state VMSA, so
- * the SEV-ES launch digest depends on the guest CPU model (sev-interface.md §12.2, pitfall 12).
+ * the SEV-ES launch digest depends on the guest CPU model (docs/sev-interface.md §12.2, §15 pitfall 12).
  *
  * `signature = (ext_family << 20) | (ext_model << 16) | (base_family << 8) | (model_low << 4) | stepping`, where a
  * family above 0xF is written as base 0xF plus an extended family of `family − 0xF` (AMD CPUID specification #25481,

@@ -1,5 +1,5 @@
 /**
- * The SEV-ES VMSA page (VM save area) codec and the reset-state VMSA that QEMU/KVM measure, sev-interface.md §12.1
+ * The SEV-ES VMSA page (VM save area) codec and the reset-state VMSA that QEMU/KVM measure, docs/sev-interface.md §12.1
  * and §12.2.
  *
  * The page is 4 KiB; the architectural save area is its first 0x670 bytes (Linux `struct sev_es_save_area`) and the
@@ -354,7 +354,7 @@ export function decodeVmsa(page: Uint8Array): Vmsa {
 export const BSP_RESET_EIP = 0xfffffff0;
 
 /**
- * How a host stack initialises a vCPU before LAUNCH_UPDATE_VMSA (§8.5, §12.2, pitfall 12):
+ * How a host stack initialises a vCPU before LAUNCH_UPDATE_VMSA (§8.5, §12.2, docs/sev-interface.md §15 pitfall 12):
  * - `qemu`: QEMU with KVM_SEV_INIT2, which also copies x87/SSE state (mxcsr 0x1F80, fcw 0x037F).
  * - `qemu-legacy`: QEMU with KVM_SEV_ES_INIT, which leaves mxcsr and fcw 0 ("to avoid breaking older measurements").
  * - `ec2`, `gce`: the other VMMs virtee/sev-snp-measure models [source].

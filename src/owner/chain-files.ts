@@ -1,5 +1,5 @@
 /**
- * Reading a SEV certificate chain from disk in the shapes guest owners have (sev-interface.md §11.3):
+ * Reading a SEV certificate chain from disk in the shapes guest owners have (docs/sev-interface.md §11.3):
  * - a directory as `sevctl export --full` writes it: `ark.cert ask.cert cek.cert oca.cert pek.cert pdh.cert`
  *   (ARK and ASK optional: the trusted root's are used when absent);
  * - sevctl's concatenated chain file: PDH ‖ PEK ‖ OCA ‖ CEK [‖ ASK ‖ ARK];

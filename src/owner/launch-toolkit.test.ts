@@ -34,7 +34,7 @@ function makePdh(seed: string) {
   return { kp, cert };
 }
 
-describe("launch session (sev-interface.md §9)", () => {
+describe("launch session (docs/sev-interface.md §9)", () => {
   it("is unwrapped by the platform holding the PDH private key", () => {
     const pdh = makePdh("platform-pdh");
     const s = createLaunchSession(pdh.cert, 0x05, seededRandom("owner"));
@@ -108,7 +108,7 @@ describe("launch session (sev-interface.md §9)", () => {
   });
 });
 
-describe("launch measurement check (sev-interface.md §8.2)", () => {
+describe("launch measurement check (docs/sev-interface.md §8.2)", () => {
   // sevctl tests/measurementbuild.rs, LD given directly (§16.3 case 1).
   const check = {
     tik: fixture("measure/sevctl/tik1.bin"),
@@ -152,7 +152,7 @@ describe("launch measurement check (sev-interface.md §8.2)", () => {
   });
 });
 
-describe("LAUNCH_SECRET (sev-interface.md §10, sevctl tests/secretbuild.rs §16.4)", () => {
+describe("LAUNCH_SECRET (docs/sev-interface.md §10, §16.4: sevctl tests/secretbuild.rs)", () => {
   const base = {
     tik: fixture("owner/sevctl/tik1.bin"),
     tek: fixture("owner/sevctl/tek1.bin"),

@@ -1,5 +1,5 @@
 /**
- * LAUNCH_SECRET from the guest owner's side: the EFI secret table and its packet, sev-interface.md §10.
+ * LAUNCH_SECRET from the guest owner's side: the EFI secret table and its packet, docs/sev-interface.md §10.
  *
  * Secret table (OVMF / Linux `efi_secret` convention, as sevctl `secret build` writes it):
  *
@@ -12,9 +12,9 @@
  * | 40 | x  | entry data; the next entry follows immediately (entries are not aligned) |
  *
  * The table is zero-padded to a multiple of 16 and the padding is encrypted and counted in guest_len / trans_len
- * (pitfall 9). The packet is `trans = AES-128-CTR(TEK, iv)(table)` plus the 0x34-byte header `flags ‖ iv ‖ mac`,
+ * (docs/sev-interface.md §15 pitfall 9). The packet is `trans = AES-128-CTR(TEK, iv)(table)` plus the 0x34-byte header `flags ‖ iv ‖ mac`,
  * `mac = HMAC-SHA256(TIK, 0x01 ‖ flags ‖ iv ‖ guest_len ‖ trans_len ‖ trans ‖ MEASURE)`, MEASURE included for
- * API ≥ 0.17 (pitfall 8). Linux and KVM refuse blobs over 16 KiB (pitfall 20).
+ * API ≥ 0.17 (docs/sev-interface.md §15 pitfall 8). Linux and KVM refuse blobs over 16 KiB (docs/sev-interface.md §15 pitfall 20).
  */
 import { aes128Ctr } from "../crypto/aes.ts";
 import { encodePacketHeader, launchSecretMac, secretMacIncludesMeasure } from "../crypto/packet.ts";
@@ -23,7 +23,7 @@ import { CiphervisorError } from "../errors.ts";
 import { ByteReader, ByteWriter, guidFromBytes, guidToBytes } from "../lib/bytes.ts";
 
 export const SECRET_TABLE_GUID = "1e74f542-71dd-4d66-963e-ef4287ff173b";
-/** The kernel's and KVM's ceiling on a secret blob (pitfall 20). */
+/** The kernel's and KVM's ceiling on a secret blob (docs/sev-interface.md §15 pitfall 20). */
 export const MAX_SECRET_PAYLOAD = 16 * 1024;
 const HEADER = 20;
 

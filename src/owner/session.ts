@@ -1,5 +1,5 @@
 /**
- * The guest owner's side of LAUNCH_START: a launch session for one platform, sev-interface.md §9 (and the session
+ * The guest owner's side of LAUNCH_START: a launch session for one platform, docs/sev-interface.md §9 (and the session
  * buffer of §4.4, encoded by `crypto/session.ts`).
  *
  * 1. a fresh GODH P-384 key pair; its public key travels as a 0x824-byte SEV certificate with usage PDH (0x1003),

@@ -1,5 +1,5 @@
 /**
- * The guest owner's launch check, sev-interface.md §8.2: recompute MEASURE from the TIK, the platform's API and build,
+ * The guest owner's launch check, docs/sev-interface.md §8.2: recompute MEASURE from the TIK, the platform's API and build,
  * the policy, the expected launch digest and the firmware's MNONCE, then compare with the reported MEASURE in
  * constant time (virtee/sev `Session::verify`, sevctl `measurement build`). Only a match justifies releasing secrets.
  */

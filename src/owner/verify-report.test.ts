@@ -27,7 +27,7 @@ function expectError(fn: () => unknown, code: string, prefix: string): string {
   assert.fail(`expected ${code} "${prefix}…", but it succeeded`);
 }
 
-describe("SNP report codec (sev-interface.md §14)", () => {
+describe("SNP report codec (docs/sev-interface.md §14)", () => {
   it("decodes the real Milan report from hex text", () => {
     assert.equal(report.length, SNP_REPORT_SIZE);
     assert.deepEqual(decodeSnpReportInput(report), report, "raw bytes pass through");
@@ -58,7 +58,7 @@ describe("SNP report codec (sev-interface.md §14)", () => {
     });
   });
 
-  it("refuses wrong sizes, including the empty report (threat-model.md §6)", () => {
+  it("refuses wrong sizes, including the empty report (docs/threat-model.md §6)", () => {
     expectError(
       () => parseSnpReport(new Uint8Array(0)),
       "REPORT_INVALID",
@@ -80,7 +80,7 @@ describe("SNP report codec (sev-interface.md §14)", () => {
 });
 
 describe("X.509 and the VCEK", () => {
-  it("parses the Milan VCEK: serial 0 (pitfall 22), product, TCB and hwID extensions", () => {
+  it("parses the Milan VCEK: serial 0 (docs/sev-interface.md §15 pitfall 22), product, TCB and hwID extensions", () => {
     const v = parseVcek(vcek);
     assert.deepEqual([...v.cert.serial], [0]);
     assert.equal(v.productName, "Milan-B0");
@@ -97,7 +97,7 @@ describe("X.509 and the VCEK", () => {
     });
   });
 
-  it("the X.509 ARK/ASK hold the same RSA keys as the legacy Milan ARK/ASK (pitfall 23)", () => {
+  it("the X.509 ARK/ASK hold the same RSA keys as the legacy Milan ARK/ASK (docs/sev-interface.md §15 pitfall 23)", () => {
     const [askDer, arkDer] = parsePemCertificates(new TextDecoder().decode(chain));
     const ask = parseX509(askDer!, "ASK");
     const ark = parseX509(arkDer!, "ARK");

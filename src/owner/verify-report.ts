@@ -1,12 +1,12 @@
 /**
  * Verifies an SEV-SNP attestation report the way a guest owner must before trusting its measurement
- * (sev-interface.md §14):
+ * (docs/sev-interface.md §14):
  *
  * 1. ARK — AMD's root for the VCEK's product, self-signed. From a PEM chain (`cert_chain` from KDS: ASK then ARK)
- *    its RSA modulus must equal the built-in legacy ARK's (pitfall 23: same keys), so a chain the host sends is
+ *    its RSA modulus must equal the built-in legacy ARK's (docs/sev-interface.md §15 pitfall 23: same keys), so a chain the host sends is
  *    never trusted by itself; without a PEM chain the built-in legacy ARK/ASK are used directly.
  * 2. ARK → ASK — RSA-PSS SHA-384.
- * 3. ASK → VCEK — RSA-PSS SHA-384, salt 48, over the TBS bytes (the VCEK's serial is 0 — pitfall 22 — and that
+ * 3. ASK → VCEK — RSA-PSS SHA-384, salt 48, over the TBS bytes (the VCEK's serial is 0 — docs/sev-interface.md §15 pitfall 22 — and that
  *    is not judged).
  * 4. VCEK → report — ECDSA P-384 SHA-384 over [0, 0x2A0); r and s are 72-byte little-endian fields.
  * 5. chip_id — equals the VCEK's hwID extension, so the report comes from the chip the VCEK names.

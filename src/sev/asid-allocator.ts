@@ -1,5 +1,5 @@
 /**
- * The host's ASID allocator, as KVM does it (sev-interface.md §7.2, §7.4; torvalds/linux `sev_asid_new`,
+ * The host's ASID allocator, as KVM does it (docs/sev-interface.md §7.2, §7.4; torvalds/linux `sev_asid_new`,
  * `sev_flush_asids`): ES guests take from [1, min_sev_asid), plain SEV guests from [min_sev_asid, max]; the pools
  * never borrow from each other. A released ASID waits in a reclaim set until WBINVD on every core and DF_FLUSH;
  * when a pool is empty the allocator tries exactly one recycle, then refuses with a typed capacity error.

@@ -1,8 +1,8 @@
 /**
- * The firmware's per-ASID bookkeeping (sev-interface.md §7.2–7.4; AMD's `activate_common`, `sev_mcmd_deactivate`,
+ * The firmware's per-ASID bookkeeping (docs/sev-interface.md §7.2–7.4; AMD's `activate_common`, `sev_mcmd_deactivate`,
  * `mcmd_df_flush_common`):
  *
- * - ES guests use ASIDs [1, min_sev_asid); plain SEV guests use [min_sev_asid, max_asid] (pitfall 13).
+ * - ES guests use ASIDs [1, min_sev_asid); plain SEV guests use [min_sev_asid, max_asid] (docs/sev-interface.md §15 pitfall 13).
  * - An ASID is clean, in use (bound to a guest key), or dirty (deactivated; caches may still hold its lines).
  * - ACTIVATE needs a clean ASID (dirty → DFFLUSH_REQUIRED) not owned by another key (→ ASID_OWNED).
  * - DEACTIVATE makes the ASID dirty and clears every core's "WBINVD done" flag.

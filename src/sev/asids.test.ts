@@ -1,4 +1,4 @@
-/** ASID lifecycle (sev-interface.md §7.2–7.4): classes, ownership, WBINVD + DF_FLUSH, pools and capacity. */
+/** ASID lifecycle (docs/sev-interface.md §7.2–7.4): classes, ownership, WBINVD + DF_FLUSH, pools and capacity. */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { isCiphervisorError } from "../errors.ts";
@@ -89,7 +89,7 @@ describe("recycling: DEACTIVATE → WBINVD on every core → DF_FLUSH → ACTIVA
     client.activate(b, 300);
   });
 
-  it("a DEACTIVATE after the WBINVD makes DF_FLUSH fail again (pitfall 14)", () => {
+  it("a DEACTIVATE after the WBINVD makes DF_FLUSH fail again (docs/sev-interface.md §15 pitfall 14)", () => {
     const { client, sp } = createEmulatedPlatform();
     const a = client.launchStart({ policy: 0 }).handle;
     const b = client.launchStart({ policy: 0 }).handle;

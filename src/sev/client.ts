@@ -100,7 +100,7 @@ export class SevClient {
     return new ByteReader(this.memory.read(pa, size), name);
   }
 
-  /** INIT; with `es`, a 1 MiB-aligned 1 MiB TMR at `tmrPa` is required (§2). */
+  /** INIT; with `es`, a 1 MiB-aligned 1 MiB TMR at `tmrPa` is required (docs/sev-interface.md §2). */
   init(opts: { es: boolean; tmrPa?: number }): void {
     this.#run("INIT", (w) => {
       w.u32(0, opts.es ? 1 : 0);
@@ -250,7 +250,7 @@ export class SevClient {
     this.#inboundPacket("LAUNCH_SECRET", handle, packet, guestPa);
   }
 
-  /** LAUNCH_SECRET and RECEIVE_UPDATE_*: header and payload in, written into guest memory at `guestPa` (§4.1). */
+  /** LAUNCH_SECRET and RECEIVE_UPDATE_*: header and payload in, written into guest memory at `guestPa` (docs/sev-interface.md §4.1). */
   #inboundPacket(
     name: "LAUNCH_SECRET" | "RECEIVE_UPDATE_DATA" | "RECEIVE_UPDATE_VMSA",
     handle: number,

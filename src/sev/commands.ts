@@ -1,6 +1,6 @@
 /**
- * Firmware command ids (sev-interface.md §4.1, §4.2) — the firmware's numbering, not the Linux ioctl numbers
- * (pitfall 15) — and the size of each command buffer (all packed, §0.2).
+ * Firmware command ids (docs/sev-interface.md §4.1, §4.2) — the firmware's numbering, not the Linux ioctl numbers
+ * (docs/sev-interface.md §15 pitfall 15) — and the size of each command buffer (all packed, §0.2).
  */
 export const Cmd = {
   INIT: 0x01,

@@ -1,5 +1,5 @@
 /**
- * DBG_DECRYPT / DBG_ENCRYPT at chunk and page edges (threat-model.md §8 item 12, mirroring KVM's sev_dbg_test):
+ * DBG_DECRYPT / DBG_ENCRYPT at chunk and page edges (docs/threat-model.md §8 item 12, mirroring KVM's sev_dbg_test):
  * source and destination offsets × sizes around 16 bytes and a page. With debug allowed, 16-byte granular requests
  * round-trip exactly and the others get the firmware's alignment codes; with NODBG every aligned call is
  * POLICY_FAILURE and the destination stays untouched.

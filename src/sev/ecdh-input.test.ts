@@ -1,5 +1,5 @@
 /**
- * Guest-owner ECDH keys at LAUNCH_START (threat-model.md §8 item 14; the CVE-2019-9836 class): 10,000 invalid GODH
+ * Guest-owner ECDH keys at LAUNCH_START (docs/threat-model.md §8 item 14; the CVE-2019-9836 class): 10,000 invalid GODH
  * public keys — random off-curve points, coordinates ≥ p, the point at infinity encoded as (0, 0), wrong curve ids,
  * wrong usage — are all refused with INVALID_CERTIFICATE and no guest context; 100 valid ones are all accepted.
  */

@@ -18,7 +18,7 @@ export interface FirmwareMemory extends SystemMemory {
 
 /**
  * Where SEV-ES VMSA integrity is recorded (the firmware keeps a check value of each VMSA in trusted memory that
- * VMRUN verifies — sev-interface.md §12.1 [unconfirmed mechanism]). Implemented by the machine.
+ * VMRUN verifies — docs/sev-interface.md §12.1 [unconfirmed mechanism]). Implemented by the machine.
  */
 export interface VmsaIntegrityRecorder {
   record(asid: number, vmsaPa: number, ciphertext: Uint8Array): void;

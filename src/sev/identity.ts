@@ -1,5 +1,5 @@
 /**
- * A chip's platform identity (sev-interface.md §11.1, §11.3): the CEK (derived per chip, signed by the ASK through
+ * A chip's platform identity (docs/sev-interface.md §11.1, §11.3): the CEK (derived per chip, signed by the ASK through
  * the KDS), the OCA (self-signed unless an owner imports one), the PEK (signed by the OCA and the CEK) and the PDH
  * (the ECDH key guest owners wrap session keys for, signed by the PEK). All are P-384 SEV certificates.
  *

@@ -1,5 +1,5 @@
 /**
- * The memory controller's key slots, one per ASID (sev-interface.md §13). The firmware programs a guest's VEK into
+ * The memory controller's key slots, one per ASID (docs/sev-interface.md §13). The firmware programs a guest's VEK into
  * its ASID's slot on ACTIVATE and clears it on DEACTIVATE; the machine encrypts and decrypts through this object by
  * ASID and never sees a key. The key bytes live in a private field of a class that never exports them.
  */

@@ -1,6 +1,6 @@
 /**
- * The launch measurement (threat-model.md §8 item 7): random launches cross-checked against an HMAC computed here
- * from sev-interface.md §8.2 alone; permuted placement of measured regions keeps the SEV digest (undeSErVed trust:
+ * The launch measurement (docs/threat-model.md §8 item 7): random launches cross-checked against an HMAC computed here
+ * from docs/sev-interface.md §8.2 alone; permuted placement of measured regions keeps the SEV digest (undeSErVed trust:
  * the digest covers content, never addresses); every single policy-bit flip changes the measurement.
  */
 import assert from "node:assert/strict";

@@ -1,5 +1,5 @@
 /**
- * threat-model.md §8 item 13 (E-MIGRATE), the round-trip subset: SEND_* on one emulated platform, RECEIVE_* on
+ * docs/threat-model.md §8 item 13 (E-MIGRATE), the round-trip subset: SEND_* on one emulated platform, RECEIVE_* on
  * another, 100 times over the same two platforms, and the directed refusals the firmware dictates.
  *
  * Per trial (seeded): an SEV or SEV-ES guest with 2–4 private regions of random length (multiple of 16, up to three

@@ -1,6 +1,6 @@
 /**
- * A model-based random walk (fast-check) of at least 100,000 firmware commands (threat-model.md §8 item 8) against an independent reference
- * model written from sev-interface.md §2, §3 and §7 — its own literal tables, not the implementation's. After
+ * A model-based random walk (fast-check) of at least 100,000 firmware commands (docs/threat-model.md §8 item 8) against an independent reference
+ * model written from docs/sev-interface.md §2, §3 and §7 — its own literal tables, not the implementation's. After
  * every step the status must match the model's prediction, and GUEST_STATUS / PLATFORM_STATUS must agree with the
  * model's state.
  */

@@ -1,6 +1,6 @@
 /**
- * The policy matrix (sev-interface.md §6): all 64 combinations of the six policy bits × nine governed operations
- * (threat-model.md §8 item 11: 576 cases) — debug (NODBG), key sharing (NOKS), VMSA measurement and ASID class (ES), sending
+ * The policy matrix (docs/sev-interface.md §6): all 64 combinations of the six policy bits × nine governed operations
+ * (docs/threat-model.md §8 item 11: 576 cases) — debug (NODBG), key sharing (NOKS), VMSA measurement and ASID class (ES), sending
  * (NOSEND), same-domain targets (DOMAIN) and AMD-rooted targets (SEV).
  */
 import assert from "node:assert/strict";

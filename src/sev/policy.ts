@@ -1,5 +1,5 @@
 /**
- * The SEV guest policy, a u32 given to LAUNCH_START and reported by GUEST_STATUS (sev-interface.md §6).
+ * The SEV guest policy, a u32 given to LAUNCH_START and reported by GUEST_STATUS (docs/sev-interface.md §6).
  *
  * | bits  | name |
  * |-------|------|
@@ -13,7 +13,7 @@
  * | 23:16 | API_MAJOR minimum |
  * | 31:24 | API_MINOR minimum |
  *
- * The minimum version is decoded with whole bytes (not virtee's nibbles, pitfall 17).
+ * The minimum version is decoded with whole bytes (not virtee's nibbles, docs/sev-interface.md §15 pitfall 17).
  */
 export const PolicyBit = {
   NODBG: 1 << 0,

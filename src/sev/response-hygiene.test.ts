@@ -1,5 +1,5 @@
 /**
- * Variable-length outputs (threat-model.md §8 item 16): PDH_CERT_EXPORT, GET_ID, LAUNCH_MEASURE and SEND_START with
+ * Variable-length outputs (docs/threat-model.md §8 item 16): PDH_CERT_EXPORT, GET_ID, LAUNCH_MEASURE and SEND_START with
  * declared lengths from 0 to twice what they need, on sentinel-filled buffers. A short buffer gets INVALID_LENGTH and
  * the length it needs, and nothing else is written; a long enough one is filled with exactly the output, and not a
  * byte past it changes.

@@ -1,5 +1,5 @@
 /**
- * The emulated AMD Secure Processor: the SEV firmware API behind a mailbox (sev-interface.md §1.1). The host
+ * The emulated AMD Secure Processor: the SEV firmware API behind a mailbox (docs/sev-interface.md §1.1). The host
  * writes a command buffer into system memory and issues `issue(cmd, bufferPa)`; the firmware answers with a
  * status code, exactly as the real one does. It never throws for anything a host can send.
  *

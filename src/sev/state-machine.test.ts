@@ -1,6 +1,6 @@
 /**
  * Every (guest state × guest command) and (platform state × command) pair, exhaustively: only the transitions of
- * sev-interface.md §2/§3 succeed; every other pair returns INVALID_GUEST_STATE / INVALID_PLATFORM_STATE and changes
+ * docs/sev-interface.md §2/§3 succeed; every other pair returns INVALID_GUEST_STATE / INVALID_PLATFORM_STATE and changes
  * nothing (firmware snapshot, platform status and guest memory byte-identical).
  */
 import assert from "node:assert/strict";

@@ -1,5 +1,5 @@
 /**
- * The firmware's state machines as data (sev-interface.md §2 and §3; AMD's `state_tbl_sev`). The dispatcher and
+ * The firmware's state machines as data (docs/sev-interface.md §2 and §3; AMD's `state_tbl_sev`). The dispatcher and
  * the exhaustive tests both read these tables.
  */
 import type { CmdName } from "./commands.ts";
@@ -25,7 +25,7 @@ const LIVE: PlatformStateName[] = ["INIT", "WORKING"];
 /** Platform states in which each command is accepted; any other → INVALID_PLATFORM_STATE. */
 export const PLATFORM_TABLE: Readonly<Record<CmdName, readonly PlatformStateName[]>> = {
   INIT: ["UNINIT"],
-  // SHUTDOWN in UNINIT is accepted as a no-op (sev-interface.md §2 [unconfirmed]); Linux relies on that.
+  // SHUTDOWN in UNINIT is accepted as a no-op (docs/sev-interface.md §2 [unconfirmed]); Linux relies on that.
   SHUTDOWN: ANY,
   PLATFORM_RESET: ["UNINIT"],
   PLATFORM_STATUS: ANY,

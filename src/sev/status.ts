@@ -1,5 +1,5 @@
 /**
- * SEV firmware status codes (sev-interface.md §5; torvalds/linux include/uapi/linux/psp-sev.h). The emulated
+ * SEV firmware status codes (docs/sev-interface.md §5; torvalds/linux include/uapi/linux/psp-sev.h). The emulated
  * Secure Processor answers every command with one of these, exactly as the real firmware does.
  */
 export const SevStatus = {

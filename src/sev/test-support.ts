@@ -24,7 +24,7 @@ export interface OwnerSession {
   session: Uint8Array;
 }
 
-/** What a guest owner does for a platform's PDH (sev-interface.md §9). */
+/** What a guest owner does for a platform's PDH (docs/sev-interface.md §9). */
 export function ownerSession(pdhCert: Uint8Array, policy: number, seed: string | number = 7): OwnerSession {
   const rng = seededRandom(`owner-${seed}`);
   const godh = generateEcKeyPair(rng);

@@ -1,6 +1,6 @@
 /**
  * Attestation, as KubeVirt's `sev/*` subresources and libvirt's `nodesevinfo` / `domlaunchsecinfo` /
- * `domsetlaunchsecstate` offer it (product-behaviour.md §7): reading (certificate chain, measurement) needs
+ * `domsetlaunchsecstate` offer it (docs/product-behaviour.md §7): reading (certificate chain, measurement) needs
  * `attestation.read`; setting a session needs `attestation.session`; injecting a secret or finishing the launch
  * needs `attestation.secret`. Nothing here says "verified": the owner verifies with their own tools.
  *

@@ -16,7 +16,7 @@ export const VM_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$";
 export const SecurityModeSchema = Type.Enum([...SECURITY_MODES], { description: "none, sev or sev-es" });
 export const PowerStateSchema = Type.Enum([...POWER_STATES]);
 
-/** The 32-bit SEV guest policy (sev-interface.md §6): NODBG=0x1, NOKS=0x2, ES=0x4, NOSEND=0x8, DOMAIN=0x10, SEV=0x20. */
+/** The 32-bit SEV guest policy (docs/sev-interface.md §6): NODBG=0x1, NOKS=0x2, ES=0x4, NOSEND=0x8, DOMAIN=0x10, SEV=0x20. */
 export const PolicySchema = Type.Integer({
   minimum: 0,
   maximum: 0xffffffff,

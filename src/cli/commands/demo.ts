@@ -4,7 +4,7 @@
  * `demo hypervisor-view --mode none|sev|sev-es [--exits N] [--seed S] [--json]` boots one VM whose guest loads fresh
  * random canaries into its registers and private memory before each of N mixed exits, and shows — side by side —
  * what the guest held and what the hypervisor could read. `--json` prints every byte the hypervisor could read, so
- * anyone can search it for the canaries (issue 3; threat-model.md §8 item 1).
+ * anyone can search it for the canaries (issue 3; docs/threat-model.md §8 item 1).
  */
 import type { Command } from "commander";
 import { GUEST_OS_PROFILES } from "../../guest/os-profiles.ts";

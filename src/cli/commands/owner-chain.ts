@@ -1,7 +1,7 @@
 /**
  * `owner verify-chain` and `owner verify-report`: the guest owner's checks that a platform's keys come from AMD
  * (or, for the emulated fleet, from ciphervisor's emulated root) before any secret goes near them
- * (sev-interface.md §11.3, §14).
+ * (docs/sev-interface.md §11.3, §14).
  *
  * ```
  * ciphervisor owner verify-chain --dir DIR [--generation rome] [--json]
@@ -68,7 +68,7 @@ const ROLES: readonly SevChainRole[] = ["ark", "ask", "cek", "oca", "pek", "pdh"
 /**
  * Gathers the chain's files: a directory or sevctl chain file first, then an ASK ‖ ARK bundle, then single-file
  * flags, each overriding the one before (e.g. `--dir d --cek kds-cek.cert` splices in the ASK-signed CEK from
- * AMD KDS, pitfall 18).
+ * AMD KDS, docs/sev-interface.md §15 pitfall 18).
  */
 function gatherChain(flags: VerifyChainFlags): {
   bytes: SevChainBytes;
@@ -230,7 +230,7 @@ export function registerOwnerChainCommands(owner: Command, io: CliIo): void {
   owner
     .command("verify-chain")
     .description(
-      "verify a SEV certificate chain: pinned ARK → ASK → CEK → PEK ← OCA, PEK → PDH (sev-interface.md §11.3)",
+      "verify a SEV certificate chain: pinned ARK → ASK → CEK → PEK ← OCA, PEK → PDH (docs/sev-interface.md §11.3)",
     )
     .option(
       "--dir <dir>",
@@ -255,7 +255,7 @@ export function registerOwnerChainCommands(owner: Command, io: CliIo): void {
   owner
     .command("verify-report")
     .description(
-      "verify an SEV-SNP attestation report against its VCEK and AMD's ASK/ARK (sev-interface.md §14)",
+      "verify an SEV-SNP attestation report against its VCEK and AMD's ASK/ARK (docs/sev-interface.md §14)",
     )
     .requiredOption("--report <file>", "attestation report: 0x4A0 bytes, or hex text")
     .requiredOption("--vcek <file>", "VCEK certificate (DER or PEM)")

@@ -1,6 +1,6 @@
 /**
  * `owner measure`, `owner session`, `owner verify-measurement`, `owner secret build`: the guest owner's launch
- * toolkit in sevctl's shapes (sev-interface.md §8–§10). The computations live in `measure/` and `owner/`; this file
+ * toolkit in sevctl's shapes (docs/sev-interface.md §8–§10). The computations live in `measure/` and `owner/`; this file
  * parses flags strictly, reads and writes files, and prints. TEK and TIK are written to files, never printed.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -18,7 +18,7 @@ import { assertLaunchMeasurement } from "../../owner/verify-measurement.ts";
 import { parseBase64Flag, parseChoice, parseHexFlag, parseIntFlag, readInputFile } from "../args.ts";
 import type { CliIo } from "../io.ts";
 
-/** Guest policy bit 2: SEV-ES required (sev-interface.md §6). */
+/** Guest policy bit 2: SEV-ES required (docs/sev-interface.md §6). */
 const POLICY_ES = 0x04;
 
 interface ImageFlags {
@@ -354,7 +354,9 @@ function registerSecretBuild(owner: Command, io: CliIo): void {
     .command("secret")
     .description("LAUNCH_SECRET packets")
     .command("build")
-    .description("build the secret header and encrypted payload for LAUNCH_SECRET (EFI secret table, §10)")
+    .description(
+      "build the secret header and encrypted payload for LAUNCH_SECRET (EFI secret table, docs/sev-interface.md §10)",
+    )
     .requiredOption("--tik <file>", "TIK file from `owner session` (16 bytes)")
     .requiredOption("--tek <file>", "TEK file from `owner session` (16 bytes)")
     .requiredOption("--launch-measure-blob <base64>", "MEASURE ‖ MNONCE as QEMU/libvirt report it (48 bytes)")

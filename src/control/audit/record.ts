@@ -1,5 +1,5 @@
 /**
- * Audit records and their hash chain (threat-model.md §5.2 item 7). Each record commits to its predecessor through
+ * Audit records and their hash chain (docs/threat-model.md §5.2 item 7). Each record commits to its predecessor through
  * `prevHash`, so editing, deleting or reordering any stored row breaks the chain at that row, and `verifyAuditChain`
  * names it. The encoding is versioned so that a later format can coexist with old records.
  */

@@ -12,7 +12,7 @@ import type { JsonObject } from "../json.ts";
 export { POWER_STATES, type PowerState, SECURITY_MODES, type SecurityMode };
 
 /**
- * Where a VM stands in the guest-owner attestation flow (product-behaviour.md §7): the control plane only relays
+ * Where a VM stands in the guest-owner attestation flow (docs/product-behaviour.md §7): the control plane only relays
  * raw values, so there is deliberately no "verified" state.
  */
 export const ATTESTATION_STATES = [

@@ -1,5 +1,5 @@
 /**
- * Checking what a guest owner sends for an attested launch (product-behaviour.md §7): the session (GODH certificate
+ * Checking what a guest owner sends for an attested launch (docs/product-behaviour.md §7): the session (GODH certificate
  * and session blob, as sevctl writes them) and the LAUNCH_SECRET packet. Pure: no inventory, no host. Messages name
  * the field and the sizes, never the bytes.
  */

@@ -1,10 +1,10 @@
 /**
  * The guest owner's attestation flow through the control plane, as libvirt and KubeVirt offer it
- * (product-behaviour.md §7): fetch the platform's PDH and certificate chain, set the owner's session on a
+ * (docs/product-behaviour.md §7): fetch the platform's PDH and certificate chain, set the owner's session on a
  * powered-off VM, read the launch measurement of a VM paused after LAUNCH_MEASURE, inject the owner's secret
  * (LAUNCH_SECRET) and finish the launch.
  *
- * Honesty (threat-model.md §5.2 item 6): the control plane relays raw values — the measurement blob, the policy,
+ * Honesty (docs/threat-model.md §5.2 item 6): the control plane relays raw values — the measurement blob, the policy,
  * the firmware version — and never says "verified"; the owner checks them with their own tools, off the host.
  * The session and the secret are never logged, audited or returned; audit records name the VM and the outcome.
  *

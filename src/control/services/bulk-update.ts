@@ -1,6 +1,6 @@
 /**
  * `vms:bulk-update`: turn SEV or SEV-ES on or off, or change the guest policy, for every VM a selector matches —
- * one VM or 10,000 (DESIGN.md, "Turn SEV-ES on for 10,000 VMs"). The selector is resolved page by page in id
+ * one VM or 10,000 (docs/architecture.md §3.1, "Turn SEV-ES on for 10,000 VMs"). The selector is resolved page by page in id
  * order; each page is one transaction that locks its VMs, checks each one (power state, the host's CPU
  * generation and ES pool, guest OS, EFI, hardware version, devices, and the actor's permission for *this* VM's
  * change), writes the changes, the per-VM results and the audit records together. A VM is either fully changed

@@ -1,6 +1,6 @@
 /**
  * Host registration: the driver reports the host's SEV platform (CPU generation, SEV state, the ES/SEV ASID split
- * read from the platform — never configured by hand, product-behaviour.md §1), and the inventory stores it with
+ * read from the platform — never configured by hand, docs/product-behaviour.md §1), and the inventory stores it with
  * the audit record. For the emulated driver, registering can also build the emulated machine.
  */
 import { CiphervisorError } from "../../errors.ts";

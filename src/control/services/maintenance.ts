@@ -1,5 +1,5 @@
 /**
- * Maintenance mode (product-behaviour.md §6). Entering it first marks the host `entering`, so placement stops
+ * Maintenance mode (docs/product-behaviour.md §6). Entering it first marks the host `entering`, so placement stops
  * choosing it, then drains it: ordinary running VMs live-migrate to another compatible host; SEV and SEV-ES VMs,
  * which cannot be live-migrated, are shut down and restarted on a compatible host with a free slot in their pool
  * (what vSphere with Tanzu does for its VMs) — a new launch with a new measurement, so a VM whose guest owner

@@ -64,7 +64,7 @@ export function kernelAddress(profile: GuestOsProfile, routine: RoutineId): numb
   return NATIVE_CODE_BASE + i * PROFILE_STRIDE + routine * ROUTINE_STRIDE;
 }
 
-/** Termination reasons (GHCB MSR protocol, §12.4): set 0 general, set 1 Linux-specific. */
+/** Termination reasons (GHCB MSR protocol, docs/sev-interface.md §12.4): set 0 general, set 1 Linux-specific. */
 export const Termination = {
   GENERAL: { set: 0, code: 0 },
   PROTOCOL_UNSUPPORTED: { set: 0, code: 1 },

@@ -1,6 +1,6 @@
 /**
  * What an SEV-ES-capable Linux kernel's #VC handler does for each non-automatic exit (torvalds/linux
- * `arch/x86/kernel/sev*.c` `vc_handle_*`; sev-interface.md §12.3, §12.5): which registers it copies into the GHCB
+ * `arch/x86/kernel/sev*.c` `vc_handle_*`; docs/sev-interface.md §12.3, §12.5): which registers it copies into the GHCB
  * (only those — each with its valid bit), which exit_info_1 it computes from the faulting instruction, which
  * outputs it requires back, and how it applies them. One table; the kernel (kernel.ts) interprets it.
  */

@@ -1,5 +1,5 @@
 /**
- * The guest program behind `ciphervisor demo hypervisor-view` and the register-leak tests (threat-model.md §8
+ * The guest program behind `ciphervisor demo hypervisor-view` and the register-leak tests (docs/threat-model.md §8
  * item 1): before each of N exits it writes a fresh random 64-bit canary into private memory and loads fresh
  * canaries into all 16 general registers (RSP included), then takes one exit of a mixed kind — CPUID, OUT, IN,
  * WRMSR, RDMSR, HLT. Canaries come from RDRAND inside the guest, so the hypervisor never sees them in the image.

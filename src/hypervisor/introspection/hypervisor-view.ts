@@ -1,6 +1,6 @@
 /**
  * The hypervisor's view of a guest: exactly what AMD hardware lets a hypervisor read and write, and nothing else
- * (sev-interface.md §12.5 "Hypervisor visibility"; threat-model.md §1.1; DESIGN.md "the hypervisor reads guest
+ * (docs/sev-interface.md §12.5 "Hypervisor visibility"; docs/threat-model.md §1.1; docs/architecture.md §4.2 "the hypervisor reads guest
  * state only through hypervisor/introspection").
  *
  * It can read and write: DRAM as stored (ciphertext for private pages, plaintext for shared ones and for non-SEV

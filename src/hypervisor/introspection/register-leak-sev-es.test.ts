@@ -1,5 +1,5 @@
 /**
- * threat-model.md §8 item 1 (E-ES-REGLEAK), issue 3: 10,000 exits of mixed reasons, fresh random canaries in all
+ * docs/threat-model.md §8 item 1 (E-ES-REGLEAK), issue 3: 10,000 exits of mixed reasons, fresh random canaries in all
  * 16 GPRs and in private memory before each. Under SEV-ES no canary may appear — at any offset, in either byte
  * order — in any byte the hypervisor can read (VMSA ciphertext, VMCB, GHCB, all of DRAM), except values the guest
  * itself put in the GHCB with their valid bit set.

@@ -1,5 +1,5 @@
 /**
- * The negative control of the register-leak test (threat-model.md §8 item 1): the same 10,000-exit canary run in
+ * The negative control of the register-leak test (docs/threat-model.md §8 item 1): the same 10,000-exit canary run in
  * plain-SEV mode. Registers land in the VMCB save area in plaintext at every exit, so ≥ 99% of the register
  * canaries are visible to the hypervisor; private memory stays ciphertext, so memory canaries are not.
  */

@@ -71,7 +71,7 @@ export class HostDevices {
         // ECX bit 31: running under a hypervisor.
         return [this.model.cpuidSignature, 0x0000_0800, 0x8000_0000 >>> 0, 0x178b_fbff];
       case 0xd: {
-        // XSAVE area size depends on XCR0 — why KVM needs XCR0 for this leaf (§12.3).
+        // XSAVE area size depends on XCR0 — why KVM needs XCR0 for this leaf (docs/sev-interface.md §12.3).
         if (subleaf !== 0) return [0, 0, 0, 0];
         const size = xcr0 & 4n ? 0x340 : 0x240;
         return [0x7, size, 0x340, 0];

@@ -1,10 +1,10 @@
 /**
- * threat-model.md §8 item 2 (E-GHCB-EXACT), issue 3: for each non-automatic exit type × every subset of the seven
+ * docs/threat-model.md §8 item 2 (E-GHCB-EXACT), issue 3: for each non-automatic exit type × every subset of the seven
  * exposable fields, the hypervisor sees exactly the valid set (the others read 0); missing required fields get the
  * GHCB error response, never an exception; 10,000 random and malformed GHCBs never throw; 1,000 races where the
  * guest rewrites its GHCB after the host's snapshot never change the decision.
  *
- * The required fields below are written from sev-interface.md §12.3, independently of nae-exits.ts.
+ * The required fields below are written from docs/sev-interface.md §12.3, independently of nae-exits.ts.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";

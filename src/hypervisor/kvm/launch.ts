@@ -1,6 +1,6 @@
 /**
- * Reference launch of a guest image on one emulated host, in the order KVM/QEMU use (DESIGN.md "Power on an SEV-ES
- * VM"; sev-interface.md §8): place every guest page in a host frame and map it in the NPT, LAUNCH_START → ACTIVATE →
+ * Reference launch of a guest image on one emulated host, in the order KVM/QEMU use (docs/architecture.md §3.2 "Power on an SEV-ES
+ * VM"; docs/sev-interface.md §8): place every guest page in a host frame and map it in the NPT, LAUNCH_START → ACTIVATE →
  * LAUNCH_UPDATE_DATA of every private page (the firmware encrypts it in place at its system physical address) →
  * the initial register state: LAUNCH_UPDATE_VMSA for SEV-ES (encrypted, measured, recorded in trusted memory), the
  * plaintext VMCB save area otherwise → LAUNCH_MEASURE → LAUNCH_FINISH.
@@ -28,7 +28,7 @@ export interface LaunchFirmware {
   launchFinish(handle: number): void;
 }
 
-/** Guest policy bits used here (sev-interface.md §6): NODBG and ES. */
+/** Guest policy bits used here (docs/sev-interface.md §6): NODBG and ES. */
 export const POLICY_NODBG = 0x1;
 export const POLICY_ES = 0x4;
 

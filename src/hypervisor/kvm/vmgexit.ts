@@ -1,7 +1,7 @@
 /**
  * The host's VMGEXIT handling for SEV-ES guests, modelled on KVM (torvalds/linux `arch/x86/kvm/svm/sev.c`:
  * `sev_handle_vmgexit`, `sev_handle_vmgexit_msr_protocol`, `sev_es_sync_from_ghcb`, `sev_es_validate_vmgexit`,
- * `sev_es_sync_to_ghcb`; sev-interface.md §12.3, §12.4):
+ * `sev_es_sync_to_ghcb`; docs/sev-interface.md §12.3, §12.4):
  *
  * 1. A GHCB MSR value with a request code in bits 11:0 is the **MSR protocol**; the answer goes back through the
  *    VMCB's GHCB field, which the CPU loads into the MSR at VMRUN.

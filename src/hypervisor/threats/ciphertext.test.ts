@@ -1,5 +1,5 @@
 /**
- * threat-model.md §8 item 4 (E-XEX-CIPHERLEAK), issue 3 "Ciphertext determinism (faithfulness)": the memory
+ * docs/threat-model.md §8 item 4 (E-XEX-CIPHERLEAK), issue 3 "Ciphertext determinism (faithfulness)": the memory
  * encryption is deterministic per (key, system physical address) — on purpose, as on real SEV/SEV-ES — and that
  * is enough for the published CipherLeaks attack: a secret-dependent register value across exits is recoverable by
  * the hypervisor from VMSA ciphertext. VMSA register protection (opt-in, SEV_FEATURES bit 14) defeats it.

@@ -1,5 +1,5 @@
 /**
- * threat-model.md §8 item 6 (E-CROSSLINE), §2.2 note 7: CrossLine V1 (Li, Zhang, Lin, CCS'21, arXiv 2008.00146).
+ * docs/threat-model.md §8 item 6 (E-CROSSLINE), §2.2 note 7: CrossLine V1 (Li, Zhang, Lin, CCS'21, arXiv 2008.00146).
  *
  * The model. SEV picks the memory-encryption key from the ASID in the VMCB at VMRUN (machine.ts, vmcb.ts) and
  * nothing ties an ASID to "its" VM's VMCB or NPT. So the hypervisor launches an attacker VM of its own (an ordinary

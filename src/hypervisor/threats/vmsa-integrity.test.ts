@@ -1,5 +1,5 @@
 /**
- * threat-model.md §8 item 3 (E-VMSA-INTEGRITY), issue 3: 10,000 trials in which the hypervisor flips a random bit
+ * docs/threat-model.md §8 item 3 (E-VMSA-INTEGRITY), issue 3: 10,000 trials in which the hypervisor flips a random bit
  * of the SEV-ES VMSA ciphertext or restores a VMSA from an earlier exit: VMRUN refuses every one (VMEXIT_INVALID).
  * Control: the same edits to a plain-SEV VMCB save area take effect, every time — what plain SEV lacks.
  */

@@ -1,4 +1,4 @@
-/** Shared checks for command handlers (sev-interface.md §4.3, §5 "error precedence"). */
+/** Shared checks for command handlers (docs/sev-interface.md §4.3, §5 "error precedence"). */
 import { createHash } from "node:crypto";
 import { parseSevCert, type SevCert, Usage } from "../../certs/sev-cert.ts";
 import { isOnCurve } from "../../crypto/ec.ts";
@@ -7,7 +7,7 @@ import type { FirmwareState, GuestContext } from "../firmware-state.ts";
 import { decodePolicy } from "../policy.ts";
 import { SevStatus, type SevStatusCode } from "../status.ts";
 
-/** The kernel's and KVM's ceiling on every blob (SEV_FW_BLOB_MAX_SIZE, pitfall 20). */
+/** The kernel's and KVM's ceiling on every blob (SEV_FW_BLOB_MAX_SIZE, docs/sev-interface.md §15 pitfall 20). */
 export const BLOB_MAX = 16 * 1024;
 
 export type Result<T> = { ok: true; value: T } | { ok: false; status: SevStatusCode };

@@ -1,5 +1,5 @@
 /**
- * DBG_DECRYPT / DBG_ENCRYPT {handle, src @8, dst @0x10, len @0x18} (sev-interface.md §4.1).
+ * DBG_DECRYPT / DBG_ENCRYPT {handle, src @8, dst @0x10, len @0x18} (docs/sev-interface.md §4.1).
  *
  * AMD's order (`sev_mcmd_dbg_decrypt/encrypt`): 16-byte alignment of addresses and length first, then a valid
  * handle, then POLICY_FAILURE when the policy has NODBG. The dispatcher runs the alignment check before the handle

@@ -1,4 +1,4 @@
-/** ACTIVATE, DEACTIVATE, DECOMMISSION, GUEST_STATUS (sev-interface.md §3, §4.1, §7). */
+/** ACTIVATE, DEACTIVATE, DECOMMISSION, GUEST_STATUS (docs/sev-interface.md §3, §4.1, §7). */
 import type { CommandBuffer } from "../command-buffer.ts";
 import type { FirmwareState, GuestContext } from "../firmware-state.ts";
 import { GuestState } from "../state-tables.ts";

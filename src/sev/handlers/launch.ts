@@ -1,4 +1,4 @@
-/** The launch commands (sev-interface.md §4.1, §8, §9, §10). */
+/** The launch commands (docs/sev-interface.md §4.1, §8, §9, §10). */
 import { aes128Ctr } from "../../crypto/aes.ts";
 import { ecdh } from "../../crypto/ec.ts";
 import {

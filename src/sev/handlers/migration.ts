@@ -1,5 +1,5 @@
 /**
- * SEND_* and RECEIVE_* (sev-interface.md §4.1, §6, §10.1): moving a running guest to another platform with its
+ * SEND_* and RECEIVE_* (docs/sev-interface.md §4.1, §6, §10.1): moving a running guest to another platform with its
  * memory re-encrypted under transport keys that only the two Secure Processors can derive.
  *
  * - SEND_START checks the policy (NOSEND → POLICY_FAILURE), the receiver's certificates (PDH signed by its PEK;

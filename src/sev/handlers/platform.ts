@@ -1,4 +1,4 @@
-/** Platform commands (sev-interface.md §2, §4.2). */
+/** Platform commands (docs/sev-interface.md §2, §4.2). */
 
 import {
   parseSevCert,
@@ -111,7 +111,7 @@ export function getId(fw: FirmwareState, buf: CommandBuffer): SevStatusCode {
 
 /**
  * PDH_CERT_EXPORT {u64 pdh_addr, u32 pdh_len, u32 rsvd, u64 chain_addr, u32 chain_len}: the PDH and PEK ‖ OCA ‖ CEK.
- * Both lengths are written back when either buffer is too small. The CEK here is not ASK-signed (pitfall 18).
+ * Both lengths are written back when either buffer is too small. The CEK here is not ASK-signed (docs/sev-interface.md §15 pitfall 18).
  */
 export function pdhCertExport(fw: FirmwareState, buf: CommandBuffer): SevStatusCode {
   const pdh = fw.identity.pdhCert;

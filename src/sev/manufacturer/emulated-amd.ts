@@ -1,6 +1,6 @@
 /**
  * The emulated "AMD": the ARK and ASK of each generation, and the Key Distribution Service that hands out
- * ASK-signed CEKs by chip ID (sev-interface.md §11.3, pitfalls 18 and 24).
+ * ASK-signed CEKs by chip ID (docs/sev-interface.md §11.3, §15 pitfalls 18 and 24).
  *
  * Real CEKs are derived inside each chip and registered by AMD at manufacture. Here a chip's CEK is derived from
  * its GET_ID value and a manufacturer secret, so the emulated KDS can compute any chip's CEK from the ID alone —
@@ -77,7 +77,7 @@ export function deriveCek(generation: Generation, chipId: Uint8Array): EcKeyPair
 /** API version stamped on KDS-issued CEKs (the real Rome and Naples CEKs from AMD's KDS show 0.14). */
 export const CEK_API = { major: 0, minor: 14 } as const;
 
-/** The CEK certificate without the ASK signature, as the chip's PDH_CERT_EXPORT returns it (pitfall 18). */
+/** The CEK certificate without the ASK signature, as the chip's PDH_CERT_EXPORT returns it (docs/sev-interface.md §15 pitfall 18). */
 export function unsignedCekCert(generation: Generation, chipId: Uint8Array): Uint8Array {
   return encodeSevCert({
     apiMajor: CEK_API.major,

@@ -1,5 +1,5 @@
 /**
- * A LaunchSpec as libvirt domain XML (product-behaviour.md §3.2): a q35 KVM guest with OVMF, its memory, vCPUs and
+ * A LaunchSpec as libvirt domain XML (docs/product-behaviour.md §3.2): a q35 KVM guest with OVMF, its memory, vCPUs and
  * devices, and for SEV/SEV-ES `<launchSecurity type='sev'>` with the policy, the host's C-bit position and
  * reducedPhysBits, and the guest owner's GODH certificate and session (base64) when the owner set them. SEV-ES is
  * SEV with the ES policy bit, as libvirt and QEMU express it. Every text and attribute is escaped.

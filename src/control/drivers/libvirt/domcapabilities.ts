@@ -1,5 +1,5 @@
 /**
- * `virsh domcapabilities` and `virsh nodesevinfo` as the host's SEV facts (product-behaviour.md §3.2). libvirt
+ * `virsh domcapabilities` and `virsh nodesevinfo` as the host's SEV facts (docs/product-behaviour.md §3.2). libvirt
  * reports `<sev supported='yes'>` with cbitpos, reducedPhysBits, maxGuests and maxESGuests; ciphervisor's
  * `HostCapabilities` wants the hypervisor's vocabulary (generation, pools, min_sev_asid), derived here.
  *

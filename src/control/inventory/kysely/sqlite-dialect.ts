@@ -2,7 +2,7 @@
  * Kysely's SQLite dialect over better-sqlite3, with three changes that matter for a control plane:
  *  - pragmas are set before anything else: `busy_timeout` first (so even switching the journal mode waits for a
  *    concurrent opener instead of failing), then WAL, `synchronous=NORMAL` (consistent after a process crash; may
- *    lose the last commits on power loss, threat-model.md §7) and foreign keys;
+ *    lose the last commits on power loss, docs/threat-model.md §7) and foreign keys;
  *  - transactions begin IMMEDIATE, taking the write lock up front. A deferred BEGIN that reads and then writes can
  *    fail with SQLITE_BUSY when another process committed in between, which busy_timeout cannot retry; IMMEDIATE
  *    waits instead, which is what serializes audit appends and read-check-write sequences across processes;
