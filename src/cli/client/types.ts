@@ -12,6 +12,12 @@ import type {
   TokenSchema,
 } from "../../api/schemas/admin.ts";
 import type {
+  LaunchFinishAnswer,
+  LaunchMeasurementSchema,
+  LaunchSessionAnswer,
+  SevInfoSchema,
+} from "../../api/schemas/attestation.ts";
+import type {
   OperationItemSchema,
   OperationSchema,
   OperationSummarySchema,
@@ -69,3 +75,9 @@ export type ApiBulkPowerAction = Static<typeof BulkPowerBody>["action"];
 export type ApiPlan = Static<typeof DryRunPlanSchema>;
 export type ApiPlanItem = Static<typeof PlanItemSchema>;
 export type ApiPoolImpact = Static<typeof PoolImpactSchema>;
+
+/** The attestation routes' answers. */
+export type ApiSevInfo = Static<typeof SevInfoSchema>;
+export type ApiLaunchSession = Static<typeof LaunchSessionAnswer>;
+export type ApiLaunchMeasurement = Static<typeof LaunchMeasurementSchema>;
+export type ApiLaunchFinish = Static<typeof LaunchFinishAnswer>;

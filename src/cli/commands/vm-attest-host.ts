@@ -8,28 +8,13 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import { CiphervisorError } from "../../errors.ts";
 import { findHost } from "../client/lookup.ts";
+import type { ApiSevInfo } from "../client/types.ts";
 import type { CliIo } from "../io.ts";
 import { apiCommand, apiFor, type CommonFlags, modeFor } from "../options.ts";
 import { json } from "../output/format.ts";
 import { fields } from "../output/table.ts";
 
-/** What `GET /v1/hosts/{id}/sev-info` answers (the fields this command prints or writes). */
-interface SevInfo {
-  readonly host: string;
-  readonly generation: string;
-  readonly sevState: string;
-  readonly pdh: string;
-  readonly certChain: string;
-  readonly pek: string;
-  readonly oca: string;
-  readonly cek: string;
-  readonly cpu0Id: string;
-  readonly firmware: { readonly apiMajor: number; readonly apiMinor: number; readonly build: number };
-  readonly cBit: number;
-  readonly reducedPhysBits: number;
-  readonly maxSevGuests: number;
-  readonly maxSevEsGuests: number;
-}
+type SevInfo = ApiSevInfo;
 
 /** The files `sevctl export` writes, in order. */
 const CERT_FILES = ["pdh", "pek", "oca", "cek"] as const;

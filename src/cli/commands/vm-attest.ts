@@ -9,6 +9,7 @@ import type { Command } from "commander";
 import { CiphervisorError } from "../../errors.ts";
 import { readInputFile } from "../args.ts";
 import { findVm } from "../client/lookup.ts";
+import type { ApiLaunchFinish, ApiLaunchMeasurement, ApiLaunchSession } from "../client/types.ts";
 import type { CliIo } from "../io.ts";
 import { apiCommand, apiFor, type CommonFlags, modeFor } from "../options.ts";
 import { json } from "../output/format.ts";
@@ -16,23 +17,8 @@ import { fields } from "../output/table.ts";
 import { hex } from "../output/vm-table.ts";
 
 /** What `GET /v1/vms/{id}/launch-measurement` answers. */
-interface LaunchMeasurement {
-  readonly vm: string;
-  readonly host: string;
-  readonly measurement: string;
-  readonly apiMajor: number;
-  readonly apiMinor: number;
-  readonly build: number;
-  readonly policy: number;
-  readonly loaderSha256: string;
-  readonly attestationState: string;
-}
-
-interface LaunchAnswer {
-  readonly name: string;
-  readonly powerState: string;
-  readonly attestationState: string;
-}
+type LaunchMeasurement = ApiLaunchMeasurement;
+type LaunchAnswer = ApiLaunchFinish;
 
 const BASE64_TEXT = /^[A-Za-z0-9+/]+={0,2}$/;
 
@@ -69,11 +55,7 @@ export function registerVmAttest(vm: Command, io: CliIo): void {
     };
     const api = apiFor(io, flags);
     const v = await findVm(api, name);
-    const r = await api.request<{ host: string; policy: number; attestationState: string; note: string }>(
-      "PUT",
-      `/v1/vms/${v.id}/launch-session`,
-      { body },
-    );
+    const r = await api.request<ApiLaunchSession>("PUT", `/v1/vms/${v.id}/launch-session`, { body });
     if (mode === "json") io.out(json(r.body));
     else {
       io.out(
