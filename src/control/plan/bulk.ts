@@ -22,6 +22,7 @@ import {
   type Restarter,
   type RestartOptions,
   requestPermissions,
+  selectedVms,
   selectorFilter,
   type VmSelector,
 } from "../services/bulk-update.ts";
@@ -96,21 +97,6 @@ function sandbox(
   };
 }
 
-async function listAll(scope: Pick<InventoryScope, "vms">, selector: VmSelector): Promise<Vm[]> {
-  const filter = selectorFilter(selector);
-  const out: Vm[] = [];
-  let cursor: string | null = null;
-  do {
-    const page: { items: Vm[]; nextCursor: string | null } = await scope.vms.list(filter, {
-      limit: 5000,
-      cursor,
-    });
-    out.push(...page.items);
-    cursor = page.nextCursor;
-  } while (cursor !== null);
-  return out;
-}
-
 export interface BulkPlanRequest extends RestartOptions {
   readonly selector: VmSelector;
   readonly set: BulkSet;
@@ -176,7 +162,7 @@ export async function planBulkUpdate(c: ControlContext, req: BulkPlanRequest): P
   let ledger: CapacityLedger | undefined;
   try {
     await c.inventory.transaction(async (tx) => {
-      vms = await listAll(tx, req.selector);
+      vms = await selectedVms(tx, req.selector);
       const inventory = sandbox(tx, c.inventory.dialect, op, captured);
       const run: RunContext = {
         op,

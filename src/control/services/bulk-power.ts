@@ -9,7 +9,6 @@
  */
 import { CiphervisorError } from "../../errors.ts";
 import type { AuditEntry } from "../audit/record.ts";
-import type { InventoryScope } from "../inventory/inventory.ts";
 import type { Operation, OperationItemResult, Vm } from "../inventory/types.ts";
 import type { JsonObject } from "../json.ts";
 import { mapLimit } from "../operations/limit.ts";
@@ -22,6 +21,7 @@ import type { Permission } from "../rbac.ts";
 import {
   DEFAULT_RESTART_PARALLEL,
   MAX_RESTART_PARALLEL,
+  selectedVms,
   selectorFilter,
   type VmSelector,
 } from "./bulk-update.ts";
@@ -62,22 +62,6 @@ export function bulkPowerParams(
   return { selector: JSON.parse(JSON.stringify(selector)) as JsonObject, action, parallel: p };
 }
 
-/** Every VM the selector matches now, in id order. */
-async function matched(scope: Pick<InventoryScope, "vms">, selector: VmSelector): Promise<Vm[]> {
-  const filter = selectorFilter(selector);
-  const out: Vm[] = [];
-  let cursor: string | null = null;
-  do {
-    const page: { items: Vm[]; nextCursor: string | null } = await scope.vms.list(filter, {
-      limit: 5000,
-      cursor,
-    });
-    out.push(...page.items);
-    cursor = page.nextCursor;
-  } while (cursor !== null);
-  return out;
-}
-
 /** The verdict on each VM, in order, over one ledger. */
 async function judge(
   action: BulkPowerAction,
@@ -95,7 +79,7 @@ export async function planBulkPower(
   selector: VmSelector,
   action: BulkPowerAction,
 ): Promise<Plan> {
-  const vms = await matched(c.inventory, selector);
+  const vms = await selectedVms(c.inventory, selector);
   const ledger = await CapacityLedger.load(c.inventory);
   const evaluated = await judge(action, vms, ledger);
   return planOf(
@@ -123,7 +107,7 @@ export function bulkPowerRunner(c: ControlContext) {
     const parallel = typeof op.params.parallel === "number" ? op.params.parallel : DEFAULT_RESTART_PARALLEL;
     const resumed = op.attempts > 1;
     const recorded = resumed ? await run.recordedTargets() : new Set<string>();
-    const vms = (await matched(c.inventory, selector)).filter((v) => !recorded.has(v.id));
+    const vms = (await selectedVms(c.inventory, selector)).filter((v) => !recorded.has(v.id));
     if (!resumed || op.total === 0) {
       await c.inventory.operations.setTotal(op.id, vms.length);
       run.progress();

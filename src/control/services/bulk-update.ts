@@ -98,6 +98,22 @@ export function selectorFilter(s: VmSelector): VmFilter {
   };
 }
 
+/** Every VM the selector matches now, in id order (all pages). */
+export async function selectedVms(scope: Pick<InventoryScope, "vms">, selector: VmSelector): Promise<Vm[]> {
+  const filter = selectorFilter(selector);
+  const out: Vm[] = [];
+  let cursor: string | null = null;
+  do {
+    const page: { items: Vm[]; nextCursor: string | null } = await scope.vms.list(filter, {
+      limit: 5000,
+      cursor,
+    });
+    out.push(...page.items);
+    cursor = page.nextCursor;
+  } while (cursor !== null);
+  return out;
+}
+
 /** What a bulk request needs before anything is resolved: all of `all`, and at least one of `anyOf`. */
 export interface RequestPermissions {
   readonly all: Permission[];
