@@ -13,19 +13,34 @@
  * const res = await app.inject({ method: "GET", url: "/v1/vms", headers: { authorization: `Bearer ${secret}` } });
  * ```
  */
+import type { Duplex } from "node:stream";
+import AjvCompiler from "@fastify/ajv-compiler";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
-import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from "fastify";
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+} from "fastify";
 import type { AuditOutcome } from "../control/audit/record.ts";
 import type { ControlPlane } from "../control/control-plane.ts";
 import { errorSummary } from "../control/operations/engine.ts";
 import { ANONYMOUS, installAuth, type RouteEntry } from "./auth.ts";
 import { isDryRun, requireDryRun } from "./dry-run.ts";
 import { ApiMetrics } from "./metrics.ts";
-import { PROBLEM_CONTENT_TYPE, type Problem, ProblemError, problem, toProblem } from "./problem.ts";
+import {
+  PROBLEM_CONTENT_TYPE,
+  type Problem,
+  ProblemError,
+  problem,
+  shownPath,
+  toProblem,
+} from "./problem.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { attestationRoutes } from "./routes/attestation.ts";
 import { hostRoutes } from "./routes/hosts.ts";
+import { kdsRoutes } from "./routes/kds.ts";
 import { operationSummaryRoutes } from "./routes/operation-summary.ts";
 import { operationRoutes } from "./routes/operations.ts";
 import { systemRoutes } from "./routes/system.ts";
@@ -79,6 +94,48 @@ function targetOf(request: FastifyRequest): string {
 
 const MUTATING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
+/** Ajv's options for every request part; only `coerceTypes` differs between them (`requestValidators`). */
+const AJV_OPTIONS = { allErrors: true, removeAdditional: false, useDefaults: true } as const;
+
+/**
+ * The validator compiler of each request part. A JSON body is validated as sent — `"2"` is not 2, `true` is not
+ * 1, `null` is not `""` — so a client's type mistake is a 400 naming the field, not a silent conversion (ajv's
+ * coercion turned `{"hostId": null}` into `""`, a selector matching nothing). Querystrings are strings on the wire:
+ * they alone are coerced (`limit=10`, `dryRun=true`, a repeated key into an array). Params and headers are
+ * strings and declared as strings, so they need no coercion either.
+ */
+function requestValidators(): NonNullable<
+  NonNullable<FastifyServerOptions["schemaController"]>["compilersFactory"]
+>["buildValidator"] {
+  const pool = AjvCompiler();
+  return (externalSchemas) => {
+    const strict = pool(externalSchemas, { customOptions: { ...AJV_OPTIONS, coerceTypes: false } });
+    const coercing = pool(externalSchemas, { customOptions: { ...AJV_OPTIONS, coerceTypes: "array" } });
+    return (route) => (route.httpPart === "querystring" ? coercing(route) : strict(route));
+  };
+}
+
+/**
+ * Errors the HTTP parser meets before fastify sees a request (headers or URL over Node's 16 KiB, a malformed
+ * request line, a timeout): a problem written on the raw socket, with nothing of the request in it.
+ */
+function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === "ECONNRESET" || socket.destroyed) return;
+  const [status, reason, detail] =
+    err.code === "HPE_HEADER_OVERFLOW"
+      ? [431, "Request Header Fields Too Large", "the request line or headers are too large"]
+      : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? [408, "Request Timeout", "the request took too long to arrive"]
+        : [400, "Bad Request", "the request is not valid HTTP"];
+  const body = JSON.stringify(problem(status, status === 408 ? "IO" : "INVALID_INPUT", detail));
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(err);
+}
+
 export async function buildApi(options: ApiOptions): Promise<ApiApp> {
   const { cp } = options;
   const inventory = cp.context.inventory;
@@ -95,9 +152,15 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
     ...(logger === undefined ? {} : { logger }),
     ...(options.loggerInstance === undefined ? {} : { loggerInstance: options.loggerInstance }),
     bodyLimit: 1024 * 1024,
-    ajv: {
-      customOptions: { allErrors: true, removeAdditional: false, coerceTypes: "array", useDefaults: true },
+    // The KDS's chip ids are 128 hex digits (fastify's default limit is 100 characters per path parameter).
+    routerOptions: { maxParamLength: 256 },
+    schemaController: { compilersFactory: { buildValidator: requestValidators() } },
+    // A malformed percent-encoding or an over-long path segment: fastify would answer plain JSON quoting the URL.
+    frameworkErrors: (error, request, reply) => {
+      const p = toProblem(error, shownPath(request.url));
+      return (reply as FastifyReply).code(p.status).type(PROBLEM_CONTENT_TYPE).send(p);
     },
+    clientErrorHandler,
   });
   const routes: RouteEntry[] = [];
   app.decorate("routeEntries", routes);
@@ -164,7 +227,7 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
 
   app.setErrorHandler(async (error, request, reply) => {
     const alreadyAudited = error instanceof ProblemError;
-    const p = alreadyAudited ? error.problem : toProblem(error, request.url.split("?")[0]);
+    const p = alreadyAudited ? error.problem : toProblem(error, shownPath(request.url));
     if (p.status >= 500) request.log.error({ err: errorSummary(error) }, "request failed");
     await auditRejected(request, p, alreadyAudited);
     if (p.status === 401) reply.header("www-authenticate", 'Bearer realm="ciphervisor"');
@@ -176,8 +239,8 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
       .code(404)
       .type(PROBLEM_CONTENT_TYPE)
       .send(
-        problem(404, "NOT_FOUND", `no route ${request.method} ${request.url.split("?")[0]}`, {
-          instance: request.url.split("?")[0],
+        problem(404, "NOT_FOUND", `no route ${request.method} ${shownPath(request.url)}`, {
+          instance: shownPath(request.url),
         }),
       ),
   );
@@ -196,6 +259,7 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
   operationSummaryRoutes(app, deps);
   hostRoutes(app, deps);
   attestationRoutes(app, deps);
+  kdsRoutes(app, deps);
   operationRoutes(app, deps);
   adminRoutes(app, cp.context);
   systemRoutes(app, { cp, metrics, isReady: options.isReady ?? (() => true) });

@@ -85,7 +85,11 @@ export function requireAnyPermission(request: FastifyRequest, permissions: reado
   }
 }
 
-const BEARER = /^Bearer ([^\s]+)$/;
+/**
+ * `Bearer <token68>`: the scheme is case-insensitive (RFC 9110 §11.1) and may be followed by several spaces
+ * (RFC 9110 §11.4); the token itself is compared exactly.
+ */
+const BEARER = /^bearer +([^\s]+)$/i;
 /** How often a token's `last used` time is written (not on every request: that would serialize reads). */
 const TOUCH_INTERVAL_MS = 60_000;
 

@@ -6,6 +6,7 @@
  */
 import type { FastifyError } from "fastify";
 import { type ErrorClass, errorClass, isCiphervisorError, isErrorCode } from "../errors.ts";
+import { TEXT_PATTERN } from "./schemas/common.ts";
 
 export const PROBLEM_CONTENT_TYPE = "application/problem+json";
 
@@ -55,7 +56,9 @@ const TITLES: Readonly<Record<number, string>> = {
   405: "Method not allowed",
   409: "Conflict",
   413: "Request too large",
+  414: "URI too long",
   415: "Unsupported media type",
+  431: "Request headers too large",
   500: "Internal error",
   503: "Service unavailable",
 };
@@ -104,24 +107,78 @@ interface AjvError {
   keyword?: string;
   message?: string;
   params?: Record<string, unknown>;
+  /** Set on the errors of a `propertyNames` check: the key that failed it. */
+  propertyName?: string;
 }
 
-/** Field errors from a fastify (Ajv) validation failure. */
+/** What a failed `TEXT_PATTERN` means, in words (the pattern itself tells a person little). */
+const NO_CONTROL_CHARACTERS =
+  "must not contain control characters (C0, DEL or C1, such as ESC, BEL or a newline)";
+
+/** `/labels/a~1b`: one more JSON Pointer segment. */
+function pointerAppend(path: string, key: string): string {
+  return `${path}/${key.replace(/~/g, "~0").replace(/\//g, "~1")}`;
+}
+
+/**
+ * Field errors from a fastify (Ajv) validation failure. A bad key (of labels) is reported at its object, not under
+ * the key itself, so the key's characters never come back in the answer.
+ */
 function fieldErrors(e: FastifyError): FieldError[] {
   const part = e.validationContext ?? "body";
-  return ((e.validation ?? []) as AjvError[]).map((v) => {
+  const all = (e.validation ?? []) as AjvError[];
+  const badKeys = new Set(
+    all.filter((v) => v.propertyName !== undefined).map((v) => `${v.instancePath ?? ""}\0${v.propertyName}`),
+  );
+  const out: FieldError[] = [];
+  for (const v of all) {
     let path = v.instancePath ?? "";
     const p = v.params ?? {};
-    if (v.keyword === "required" && typeof p.missingProperty === "string") path += `/${p.missingProperty}`;
+    // Ajv follows a key's own errors with a summary ("property name must be valid"); those say it better.
+    if (v.keyword === "propertyNames") continue;
+    if (v.keyword === "required" && typeof p.missingProperty === "string") {
+      path = pointerAppend(path, p.missingProperty);
+    }
     if (v.keyword === "additionalProperties" && typeof p.additionalProperty === "string") {
-      return { in: part, path: `${path}/${p.additionalProperty}`, message: "is not a known field" };
+      if (badKeys.has(`${path}\0${p.additionalProperty}`)) continue;
+      if (TEXT_RE.test(p.additionalProperty)) {
+        out.push({
+          in: part,
+          path: pointerAppend(path, p.additionalProperty),
+          message: "is not a known field",
+        });
+      } else
+        out.push({
+          in: part,
+          path: path === "" ? "/" : path,
+          message: `has a key that ${NO_CONTROL_CHARACTERS}`,
+        });
+      continue;
     }
     let message = v.message ?? "is invalid";
     if (v.keyword === "enum" && Array.isArray(p.allowedValues)) {
       message = `must be one of ${p.allowedValues.map(String).join(", ")}`;
     }
-    return { in: part, path: path === "" ? "/" : path, message };
-  });
+    if (v.keyword === "pattern" && p.pattern === TEXT_PATTERN) message = NO_CONTROL_CHARACTERS;
+    if (v.propertyName !== undefined) message = `has a key that ${message}`;
+    out.push({ in: part, path: path === "" ? "/" : path, message });
+  }
+  return out;
+}
+
+const TEXT_RE = new RegExp(TEXT_PATTERN, "u");
+
+/** Longest request path a problem repeats (`instance`, a 404's detail): a long URL is cut, never echoed whole. */
+const MAX_ECHOED_PATH = 200;
+
+/**
+ * The request path as a problem may show it: without the query, cut to `MAX_ECHOED_PATH` characters, control
+ * characters dropped (they cannot arrive raw in a URL, but a proxy or a test might hand one over).
+ */
+export function shownPath(url: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: dropping control characters is the point.
+  const path = (url.split("?")[0] ?? "").replace(/[\x00-\x1f\x7f-\x9f]/g, "");
+  return path.length > MAX_ECHOED_PATH ? `${path.slice(0, MAX_ECHOED_PATH)}…` : path;
 }
 
 /** Pulls safe extension members out of an error's details. */
@@ -144,6 +201,19 @@ function extensionsOf(details: Record<string, unknown> | undefined): Record<stri
   }
   return out;
 }
+
+/** Details for fastify's own errors (`FST_ERR_*`), which never quote the request. */
+const FRAMEWORK_DETAILS: Readonly<Record<string, string>> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: "the request body is not valid JSON",
+  FST_ERR_CTP_EMPTY_JSON_BODY: "the request body is not valid JSON",
+  FST_ERR_CTP_BODY_TOO_LARGE: "the request body is too large",
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: "unsupported content type: send application/json",
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: "the Content-Length does not match the body",
+  FST_ERR_CTP_INVALID_TYPE: "the Content-Type header is malformed",
+  FST_ERR_BAD_URL: "the URL is not valid (a malformed percent-encoding)",
+  FST_ERR_MAX_PARAM_LENGTH: "a URL path segment is too long",
+  FST_ERR_ASYNC_CONSTRAINT: "the request does not match any route's constraints",
+};
 
 /**
  * The problem for any error thrown while handling a request. Unknown errors become a generic 500 whose detail
@@ -173,13 +243,12 @@ export function toProblem(e: unknown, instance?: string): Problem {
   }
   const sc = typeof fe?.statusCode === "number" ? fe.statusCode : 500;
   if (sc >= 400 && sc < 500) {
-    // fastify's own client errors (bad JSON, wrong content type, too large): their messages carry no input.
+    // fastify's own client errors (bad JSON or URL, wrong content type, too large). Their messages may quote the
+    // request (the URL, the content type), so the detail is ours, by fastify's code; unknown ones get a generic line.
     const code =
-      sc === 404 ? "NOT_FOUND" : sc === 415 || sc === 413 || sc === 400 ? "INVALID_INPUT" : "INVALID_INPUT";
+      sc === 404 ? "NOT_FOUND" : sc === 401 ? "UNAUTHENTICATED" : sc === 403 ? "FORBIDDEN" : "INVALID_INPUT";
     const detail =
-      fe?.code === "FST_ERR_CTP_INVALID_JSON_BODY" || fe?.code === "FST_ERR_CTP_EMPTY_JSON_BODY"
-        ? "the request body is not valid JSON"
-        : ((fe?.message ?? "bad request").split("\n")[0] ?? "bad request");
+      (fe?.code === undefined ? undefined : FRAMEWORK_DETAILS[fe.code]) ?? TITLES[sc] ?? "bad request";
     return problem(sc, code, detail, at);
   }
   return problem(500, "INTERNAL", "internal error", at);

@@ -32,6 +32,41 @@ function readProcessStdin(): Promise<string> {
   });
 }
 
+/**
+ * The exit code when whoever reads the CLI's output stops reading (`ciphervisor vm list | head -1`): 0, and
+ * nothing on stderr. Like `ls | head` it stops at once and silently; unlike a process killed by SIGPIPE (141
+ * under `set -o pipefail`) it exits 0, because whether the pipe breaks at all depends on the size of the output
+ * (up to the pipe's 64 KiB buffer every write succeeds and the command ends normally): a script must not fail
+ * on a large fleet for what works on a small one. An operation a mutating command was following goes on on the
+ * server, as after Ctrl-C.
+ */
+export const BROKEN_PIPE_EXIT = 0;
+
+let pipesGuarded = false;
+
+/**
+ * Makes a closed stdout or stderr end the process quietly with `BROKEN_PIPE_EXIT` instead of an uncaught EPIPE
+ * with a stack trace. Any other write error on them ends it with exit 1 and one line on stderr when it still
+ * works. Installed once, by `main()` for the real process only (tests' `memoryIo` never touches the streams).
+ */
+export function guardBrokenPipes(): void {
+  if (pipesGuarded) return;
+  pipesGuarded = true;
+  const onError = (stream: "stdout" | "stderr") => (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE" || e.code === "ERR_STREAM_DESTROYED") process.exit(BROKEN_PIPE_EXIT);
+    if (stream === "stdout") {
+      try {
+        process.stderr.write(`ciphervisor: cannot write to standard output (${e.code ?? "error"}) [IO]\n`);
+      } catch {
+        // stderr is gone too: the exit code is all that is left.
+      }
+    }
+    process.exit(1);
+  };
+  process.stdout.on("error", onError("stdout"));
+  process.stderr.on("error", onError("stderr"));
+}
+
 export const processIo: CliIo = {
   out: (s) => process.stdout.write(s),
   err: (s) => process.stderr.write(s),

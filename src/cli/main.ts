@@ -1,7 +1,8 @@
 /**
  * The command line: one commander program, one file per noun under commands/. Every failure ends as one line on
  * stderr (`ciphervisor: <message> [CODE]`) and a documented exit code, never a stack trace — usage mistakes that
- * commander catches included.
+ * commander catches included. The line is printed through `visible()`: a message quoting a server's text or the
+ * user's own argument cannot put an escape sequence on the terminal.
  */
 import { Command, CommanderError } from "commander";
 import { CiphervisorError } from "../errors.ts";
@@ -9,12 +10,13 @@ import { shownCode } from "./client/remote-error.ts";
 import { registerCommands } from "./commands/index.ts";
 import { ExitCode, exitCodeFor } from "./exit-codes.ts";
 import type { CliIo } from "./io.ts";
-import { processIo } from "./io.ts";
+import { guardBrokenPipes, processIo } from "./io.ts";
+import { errorLine } from "./output/format.ts";
 
 /** commander's "error: unknown option '--x'" → our one-line shape. */
 function usageLine(text: string): string {
   const first = text.split("\n").find((l) => l.trim() !== "") ?? "usage error";
-  return `ciphervisor: ${first.replace(/^error:\s*/, "").trim()} [USAGE]\n`;
+  return errorLine(first.replace(/^error:\s*/, "").trim(), "USAGE");
 }
 
 /** The program, with the nouns `argv` uses loaded (every noun when `argv` is omitted). */
@@ -39,6 +41,7 @@ export async function buildProgram(io: CliIo, argv?: readonly string[]): Promise
 
 /** Runs the CLI on `argv` (without the node and script paths) and returns the exit code. */
 export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
+  if (io === processIo) guardBrokenPipes();
   try {
     const program = await buildProgram(io, argv);
     await program.parseAsync(argv, { from: "user" });
@@ -51,11 +54,11 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       return ExitCode.USAGE;
     }
     if (e instanceof CiphervisorError) {
-      io.err(`ciphervisor: ${e.message.split("\n")[0]} [${shownCode(e)}]\n`);
+      io.err(errorLine(e.message, shownCode(e)));
       return exitCodeFor(e.code);
     }
     const msg = e instanceof Error ? e.message : String(e);
-    io.err(`ciphervisor: internal error: ${msg.split("\n")[0]} [INTERNAL]\n`);
+    io.err(errorLine(`internal error: ${msg}`, "INTERNAL"));
     return ExitCode.ERROR;
   }
 }

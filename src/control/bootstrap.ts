@@ -15,6 +15,7 @@ import type { DriverRegistry } from "./drivers/driver.ts";
 import { EmulatedDriver } from "./drivers/emulated.ts";
 import type { Inventory } from "./inventory/inventory.ts";
 import type { Actor, Vm } from "./inventory/types.ts";
+import { ROLES, type Role } from "./rbac.ts";
 import { withoutSession } from "./services/launch-session.ts";
 import { issueToken } from "./tokens.ts";
 
@@ -60,22 +61,22 @@ export async function ensureAdminToken(inventory: Inventory, dataDir: string): P
   return { path, state: "created" };
 }
 
-/** Roles that get a demo token (`DIR/demo-tokens/<role>.token`), so each role can be tried. */
-export const DEMO_TOKEN_ROLES = [
-  "viewer",
-  "operator",
-  "security-admin",
-  "security-officer",
-  "auditor",
-] as const;
+/**
+ * Roles that get a demo token (`DIR/demo-tokens/<role>.token`), so each role can be tried: every role of the RBAC
+ * table but `admin`, whose token is `DIR/admin.token` already.
+ */
+export const DEMO_TOKEN_ROLES: readonly Role[] = ROLES.filter((r) => r !== "admin");
 
-/** Issues one token per demo role (only on the first start of a demo data directory). */
+/**
+ * Issues one token per demo role whose file is missing: all of them on the first start of a demo data directory,
+ * later only a role that is new since then.
+ */
 export async function writeDemoTokens(inventory: Inventory, dataDir: string): Promise<string> {
   const dir = join(dataDir, "demo-tokens");
-  if (existsSync(dir)) return dir;
-  mkdirSync(dir, { mode: 0o700 });
+  if (!existsSync(dir)) mkdirSync(dir, { mode: 0o700 });
   for (const role of DEMO_TOKEN_ROLES) {
     const path = join(dir, `${role}.token`);
+    if (existsSync(path)) continue;
     await inventory.transaction(async (tx) => {
       const issued = await issueToken(tx, { name: `demo-${role}`, roles: [role] });
       writeSecretFile(path, issued.secret.reveal());

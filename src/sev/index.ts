@@ -21,6 +21,16 @@ export type { FirmwareMemory, VmsaIntegrityRecorder } from "./firmware-state.ts"
 export type { MemoryKeySlots } from "./key-slots.ts";
 export { emulatedRootCerts, kdsSignedCek } from "./manufacturer/emulated-amd.ts";
 export {
+  amdKdsLocations,
+  type ChipRecords,
+  EmulatedKds,
+  emulatedKdsLocations,
+  KDS_PRODUCTS,
+  type KdsLocations,
+  kdsProduct,
+  parseKdsChipId,
+} from "./manufacturer/emulated-kds.ts";
+export {
   apiSatisfies,
   type DecodedPolicy,
   decodePolicy,

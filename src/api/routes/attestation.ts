@@ -63,7 +63,7 @@ export function attestationRoutes(root: FastifyInstance, deps: OperationDeps): v
       schema: {
         tags: ["attestation"],
         summary:
-          "The host's PDH, certificate chain (PEK, OCA, CEK), cpu0 id and firmware (virsh nodesevinfo)",
+          "The host's PDH, certificate chain (PEK, OCA, CEK), cpu0 id and firmware (virsh nodesevinfo), and where the KDS serves its ASK-signed CEK",
         params: IdParams,
         response: { 200: SevInfoSchema, ...errorResponses },
       },

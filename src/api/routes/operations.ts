@@ -12,7 +12,7 @@ import { planCancel } from "../../control/plan/admin.ts";
 import { CiphervisorError } from "../../errors.ts";
 import { answerDryRun, DryRunQuery, isDryRun, orPlan } from "../dry-run.ts";
 import type { OperationDeps } from "../operation-response.ts";
-import { errorResponses, IdParams, PageOf, PageQuery } from "../schemas/common.ts";
+import { errorResponses, IdParams, PageOf, PageQuery, Text } from "../schemas/common.ts";
 import { itemView, operationView } from "../views.ts";
 
 export function operationRoutes(root: FastifyInstance, deps: OperationDeps): void {
@@ -37,7 +37,7 @@ export function operationRoutes(root: FastifyInstance, deps: OperationDeps): voi
           {
             ...PageQuery,
             status: Type.Optional(Type.Enum([...OPERATION_STATUSES])),
-            kind: Type.Optional(Type.String({ maxLength: 64 })),
+            kind: Type.Optional(Text({ maxLength: 64 })),
           },
           { additionalProperties: false },
         ),

@@ -2,6 +2,7 @@
 import { Type } from "typebox";
 import { AUDIT_OUTCOMES } from "../../control/audit/record.ts";
 import { ROLES } from "../../control/rbac.ts";
+import { Text } from "./common.ts";
 
 export const TokenSchema = Type.Object(
   {
@@ -21,7 +22,7 @@ export const CreateTokenBody = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: 100, pattern: "^[\\x20-\\x7e]+$" }),
     roles: Type.Array(Type.Enum([...ROLES]), { minItems: 1, maxItems: ROLES.length, uniqueItems: true }),
-    expiresAt: Type.Optional(Type.String({ maxLength: 40, description: "ISO 8601 date-time" })),
+    expiresAt: Type.Optional(Text({ maxLength: 40, description: "ISO 8601 date-time" })),
   },
   { additionalProperties: false },
 );
@@ -51,10 +52,10 @@ export const AuditRecordSchema = Type.Object(
 export const AuditQuery = Type.Object(
   {
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 5000, default: 100 })),
-    cursor: Type.Optional(Type.String({ maxLength: 512 })),
-    action: Type.Optional(Type.String({ maxLength: 100 })),
-    target: Type.Optional(Type.String({ maxLength: 255 })),
-    actorId: Type.Optional(Type.String({ maxLength: 64 })),
+    cursor: Type.Optional(Text({ maxLength: 512 })),
+    action: Type.Optional(Text({ maxLength: 100 })),
+    target: Type.Optional(Text({ maxLength: 255 })),
+    actorId: Type.Optional(Text({ maxLength: 64 })),
     outcome: Type.Optional(Type.Enum([...AUDIT_OUTCOMES])),
   },
   { additionalProperties: false },

@@ -74,8 +74,22 @@ export const SevInfoSchema = Type.Object({
   certChain: Type.String({ description: "base64 of PEK ‖ OCA ‖ CEK, as virsh nodesevinfo reports it" }),
   pek: Type.String(),
   oca: Type.String(),
-  cek: Type.String({ description: "The platform's CEK; fetch the ASK-signed one from the KDS by cpu0Id" }),
+  cek: Type.String({
+    description: "The platform's CEK, not signed by the ASK; fetch the ASK-signed one from kds.cek",
+  }),
   cpu0Id: Type.String({ description: "hex of GET_ID" }),
+  kds: Type.Optional(
+    Type.Object({
+      cek: Type.String({
+        description:
+          "Where the ASK-signed CEK is served: /cek/id/{cpu0Id} on this server (the emulated KDS) for an emulated host, https://kdsintf.amd.com/cek/id/{cpu0Id} for a real one",
+      }),
+      askArk: Type.String({
+        description:
+          "Where the generation's ASK ‖ ARK (AMD certificate format) is served: /cek/ask_ark_{generation}.cert on this server, or AMD's ask_ark_{generation}.cert download",
+      }),
+    }),
+  ),
   firmware: Type.Object({ apiMajor: Type.Integer(), apiMinor: Type.Integer(), build: Type.Integer() }),
   cBit: Type.Integer(),
   reducedPhysBits: Type.Integer(),

@@ -1,6 +1,18 @@
 /** Schemas shared by every route: problems, pagination, ids, the operation envelope. */
-import { type TSchema, Type } from "typebox";
+import { type TSchema, type TStringOptions, Type } from "typebox";
 import { ITEM_OUTCOMES, OPERATION_STATUSES } from "../../control/inventory/types.ts";
+
+/**
+ * Free text in a request (label keys and values, addresses, ids, filters, cursors): any character but the C0 and
+ * C1 control characters and DEL. Nothing the API stores can then carry a terminal escape sequence, a bell or a line
+ * break into a table, a log line or an audit record. `problem.ts` names the rule in the field error.
+ */
+export const TEXT_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f]*$";
+
+/** A free-text request string (`TEXT_PATTERN`) with the given limits. */
+export function Text(options: Omit<TStringOptions, "pattern"> = {}) {
+  return Type.String({ ...options, pattern: TEXT_PATTERN });
+}
 
 /** RFC 9457 problem details, with ciphervisor's stable `code` and field errors. */
 export const ProblemSchema = Type.Object(
@@ -36,7 +48,7 @@ export const IdParams = Type.Object({
 
 export const PageQuery = {
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 5000, default: 100 })),
-  cursor: Type.Optional(Type.String({ maxLength: 512 })),
+  cursor: Type.Optional(Text({ maxLength: 512 })),
 };
 
 /** A page of `item`: items in stable order and the opaque cursor of the next page (null on the last). */
@@ -57,7 +69,7 @@ export const MutatingHeaders = Type.Object({
       description: "Same key and same request → the same operation (retries are safe)",
     }),
   ),
-  prefer: Type.Optional(Type.String({ maxLength: 200, description: "respond-async: answer 202 at once" })),
+  prefer: Type.Optional(Text({ maxLength: 200, description: "respond-async: answer 202 at once" })),
 });
 
 export const OperationSchema = Type.Object(

@@ -2,6 +2,7 @@
 import { Type } from "typebox";
 import { HOST_DRIVERS } from "../../control/inventory/types.ts";
 import { GENERATIONS } from "../../machine/cpu-models.ts";
+import { Text } from "./common.ts";
 
 const PoolSchema = Type.Object({
   first: Type.Integer(),
@@ -39,13 +40,13 @@ export const RegisterHostBody = Type.Object(
   {
     name: Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$" }),
     driver: Type.Optional(Type.Enum([...HOST_DRIVERS])),
-    address: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
-    clusterId: Type.Optional(Type.String({ maxLength: 64 })),
+    address: Type.Optional(Text({ minLength: 1, maxLength: 255 })),
+    clusterId: Type.Optional(Text({ maxLength: 64 })),
     emulated: Type.Optional(
       Type.Object(
         {
           generation: Type.Enum([...GENERATIONS]),
-          seed: Type.Optional(Type.Union([Type.String({ maxLength: 64 }), Type.Integer({ minimum: 0 })])),
+          seed: Type.Optional(Type.Union([Text({ maxLength: 64 }), Type.Integer({ minimum: 0 })])),
           minSevAsid: Type.Optional(Type.Integer({ minimum: 1, maximum: 1007 })),
           memoryMiB: Type.Optional(Type.Integer({ minimum: 64, maximum: 1024 * 1024 })),
         },

@@ -10,6 +10,7 @@ import { BULK_POWER_ACTIONS } from "../../control/services/bulk-power.ts";
 import { DEFAULT_RESTART_PARALLEL, MAX_RESTART_PARALLEL } from "../../control/services/bulk-update.ts";
 import { GUEST_OS_PROFILES } from "../../guest/os-profiles.ts";
 import { MAX_MEMORY_MIB, MAX_VCPUS } from "../../hypervisor/vm-spec.ts";
+import { TEXT_PATTERN, Text } from "./common.ts";
 
 export const VM_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$";
 
@@ -44,7 +45,7 @@ export const VmSpecSchema = Type.Object(
         Type.Object(
           {
             kind: Type.Enum([...DEVICE_KINDS]),
-            detail: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+            detail: Type.Optional(Text({ minLength: 1, maxLength: 255 })),
           },
           { additionalProperties: false },
         ),
@@ -58,13 +59,16 @@ export const VmSpecSchema = Type.Object(
   { additionalProperties: false, $id: "VmSpec" },
 );
 
-export const LabelsSchema = Type.Record(
-  Type.String({ minLength: 1, maxLength: 63 }),
-  Type.String({ maxLength: 255 }),
-  {
-    maxProperties: 64,
-  },
-);
+/**
+ * Labels: keys of 1–63 characters and values of up to 255, neither with control characters. The keys are checked
+ * by `propertyNames` (a record's key schema alone only picks which values to check), and a key the value pattern
+ * does not cover is refused rather than let through unchecked.
+ */
+export const LabelsSchema = Type.Record(Type.String({ pattern: TEXT_PATTERN }), Text({ maxLength: 255 }), {
+  maxProperties: 64,
+  additionalProperties: false,
+  propertyNames: Text({ minLength: 1, maxLength: 63 }),
+});
 
 export const CreateVmBody = Type.Object(
   {
@@ -73,8 +77,8 @@ export const CreateVmBody = Type.Object(
     securityMode: Type.Optional(SecurityModeSchema),
     policy: Type.Optional(PolicySchema),
     labels: Type.Optional(LabelsSchema),
-    clusterId: Type.Optional(Type.String({ maxLength: 64 })),
-    hostId: Type.Optional(Type.String({ maxLength: 64, description: "Register the VM on this host" })),
+    clusterId: Type.Optional(Text({ maxLength: 64 })),
+    hostId: Type.Optional(Text({ maxLength: 64, description: "Register the VM on this host" })),
   },
   { additionalProperties: false },
 );
@@ -102,15 +106,13 @@ export const VmSchema = Type.Object(
 export const VmListQuery = Type.Object(
   {
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 5000, default: 100 })),
-    cursor: Type.Optional(Type.String({ maxLength: 512 })),
-    hostId: Type.Optional(
-      Type.String({ maxLength: 64, description: "a host id, or 'none' for unplaced VMs" }),
-    ),
-    clusterId: Type.Optional(Type.String({ maxLength: 64 })),
+    cursor: Type.Optional(Text({ maxLength: 512 })),
+    hostId: Type.Optional(Text({ maxLength: 64, description: "a host id, or 'none' for unplaced VMs" })),
+    clusterId: Type.Optional(Text({ maxLength: 64 })),
     powerState: Type.Optional(PowerStateSchema),
     securityMode: Type.Optional(SecurityModeSchema),
-    namePrefix: Type.Optional(Type.String({ maxLength: 255 })),
-    labels: Type.Optional(Type.String({ maxLength: 2000, description: "key=value pairs, comma-separated" })),
+    namePrefix: Type.Optional(Text({ maxLength: 255 })),
+    labels: Type.Optional(Text({ maxLength: 2000, description: "key=value pairs, comma-separated" })),
   },
   { additionalProperties: false },
 );
@@ -118,7 +120,7 @@ export const VmListQuery = Type.Object(
 export const MigrateBody = Type.Object(
   {
     mode: Type.Enum(["live", "cold"]),
-    targetHostId: Type.Optional(Type.String({ maxLength: 64 })),
+    targetHostId: Type.Optional(Text({ maxLength: 64 })),
   },
   { additionalProperties: false },
 );
@@ -139,11 +141,15 @@ export const CloneBody = Type.Object(
 export const SelectorSchema = Type.Object(
   {
     all: Type.Optional(Type.Boolean()),
-    ids: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 10000 })),
-    namePrefix: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+    ids: Type.Optional(Type.Array(Text({ maxLength: 64 }), { maxItems: 10000 })),
+    namePrefix: Type.Optional(Text({ minLength: 1, maxLength: 255 })),
     labels: Type.Optional(LabelsSchema),
-    hostId: Type.Optional(Type.Union([Type.String({ maxLength: 64 }), Type.Null()])),
-    clusterId: Type.Optional(Type.String({ maxLength: 64 })),
+    hostId: Type.Optional(
+      Type.Union([Text({ maxLength: 64 }), Type.Null()], {
+        description: "a host id, or null for unplaced VMs",
+      }),
+    ),
+    clusterId: Type.Optional(Text({ maxLength: 64 })),
     powerState: Type.Optional(PowerStateSchema),
     securityMode: Type.Optional(SecurityModeSchema),
   },

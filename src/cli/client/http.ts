@@ -162,6 +162,38 @@ export class ApiClient {
   }
 
   /**
+   * A binary GET (certificates): the body's bytes. `path` is a path on this server, or the absolute http(s) URL of
+   * another service (AMD's KDS), which is sent no token. RemoteError for a non-2xx answer or none.
+   */
+  async getBytes(
+    path: string,
+    options: Pick<RequestOptions, "timeoutMs" | "signal"> = {},
+  ): Promise<Uint8Array> {
+    const absolute = /^https?:\/\//i.test(path);
+    const headers: Record<string, string> = { accept: "application/octet-stream, application/problem+json" };
+    if (!absolute && this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;
+    const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signal = options.signal ? AbortSignal.any([timeout, options.signal]) : timeout;
+    let res: Response;
+    let body: Uint8Array;
+    try {
+      res = await fetch(absolute ? path : `${this.server}${path}`, { headers, signal });
+      body = new Uint8Array(await res.arrayBuffer());
+    } catch (e) {
+      const err = this.#noAnswer(e, "GET", path, timeoutMs, options.signal);
+      if (!absolute || err.shownCode === "INTERRUPTED") throw err;
+      // Not the ciphervisor server: say which service did not answer.
+      throw new RemoteError(err.shownCode, 0, `GET ${path}: no answer (${err.shownCode.toLowerCase()})`, {
+        cause: e,
+        base: "IO",
+      });
+    }
+    if (res.status >= 200 && res.status < 300) return body;
+    throw this.#problem(res.status, new TextDecoder().decode(body), "GET", path);
+  }
+
+  /**
    * Opens a streaming GET (server-sent events). The timeout covers the wait for the response headers only; the
    * stream then lasts until the server ends it or `signal` aborts.
    */

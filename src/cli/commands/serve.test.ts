@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { ROLES } from "../../control/rbac.ts";
 import { memoryIo } from "../io.ts";
 import { main } from "../main.ts";
 import { runServe } from "./serve.ts";
@@ -155,6 +156,49 @@ describe("ciphervisor serve", () => {
     stop.abort();
     await done;
     assert.match(io.stdout, /fleet: +4 emulated hosts, 10000 new VMs/);
+  });
+
+  it("--demo writes a token for every role but admin; the README's attestation step 1 works with the reader's", async () => {
+    const dir = tempDir();
+    const stop = new AbortController();
+    let url = "";
+    const done = runServe(
+      { dataDir: dir, host: "127.0.0.1", port: 0, demo: true, logLevel: "silent" },
+      memoryIo(),
+      {
+        signal: stop.signal,
+        onListening: (u) => {
+          url = u;
+        },
+      },
+    );
+    try {
+      while (url === "") await new Promise((r) => setTimeout(r, 20));
+      const tokens = join(dir, "demo-tokens");
+      assert.deepEqual(
+        readdirSync(tokens).sort(),
+        ROLES.filter((r) => r !== "admin")
+          .map((r) => `${r}.token`)
+          .sort(),
+      );
+      const env = {
+        HOME: dir,
+        CIPHERVISOR_SERVER: url,
+        CIPHERVISOR_TOKEN_FILE: join(tokens, "attestation-reader.token"),
+      };
+      const certs = join(dir, "certs");
+      const info = memoryIo({ env });
+      assert.equal(await main(["host", "sev-info", "rome-1", "--out", certs], info), 0, info.stderr);
+      const verify = memoryIo({ env });
+      assert.equal(
+        await main(["owner", "verify-chain", "--dir", certs, "--generation", "emulated"], verify),
+        0,
+      );
+      assert.equal(verify.stdout, "chain ok\n", verify.stderr);
+    } finally {
+      stop.abort();
+      await done;
+    }
   });
 
   it("rejects contradictory or malformed flags with a usage error", async () => {

@@ -2,7 +2,7 @@
  * `ciphervisor token create|list|revoke`: API tokens. A new token's secret is shown exactly once — on stdout, or
  * written to `--out FILE` (mode 0600) so it never touches the terminal; lists show names and roles, never secrets.
  */
-import { writeFileSync } from "node:fs";
+import { closeSync, constants, openSync, unlinkSync, writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import { CiphervisorError } from "../../errors.ts";
 import { collect } from "../args.ts";
@@ -39,6 +39,57 @@ async function findToken(api: ApiClient, idOrName: string): Promise<ApiToken> {
   return hit;
 }
 
+/** What `token list` shows in STATE: revoked, expired (by this machine's clock), or active. */
+export function tokenState(t: ApiToken, now: number = Date.now()): "active" | "expired" | "revoked" {
+  if (t.revokedAt !== null) return "revoked";
+  if (t.expiresAt !== null && Date.parse(t.expiresAt) <= now) return "expired";
+  return "active";
+}
+
+/**
+ * Opens `--out FILE` for a secret before the token exists, so a path that cannot take it (exists, a symlink, no
+ * such folder, no permission) fails with no token created: a new file only (O_EXCL), never through a symlink
+ * (O_NOFOLLOW), mode 0600 from the start.
+ */
+function openSecretFile(path: string): number {
+  try {
+    return openSync(
+      path,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0),
+      0o600,
+    );
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why =
+      code === "EEXIST"
+        ? "the file exists (a secret is written to a new file only, never over a file or through a symlink)"
+        : code === "ELOOP"
+          ? "it is a symlink (a secret is never written through one)"
+          : code === "ENOENT"
+            ? "its folder does not exist"
+            : code === "EACCES" || code === "EPERM"
+              ? "permission denied"
+              : code === "EISDIR"
+                ? "it is a folder"
+                : (code ?? "cannot create it");
+    throw new CiphervisorError("IO", `--out ${path}: ${why}; no token was created`, { cause: e });
+  }
+}
+
+/** Removes the file `openSecretFile` created (it is ours: O_EXCL made it), leaving nothing half-written. */
+function discardSecretFile(fd: number, path: string): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed
+  }
+  try {
+    unlinkSync(path);
+  } catch {
+    // gone already
+  }
+}
+
 export function registerToken(program: Command, io: CliIo): void {
   const token = program.command("token").description("API tokens: create, list, revoke");
 
@@ -71,24 +122,41 @@ export function registerToken(program: Command, io: CliIo): void {
         printPlan(io, mode, `token create ${name}`, await dryRun(api, "/v1/tokens", { body }));
         return;
       }
-      const created = await api.post<{ token: ApiToken; secret: string }>("/v1/tokens", body);
       if (flags.out !== undefined) {
+        // The file first, the token second: the one failure left after the file is open (writing it) revokes
+        // the token, so `--out` never leaves an active token whose secret nobody has.
+        const out = flags.out;
+        const fd = openSecretFile(out);
+        let created: { token: ApiToken; secret: string };
         try {
-          writeFileSync(flags.out, `${created.secret}\n`, { mode: 0o600, flag: "wx" });
+          created = await api.post<{ token: ApiToken; secret: string }>("/v1/tokens", body);
         } catch (e) {
+          discardSecretFile(fd, out);
+          throw e;
+        }
+        try {
+          writeFileSync(fd, `${created.secret}\n`);
+          closeSync(fd);
+        } catch (e) {
+          discardSecretFile(fd, out);
+          const revoked = await api.delete(`/v1/tokens/${created.token.id}`).then(
+            () => true,
+            () => false,
+          );
           throw new CiphervisorError(
             "IO",
-            `--out ${flags.out}: ${(e as NodeJS.ErrnoException).code === "EEXIST" ? "the file exists; the token was created (revoke it, or read it nowhere)" : (e as Error).message}; token ${created.token.id}`,
+            `--out ${out}: could not write the secret (${(e as NodeJS.ErrnoException).code ?? "error"}); ${revoked ? `token ${created.token.id} was revoked` : `revoke token ${created.token.id}: it could not be revoked now`}`,
             { cause: e },
           );
         }
         io.out(
           mode === "json"
             ? json({ token: created.token, secretFile: flags.out })
-            : `created token ${created.token.name} (${created.token.id}); secret written to ${flags.out}\n`,
+            : `created token ${created.token.name} (${created.token.id}); secret written to ${out}\n`,
         );
         return;
       }
+      const created = await api.post<{ token: ApiToken; secret: string }>("/v1/tokens", body);
       if (mode === "json") io.out(json(created));
       else {
         io.out(`${created.secret}\n`);
@@ -105,6 +173,7 @@ export function registerToken(program: Command, io: CliIo): void {
     async (flags: CommonFlags) => {
       const mode = modeFor(flags, true);
       const tokens = await listAll<ApiToken>(apiFor(io, flags), "/v1/tokens", {}, 1000);
+      const now = Date.now();
       if (mode === "name") io.out(tokens.map((t) => `${t.id}\n`).join(""));
       else if (mode === "json") io.out(json(tokens));
       else
@@ -114,7 +183,7 @@ export function registerToken(program: Command, io: CliIo): void {
               { header: "ID", value: (t: ApiToken) => t.id },
               { header: "NAME", value: (t: ApiToken) => t.name },
               { header: "ROLES", value: (t: ApiToken) => t.roles.join(",") },
-              { header: "STATE", value: (t: ApiToken) => (t.revokedAt ? "revoked" : "active") },
+              { header: "STATE", value: (t: ApiToken) => tokenState(t, now) },
               { header: "EXPIRES", value: (t: ApiToken) => t.expiresAt ?? "-" },
               { header: "LAST-USED", value: (t: ApiToken) => t.lastUsedAt ?? "-" },
             ],

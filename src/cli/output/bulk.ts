@@ -2,7 +2,7 @@ import { baseCode } from "../client/remote-error.ts";
 import { ExitCode, exitCodeFor } from "../exit-codes.ts";
 import type { CliIo } from "../io.ts";
 import { plural } from "../selectors.ts";
-import { json, type OutputMode } from "./format.ts";
+import { errorLine, json, type OutputMode } from "./format.ts";
 import { table } from "./table.ts";
 
 export interface BulkFailure {
@@ -92,7 +92,7 @@ export function finishBulk(io: CliIo, mode: OutputMode, r: BulkResult, verb: str
   const only = r.failed[0];
   if (targets === 1 && r.ok === 0 && only && !r.interrupted) {
     if (mode === "json") io.out(bulkJson(r));
-    io.err(`ciphervisor: ${only.message} [${only.code}]\n`);
+    io.err(errorLine(only.message, only.code));
   } else {
     printBulk(io, mode, r, verb);
   }

@@ -3,6 +3,7 @@
  * the shape `--from-file -` reads back), or a wider table (`-o wide`).
  */
 import { CiphervisorError } from "../../errors.ts";
+import { visible } from "./table.ts";
 
 export const OUTPUT_MODES = ["table", "wide", "json", "name"] as const;
 export type OutputMode = (typeof OUTPUT_MODES)[number];
@@ -31,4 +32,12 @@ export function outputMode(flags: OutputFlags): OutputMode {
 /** One JSON document and a newline. */
 export function json(value: unknown): string {
   return `${JSON.stringify(value, null, 2)}\n`;
+}
+
+/**
+ * The one error line, `ciphervisor: <message> [CODE]`: the message's first line, its control characters shown as
+ * `\uXXXX` rather than sent (a message may quote a server's text or the user's own argument).
+ */
+export function errorLine(message: string, code: string): string {
+  return `ciphervisor: ${visible(message.split("\n")[0] ?? "")} [${visible(code)}]\n`;
 }

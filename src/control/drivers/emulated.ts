@@ -147,6 +147,9 @@ export class EmulatedDriver implements HostDriver {
   readonly kind = "emulated" as const;
   readonly #factory: EmulatedMachineFactory;
   readonly #hosts = new Map<string, EmulatedHost>();
+  /** cpu0 id (hex) → generation of every chip read so far, kept after its host is removed (like AMD's records). */
+  readonly #chips = new Map<string, Generation>();
+  readonly #recorded = new WeakSet<EmulatedHost>();
 
   constructor(factory: EmulatedMachineFactory) {
     this.#factory = factory;
@@ -169,7 +172,30 @@ export class EmulatedDriver implements HostDriver {
 
   /** Forgets a host (after the inventory removed it); its VMs must be gone. */
   removeHost(address: string): void {
+    const h = this.#hosts.get(address);
+    if (h) this.#record(h);
     this.#hosts.delete(address);
+  }
+
+  /**
+   * The generation of the emulated chip whose GET_ID value is `chipId`, if one of this driver's machines has (or
+   * had) it: the emulated manufacturer's records, from which its KDS serves CEKs (sev/manufacturer/emulated-kds.ts).
+   */
+  chipGeneration(chipId: Uint8Array): Generation | undefined {
+    const hex = Buffer.from(chipId).toString("hex");
+    if (!this.#chips.has(hex)) for (const h of this.#hosts.values()) this.#record(h);
+    return this.#chips.get(hex);
+  }
+
+  #record(h: EmulatedHost): void {
+    if (this.#recorded.has(h)) return;
+    try {
+      const caps = h.machine.capabilities();
+      this.#chips.set(caps.cpu0Id.toLowerCase(), caps.generation);
+      this.#recorded.add(h);
+    } catch {
+      // A machine that cannot report now is read again on the next lookup.
+    }
   }
 
   /** Addresses of every emulated host. */

@@ -15,8 +15,17 @@
 import { createHash } from "node:crypto";
 import { CiphervisorError, isCiphervisorError } from "../../errors.ts";
 import { builtinUefiImage } from "../../hypervisor/builtin-uefi.ts";
+import type { HostCapabilities } from "../../hypervisor/types.ts";
 import { defaultPolicy } from "../../hypervisor/vm-spec.ts";
+import {
+  amdKdsLocations,
+  CHIP_ID_SIZE,
+  EmulatedKds,
+  emulatedKdsLocations,
+  type KdsLocations,
+} from "../../sev/manufacturer/emulated-kds.ts";
 import type { LaunchSecret } from "../drivers/driver.ts";
+import { EmulatedDriver } from "../drivers/emulated.ts";
 import type { Actor, Host, LaunchSessionFiles, Vm } from "../inventory/types.ts";
 import type { JsonObject } from "../json.ts";
 import { type ControlContext, connect, getHost, getVm } from "./context.ts";
@@ -37,6 +46,11 @@ export interface SevInfo {
   readonly cek: string;
   /** hex of GET_ID: the KDS key for the ASK-signed CEK. */
   readonly cpu0Id: string;
+  /**
+   * Where the ASK-signed CEK and the ASK ‖ ARK are served, as sevctl knows AMD's KDS: this server's emulated KDS for
+   * an emulated host, AMD's for a real one. Absent when the host reported no cpu0 id.
+   */
+  readonly kds?: KdsLocations;
   readonly firmware: { readonly apiMajor: number; readonly apiMinor: number; readonly build: number };
   readonly cBit: number;
   readonly reducedPhysBits: number;
@@ -94,6 +108,15 @@ async function audit(
   await c.inventory.audit.append({ actor, action, target, outcome, details });
 }
 
+const CHIP_ID_HEX = new RegExp(`^[0-9a-fA-F]{${CHIP_ID_SIZE * 2}}$`);
+
+/** The KDS locations of a host's chip: the emulated KDS for the emulated manufacturer's chips, AMD's otherwise. */
+function kdsOf(host: Host, caps: HostCapabilities): { kds?: KdsLocations } {
+  if (!CHIP_ID_HEX.test(caps.cpu0Id)) return {};
+  const locate = host.driver === "emulated" ? emulatedKdsLocations : amdKdsLocations;
+  return { kds: locate(caps.generation, caps.cpu0Id) };
+}
+
 /** The platform facts an owner needs to verify the chain against the root *they* choose. */
 export async function sevInfo(c: ControlContext, actor: Actor, hostId: string): Promise<SevInfo> {
   const host = await getHost(c.inventory, hostId);
@@ -123,6 +146,7 @@ export async function sevInfo(c: ControlContext, actor: Actor, hostId: string): 
     oca: b64(chain.subarray(CERT, 2 * CERT)),
     cek: b64(chain.subarray(2 * CERT)),
     cpu0Id: caps.cpu0Id,
+    ...kdsOf(host, caps),
     firmware: { ...caps.firmware },
     cBit: caps.cBit,
     reducedPhysBits: caps.reducedPhysBits,
@@ -131,6 +155,22 @@ export async function sevInfo(c: ControlContext, actor: Actor, hostId: string): 
     maxSevEsGuests: caps.maxSevEsGuests,
     pools: { sev: pool(caps.pools.sev), sevEs: pool(caps.pools.sevEs) },
   };
+}
+
+/**
+ * The emulated KDS over the chips of this control plane's emulated hosts (docs/sev-interface.md §11.5): like AMD,
+ * it serves the CEK of every chip its manufacturer made, and knows no other.
+ */
+export function emulatedKds(c: ControlContext): EmulatedKds {
+  return new EmulatedKds((chipId) => {
+    let driver: unknown;
+    try {
+      driver = c.drivers.get("emulated");
+    } catch {
+      return undefined;
+    }
+    return driver instanceof EmulatedDriver ? driver.chipGeneration(chipId) : undefined;
+  });
 }
 
 /** The policy a VM launches with (0 in the inventory means the mode's default). */

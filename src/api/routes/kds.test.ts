@@ -1,0 +1,144 @@
+/**
+ * The emulated KDS on AMD's paths: every certificate it serves verifies under the emulated roots (and not under
+ * AMD's), for every product; it needs no token and audits nothing; a malformed chip id is a 400 and an unknown chip
+ * or product a 404, both problem+json with a stable code. The real Rome chain keeps verifying under AMD's roots
+ * only, and AMD's real CEK does not pass under the emulated Rome ASK.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import type { LightMyRequestResponse } from "fastify";
+import { realChain } from "../../../test/certs/support.ts";
+import { parseSevChain, splitAskArk, verifySevChain } from "../../certs/chain.ts";
+import { loadBuiltinRoot, loadBuiltinRoots } from "../../certs/roots.ts";
+import { GENERATIONS } from "../../machine/cpu-models.ts";
+import { PROBLEM_CONTENT_TYPE } from "../problem.ts";
+import { type ApiFixture, json, withApi } from "../testing/api-fixture.ts";
+
+const bytes = (s: unknown) => new Uint8Array(Buffer.from(String(s), "base64"));
+const body = (r: LightMyRequestResponse) => new Uint8Array(r.rawPayload);
+
+function isCert(r: LightMyRequestResponse, what: string): Uint8Array {
+  assert.equal(r.statusCode, 200, `${what}: ${r.body}`);
+  assert.equal(r.headers["content-type"], "application/octet-stream", what);
+  return body(r);
+}
+
+function isProblem(r: LightMyRequestResponse, status: number, code: string): Record<string, unknown> {
+  assert.equal(r.statusCode, status, r.body);
+  assert.match(String(r.headers["content-type"]), new RegExp(`^${PROBLEM_CONTENT_TYPE.replace("+", "\\+")}`));
+  const p = json(r);
+  assert.equal(p.code, code);
+  assert.equal(p.status, status);
+  return p;
+}
+
+async function sevInfo(a: ApiFixture, hostId: string): Promise<Record<string, unknown>> {
+  const r = await a.call("attestation-reader", "GET", `/v1/hosts/${hostId}/sev-info`);
+  assert.equal(r.statusCode, 200, r.body);
+  return json(r);
+}
+
+describe("the emulated KDS", () => {
+  it("serves, without a token, an ASK-signed CEK and ASK ‖ ARK per product that verify under the emulated roots only", () =>
+    withApi(async (a) => {
+      const emulated = loadBuiltinRoots("emulated");
+      const auditHead = async () => (await a.inventory.audit.head()).seq;
+      for (const generation of GENERATIONS) {
+        const hostId = await a.host(`${generation}-kds`, generation);
+        const info = await sevInfo(a, hostId);
+        const cpu0Id = String(info.cpu0Id);
+        assert.deepEqual(info.kds, {
+          cek: `/cek/id/${cpu0Id}`,
+          askArk: `/cek/ask_ark_${generation}.cert`,
+        });
+        const before = await auditHead();
+        const cek = isCert(await a.call(null, "GET", `/cek/id/${cpu0Id}`), `${generation} CEK`);
+        const askArk = isCert(
+          await a.call(null, "GET", `/cek/ask_ark_${generation}.cert`),
+          `${generation} CA`,
+        );
+        assert.equal(await auditHead(), before, "public KDS reads are not audited");
+        assert.equal(cek.length, 0x824);
+        // Same key as the chip's own CEK (the signed region), but now carrying the ASK's signature.
+        const platformCek = bytes(info.cek);
+        assert.deepEqual(cek.subarray(0, 0x414), platformCek.subarray(0, 0x414));
+        assert.notDeepEqual(cek, platformCek);
+        // AMD's spellings and upper-case hex name the same certificates; a token changes nothing.
+        const product = generation[0]?.toUpperCase() + generation.slice(1);
+        assert.deepEqual(isCert(await a.call(null, "GET", `/cek/ask_ark_${product}.cert`), product), askArk);
+        assert.deepEqual(
+          isCert(await a.call("viewer", "GET", `/cek/id/${cpu0Id.toUpperCase()}`), "upper-case id"),
+          cek,
+        );
+
+        const { ask, ark } = splitAskArk(askArk);
+        const root = loadBuiltinRoot("emulated", generation);
+        assert.deepEqual(ark, root.ark.bytes, "the ARK is the built-in emulated root");
+        assert.deepEqual(ask, root.ask.bytes);
+        const files = { ark, ask, cek, oca: bytes(info.oca), pek: bytes(info.pek), pdh: bytes(info.pdh) };
+        const chain = parseSevChain(files);
+        const report = verifySevChain(chain, { roots: emulated });
+        assert.equal(report.root?.generation, generation);
+        assert.throws(() => verifySevChain(chain, { roots: loadBuiltinRoots("amd") }), {
+          code: "CHAIN_INVALID",
+        });
+        // The platform's own CEK is not what the KDS serves: it fails at the ASK → CEK link.
+        assert.throws(
+          () => verifySevChain(parseSevChain({ ...files, cek: platformCek }), { roots: emulated }),
+          (e: Error & { details?: { link?: string } }) => e.details?.link === "ASK → CEK",
+        );
+      }
+    }));
+
+  it("answers a malformed chip id 400 and an unknown chip or product 404, as problem+json", () =>
+    withApi(async (a) => {
+      const hostId = await a.host("rome-kds", "rome");
+      const cpu0Id = String((await sevInfo(a, hostId)).cpu0Id);
+      for (const bad of [
+        "zz",
+        cpu0Id.slice(2),
+        `${cpu0Id}00`,
+        `0x${cpu0Id.slice(2)}`,
+        `${cpu0Id.slice(1)}g`,
+      ]) {
+        const p = isProblem(await a.call(null, "GET", `/cek/id/${bad}`), 400, "INVALID_INPUT");
+        assert.match(String(p.detail), /128 hex digits/);
+      }
+      // Well-formed, but no chip of this manufacturer has it.
+      const unknown = (cpu0Id[0] === "0" ? "1" : "0") + cpu0Id.slice(1);
+      const p = isProblem(await a.call(null, "GET", `/cek/id/${unknown}`), 404, "NOT_FOUND");
+      assert.match(String(p.detail), /knows no chip/);
+      for (const product of ["turin", "epyc", "rome2"]) {
+        const q = isProblem(await a.call(null, "GET", `/cek/ask_ark_${product}.cert`), 404, "NOT_FOUND");
+        assert.match(String(q.detail), /Naples, Rome, Milan, Genoa/);
+      }
+      isProblem(await a.call(null, "GET", "/cek/ask_ark/rome"), 404, "NOT_FOUND");
+    }));
+
+  it("keeps serving a removed host's CEK: AMD's records outlive the server rack", () =>
+    withApi(async (a) => {
+      const hostId = await a.host("milan-gone", "milan");
+      const cpu0Id = String((await sevInfo(a, hostId)).cpu0Id);
+      const removed = await a.call("admin", "DELETE", `/v1/hosts/${hostId}`);
+      assert.ok(removed.statusCode < 300, removed.body);
+      assert.equal(a.driver.has("milan-gone"), false);
+      isCert(await a.call(null, "GET", `/cek/id/${cpu0Id}`), "removed host's CEK");
+    }));
+
+  it("the real Rome chain verifies under AMD's roots, not the emulated ones, nor under the emulated Rome ASK", () =>
+    withApi(async (a) => {
+      const real = realChain("rome");
+      assert.equal(
+        verifySevChain(parseSevChain(real), { roots: loadBuiltinRoots("amd") }).root?.trust,
+        "amd",
+      );
+      assert.throws(() => verifySevChain(parseSevChain(real), { roots: loadBuiltinRoots("emulated") }), {
+        code: "CHAIN_INVALID",
+      });
+      const { ask, ark } = splitAskArk(isCert(await a.call(null, "GET", "/cek/ask_ark_rome.cert"), "CA"));
+      assert.throws(
+        () => verifySevChain(parseSevChain({ ...real, ask, ark }), { roots: loadBuiltinRoots("emulated") }),
+        (e: Error & { details?: { link?: string } }) => e.details?.link === "ASK → CEK",
+      );
+    }));
+});

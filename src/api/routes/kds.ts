@@ -1,0 +1,65 @@
+/**
+ * The emulated AMD Key Distribution Service, on AMD's own paths (not under `/v1`): what sevctl and a guest owner
+ * fetch from kdsintf.amd.com for a real chip, served here for the emulated hosts' chips (docs/sev-interface.md
+ * §11.5). Public, as AMD's KDS is: certificates are public material, and a guest owner checks them against the root
+ * they choose. Plain GETs, so neither auditing nor dry runs apply.
+ *
+ * - `GET /cek/id/{chipId}`: the chip's ASK-signed CEK (0x824 bytes, application/octet-stream);
+ * - `GET /cek/ask_ark_{product}.cert`: the product's ASK ‖ ARK in AMD's certificate format.
+ */
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import type { FastifyInstance, FastifyReply } from "fastify";
+import { Type } from "typebox";
+import { emulatedKds } from "../../control/services/attestation.ts";
+import { KDS_CERT_CONTENT_TYPE, KDS_PRODUCTS } from "../../sev/manufacturer/emulated-kds.ts";
+import type { OperationDeps } from "../operation-response.ts";
+import { errorResponses } from "../schemas/common.ts";
+
+const Binary = (description: string) => Type.String({ format: "binary", description });
+
+function sendCert(reply: FastifyReply, bytes: Uint8Array): FastifyReply {
+  return reply.type(KDS_CERT_CONTENT_TYPE).send(Buffer.from(bytes));
+}
+
+export function kdsRoutes(root: FastifyInstance, deps: OperationDeps): void {
+  const app = root.withTypeProvider<TypeBoxTypeProvider>();
+  const kds = emulatedKds(deps.cp.context);
+
+  app.get(
+    "/cek/id/:chipId",
+    {
+      config: { permission: "public", action: "kds.cek.read" },
+      schema: {
+        tags: ["kds"],
+        summary:
+          "The emulated KDS: a chip's CEK signed by the ASK (SEV certificate, 0x824 bytes), as kdsintf.amd.com/cek/id/{chipId} serves it",
+        security: [],
+        params: Type.Object({
+          chipId: Type.String({ description: "hex of the chip's 64-byte GET_ID value (cpu0Id of sev-info)" }),
+        }),
+        produces: [KDS_CERT_CONTENT_TYPE],
+        response: { 200: Binary("the ASK-signed CEK"), ...errorResponses },
+      },
+    },
+    async (req, reply) => sendCert(reply, kds.cek(req.params.chipId)),
+  );
+
+  app.get(
+    "/cek/ask_ark_:product.cert",
+    {
+      config: { permission: "public", action: "kds.ask-ark.read" },
+      schema: {
+        tags: ["kds"],
+        summary:
+          "The emulated ASK ‖ ARK of a product in AMD's certificate format, as AMD publishes ask_ark_<product>.cert",
+        security: [],
+        params: Type.Object({
+          product: Type.String({ description: `${Object.values(KDS_PRODUCTS).join(", ")} (any case)` }),
+        }),
+        produces: [KDS_CERT_CONTENT_TYPE],
+        response: { 200: Binary("ASK ‖ ARK"), ...errorResponses },
+      },
+    },
+    async (req, reply) => sendCert(reply, kds.askArk(req.params.product)),
+  );
+}
