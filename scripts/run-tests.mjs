@@ -34,6 +34,7 @@ if (!quick) {
   run("npx", ["tsc", "--noEmit"]);
   run("npx", ["biome", "check", "."]);
 }
-// The CLI bundle the fleet commands start from (bin/ciphervisor.js falls back to the sources when it is stale).
-run(process.execPath, ["scripts/build-cli.mjs"]);
+// dist/, which bin/ciphervisor.js runs and the package test packs: rebuilt first, so the tests that spawn the bin
+// (or install the packed package) exercise the current sources.
+run(process.execPath, ["scripts/build.mjs"]);
 run(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=2", ...files]);

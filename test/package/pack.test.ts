@@ -33,7 +33,13 @@ function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-function run(cmd: string, args: readonly string[], cwd: string, env = cleanEnv(), timeout = 120_000): Promise<Run> {
+function run(
+  cmd: string,
+  args: readonly string[],
+  cwd: string,
+  env = cleanEnv(),
+  timeout = 120_000,
+): Promise<Run> {
   return new Promise((resolve) => {
     execFile(cmd, args, { cwd, env, timeout, maxBuffer: 32 * 1024 * 1024 }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
@@ -42,7 +48,8 @@ function run(cmd: string, args: readonly string[], cwd: string, env = cleanEnv()
   });
 }
 
-const NETWORK = /\b(ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|EHOSTUNREACH|ERR_SOCKET_TIMEOUT)\b/;
+const NETWORK =
+  /\b(ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|EHOSTUNREACH|ERR_SOCKET_TIMEOUT)\b/;
 
 interface Packed {
   readonly filename: string;
@@ -59,7 +66,10 @@ describe("the packed package, installed from its tarball", () => {
 
   before(async () => {
     tmp = mkdtempSync(join(tmpdir(), "cv-pack-"));
-    if (!existsSync(join(root, "dist", "cli", "main.js")) || !existsSync(join(root, "dist", "types", "index.d.ts"))) {
+    if (
+      !existsSync(join(root, "dist", "cli", "main.js")) ||
+      !existsSync(join(root, "dist", "types", "index.d.ts"))
+    ) {
       const b = await run(process.execPath, ["scripts/build.mjs"], root);
       assert.equal(b.code, 0, `npm run build failed:\n${b.stderr}`);
     }
@@ -71,11 +81,22 @@ describe("the packed package, installed from its tarball", () => {
 
     app = join(tmp, "app");
     mkdirSync(app);
-    writeFileSync(join(app, "package.json"), JSON.stringify({ name: "consumer", private: true, type: "module" }));
+    writeFileSync(
+      join(app, "package.json"),
+      JSON.stringify({ name: "consumer", private: true, type: "module" }),
+    );
     const tarball = join(tmp, packed.filename);
     const i = await run(
       "npm",
-      ["install", tarball, "--ignore-scripts", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"],
+      [
+        "install",
+        tarball,
+        "--ignore-scripts",
+        "--prefer-offline",
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+      ],
       app,
     );
     if (i.code !== 0) {
@@ -95,7 +116,13 @@ describe("the packed package, installed from its tarball", () => {
   it("ships the built package only: dist/ with declarations, the bin, docs — no sources or tests", () => {
     assert.ok(packed);
     const files = packed.files.map((f) => f.path);
-    for (const f of ["package.json", "README.md", "bin/ciphervisor.js", "dist/index.js", "dist/cli/main.js"]) {
+    for (const f of [
+      "package.json",
+      "README.md",
+      "bin/ciphervisor.js",
+      "dist/index.js",
+      "dist/cli/main.js",
+    ]) {
       assert.ok(files.includes(f), `${f} is not in the tarball`);
     }
     assert.ok(files.includes("dist/types/index.d.ts"), "the library's declarations are not in the tarball");
@@ -132,7 +159,11 @@ describe("the packed package, installed from its tarball", () => {
     assert.equal(version.stderr, "");
 
     // A noun chunk loaded on demand, reading the packaged roots of trust.
-    const chain = await run(bin, ["owner", "verify-chain", "--dir", join(root, "test", "fixtures", "certs", "rome")], app);
+    const chain = await run(
+      bin,
+      ["owner", "verify-chain", "--dir", join(root, "test", "fixtures", "certs", "rome")],
+      app,
+    );
     assert.equal(chain.code, 0, chain.stderr);
     assert.equal(chain.stdout.trim(), "chain ok");
 
@@ -209,7 +240,14 @@ export const result: [boolean, Generation, string, CiphervisorError | undefined]
     );
     const tsc = join(root, "node_modules", "typescript", "bin", "tsc");
     const args = ["--noEmit", "--strict", "--target", "es2022", "--lib", "es2022", "--module", "nodenext"];
-    args.push("--moduleResolution", "nodenext", "--types", "node", "--typeRoots", join(root, "node_modules", "@types"));
+    args.push(
+      "--moduleResolution",
+      "nodenext",
+      "--types",
+      "node",
+      "--typeRoots",
+      join(root, "node_modules", "@types"),
+    );
     const r = await run(process.execPath, [tsc, ...args, "consumer.ts"], app);
     assert.equal(r.code, 0, `tsc:\n${r.stdout}${r.stderr}`);
   });
