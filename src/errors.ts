@@ -23,6 +23,8 @@
  * - `refused`: a rule refuses it — the operation table, a requirement, placement, capacity (409, exit 6);
  * - `check-failed`: a certificate, chain, measurement or report did not verify (409, exit 1);
  * - `host-failure`: the firmware, the machine or the guest failed (409, exit 1);
+ * - `rate-limited`: too many failed authentications from one address (429 with Retry-After, exit 5: the client's
+ *   credentials are what fails, and a script that retried at once would only extend the wait);
  * - `unavailable` (503, exit 1); `interrupted` (503, exit 130); `internal` (500, exit 1).
  */
 export type ErrorClass =
@@ -36,6 +38,7 @@ export type ErrorClass =
   | "refused"
   | "check-failed"
   | "host-failure"
+  | "rate-limited"
   | "unavailable"
   | "interrupted"
   | "internal";
@@ -59,6 +62,10 @@ export const ERROR_CODES = {
   CONFLICT: { class: "conflict", summary: "the object's current state does not allow the request" },
   UNAUTHENTICATED: { class: "unauthenticated", summary: "no valid API token" },
   FORBIDDEN: { class: "forbidden", summary: "the token's roles lack a permission (named)" },
+  RATE_LIMITED: {
+    class: "rate-limited",
+    summary: "too many failed authentications from this address; retry after the Retry-After seconds",
+  },
   INTERRUPTED: { class: "interrupted", summary: "interrupted (Ctrl-C, or a node shutting down)" },
   IO: { class: "unavailable", summary: "a file, database or host could not be reached" },
   INTERNAL: { class: "internal", summary: "an unexpected failure (never with internals in the message)" },

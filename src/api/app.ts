@@ -3,9 +3,14 @@
  * RFC 9457 problems, bearer-token auth with per-route permissions (default deny), audit records for every
  * state-changing and every denied request, `/healthz`, `/readyz` and Prometheus text at `/metrics`.
  *
- * Secrets: tokens arrive only in the Authorization header, which the logger redacts; errors are rebuilt as
- * problems from codes and one-line messages (no stacks, no request echo); every 2xx body is built by a view
- * function and serialized through its response schema, which drops undeclared fields.
+ * Secrets: tokens are read only from the Authorization header, which the logger redacts; a token a client puts
+ * anywhere else (the URL, another header) is blanked in logged URLs and in every log line and problem
+ * (`redact.ts`); errors are rebuilt as problems from codes and one-line messages (no stacks, no request echo);
+ * every 2xx body is built by a view function and serialized through its response schema, which drops undeclared
+ * fields.
+ *
+ * Requests denied without a valid token are audited in aggregate, one record per source and minute, and failed
+ * authentication is rate-limited per source (`denied-requests.ts`).
  *
  * @example
  * ```ts
@@ -27,6 +32,13 @@ import type { AuditOutcome } from "../control/audit/record.ts";
 import type { ControlPlane } from "../control/control-plane.ts";
 import { errorSummary } from "../control/operations/engine.ts";
 import { ANONYMOUS, installAuth, type RouteEntry } from "./auth.ts";
+import {
+  AuthFailureLimiter,
+  type AuthFailureLimits,
+  DEFAULT_AUTH_FAILURES,
+  DeniedRequestAudit,
+  sourceOf,
+} from "./denied-requests.ts";
 import { isDryRun, requireDryRun } from "./dry-run.ts";
 import { ApiMetrics } from "./metrics.ts";
 import {
@@ -37,6 +49,7 @@ import {
   shownPath,
   toProblem,
 } from "./problem.ts";
+import { CENSOR, redactSecrets, requestLogView } from "./redact.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { attestationRoutes } from "./routes/attestation.ts";
 import { hostRoutes } from "./routes/hosts.ts";
@@ -65,6 +78,18 @@ export const REDACT_PATHS = [
   "*.password",
 ];
 
+/**
+ * The options every logger of the API is built with (`serve`, the test fixture, `buildApi`'s own): the paths above
+ * blanked, and every token-shaped secret blanked in each line as it is written, wherever it came from.
+ */
+export const LOG_SAFETY = {
+  redact: { paths: REDACT_PATHS, censor: CENSOR },
+  hooks: { streamWrite: redactSecrets },
+};
+
+/** How the request logger shows a request: the URL with secrets blanked (`redact.ts`). */
+const LOG_SERIALIZERS = { req: requestLogView };
+
 export interface ApiOptions {
   readonly cp: ControlPlane;
   /** fastify's logger option (pino options, with `redact` added); default: no logging. */
@@ -75,12 +100,18 @@ export interface ApiOptions {
   readonly syncWaitMs?: number;
   /** Readiness beyond a reachable inventory (e.g. false while shutting down). */
   readonly isReady?: () => boolean;
+  /** Failed authentications a source may have per window before it is answered 429 (default 100 a minute). */
+  readonly authFailures?: AuthFailureLimits;
+  /** The window of the aggregated audit of unauthenticated denials (default one minute). */
+  readonly deniedAuditWindowMs?: number;
 }
 
 declare module "fastify" {
   interface FastifyInstance {
     /** Every route as registered, with its permission and audit action (tests derive the auth matrix from it). */
     readonly routeEntries: readonly RouteEntry[];
+    /** The aggregated audit of unauthenticated denials: `flush()` writes the open windows now. */
+    readonly deniedAudit: { flush(): Promise<void> };
   }
 }
 
@@ -89,7 +120,14 @@ export type ApiApp = FastifyInstance;
 function targetOf(request: FastifyRequest): string {
   const params = request.params as Record<string, unknown> | undefined;
   const id = params?.id;
-  return typeof id === "string" ? id : "*";
+  return typeof id === "string" ? redactSecrets(id) : "*";
+}
+
+/** A problem with token-shaped secrets blanked in its text members (a handler may quote a path id). */
+function redactProblem(p: Problem): Problem {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(p)) out[k] = typeof v === "string" ? redactSecrets(v) : v;
+  return out as Problem;
 }
 
 const MUTATING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
@@ -145,12 +183,18 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
         ? false
         : {
             ...(typeof options.logger === "object" ? options.logger : {}),
-            redact: { paths: REDACT_PATHS, censor: "[redacted]" },
+            ...LOG_SAFETY,
+            serializers: {
+              ...(typeof options.logger === "object" ? options.logger.serializers : {}),
+              ...LOG_SERIALIZERS,
+            },
           }
       : undefined;
+  // A given logger keeps its options; a child adds the request serializer, which fastify's own `req` yields to.
+  const loggerInstance = options.loggerInstance?.child({}, { serializers: LOG_SERIALIZERS });
   const app = Fastify({
     ...(logger === undefined ? {} : { logger }),
-    ...(options.loggerInstance === undefined ? {} : { loggerInstance: options.loggerInstance }),
+    ...(loggerInstance === undefined ? {} : { loggerInstance }),
     bodyLimit: 1024 * 1024,
     // The KDS's chip ids are 128 hex digits (fastify's default limit is 100 characters per path parameter).
     routerOptions: { maxParamLength: 256 },
@@ -196,12 +240,34 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
     app.addSchema(s);
   }
 
-  installAuth(app, inventory, routes);
+  const limiter = new AuthFailureLimiter(options.authFailures ?? DEFAULT_AUTH_FAILURES);
+  const deniedAudit = new DeniedRequestAudit({
+    append: (entries) => inventory.audit.append(entries),
+    onError: (e, summary) =>
+      app.log.error({ err: errorSummary(e), ...summary }, "could not write the audit of denied requests"),
+    ...(options.deniedAuditWindowMs === undefined ? {} : { windowMs: options.deniedAuditWindowMs }),
+  });
+  app.decorate("deniedAudit", { flush: () => deniedAudit.flush(true) });
+  app.addHook("onClose", () => deniedAudit.close());
+  installAuth(app, inventory, routes, limiter);
   requireDryRun(app);
 
-  /** Denied (401/403) and failed mutating requests get their audit record here; operation failures were audited with the operation. */
+  /**
+   * Denied (401/403/429) and failed mutating requests get their audit record here; operation failures were audited
+   * with the operation. Denials without a valid token are counted into the source's aggregate record.
+   */
   async function auditRejected(request: FastifyRequest, p: Problem, alreadyAudited: boolean): Promise<void> {
     if (alreadyAudited || request.routeOptions.url === undefined) return;
+    if (!request.principal && (p.status === 401 || p.status === 429)) {
+      // The route as a client writes it: fastify's pattern escapes a literal ':' as '::' (`vms::bulk-update`).
+      deniedAudit.record(
+        sourceOf(request.ip),
+        `${request.method} ${request.routeOptions.url.replaceAll("::", ":")}`,
+        p.status,
+        p.code,
+      );
+      return;
+    }
     const denied = p.status === 401 || p.status === 403;
     if (!denied && !(MUTATING.has(request.method) && request.principal)) return;
     const outcome: AuditOutcome = denied ? "denied" : "failed";
@@ -227,10 +293,12 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
 
   app.setErrorHandler(async (error, request, reply) => {
     const alreadyAudited = error instanceof ProblemError;
-    const p = alreadyAudited ? error.problem : toProblem(error, shownPath(request.url));
+    const p = redactProblem(alreadyAudited ? error.problem : toProblem(error, shownPath(request.url)));
     if (p.status >= 500) request.log.error({ err: errorSummary(error) }, "request failed");
     await auditRejected(request, p, alreadyAudited);
     if (p.status === 401) reply.header("www-authenticate", 'Bearer realm="ciphervisor"');
+    if (p.status === 429 && typeof p.retryAfter === "number")
+      reply.header("retry-after", String(p.retryAfter));
     return reply.code(p.status).type(PROBLEM_CONTENT_TYPE).send(p);
   });
 

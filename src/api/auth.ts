@@ -9,7 +9,8 @@ import type { Inventory } from "../control/inventory/inventory.ts";
 import type { Actor } from "../control/inventory/types.ts";
 import { can, type Permission } from "../control/rbac.ts";
 import { authenticateToken } from "../control/tokens.ts";
-import { CiphervisorError } from "../errors.ts";
+import { CiphervisorError, isCiphervisorError } from "../errors.ts";
+import type { AuthFailureLimiter } from "./denied-requests.ts";
 
 /** What a route requires: nothing (public), any valid token, one permission, or any of several. */
 export type RoutePermission =
@@ -93,8 +94,17 @@ const BEARER = /^bearer +([^\s]+)$/i;
 /** How often a token's `last used` time is written (not on every request: that would serialize reads). */
 const TOUCH_INTERVAL_MS = 60_000;
 
-/** Installs the authentication hook and the route registry (`app.routeEntries`). */
-export function installAuth(app: FastifyInstance, inventory: Inventory, routes: RouteEntry[]): void {
+/**
+ * Installs the authentication hook and the route registry (`app.routeEntries`). With a `limiter`, each failed
+ * authentication counts against the request's source, and a source over its limit is answered RATE_LIMITED (429)
+ * instead of UNAUTHENTICATED; a valid token is still checked and accepted (`denied-requests.ts`).
+ */
+export function installAuth(
+  app: FastifyInstance,
+  inventory: Inventory,
+  routes: RouteEntry[],
+  limiter?: AuthFailureLimiter,
+): void {
   const touched = new Map<string, number>();
   app.addHook("onRoute", (r) => {
     const methods = Array.isArray(r.method) ? r.method : [r.method];
@@ -121,13 +131,31 @@ export function installAuth(app: FastifyInstance, inventory: Inventory, routes: 
     const header = request.headers.authorization;
     const m = typeof header === "string" ? BEARER.exec(header) : null;
     const secret = m?.[1];
+    const refuse = (e: CiphervisorError): never => {
+      const wait = limiter?.fail(request.ip) ?? 0;
+      if (wait > 0) {
+        throw new CiphervisorError(
+          "RATE_LIMITED",
+          `too many failed authentications from this address; retry in ${wait} s`,
+          { details: { retryAfter: wait } },
+        );
+      }
+      throw e;
+    };
     if (secret === undefined) {
-      throw new CiphervisorError(
-        "UNAUTHENTICATED",
-        "this request needs an API token: 'Authorization: Bearer cvt_…'",
+      throw refuse(
+        new CiphervisorError(
+          "UNAUTHENTICATED",
+          "this request needs an API token: 'Authorization: Bearer cvt_…'",
+        ),
       );
     }
-    const token = await authenticateToken(inventory, secret);
+    let token: Awaited<ReturnType<typeof authenticateToken>>;
+    try {
+      token = await authenticateToken(inventory, secret);
+    } catch (e) {
+      throw isCiphervisorError(e, "UNAUTHENTICATED") ? refuse(e) : e;
+    }
     request.principal = { tokenId: token.id, actor: { id: token.id, name: token.name }, roles: token.roles };
     const now = Date.now();
     if ((touched.get(token.id) ?? 0) + TOUCH_INTERVAL_MS < now) {

@@ -6,6 +6,7 @@
  */
 import type { FastifyError } from "fastify";
 import { type ErrorClass, errorClass, isCiphervisorError, isErrorCode } from "../errors.ts";
+import { pathWithoutSecrets } from "./redact.ts";
 import { TEXT_PATTERN } from "./schemas/common.ts";
 
 export const PROBLEM_CONTENT_TYPE = "application/problem+json";
@@ -43,6 +44,7 @@ const STATUS: Readonly<Record<ErrorClass, number>> = {
   refused: 409,
   "check-failed": 409,
   "host-failure": 409,
+  "rate-limited": 429,
   unavailable: 503,
   interrupted: 503,
   internal: 500,
@@ -58,6 +60,7 @@ const TITLES: Readonly<Record<number, string>> = {
   413: "Request too large",
   414: "URI too long",
   415: "Unsupported media type",
+  429: "Too many requests",
   431: "Request headers too large",
   500: "Internal error",
   503: "Service unavailable",
@@ -172,12 +175,13 @@ const TEXT_RE = new RegExp(TEXT_PATTERN, "u");
 const MAX_ECHOED_PATH = 200;
 
 /**
- * The request path as a problem may show it: without the query, cut to `MAX_ECHOED_PATH` characters, control
- * characters dropped (they cannot arrive raw in a URL, but a proxy or a test might hand one over).
+ * The request path as a problem may show it: without the query, a segment holding a token-shaped secret blanked
+ * (`redact.ts`), cut to `MAX_ECHOED_PATH` characters, control characters dropped (they cannot arrive raw in a URL,
+ * but a proxy or a test might hand one over).
  */
 export function shownPath(url: string): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: dropping control characters is the point.
-  const path = (url.split("?")[0] ?? "").replace(/[\x00-\x1f\x7f-\x9f]/g, "");
+  const path = pathWithoutSecrets(url.split("?")[0] ?? "").replace(/[\x00-\x1f\x7f-\x9f]/g, "");
   return path.length > MAX_ECHOED_PATH ? `${path.slice(0, MAX_ECHOED_PATH)}…` : path;
 }
 
@@ -196,6 +200,7 @@ function extensionsOf(details: Record<string, unknown> | undefined): Record<stri
     "mode",
     "operation",
     "retryable",
+    "retryAfter",
   ]) {
     if (details[key] !== undefined) out[key] = details[key];
   }

@@ -31,6 +31,8 @@ const BY_CLASS: Readonly<Record<ErrorClass, number>> = {
   refused: ExitCode.REFUSED,
   "check-failed": ExitCode.ERROR,
   "host-failure": ExitCode.ERROR,
+  // The server limits failed authentication only: the token is what needs fixing, as for a 401.
+  "rate-limited": ExitCode.AUTH,
   unavailable: ExitCode.ERROR,
   interrupted: ExitCode.INTERRUPTED,
   internal: ExitCode.ERROR,

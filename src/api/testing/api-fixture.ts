@@ -9,7 +9,7 @@ import type { ControlPlaneOptions } from "../../control/control-plane.ts";
 import { ROLES, type Role } from "../../control/rbac.ts";
 import { createToken } from "../../control/services/tokens.ts";
 import { type Fixture, withFixture } from "../../control/testing/control-fixture.ts";
-import { type ApiApp, buildApi, REDACT_PATHS } from "../app.ts";
+import { type ApiApp, type ApiOptions, buildApi, LOG_SAFETY } from "../app.ts";
 
 export interface ApiFixture extends Fixture {
   readonly app: ApiApp;
@@ -28,7 +28,12 @@ export interface ApiFixture extends Fixture {
 
 export async function withApi<T>(
   fn: (a: ApiFixture) => Promise<T>,
-  options: { syncWaitMs?: number; control?: Partial<ControlPlaneOptions> } = {},
+  options: {
+    syncWaitMs?: number;
+    control?: Partial<ControlPlaneOptions>;
+    /** Further API options (rate limits, audit windows). */
+    api?: Pick<ApiOptions, "authFailures" | "deniedAuditWindowMs">;
+  } = {},
 ): Promise<T> {
   return withFixture(async (f) => {
     let logText = "";
@@ -38,11 +43,13 @@ export async function withApi<T>(
         done();
       },
     });
-    const logger = pino({ level: "debug", redact: { paths: REDACT_PATHS, censor: "[redacted]" } }, sink);
+    // The loggers `serve` builds have the same safety options.
+    const logger = pino({ level: "debug", ...LOG_SAFETY }, sink);
     const app = await buildApi({
       cp: f.cp,
       loggerInstance: logger,
       ...(options.syncWaitMs === undefined ? {} : { syncWaitMs: options.syncWaitMs }),
+      ...options.api,
     });
     const tokens: Record<string, string> = {};
     const actor = { id: null, name: "test-setup" };

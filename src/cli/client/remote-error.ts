@@ -16,6 +16,7 @@ export function baseCode(code: string, status: number): ErrorCode {
   if (status === 403) return "FORBIDDEN";
   if (status === 404) return "NOT_FOUND";
   if (status === 409) return "CONFLICT";
+  if (status === 429) return "RATE_LIMITED";
   if (status === 503) return "IO";
   return "INTERNAL";
 }

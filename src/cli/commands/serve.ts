@@ -11,7 +11,7 @@ import { homedir, hostname } from "node:os";
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { pino } from "pino";
-import { buildApi, REDACT_PATHS } from "../../api/app.ts";
+import { buildApi, LOG_SAFETY } from "../../api/app.ts";
 import { ensureAdminToken, restoreEmulatedHosts, writeDemoTokens } from "../../control/bootstrap.ts";
 import { createControlPlane } from "../../control/control-plane.ts";
 import { buildDemo, buildFleet } from "../../control/demo.ts";
@@ -126,10 +126,7 @@ export async function runServe(options: ServeOptions, io: CliIo, control: ServeC
     );
   }
   const dbUrl = options.db ?? join(options.dataDir, "inventory.db");
-  const log = pino(
-    { level: options.logLevel, redact: { paths: REDACT_PATHS, censor: "[redacted]" } },
-    pino.destination({ dest: 2, sync: false }),
-  );
+  const log = pino({ level: options.logLevel, ...LOG_SAFETY }, pino.destination({ dest: 2, sync: false }));
   const inventory = await openInventory(dbUrl);
   let stopping = false;
   // libvirt hosts only where virsh exists; without it `host add --driver libvirt` says there is no such driver.
