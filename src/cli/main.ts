@@ -5,6 +5,8 @@
  * user's own argument cannot put an escape sequence on the terminal.
  */
 import { Command, CommanderError } from "commander";
+// The package's own version (inlined by the build), so `--version` cannot drift from package.json.
+import pkg from "../../package.json" with { type: "json" };
 import { CiphervisorError } from "../errors.ts";
 import { shownCode } from "./client/remote-error.ts";
 import { registerCommands } from "./commands/index.ts";
@@ -25,7 +27,7 @@ export async function buildProgram(io: CliIo, argv?: readonly string[]): Promise
     .description(
       "Confidential VMs on AMD SEV and SEV-ES: emulated EPYC fleet, control plane, guest-owner toolkit",
     )
-    .version("0.1.0")
+    .version(pkg.version)
     .exitOverride()
     .configureOutput({
       writeOut: (s) => io.out(s),
