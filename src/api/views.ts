@@ -38,6 +38,7 @@ export function hostView(r: HostReport) {
     cpuGeneration: h.cpuGeneration,
     sevState: h.sevState,
     esMode: h.esMode,
+    vmmProfile: h.vmmProfile,
     maintenance: h.maintenance,
     connection: h.connection,
     pools: r.pools,

@@ -2,7 +2,7 @@
  * First start of a control plane: the admin token (written to `DIR/admin.token`, mode 0600, never printed), demo
  * tokens for `--demo`, and bringing emulated hosts back after a restart. The emulated machines live in the
  * process, so a restart is a reboot of every emulated host: they are rebuilt from the inventory (same name,
- * generation and ASID split, seeded by name), and VMs the inventory still thought powered on are recorded as
+ * generation, ASID split and VMM profile, seeded by name), and VMs the inventory still thought powered on are recorded as
  * powered off, with an audit record — never silently.
  */
 
@@ -113,6 +113,7 @@ export async function restoreEmulatedHosts(inventory: Inventory, drivers: Driver
       generation: host.cpuGeneration,
       seed: host.address,
       minSevAsid: host.esAsids + 1,
+      vmmProfile: host.vmmProfile,
     });
     const stale: Vm[] = [];
     let cursor: string | null = null;

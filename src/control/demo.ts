@@ -1,7 +1,7 @@
 /**
  * Ready-made emulated datacenters. `buildDemo` is the small one `serve --demo` shows: a Naples host (SEV only),
  * two Rome hosts — one whose BIOS leaves a small SEV-ES pool (min_sev_asid 5: four SEV-ES guests) — and a Milan
- * host, with VMs of mixed guest OS and modes, some running (SEV-ES and ordinary among them), powered on through
+ * host whose QEMU uses KVM_SEV_INIT2 (VMM profile `qemu`; the others are `qemu-legacy`), with VMs of mixed guest OS and modes, some running (SEV-ES and ordinary among them), powered on through
  * the control plane like any request. `buildFleet` is the benchmark-sized one: Rome and Milan hosts and powered-off
  * Linux VMs spread over them, inserted in bulk.
  */
@@ -138,7 +138,12 @@ export async function buildDemo(cp: ControlPlane): Promise<{ hosts: number; vms:
     name: "rome-2",
     emulated: { generation: "rome", minSevAsid: 5 },
   });
-  await registerHost(c, DEMO_ACTOR, { name: "milan-1", emulated: { generation: "milan" } });
+  // One host of each VMM profile (docs/sev-interface.md §8.5): milan-1's QEMU uses KVM_SEV_INIT2, the others
+  // QEMU's default legacy init.
+  await registerHost(c, DEMO_ACTOR, {
+    name: "milan-1",
+    emulated: { generation: "milan", vmmProfile: "qemu" },
+  });
   for (const vm of DEMO_VMS) {
     const id = await run(
       cp,

@@ -29,6 +29,7 @@ function host(i: number, generation: Generation, sev: number, es: number, mainte
     cpuGeneration: generation,
     sevState: "working",
     esMode: "sev-es",
+    vmmProfile: "qemu-legacy",
     sevAsids: sev,
     esAsids: CPU_MODELS[generation].sevEs ? es : 0,
     maintenance: maintenance ? "in-maintenance" : "none",

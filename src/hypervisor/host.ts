@@ -34,6 +34,7 @@ import { Machine } from "../machine/machine.ts";
 import { NestedPageTable } from "../machine/nested-page-table.ts";
 import { VmsaIntegrityStore } from "../machine/trusted-memory.ts";
 import { SAVE_AREA_SIZE, Vmcb } from "../machine/vmcb.ts";
+import { DEFAULT_HOST_VMM_PROFILE, HOST_VMM_PROFILES, type HostVmmProfile } from "../measure/vmsa.ts";
 import { AsidAllocator } from "../sev/asid-allocator.ts";
 import { SevClient } from "../sev/client.ts";
 import { PolicyBit } from "../sev/policy.ts";
@@ -43,12 +44,13 @@ import { FramePool } from "./frames.ts";
 import { HypervisorView } from "./introspection/hypervisor-view.ts";
 import { HostDevices } from "./kvm/devices.ts";
 import { handleExit } from "./kvm/exit-handler.ts";
-import { mapGuestPage, measuredLaunch, resolveFirmware } from "./launch.ts";
+import { guestCpuOf, mapGuestPage, measuredLaunch, resolveFirmware } from "./launch.ts";
 import { assertAllowed, type Operation, type SecurityMode } from "./operation-rules.ts";
 import { assertRequirements, type RequirementFinding, requirementFindings } from "./requirements.ts";
 import type {
   DrainStep,
   HostCapabilities,
+  LaunchInputs,
   LaunchSpec,
   PoolReport,
   RunState,
@@ -73,6 +75,11 @@ export interface HostConfig {
   minSevAsid?: number;
   /** Host DRAM (sparse; only touched frames cost memory). Default 4096 MiB. */
   memoryMiB?: number;
+  /**
+   * How the host's QEMU creates SEV/SEV-ES VMs, which decides the VMSAs every SEV-ES launch here measures
+   * (docs/sev-interface.md §8.5): `qemu-legacy` (default, QEMU's default `sev-guest`) or `qemu` (KVM_SEV_INIT2).
+   */
+  vmmProfile?: HostVmmProfile;
 }
 
 /** A launched VM's host-side state. */
@@ -86,6 +93,7 @@ interface Launched {
   vmsaPas: number[];
   measurement: Uint8Array | undefined;
   launchDigest: string | undefined;
+  launchInputs: LaunchInputs | undefined;
   exits: number;
 }
 
@@ -104,6 +112,7 @@ function clonePolicyDebugAllowed(spec: LaunchSpec): boolean {
 export class Host {
   readonly name: string;
   readonly model: CpuModel;
+  readonly vmmProfile: HostVmmProfile;
   readonly #dram: Dram;
   readonly #sp: SecureProcessor;
   readonly #client: SevClient;
@@ -117,6 +126,14 @@ export class Host {
   constructor(config: HostConfig) {
     this.name = config.name;
     this.model = cpuModel(config.generation);
+    const profile = config.vmmProfile ?? DEFAULT_HOST_VMM_PROFILE;
+    if (!(HOST_VMM_PROFILES as readonly string[]).includes(profile)) {
+      throw new CiphervisorError(
+        "INVALID_INPUT",
+        `unknown VMM profile '${String(profile)}' (expected one of ${HOST_VMM_PROFILES.join(", ")})`,
+      );
+    }
+    this.vmmProfile = profile;
     const memory = (config.memoryMiB ?? 4096) * MiB;
     this.#dram = new Dram(memory);
     const integrity = new VmsaIntegrityStore();
@@ -177,6 +194,8 @@ export class Host {
       pdh: Buffer.from(chain.pdh).toString("base64"),
       certChain: Buffer.from(new Uint8Array([...chain.pek, ...chain.oca, ...chain.cek])).toString("base64"),
       cpu0Id: toHex(this.#client.getId()),
+      vmmProfile: this.vmmProfile,
+      guestCpu: guestCpuOf(this.model.generation),
     };
   }
 
@@ -239,6 +258,7 @@ export class Host {
       out.asid = l.asid;
       out.policy = effectivePolicy(vm.spec);
       if (l.launchDigest) out.launchDigest = l.launchDigest;
+      if (l.launchInputs) out.launchInputs = structuredClone(l.launchInputs);
     }
     if (vm.reason) out.reason = vm.reason;
     if (l) {
@@ -277,6 +297,7 @@ export class Host {
       frames: this.#frames,
       npt,
       generation: this.model.generation,
+      vmmProfile: this.vmmProfile,
     };
     let launched: Launched;
     try {
@@ -300,6 +321,7 @@ export class Host {
         vmsaPas: measured?.vmsaPas ?? [],
         measurement: measured?.measurement,
         launchDigest: measured?.launchDigest,
+        launchInputs: measured?.inputs,
         exits: 0,
       };
     } catch (e) {
@@ -650,6 +672,7 @@ export class Host {
       vmsaPas: [],
       measurement: undefined,
       launchDigest: undefined,
+      launchInputs: undefined,
       exits: 0,
     };
   }

@@ -7,7 +7,9 @@
  * then APs from the OVMF AP reset block) → LAUNCH_MEASURE.
  *
  * So the launch digest is SHA-256(firmware ‖ [hashes table] ‖ [VMSA × n]) — exactly what the guest owner's
- * `owner measure` computes from the same firmware file with the `qemu` VMM profile and the host's QEMU vCPU model.
+ * `owner measure` computes from the same firmware file with the host's VMM profile (`qemu-legacy` by default, as
+ * QEMU's default `sev-guest`; `qemu` for a KVM_SEV_INIT2 host, docs/sev-interface.md §8.5) and the host's QEMU vCPU
+ * model. Every launch records those inputs (`LaunchInputs`), so the host can tell the owner what it measured.
  * ORDINARY VMs skip the firmware; their image is loaded in plaintext.
  */
 import { sha256 } from "../crypto/hash.ts";
@@ -16,14 +18,14 @@ import { toHex } from "../lib/bytes.ts";
 import type { Generation } from "../machine/cpu-models.ts";
 import { PAGE_SIZE, type SystemMemory } from "../machine/dram.ts";
 import type { NestedPageTable } from "../machine/nested-page-table.ts";
-import { buildKernelHashesTable } from "../measure/kernel-hashes.ts";
+import { buildKernelHashesTable, directBootHashes } from "../measure/kernel-hashes.ts";
 import { type OvmfFooter, parseOvmfFooter, requireSevEsResetEip } from "../measure/ovmf-footer.ts";
-import { vcpuSignatureOf } from "../measure/vcpu-types.ts";
-import { resetVmsaPages } from "../measure/vmsa.ts";
+import { cpuSignature, QEMU_VCPU_TYPES } from "../measure/vcpu-types.ts";
+import { type HostVmmProfile, resetVmsaPages } from "../measure/vmsa.ts";
 import type { SevClient } from "../sev/client.ts";
 import { BUILTIN_UEFI_NAME, builtinUefiImage } from "./builtin-uefi.ts";
 import type { FramePool } from "./frames.ts";
-import type { LaunchSpec } from "./types.ts";
+import type { GuestCpu, LaunchInputs, LaunchSpec } from "./types.ts";
 
 /** The QEMU CPU model a host of each generation presents to its guests (what the SEV-ES VMSA's RDX carries). */
 export const QEMU_VCPU_MODEL: Readonly<Record<Generation, string>> = {
@@ -32,6 +34,14 @@ export const QEMU_VCPU_MODEL: Readonly<Record<Generation, string>> = {
   milan: "EPYC-Milan",
   genoa: "EPYC-Genoa",
 };
+
+/** The vCPU guests of a `generation` host see: its QEMU CPU model and that model's CPUID(1).EAX identity. */
+export function guestCpuOf(generation: Generation): GuestCpu {
+  const type = QEMU_VCPU_MODEL[generation];
+  const t = QEMU_VCPU_TYPES[type];
+  if (!t) throw new CiphervisorError("INTERNAL", `no CPUID identity for QEMU CPU model ${type}`);
+  return { type, ...t, signature: cpuSignature(t.family, t.model, t.stepping) };
+}
 
 /** Top of the 32-bit address space: flash firmware ends here, as on a PC. */
 const FOUR_GIB = 0x1_0000_0000;
@@ -65,6 +75,8 @@ export interface LaunchContext {
   frames: FramePool;
   npt: NestedPageTable;
   generation: Generation;
+  /** How this host builds SEV-ES VMSAs (docs/sev-interface.md §8.5). */
+  vmmProfile: HostVmmProfile;
 }
 
 export interface MeasuredLaunch {
@@ -76,6 +88,8 @@ export interface MeasuredLaunch {
   /** hex of the digest the host submitted (its own record of what it measured). */
   launchDigest: string;
   firmware: FirmwareImage;
+  /** What went into the digest, for the guest owner. */
+  inputs: LaunchInputs;
 }
 
 /** Maps (allocating when needed) the guest page holding `gpa` and returns its frame. */
@@ -101,12 +115,13 @@ export function measuredLaunch(
   const { client, memory } = ctx;
   const firmware = resolveFirmware(spec);
   const es = spec.security === "sev-es";
+  const cpu = guestCpuOf(ctx.generation);
   const vmsas = es
     ? resetVmsaPages({
         vcpus: spec.vcpus,
         apResetEip: spec.vcpus > 1 ? requireSevEsResetEip(firmware.footer) : undefined,
-        profile: "qemu",
-        vcpuSignature: vcpuSignatureOf(QEMU_VCPU_MODEL[ctx.generation]),
+        profile: ctx.vmmProfile,
+        vcpuSignature: cpu.signature,
       })
     : [];
   let hashes: { table: Uint8Array; gpa: number } | undefined;
@@ -126,6 +141,20 @@ export function measuredLaunch(
       }),
       gpa: area.base,
     };
+  }
+
+  const inputs: LaunchInputs = {
+    security: es ? "sev-es" : "sev",
+    vmmProfile: ctx.vmmProfile,
+    vcpus: spec.vcpus,
+    cpu,
+    images: { firmware: { name: firmware.name, sha256: toHex(sha256(firmware.bytes)) } },
+  };
+  if (spec.directBoot) {
+    const h = directBootHashes(spec.directBoot);
+    inputs.images.kernel = { sha256: toHex(h.kernel) };
+    inputs.images.initrd = { sha256: toHex(h.initrd) };
+    inputs.images.cmdline = { sha256: toHex(h.cmdline) };
   }
 
   const { handle } = client.launchStart({
@@ -160,7 +189,7 @@ export function measuredLaunch(
       digest.push(page);
     }
     const measurement = client.launchMeasure(handle);
-    return { handle, vmsaPas, measurement, launchDigest: toHex(sha256(...digest)), firmware };
+    return { handle, vmsaPas, measurement, launchDigest: toHex(sha256(...digest)), firmware, inputs };
   } catch (e) {
     if (activated) client.deactivate(handle);
     client.decommission(handle);

@@ -11,6 +11,7 @@ import { seededRandom } from "../crypto/random.ts";
 import { toHex } from "../lib/bytes.ts";
 import { computeLaunchDigest } from "../measure/launch-digest.ts";
 import { vcpuSignatureOf } from "../measure/vcpu-types.ts";
+import { HOST_VMM_PROFILES, type HostVmmProfile } from "../measure/vmsa.ts";
 import { createLaunchSession } from "../owner/session.ts";
 import { checkLaunchMeasurement } from "../owner/verify-measurement.ts";
 import { Host } from "./host.ts";
@@ -27,8 +28,14 @@ if (!present) {
 describe("launching Debian's OVMF_CODE.fd", { skip: present ? false : `${OVMF} not installed` }, () => {
   const firmware = present ? new Uint8Array(readFileSync(OVMF)) : new Uint8Array();
 
-  it("SEV-ES with 2 vCPUs: the host's digest equals the owner toolkit's, and the measurement verifies", () => {
-    const host = new Host({ name: "rome-ovmf", generation: "rome", seed: 21 });
+  for (const vmm of HOST_VMM_PROFILES) {
+    it(`SEV-ES with 2 vCPUs on a ${vmm} host: the host's digest equals the owner toolkit's, and the measurement verifies`, () => {
+      sevEsOnOvmf(vmm);
+    });
+  }
+
+  function sevEsOnOvmf(vmm: HostVmmProfile): void {
+    const host = new Host({ name: "rome-ovmf", generation: "rome", seed: 21, vmmProfile: vmm });
     const chain = host.firmware.pdhCertExport();
     const policy = 0x05;
     const session = createLaunchSession(chain.pdh, policy, seededRandom("ovmf-owner"));
@@ -49,9 +56,17 @@ describe("launching Debian's OVMF_CODE.fd", { skip: present ? false : `${OVMF} n
       firmware,
       vcpus: 2,
       vcpuSignature: vcpuSignatureOf("EPYC-Rome"),
-      vmm: "qemu",
+      vmm,
     });
     assert.equal(started.status.launchDigest, toHex(expected));
+    const other = computeLaunchDigest({
+      mode: "sev-es",
+      firmware,
+      vcpus: 2,
+      vcpuSignature: vcpuSignatureOf("EPYC-Rome"),
+      vmm: vmm === "qemu" ? "qemu-legacy" : "qemu",
+    });
+    assert.notEqual(toHex(other), toHex(expected), "the two profiles measure different VMSAs");
     const st = host.firmware.platformStatus();
     const check = checkLaunchMeasurement({
       tik: session.keys.tik,
@@ -64,7 +79,7 @@ describe("launching Debian's OVMF_CODE.fd", { skip: present ? false : `${OVMF} n
     });
     assert.equal(check.match, true);
     assert.equal(host.finishLaunch("ovmf-es").power, "running");
-  });
+  }
 
   it("plain SEV: the digest is SHA-256 of the file", () => {
     const host = new Host({ name: "milan-ovmf", generation: "milan", seed: 22 });

@@ -3,6 +3,7 @@
  * call returns. The control plane's emulated driver speaks exactly this.
  */
 import type { Generation } from "../machine/cpu-models.ts";
+import type { HostVmmProfile } from "../measure/vmsa.ts";
 import type { SecurityMode } from "./operation-rules.ts";
 
 /** Devices a VM can have. `pci-passthrough` cannot work encrypted (the device would DMA into private memory). */
@@ -103,6 +104,42 @@ export interface HostCapabilities {
   certChain: string;
   /** hex of GET_ID (cpu0-id). */
   cpu0Id: string;
+  /**
+   * How the host's QEMU initialises SEV and SEV-ES VMs, and so which reset-state VMSA every SEV-ES launch on it
+   * measures (docs/sev-interface.md §8.5, §12.2).
+   */
+  vmmProfile: HostVmmProfile;
+  /** The vCPU its guests see, when the host reports it (the emulated hosts do; QEMU's CPU model per generation). */
+  guestCpu?: GuestCpu;
+}
+
+/** The vCPU a guest sees: QEMU's CPU model and its CPUID(1).EAX identity, which the SEV-ES VMSA's RDX carries. */
+export interface GuestCpu {
+  /** QEMU's CPU model name (`owner measure --vcpu-type`). */
+  type: string;
+  family: number;
+  model: number;
+  stepping: number;
+  /** CPUID(1).EAX = the VMSA's RDX at reset (`owner measure --vcpu-sig`). */
+  signature: number;
+}
+
+/**
+ * What one encrypted launch fed the firmware's launch digest (docs/sev-interface.md §8.1, §8.3, §12.2): with these a
+ * guest owner rebuilds the digest from their own copies of the images. Hashes are hex SHA-256.
+ */
+export interface LaunchInputs {
+  security: "sev" | "sev-es";
+  vmmProfile: HostVmmProfile;
+  vcpus: number;
+  cpu: GuestCpu;
+  images: {
+    firmware: { name: string; sha256: string };
+    /** The entries of QEMU's kernel-hashes table, for a measured direct boot only (cmdline: with its NUL). */
+    kernel?: { sha256: string };
+    initrd?: { sha256: string };
+    cmdline?: { sha256: string };
+  };
 }
 
 /**
@@ -122,6 +159,8 @@ export interface VmStatus {
   policy?: number;
   /** hex SHA-256 of the measured launch (what LAUNCH_MEASURE's MEASURE binds). */
   launchDigest?: string;
+  /** While launched (encrypted VMs): what that launch measured, when the host reports it. */
+  launchInputs?: LaunchInputs;
   /** Why the VM stopped or idles, in words a person understands (halt, guest fault, unsupported OS …). */
   reason?: string;
   /** What the guest wrote to its serial console. */

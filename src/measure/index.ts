@@ -36,8 +36,11 @@ export { cpuSignature, QEMU_VCPU_TYPES, type VcpuType, vcpuSignatureOf } from ".
 export {
   BSP_RESET_EIP,
   buildResetVmsa,
+  DEFAULT_HOST_VMM_PROFILE,
   decodeVmsa,
   encodeVmsa,
+  HOST_VMM_PROFILES,
+  type HostVmmProfile,
   type ResetVmsaOptions,
   type ResetVmsaPagesOptions,
   resetVmsaFields,

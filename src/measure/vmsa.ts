@@ -362,6 +362,16 @@ export const BSP_RESET_EIP = 0xfffffff0;
 export type VmmProfile = "qemu" | "qemu-legacy" | "ec2" | "gce";
 export const VMM_PROFILES: readonly VmmProfile[] = ["qemu", "qemu-legacy", "ec2", "gce"];
 
+/**
+ * The profiles a QEMU/KVM host can have, i.e. how its QEMU creates SEV and SEV-ES VMs (§8.5): `qemu-legacy` is the
+ * legacy KVM_SEV_INIT / KVM_SEV_ES_INIT path that QEMU's default `sev-guest` (legacy-vm-type=auto) takes, `qemu`
+ * is KVM_SEV_INIT2 (legacy-vm-type=off), which also measures the x87/SSE reset state.
+ */
+export type HostVmmProfile = Extract<VmmProfile, "qemu" | "qemu-legacy">;
+export const HOST_VMM_PROFILES = ["qemu-legacy", "qemu"] as const satisfies readonly HostVmmProfile[];
+/** What a host is when nothing says otherwise: QEMU's default `sev-guest`, the legacy init path. */
+export const DEFAULT_HOST_VMM_PROFILE: HostVmmProfile = "qemu-legacy";
+
 interface VmmProfileSpec {
   bspCsAttrib: number;
   apCsAttrib: number;

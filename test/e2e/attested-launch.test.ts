@@ -103,7 +103,7 @@ describe("attested launch, end to end", () => {
         firmware: expectedFirmware,
         vcpus: 2,
         vcpuSignature: vcpuSignatureOf(QEMU_VCPU_MODEL.rome),
-        vmm: "qemu",
+        vmm: "qemu-legacy", // the host's default VMM profile (docs/sev-interface.md §8.5)
       }),
     });
     return { host, session, blob, check };

@@ -84,7 +84,7 @@ function expectedDigest(vcpus: number): Uint8Array {
     firmware: builtinUefiImage(),
     vcpus,
     vcpuSignature: vcpuSignatureOf(QEMU_VCPU_MODEL.rome),
-    vmm: "qemu",
+    vmm: "qemu-legacy", // the host's default VMM profile (docs/sev-interface.md §8.5)
   });
 }
 

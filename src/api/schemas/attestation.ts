@@ -4,6 +4,7 @@
  * session and the secret are never part of any response schema.
  */
 import { Type } from "typebox";
+import { VmmProfileSchema } from "./host.ts";
 
 const Base64 = (description: string, maxLength: number) =>
   Type.String({ minLength: 1, maxLength, pattern: "^\\s*[A-Za-z0-9+/]*={0,2}\\s*$", description });
@@ -60,6 +61,47 @@ export const LaunchMeasurementSchema = Type.Object({
   policy: Type.Integer({ description: "The guest policy the VM was launched with" }),
   loaderSha256: Type.String({ description: "SHA-256 (hex) of the firmware image the host loads" }),
   attestationState: Type.String(),
+  securityMode: Type.Enum(["sev", "sev-es"], { description: "`owner measure --mode`" }),
+  vmmProfile: VmmProfileSchema,
+  vcpus: Type.Integer({
+    description: "vCPUs launched (SEV-ES measures one VMSA each): `owner measure --vcpus`",
+  }),
+  vcpuType: Type.Optional(
+    Type.String({
+      description:
+        "The QEMU CPU model the guest sees (`owner measure --vcpu-type`); absent when the host does not report it",
+    }),
+  ),
+  cpuSignature: Type.Optional(
+    Type.Object(
+      {
+        family: Type.Integer(),
+        model: Type.Integer(),
+        stepping: Type.Integer(),
+        value: Type.Integer({
+          description:
+            "CPUID(1).EAX of the guest's vCPU, which the SEV-ES VMSA carries in RDX (`owner measure --vcpu-sig`)",
+        }),
+      },
+      { description: "The CPU identity the guest sees; absent when the host does not report it" },
+    ),
+  ),
+  images: Type.Optional(
+    Type.Object(
+      {
+        firmware: Type.Object({ name: Type.String(), sha256: Type.String() }),
+        kernel: Type.Optional(Type.Object({ sha256: Type.String() })),
+        initrd: Type.Optional(Type.Object({ sha256: Type.String() })),
+        cmdline: Type.Optional(
+          Type.Object({ sha256: Type.String({ description: "over the command line and its NUL" }) }),
+        ),
+      },
+      {
+        description:
+          "SHA-256 (hex) of every image the launch measured: the firmware, and for a measured direct boot the kernel, initrd and cmdline of QEMU's kernel-hashes table; absent when the host does not report it",
+      },
+    ),
+  ),
 });
 
 const PoolSchema = Type.Object({ size: Type.Integer(), used: Type.Integer(), free: Type.Integer() });
@@ -70,6 +112,19 @@ export const SevInfoSchema = Type.Object({
   generation: Type.String(),
   sevState: Type.String(),
   sevEsSupported: Type.Boolean(),
+  vmmProfile: VmmProfileSchema,
+  guestCpu: Type.Optional(
+    Type.Object(
+      {
+        type: Type.String({ description: "QEMU CPU model (`owner measure --vcpu-type`)" }),
+        family: Type.Integer(),
+        model: Type.Integer(),
+        stepping: Type.Integer(),
+        signature: Type.Integer({ description: "CPUID(1).EAX (`owner measure --vcpu-sig`)" }),
+      },
+      { description: "The vCPU this host's guests see; absent when the host does not report it" },
+    ),
+  ),
   pdh: Type.String({ description: "base64 of the PDH certificate" }),
   certChain: Type.String({ description: "base64 of PEK ‖ OCA ‖ CEK, as virsh nodesevinfo reports it" }),
   pek: Type.String(),

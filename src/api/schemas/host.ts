@@ -2,6 +2,7 @@
 import { Type } from "typebox";
 import { HOST_DRIVERS } from "../../control/inventory/types.ts";
 import { GENERATIONS } from "../../machine/cpu-models.ts";
+import { HOST_VMM_PROFILES } from "../../measure/vmsa.ts";
 import { Text } from "./common.ts";
 
 const PoolSchema = Type.Object({
@@ -10,6 +11,12 @@ const PoolSchema = Type.Object({
   size: Type.Integer(),
   used: Type.Integer(),
   free: Type.Integer(),
+});
+
+/** docs/sev-interface.md §8.5: which reset-state VMSA the host's SEV-ES launches measure. */
+export const VmmProfileSchema = Type.Enum([...HOST_VMM_PROFILES], {
+  description:
+    "How the host's QEMU creates SEV/SEV-ES VMs, and so the VMSAs every SEV-ES launch on it measures: qemu-legacy (QEMU's default sev-guest, legacy KVM_SEV_ES_INIT: MXCSR and FCW 0) or qemu (KVM_SEV_INIT2: MXCSR 0x1F80, FCW 0x037F). `owner measure --vmm` takes it",
 });
 
 export const HostSchema = Type.Object(
@@ -22,6 +29,7 @@ export const HostSchema = Type.Object(
     cpuGeneration: Type.String(),
     sevState: Type.String(),
     esMode: Type.String(),
+    vmmProfile: VmmProfileSchema,
     maintenance: Type.String(),
     connection: Type.String(),
     pools: Type.Object(
@@ -49,6 +57,7 @@ export const RegisterHostBody = Type.Object(
           seed: Type.Optional(Type.Union([Text({ maxLength: 64 }), Type.Integer({ minimum: 0 })])),
           minSevAsid: Type.Optional(Type.Integer({ minimum: 1, maximum: 1007 })),
           memoryMiB: Type.Optional(Type.Integer({ minimum: 64, maximum: 1024 * 1024 })),
+          vmmProfile: Type.Optional(VmmProfileSchema),
         },
         { additionalProperties: false },
       ),

@@ -30,6 +30,8 @@ import { registerHostSevInfo } from "./vm-attest-host.ts";
 
 const GENERATIONS = ["naples", "rome", "milan", "genoa"] as const;
 const DRIVERS = ["emulated", "libvirt"] as const;
+/** The API's VMM profiles (docs/sev-interface.md §8.5); the server checks them again. */
+const VMM_PROFILES = ["qemu-legacy", "qemu"] as const satisfies readonly ApiHost["vmmProfile"][];
 
 function pools(h: ApiHost): string {
   const p = (x: ApiHost["pools"]["sev"]) =>
@@ -123,6 +125,7 @@ export function registerHost(program: Command, io: CliIo): void {
           ["CPU", h.cpuGeneration],
           ["SEV state", h.sevState],
           ["ES pool serves", h.esMode],
+          ["VMM profile", h.vmmProfile],
           ["pools", pools(h)],
           ["powered-on VMs", h.activeVms],
           ["maintenance", h.maintenance],
@@ -144,7 +147,11 @@ export function registerHost(program: Command, io: CliIo): void {
         .option("--uri <uri>", "how the driver reaches the host (libvirt: qemu+ssh://…; emulated: its name)")
         .option("--generation <gen>", `emulated CPU generation: ${GENERATIONS.join(", ")}`)
         .option("--min-sev-asid <n>", "emulated BIOS min_sev_asid (SEV-ES ASIDs are 1..n-1)")
-        .option("--seed <seed>", "emulated host seed (default: its name)"),
+        .option("--seed <seed>", "emulated host seed (default: its name)")
+        .option(
+          "--vmm-profile <profile>",
+          "emulated: how its QEMU builds SEV-ES VMSAs — qemu-legacy (QEMU's default sev-guest, the default) or qemu (KVM_SEV_INIT2)",
+        ),
     ),
   ).action(
     async (
@@ -155,6 +162,7 @@ export function registerHost(program: Command, io: CliIo): void {
         generation?: string;
         minSevAsid?: string;
         seed?: string;
+        vmmProfile?: string;
       },
     ) => {
       const mode = modeFor(flags);
@@ -164,11 +172,17 @@ export function registerHost(program: Command, io: CliIo): void {
       }
       if (driver === "libvirt" && flags.uri === undefined)
         throw new CiphervisorError("USAGE", "--driver libvirt needs --uri");
-      if (driver === "libvirt" && (flags.generation !== undefined || flags.minSevAsid !== undefined)) {
+      if (
+        driver === "libvirt" &&
+        (flags.generation !== undefined || flags.minSevAsid !== undefined || flags.vmmProfile !== undefined)
+      ) {
         throw new CiphervisorError(
           "USAGE",
-          "--generation and --min-sev-asid are for emulated hosts; libvirt reports its own",
+          "--generation, --min-sev-asid and --vmm-profile are for emulated hosts; libvirt reports its own",
         );
+      }
+      if (flags.vmmProfile !== undefined && flags.generation === undefined) {
+        throw new CiphervisorError("USAGE", "--vmm-profile builds an emulated host: give --generation too");
       }
       const emulated =
         driver === "emulated" && flags.generation !== undefined
@@ -178,6 +192,9 @@ export function registerHost(program: Command, io: CliIo): void {
                 ? {}
                 : { minSevAsid: parseIntFlag(flags.minSevAsid, "--min-sev-asid", 1, 1007) }),
               ...(flags.seed === undefined ? {} : { seed: flags.seed }),
+              ...(flags.vmmProfile === undefined
+                ? {}
+                : { vmmProfile: parseChoice(flags.vmmProfile, "--vmm-profile", VMM_PROFILES) }),
             }
           : undefined;
       const body = {
@@ -192,7 +209,11 @@ export function registerHost(program: Command, io: CliIo): void {
         return;
       }
       const h = await api.post<ApiHost>("/v1/hosts", body);
-      io.out(mode === "json" ? json(h) : `added host ${h.name} (${h.id}): ${h.cpuGeneration}, ${pools(h)}\n`);
+      io.out(
+        mode === "json"
+          ? json(h)
+          : `added host ${h.name} (${h.id}): ${h.cpuGeneration}, ${pools(h)}; VMM profile ${h.vmmProfile}\n`,
+      );
     },
   );
 

@@ -17,6 +17,7 @@ import type { CliIo } from "../io.ts";
 import { apiCommand, apiFor, type CommonFlags, modeFor } from "../options.ts";
 import { json } from "../output/format.ts";
 import { fields } from "../output/table.ts";
+import { hex } from "../output/vm-table.ts";
 
 type SevInfo = ApiSevInfo;
 
@@ -93,6 +94,16 @@ export function registerHostSevInfo(host: Command, io: CliIo): void {
         ["sev state", info.sevState],
         ["firmware", `${info.firmware.apiMajor}.${info.firmware.apiMinor} build ${info.firmware.build}`],
         ["cpu0-id", info.cpu0Id],
+        ["vmm-profile", info.vmmProfile],
+        ...(info.guestCpu === undefined
+          ? []
+          : ([
+              ["vcpu-type", info.guestCpu.type],
+              [
+                "vcpu-sig",
+                `${hex(info.guestCpu.signature)} (family ${info.guestCpu.family}, model ${info.guestCpu.model}, stepping ${info.guestCpu.stepping})`,
+              ],
+            ] as const)),
         ...(info.kds === undefined ? [] : [["kds-cek", absolute(api, info.kds.cek)] as const]),
         ["cbitpos", info.cBit],
         ["reduced-phys-bits", info.reducedPhysBits],

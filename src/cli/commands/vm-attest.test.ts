@@ -131,7 +131,7 @@ describe("ciphervisor vm launch-* and host sev-info", () => {
       "--vcpu-type",
       "EPYC-Rome",
       "--vmm",
-      "qemu",
+      "qemu-legacy",
     );
     assert.match(ok(verify), /launch measurement matches/);
 
@@ -193,6 +193,103 @@ describe("ciphervisor vm launch-* and host sev-info", () => {
       assert.equal(`${r.out}${r.err}`.includes(sessionB64), false);
       assert.equal(`${r.out}${r.err}`.includes(secretB64), false);
     }
+  });
+
+  it("prints what the launch measured and an `owner measure` line that rebuilds the digest (qemu host)", async () => {
+    ok(
+      await s.cli(
+        "admin",
+        "host",
+        "add",
+        "--name",
+        "rome-init2",
+        "--generation",
+        "rome",
+        "--vmm-profile",
+        "qemu",
+      ),
+    );
+    assert.equal(
+      parseFields(ok(await s.cli("viewer", "host", "get", "rome-init2"))).get("VMM profile"),
+      "qemu",
+    );
+    const hostId = (await s.inventory.hosts.getByName("rome-init2"))?.id ?? "";
+    const vm = await s.vm("es2", "sev-es", {
+      hostId,
+      spec: { vcpus: 2, memoryMiB: 32, guestOs: "linux-5.19", firmware: "efi", hardwareVersion: 19 },
+    });
+    const info = parseFields(ok(await s.cli("attestation-reader", "host", "sev-info", "rome-init2")));
+    assert.equal(info.get("vmm-profile"), "qemu");
+    assert.equal(info.get("vcpu-type"), "EPYC-Rome");
+    assert.match(info.get("vcpu-sig") ?? "", /^0x830f10 \(family 23, model 49, stepping 0\)$/);
+    ok(await s.cli("attestation-reader", "host", "sev-info", "rome-init2", "--out", join(dir, "init2")));
+    const pdh = join(dir, "init2", "pdh.cert");
+    const policy = `0x${vm.policy.toString(16)}`;
+    ok(
+      await s.cli(null, "owner", "session", "--pdh", pdh, "--policy", policy, "--name", "es2", "--out", dir),
+    );
+    ok(
+      await s.cli(
+        "attestation-admin",
+        "vm",
+        "launch-session",
+        "es2",
+        "--godh",
+        join(dir, "es2_godh.b64"),
+        "--session",
+        join(dir, "es2_session.b64"),
+      ),
+    );
+    ok(await s.cli("operator", "vm", "start", "es2"));
+
+    const r = await s.cli("attestation-reader", "vm", "launch-measurement", "es2");
+    const f = parseFields(ok(r));
+    assert.equal(f.get("mode"), "sev-es");
+    assert.equal(f.get("vmm-profile"), "qemu");
+    assert.equal(f.get("vcpus"), "2");
+    assert.equal(f.get("vcpu-type"), "EPYC-Rome");
+    assert.match(f.get("firmware") ?? "", /^builtin-uefi sha256 [0-9a-f]{64}$/);
+    const line = r.out.split("\n").find((l) => l.startsWith("ciphervisor owner measure "));
+    assert.equal(
+      line,
+      "ciphervisor owner measure --firmware FIRMWARE --mode sev-es --vcpus 2 --vcpu-sig 0x830f10 --vmm qemu",
+    );
+    assert.match(r.err, /firmware export --out FIRMWARE/);
+
+    // The owner's copy of the firmware stands in for FIRMWARE; every other word is the server's report.
+    const firmware = join(dir, "owner-uefi.fd");
+    ok(await s.cli(null, "firmware", "export", "--out", firmware));
+    const args = (line ?? "")
+      .split(" ")
+      .slice(1)
+      .map((w) => (w === "FIRMWARE" ? firmware : w));
+    const digest = ok(await s.cli(null, ...args)).trim();
+    const hostSide = await (await s.driver.connect("rome-init2")).status(vm.id);
+    assert.equal(digest, hostSide?.launchDigest, "`owner measure` gives the digest the host measured");
+
+    const verify = (imageFlags: string[]) =>
+      s.cli(
+        null,
+        "owner",
+        "verify-measurement",
+        "--tik",
+        join(dir, "es2_tik.bin"),
+        "--launch-measure-blob",
+        f.get("launch-measure-blob") ?? "",
+        "--api-major",
+        f.get("api-major") ?? "",
+        "--api-minor",
+        f.get("api-minor") ?? "",
+        "--build",
+        f.get("build") ?? "",
+        "--policy",
+        f.get("policy") ?? "",
+        ...imageFlags,
+      );
+    const image = args.slice(2); // the image flags, without `owner measure`
+    assert.match(ok(await verify(image)), /launch measurement matches/);
+    const legacy = image.map((w) => (w === "qemu" ? "qemu-legacy" : w));
+    fails(await verify(legacy), ExitCode.ERROR, "MEASUREMENT_MISMATCH");
   });
 
   it("splits permissions and fails with one line and a documented exit code", async () => {

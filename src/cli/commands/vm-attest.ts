@@ -3,7 +3,9 @@
  * through the API, like `virsh` with `<dhCert>`/`<session>`, `domlaunchsecinfo` and `domsetlaunchsecstate`. The
  * files are what the owner tools write — sevctl's `NAME_godh.b64` / `NAME_session.b64` (or `owner session`'s), and
  * `owner secret build`'s header and payload, base64 or binary. `launch-measurement` prints exactly the values
- * `owner verify-measurement` takes; the control plane only relays them, and the owner decides.
+ * `owner verify-measurement` takes, what the launch measured (mode, the host's VMM profile, vCPUs, the vCPU model and
+ * CPUID signature, the SHA-256 of each image) and the `owner measure` command that rebuilds the launch digest from
+ * those values and the owner's own copies of the images; the control plane only relays them, and the owner decides.
  */
 import type { Command } from "commander";
 import { CiphervisorError } from "../../errors.ts";
@@ -19,6 +21,61 @@ import { hex } from "../output/vm-table.ts";
 /** What `GET /v1/vms/{id}/launch-measurement` answers. */
 type LaunchMeasurement = ApiLaunchMeasurement;
 type LaunchAnswer = ApiLaunchFinish;
+
+/** Placeholders for the owner's own files in the printed command: the server reports hashes, never paths. */
+export const MEASURE_PLACEHOLDERS = {
+  firmware: "FIRMWARE",
+  kernel: "KERNEL",
+  initrd: "INITRD",
+  cmdline: "CMDLINE",
+  vcpuType: "VCPU_TYPE",
+} as const;
+
+/**
+ * The `ciphervisor owner measure` argv (after `owner measure`) that recomputes the launch digest from the reported
+ * values alone. The owner's copies of the images stand in as placeholders ({@link MEASURE_PLACEHOLDERS}); every
+ * other value is the server's report (docs/sev-interface.md §8.1, §12.2). The placeholders are plain words, so the
+ * line needs no shell quoting.
+ */
+export function ownerMeasureArgs(m: LaunchMeasurement): string[] {
+  const p = MEASURE_PLACEHOLDERS;
+  const args = ["--firmware", p.firmware];
+  if (m.images?.kernel) {
+    args.push("--kernel", p.kernel);
+    if (m.images.initrd) args.push("--initrd", p.initrd);
+    if (m.images.cmdline) args.push("--append", p.cmdline);
+  }
+  args.push("--mode", m.securityMode);
+  if (m.securityMode === "sev-es") {
+    args.push("--vcpus", String(m.vcpus));
+    if (m.cpuSignature) args.push("--vcpu-sig", hex(m.cpuSignature.value));
+    else args.push("--vcpu-type", m.vcpuType ?? p.vcpuType);
+    args.push("--vmm", m.vmmProfile);
+  }
+  return args;
+}
+
+/** The reported launch inputs as `fields` rows. */
+function launchInputRows(m: LaunchMeasurement): [string, string | number][] {
+  const rows: [string, string | number][] = [
+    ["mode", m.securityMode],
+    ["vmm-profile", m.vmmProfile],
+    ["vcpus", m.vcpus],
+  ];
+  if (m.vcpuType !== undefined) rows.push(["vcpu-type", m.vcpuType]);
+  if (m.cpuSignature) {
+    const c = m.cpuSignature;
+    rows.push(["vcpu-sig", `${hex(c.value)} (family ${c.family}, model ${c.model}, stepping ${c.stepping})`]);
+  }
+  if (m.images) {
+    rows.push(["firmware", `${m.images.firmware.name} sha256 ${m.images.firmware.sha256}`]);
+    for (const k of ["kernel", "initrd", "cmdline"] as const) {
+      const image = m.images[k];
+      if (image) rows.push([`${k}-sha256`, image.sha256]);
+    }
+  }
+  return rows;
+}
 
 const BASE64_TEXT = /^[A-Za-z0-9+/]+={0,2}$/;
 
@@ -94,9 +151,21 @@ export function registerVmAttest(vm: Command, io: CliIo): void {
         ["policy", hex(m.policy)],
         ["host", m.host],
         ["loader-sha256", m.loaderSha256],
+        ...launchInputRows(m),
       ]),
     );
+    io.out(`\nciphervisor owner measure ${ownerMeasureArgs(m).join(" ")}\n`);
     if (flags.quiet !== true) {
+      const p = MEASURE_PLACEHOLDERS;
+      const images = [`${p.firmware} = your copy of the firmware (sha256 ${m.loaderSha256})`];
+      if (m.images?.firmware.name === "builtin-uefi") {
+        images.push(`'ciphervisor firmware export --out ${p.firmware}' writes the built-in one`);
+      }
+      if (m.images?.kernel)
+        images.push(`${p.kernel}, ${p.initrd}, ${p.cmdline}: your direct-boot kernel, initrd and cmdline`);
+      io.err(
+        `the command above recomputes the launch digest; ${images.join("; ")}. The same image flags go to 'owner verify-measurement'\n`,
+      );
       io.err("not verified here: check it with 'ciphervisor owner verify-measurement' and your TIK\n");
     }
   });

@@ -57,6 +57,7 @@ export function hostTable(hosts: readonly ApiHost[], wide: boolean): string {
       { header: "DRIVER", value: (h) => h.driver },
       { header: "ADDRESS", value: (h) => h.address },
       { header: "ES-MODE", value: (h) => h.esMode },
+      { header: "VMM", value: (h) => h.vmmProfile },
       { header: "CONNECTION", value: (h) => h.connection },
     );
   }

@@ -13,6 +13,7 @@ export function createEmulatedHost(options: EmulatedHostOptions): EmulatedMachin
     seed: options.seed,
     ...(options.minSevAsid === undefined ? {} : { minSevAsid: options.minSevAsid }),
     ...(options.memoryMiB === undefined ? {} : { memoryMiB: options.memoryMiB }),
+    ...(options.vmmProfile === undefined ? {} : { vmmProfile: options.vmmProfile }),
   });
 }
 

@@ -11,6 +11,7 @@ import { CiphervisorError, isCiphervisorError } from "../../errors.ts";
 import type { Operation } from "../../hypervisor/operation-rules.ts";
 import type { HostCapabilities, LaunchSpec, StartResult, VmStatus } from "../../hypervisor/types.ts";
 import type { Generation } from "../../machine/cpu-models.ts";
+import type { HostVmmProfile } from "../../measure/vmsa.ts";
 import type { DriverFinding, DriverHost, HostDriver, LaunchSecret, PerformArgs } from "./driver.ts";
 
 /** What it takes to build one emulated host (the hypervisor `Host` constructor's options). */
@@ -22,6 +23,8 @@ export interface EmulatedHostOptions {
   /** BIOS `min_sev_asid`: SEV-ES ASIDs are 1..min-1. Default: the CPU table's value. */
   readonly minSevAsid?: number;
   readonly memoryMiB?: number;
+  /** How the emulated host's QEMU builds SEV-ES VMSAs (docs/sev-interface.md §8.5). Default `qemu-legacy`. */
+  readonly vmmProfile?: HostVmmProfile;
 }
 
 /**

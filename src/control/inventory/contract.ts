@@ -215,6 +215,45 @@ export function runInventoryContract(name: string, backend: ContractBackend): vo
         assert.equal((await inv.clusters.list()).items.length, 0);
       }));
 
+    it("stores each host's VMM profile; a database from before that column opens with its hosts as qemu-legacy", () =>
+      withDb(async (db) => {
+        const inv = db.inventory;
+        const init2 = await inv.hosts.create({
+          name: "rome-init2",
+          cpuGeneration: "rome",
+          vmmProfile: "qemu",
+          sevAsids: 410,
+          esAsids: 99,
+        });
+        assert.equal(init2.vmmProfile, "qemu");
+        assert.equal(
+          (await inv.hosts.create({ name: "rome-d", cpuGeneration: "rome", sevAsids: 1, esAsids: 1 }))
+            .vmmProfile,
+          "qemu-legacy",
+        );
+        await rejectsWith(inv.hosts.update(init2.id, { vmmProfile: "ec2" as "qemu" }), "INVALID_INPUT");
+        // Turn the database back into one made before migration 0002: no column, no record of the migration,
+        // and a host row written by that older release.
+        await db.sql([
+          "delete from hosts",
+          "alter table hosts drop column vmm_profile",
+          "delete from kysely_migration where name = '0002_host_vmm_profile'",
+          `insert into hosts (id, name, cluster_id, driver, address, cpu_generation, sev_state, es_mode, sev_asids,
+             es_asids, maintenance, connection_state, created_at, updated_at, version)
+           values ('host_old', 'rome-old', null, 'emulated', 'rome-old', 'rome', 'working', 'sev-es', 410, 99,
+             'none', 'connected', '2025-01-01T00:00:00.000Z', '2025-01-01T00:00:00.000Z', 1)`,
+        ]);
+        // A node of this release opens it: the pending migration runs, and the old host reads as qemu-legacy.
+        const node = await db.openPeer();
+        await node.migrate();
+        const old = await node.hosts.get("host_old");
+        assert.equal(old?.vmmProfile, "qemu-legacy");
+        assert.equal(old?.name, "rome-old");
+        const changed = await node.hosts.update("host_old", { vmmProfile: "qemu" }, 1);
+        assert.equal(changed.vmmProfile, "qemu");
+        assert.equal((await inv.hosts.get("host_old"))?.vmmProfile, "qemu", "every node sees the column");
+      }));
+
     it("filters VMs by host, mode, power state, name prefix and labels", () =>
       withDb(async ({ inventory: inv }) => {
         const h = await inv.hosts.create({

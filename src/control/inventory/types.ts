@@ -5,6 +5,7 @@
  */
 import type { DeviceKind } from "../../hypervisor/types.ts";
 import type { Generation } from "../../machine/cpu-models.ts";
+import { HOST_VMM_PROFILES, type HostVmmProfile } from "../../measure/vmsa.ts";
 import { POWER_STATES, type PowerState, SECURITY_MODES, type SecurityMode } from "../../vocabulary.ts";
 import type { JsonObject } from "../json.ts";
 
@@ -43,6 +44,12 @@ export type HostConnectionState = (typeof HOST_CONNECTION_STATES)[number];
 
 export const HOST_DRIVERS = ["emulated", "libvirt"] as const;
 export type HostDriver = (typeof HOST_DRIVERS)[number];
+
+/**
+ * How a host's QEMU creates SEV/SEV-ES VMs, i.e. which VMSAs its SEV-ES launches measure (docs/sev-interface.md
+ * §8.5): `qemu-legacy` (QEMU's default, and what a database from before this column reads as) or `qemu` (INIT2).
+ */
+export { HOST_VMM_PROFILES, type HostVmmProfile };
 
 /**
  * Operation lifecycle. `pending` waits in the queue; `running` is claimed by exactly one worker; the three final
@@ -116,6 +123,8 @@ export interface Host {
   readonly cpuGeneration: Generation;
   readonly sevState: HostSevState;
   readonly esMode: HostEsMode;
+  /** The host's VMM profile, as its driver reported it at registration. */
+  readonly vmmProfile: HostVmmProfile;
   /** Size of the SEV-only ASID pool, read from the platform. */
   readonly sevAsids: number;
   /** Size of the SEV-ES/SNP ASID pool, read from the platform (0 when the BIOS split leaves none). */
@@ -136,6 +145,8 @@ export interface NewHost {
   readonly cpuGeneration: Generation;
   readonly sevState?: HostSevState;
   readonly esMode?: HostEsMode;
+  /** Default `qemu-legacy`. */
+  readonly vmmProfile?: HostVmmProfile;
   readonly sevAsids: number;
   readonly esAsids: number;
   readonly maintenance?: HostMaintenanceState;

@@ -3,6 +3,7 @@
  * plan (`drainPlan`, the same placement the drain runs) as plan items — where each VM would go, or why it cannot
  * move — with the key slots the restarts take on their new hosts and free on this one.
  */
+import { DEFAULT_HOST_VMM_PROFILE } from "../../measure/vmsa.ts";
 import { EmulatedDriver } from "../drivers/emulated.ts";
 import type { Host } from "../inventory/types.ts";
 import type { ControlContext } from "../services/context.ts";
@@ -85,7 +86,12 @@ export async function planRegisterHost(c: ControlContext, req: RegisterHostReque
       return {
         outcome: "change",
         action: `register (emulated ${req.emulated.generation}, built now)`,
-        details: { driver: kind, address, cpuGeneration: req.emulated.generation },
+        details: {
+          driver: kind,
+          address,
+          cpuGeneration: req.emulated.generation,
+          vmmProfile: req.emulated.vmmProfile ?? DEFAULT_HOST_VMM_PROFILE,
+        },
       };
     }
     // The host exists for its driver: read what it reports, as the registration will (a read, no change).
@@ -98,6 +104,7 @@ export async function planRegisterHost(c: ControlContext, req: RegisterHostReque
         address,
         cpuGeneration: caps.generation,
         sevState: caps.sevState,
+        vmmProfile: caps.vmmProfile,
         sevAsids: caps.pools.sev.size,
         esAsids: caps.pools.sevEs.size,
       },

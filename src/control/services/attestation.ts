@@ -15,8 +15,9 @@
 import { createHash } from "node:crypto";
 import { CiphervisorError, isCiphervisorError } from "../../errors.ts";
 import { builtinUefiImage } from "../../hypervisor/builtin-uefi.ts";
-import type { HostCapabilities } from "../../hypervisor/types.ts";
+import type { GuestCpu, HostCapabilities, LaunchInputs } from "../../hypervisor/types.ts";
 import { defaultPolicy } from "../../hypervisor/vm-spec.ts";
+import type { HostVmmProfile } from "../../measure/vmsa.ts";
 import {
   amdKdsLocations,
   CHIP_ID_SIZE,
@@ -37,6 +38,10 @@ export interface SevInfo {
   readonly generation: string;
   readonly sevState: string;
   readonly sevEsSupported: boolean;
+  /** How the host's QEMU builds SEV-ES VMSAs (docs/sev-interface.md §8.5): `owner measure --vmm`. */
+  readonly vmmProfile: HostVmmProfile;
+  /** The vCPU its guests see (QEMU model and CPUID(1).EAX identity), when the host reports it. */
+  readonly guestCpu?: GuestCpu;
   /** base64 of the PDH certificate. */
   readonly pdh: string;
   /** base64 of PEK ‖ OCA ‖ CEK (the CEK as the platform signs it: the owner fetches the ASK-signed one from the KDS). */
@@ -78,6 +83,23 @@ export interface LaunchMeasurementInfo {
   /** SHA-256 (hex) of the firmware image the host loads, like KubeVirt's loaderSHA; recompute it from your copy. */
   readonly loaderSha256: string;
   readonly attestationState: Vm["attestationState"];
+  /**
+   * What the launch measured, so the owner can rebuild the launch digest from their own images
+   * (docs/sev-interface.md §8.1, §12.2): the mode, the host's VMM profile, the vCPU count and, when the host
+   * reports them, the vCPU model, its CPUID signature and the SHA-256 of every measured image.
+   */
+  readonly securityMode: "sev" | "sev-es";
+  readonly vmmProfile: HostVmmProfile;
+  readonly vcpus: number;
+  readonly vcpuType?: string;
+  readonly cpuSignature?: {
+    readonly family: number;
+    readonly model: number;
+    readonly stepping: number;
+    /** CPUID(1).EAX, the SEV-ES VMSA's RDX (`owner measure --vcpu-sig`). */
+    readonly value: number;
+  };
+  readonly images?: LaunchInputs["images"];
 }
 
 /** A failure the service already wrote to the audit log (the API must not record it twice). */
@@ -140,6 +162,8 @@ export async function sevInfo(c: ControlContext, actor: Actor, hostId: string): 
     generation: caps.generation,
     sevState: caps.sevState,
     sevEsSupported: caps.sevEsSupported,
+    vmmProfile: caps.vmmProfile,
+    ...(caps.guestCpu ? { guestCpu: { ...caps.guestCpu } } : {}),
     pdh: caps.pdh,
     certChain: caps.certChain,
     pek: b64(chain.subarray(0, CERT)),
@@ -275,6 +299,8 @@ export async function launchMeasurement(
     h.status(vm.id),
   ]);
   await audit(c, actor, "vm.launch-measurement.read", vm.id, "ok", { host: host.name });
+  // The host's own record of the launch when it keeps one (emulated hosts); else what the inventory knows.
+  const inputs = status?.launchInputs;
   return {
     vm: vm.id,
     hostId: host.id,
@@ -284,8 +310,23 @@ export async function launchMeasurement(
     apiMinor: caps.firmware.apiMinor,
     build: caps.firmware.build,
     policy: status?.policy ?? launchPolicy(vm),
-    loaderSha256: builtinLoaderSha256(),
+    loaderSha256: inputs?.images.firmware.sha256 ?? builtinLoaderSha256(),
     attestationState: vm.attestationState,
+    securityMode: inputs?.security ?? (vm.securityMode === "sev-es" ? "sev-es" : "sev"),
+    vmmProfile: inputs?.vmmProfile ?? caps.vmmProfile,
+    vcpus: inputs?.vcpus ?? vm.spec.vcpus,
+    ...(inputs
+      ? {
+          vcpuType: inputs.cpu.type,
+          cpuSignature: {
+            family: inputs.cpu.family,
+            model: inputs.cpu.model,
+            stepping: inputs.cpu.stepping,
+            value: inputs.cpu.signature,
+          },
+          images: structuredClone(inputs.images),
+        }
+      : {}),
   };
 }
 

@@ -6,6 +6,7 @@
 import { CiphervisorError } from "../../errors.ts";
 import type { HostCapabilities } from "../../hypervisor/types.ts";
 import type { Generation } from "../../machine/cpu-models.ts";
+import type { HostVmmProfile } from "../../measure/vmsa.ts";
 import { viewsOf } from "../capacity.ts";
 import { poolReports } from "../compat.ts";
 import { EmulatedDriver, type EmulatedHostOptions } from "../drivers/emulated.ts";
@@ -24,6 +25,8 @@ export interface RegisterHostRequest {
     readonly seed?: string | number;
     readonly minSevAsid?: number;
     readonly memoryMiB?: number;
+    /** How its QEMU builds SEV-ES VMSAs: `qemu-legacy` (default) or `qemu` (KVM_SEV_INIT2). */
+    readonly vmmProfile?: HostVmmProfile;
   };
 }
 
@@ -43,6 +46,7 @@ export function hostFromCapabilities(
     sevState: caps.sevState,
     // The emulated hosts (and the SEV-ES-era hosts this release drives) use their low pool for SEV-ES guests.
     esMode: "sev-es",
+    vmmProfile: caps.vmmProfile,
     sevAsids: caps.pools.sev.size,
     esAsids: caps.pools.sevEs.size,
   };
@@ -72,6 +76,7 @@ export async function registerHost(c: ControlContext, actor: Actor, req: Registe
         seed: req.emulated.seed ?? address,
         ...(req.emulated.minSevAsid === undefined ? {} : { minSevAsid: req.emulated.minSevAsid }),
         ...(req.emulated.memoryMiB === undefined ? {} : { memoryMiB: req.emulated.memoryMiB }),
+        ...(req.emulated.vmmProfile === undefined ? {} : { vmmProfile: req.emulated.vmmProfile }),
       };
       driver.addHost(options);
       built = true;
@@ -91,6 +96,7 @@ export async function registerHost(c: ControlContext, actor: Actor, req: Registe
           driver: kind,
           address,
           cpuGeneration: host.cpuGeneration,
+          vmmProfile: host.vmmProfile,
           sevAsids: host.sevAsids,
           esAsids: host.esAsids,
         },

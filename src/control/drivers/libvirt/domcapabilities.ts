@@ -9,6 +9,7 @@
 import { CiphervisorError } from "../../../errors.ts";
 import type { HostCapabilities, PoolReport } from "../../../hypervisor/types.ts";
 import { CPU_MODELS, type Generation } from "../../../machine/cpu-models.ts";
+import { DEFAULT_HOST_VMM_PROFILE } from "../../../measure/vmsa.ts";
 import { elementText, findElement } from "./xml-read.ts";
 
 /** What `<sev>` says. `reason` is set when SEV is unsupported. */
@@ -163,5 +164,9 @@ export function toHostCapabilities(
     pdh: node?.pdh ?? "",
     certChain: node?.certChain ?? "",
     cpu0Id: node?.cpu0Id ?? "",
+    // libvirt's <launchSecurity type='sev'> gives QEMU a default `sev-guest`, which takes the legacy
+    // KVM_SEV_INIT / KVM_SEV_ES_INIT path (docs/sev-interface.md §8.5). The guest CPU is host-passthrough: its
+    // signature is the host's own, which domcapabilities does not report, so `guestCpu` stays unknown.
+    vmmProfile: DEFAULT_HOST_VMM_PROFILE,
   };
 }

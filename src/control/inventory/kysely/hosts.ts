@@ -2,6 +2,7 @@
 import type { Selectable } from "kysely";
 import { CiphervisorError } from "../../../errors.ts";
 import { GENERATIONS, type Generation } from "../../../machine/cpu-models.ts";
+import { DEFAULT_HOST_VMM_PROFILE } from "../../../measure/vmsa.ts";
 import { newId } from "../../ids.ts";
 import type { HostStore } from "../inventory.ts";
 import {
@@ -10,6 +11,7 @@ import {
   HOST_ES_MODES,
   HOST_MAINTENANCE_STATES,
   HOST_SEV_STATES,
+  HOST_VMM_PROFILES,
   type Host,
   type HostPatch,
   type NewHost,
@@ -34,6 +36,7 @@ function toHost(r: Selectable<HostTable>): Host {
     cpuGeneration: oneOf<Generation>(r.cpu_generation, GENERATIONS, "cpuGeneration"),
     sevState: oneOf(r.sev_state, HOST_SEV_STATES, "sevState"),
     esMode: oneOf(r.es_mode, HOST_ES_MODES, "esMode"),
+    vmmProfile: oneOf(r.vmm_profile, HOST_VMM_PROFILES, "vmmProfile"),
     sevAsids: Number(r.sev_asids),
     esAsids: Number(r.es_asids),
     maintenance: oneOf(r.maintenance, HOST_MAINTENANCE_STATES, "maintenance"),
@@ -54,6 +57,7 @@ function hostColumns(p: HostPatch): Partial<HostTable> {
   if (p.cpuGeneration !== undefined) c.cpu_generation = oneOf(p.cpuGeneration, GENERATIONS, "cpuGeneration");
   if (p.sevState !== undefined) c.sev_state = oneOf(p.sevState, HOST_SEV_STATES, "sevState");
   if (p.esMode !== undefined) c.es_mode = oneOf(p.esMode, HOST_ES_MODES, "esMode");
+  if (p.vmmProfile !== undefined) c.vmm_profile = oneOf(p.vmmProfile, HOST_VMM_PROFILES, "vmmProfile");
   if (p.sevAsids !== undefined) c.sev_asids = intInRange(p.sevAsids, 0, MAX_ASIDS, "sevAsids");
   if (p.esAsids !== undefined) c.es_asids = intInRange(p.esAsids, 0, MAX_ASIDS, "esAsids");
   if (p.maintenance !== undefined)
@@ -108,6 +112,7 @@ export function hostStore(ctx: StoreContext): HostStore {
         cpu_generation: cols.cpu_generation ?? "",
         sev_state: cols.sev_state ?? "working",
         es_mode: cols.es_mode ?? "sev-es",
+        vmm_profile: cols.vmm_profile ?? DEFAULT_HOST_VMM_PROFILE,
         sev_asids: cols.sev_asids ?? 0,
         es_asids: cols.es_asids ?? 0,
         maintenance: cols.maintenance ?? "none",

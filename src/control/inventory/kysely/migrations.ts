@@ -201,9 +201,25 @@ end $$`)
     for each statement execute function audit_append_only()`.execute(db);
 }
 
+/**
+ * Each host's VMM profile (how its QEMU builds SEV-ES VMSAs, docs/sev-interface.md §8.5). Hosts registered before
+ * it were all launched the way QEMU's default `sev-guest` does, so they read as `qemu-legacy`, the default.
+ */
+const hostVmmProfile: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    await db.schema
+      .alterTable("hosts")
+      .addColumn("vmm_profile", "text", (c) => c.notNull().defaultTo("qemu-legacy"))
+      .execute();
+  },
+};
+
 /** The migration provider for `dialect`. */
 export function inventoryMigrations(dialect: InventoryDialect): MigrationProvider {
   return {
-    getMigrations: async () => ({ "0001_initial": initial(dialect) }),
+    getMigrations: async () => ({
+      "0001_initial": initial(dialect),
+      "0002_host_vmm_profile": hostVmmProfile,
+    }),
   };
 }

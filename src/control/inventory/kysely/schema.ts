@@ -22,6 +22,8 @@ export interface HostTable {
   cpu_generation: string;
   sev_state: string;
   es_mode: string;
+  /** Added by migration 0002; existing rows read 'qemu-legacy'. */
+  vmm_profile: string;
   sev_asids: number;
   es_asids: number;
   maintenance: string;
