@@ -1,5 +1,5 @@
 /**
- * The CLI's HTTP client: node's fetch with a timeout on every request, Bearer authentication, JSON in and out, and
+ * The CLI's HTTP client: node:http (`transport.ts`) with a timeout on every request, Bearer authentication, JSON in and out, and
  * every failure turned into one RemoteError — the server's problem+json code and detail as they were sent, or a
  * single clear line when no answer came (UNREACHABLE, TIMEOUT). The token is only ever put in the Authorization
  * header; no message built here contains it.
@@ -10,7 +10,9 @@
  * const vm = await api.get<Vm>(`/v1/vms/${id}`);
  * ```
  */
+import type { IncomingHttpHeaders } from "node:http";
 import { RemoteError } from "./remote-error.ts";
+import { type Answer, send } from "./transport.ts";
 
 export type QueryValue = string | number | boolean | undefined | null;
 
@@ -36,7 +38,7 @@ export interface RequestOptions {
 export interface ApiResponse<T> {
   readonly status: number;
   readonly body: T;
-  readonly headers: Headers;
+  readonly headers: IncomingHttpHeaders;
 }
 
 /** Network error codes that mean "nobody answered at that address". */
@@ -72,10 +74,6 @@ function networkCode(e: unknown): string | undefined {
     cur = (cur as Error & { cause?: unknown }).cause;
   }
   return undefined;
-}
-
-function isAbort(e: unknown, name: string): boolean {
-  return e instanceof Error && e.name === name;
 }
 
 /** A path plus query string; undefined and null values are left out. */
@@ -134,13 +132,13 @@ export class ApiClient {
     const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = options.signal ? AbortSignal.any([timeout, options.signal]) : timeout;
-    let res: Response;
+    let res: Answer;
     let text: string;
     try {
-      res = await fetch(url, { method, headers, ...(body === undefined ? {} : { body }), signal });
+      res = await send({ method, url, headers, ...(body === undefined ? {} : { body }), signal });
       text = await res.text();
     } catch (e) {
-      throw this.#noAnswer(e, method, path, timeoutMs, options.signal);
+      throw this.#noAnswer(e, method, path, timeoutMs, timeout, options.signal);
     }
     if (res.status >= 200 && res.status < 300) {
       if (text === "") return { status: res.status, body: undefined as T, headers: res.headers };
@@ -175,13 +173,13 @@ export class ApiClient {
     const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = options.signal ? AbortSignal.any([timeout, options.signal]) : timeout;
-    let res: Response;
+    let res: Answer;
     let body: Uint8Array;
     try {
-      res = await fetch(absolute ? path : `${this.server}${path}`, { headers, signal });
-      body = new Uint8Array(await res.arrayBuffer());
+      res = await send({ method: "GET", url: absolute ? path : `${this.server}${path}`, headers, signal });
+      body = new Uint8Array(await res.bytes());
     } catch (e) {
-      const err = this.#noAnswer(e, "GET", path, timeoutMs, options.signal);
+      const err = this.#noAnswer(e, "GET", path, timeoutMs, timeout, options.signal);
       if (!absolute || err.shownCode === "INTERRUPTED") throw err;
       // Not the ciphervisor server: say which service did not answer.
       throw new RemoteError(err.shownCode, 0, `GET ${path}: no answer (${err.shownCode.toLowerCase()})`, {
@@ -197,25 +195,22 @@ export class ApiClient {
    * Opens a streaming GET (server-sent events). The timeout covers the wait for the response headers only; the
    * stream then lasts until the server ends it or `signal` aborts.
    */
-  async open(path: string, signal?: AbortSignal): Promise<Response> {
+  async open(path: string, signal?: AbortSignal): Promise<Answer> {
     const headers: Record<string, string> = { accept: "text/event-stream" };
     if (this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;
     const abort = new AbortController();
+    const timedOut = new AbortController();
     const onAbort = () => abort.abort(signal?.reason);
     signal?.addEventListener("abort", onAbort, { once: true });
-    const timer = setTimeout(() => abort.abort(new DOMException("timeout", "TimeoutError")), this.#timeoutMs);
-    let res: Response;
+    const timer = setTimeout(() => {
+      timedOut.abort();
+      abort.abort();
+    }, this.#timeoutMs);
+    let res: Answer;
     try {
-      res = await fetch(`${this.server}${path}`, { headers, signal: abort.signal });
+      res = await send({ method: "GET", url: `${this.server}${path}`, headers, signal: abort.signal });
     } catch (e) {
-      const reason: unknown = abort.signal.reason;
-      throw this.#noAnswer(
-        reason instanceof Error && reason.name === "TimeoutError" ? reason : e,
-        "GET",
-        path,
-        this.#timeoutMs,
-        signal,
-      );
+      throw this.#noAnswer(e, "GET", path, this.#timeoutMs, timedOut.signal, signal);
     } finally {
       clearTimeout(timer);
     }
@@ -223,11 +218,19 @@ export class ApiClient {
     return res;
   }
 
-  #noAnswer(e: unknown, method: string, path: string, timeoutMs: number, user?: AbortSignal): RemoteError {
+  /** The error for a request that got no (complete) answer: interrupted by the user, timed out, or unreachable. */
+  #noAnswer(
+    e: unknown,
+    method: string,
+    path: string,
+    timeoutMs: number,
+    timeout: AbortSignal,
+    user?: AbortSignal,
+  ): RemoteError {
     if (user?.aborted) {
       return new RemoteError("INTERRUPTED", 0, "interrupted", { cause: e, base: "INTERRUPTED" });
     }
-    if (isAbort(e, "TimeoutError")) {
+    if (timeout.aborted) {
       return new RemoteError(
         "TIMEOUT",
         0,

@@ -27,10 +27,10 @@ export interface FollowOptions {
 }
 
 /** Parses a server-sent event stream into (event, data) pairs. */
-async function* sse(body: ReadableStream<Uint8Array>): AsyncGenerator<{ event: string; data: string }> {
+async function* sse(body: AsyncIterable<Uint8Array>): AsyncGenerator<{ event: string; data: string }> {
   const decoder = new TextDecoder();
   let buffer = "";
-  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+  for await (const chunk of body) {
     buffer += decoder.decode(chunk, { stream: true });
     let end = buffer.indexOf("\n\n");
     while (end >= 0) {
@@ -72,12 +72,10 @@ export async function follow(api: ApiClient, id: string, options: FollowOptions 
   };
   try {
     const res = await api.open(`/v1/operations/${id}/events`, options.signal);
-    if (res.body) {
-      for await (const ev of sse(res.body)) {
-        const op = JSON.parse(ev.data) as ApiOperation;
-        seen(op);
-        if (ev.event === "done" || isFinal(op)) return op;
-      }
+    for await (const ev of sse(res.stream)) {
+      const op = JSON.parse(ev.data) as ApiOperation;
+      seen(op);
+      if (ev.event === "done" || isFinal(op)) return op;
     }
   } catch (e) {
     if (options.signal?.aborted && last) return last;
