@@ -1,5 +1,14 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
@@ -473,6 +482,7 @@ describe("ciphervisor owner secret build", () => {
       ...secret("736869e5-84f0-4973-92ec-06879ce3da0b", "secret1.txt"),
       "--format",
       "binary",
+      "--force",
     );
     assert.equal(bin.code, 0, bin.err);
     assert.equal(
@@ -525,11 +535,123 @@ describe("ciphervisor owner secret build", () => {
     const ok = secret("736869e5-84f0-4973-92ec-06879ce3da0b", "secret1.txt");
     assert.equal((await run(...base(h, p), ...ok, "--api-major", "0", "--api-minor", "16")).code, 0);
     const old = readFileSync(h, "utf8");
-    assert.equal((await run(...base(h, p), ...ok, "--api-major", "0", "--api-minor", "17")).code, 0);
+    assert.equal(
+      (await run(...base(h, p), ...ok, "--api-major", "0", "--api-minor", "17", "--force")).code,
+      0,
+    );
     assert.equal(
       readFileSync(h, "utf8"),
       "AAAAAKxUdO1N0yx9mJ7FI9klWey8FSzeYQ4X8K71VzNKLU/KQsIsQxLjtbhaPUewqshX5Q==",
     );
     assert.notEqual(old, readFileSync(h, "utf8"));
+  });
+});
+
+describe("owner session and owner secret build: the files they write", () => {
+  it("are 0600, never replace a file without --force, never follow a symlink, and are checked before any is written", async () => {
+    const out = join(tmp, "files");
+    const session = (...extra: string[]) =>
+      run(
+        "owner",
+        "session",
+        "--pdh",
+        fx("owner/rome/pdh.cert"),
+        "--policy",
+        "0x5",
+        "--name",
+        "vm9",
+        "--out",
+        out,
+        ...extra,
+      );
+    assert.equal((await session()).code, 0);
+    for (const n of ["vm9_godh.b64", "vm9_session.b64", "vm9_tek.bin", "vm9_tik.bin"]) {
+      assert.equal(statSync(join(out, n)).mode & 0o777, 0o600, n);
+    }
+    const tek = readFileSync(join(out, "vm9_tek.bin"));
+    await fails(
+      1,
+      /vm9_godh.b64: the file exists \(give --force/,
+      "owner",
+      "session",
+      "--pdh",
+      fx("owner/rome/pdh.cert"),
+      "--policy",
+      "0x5",
+      "--name",
+      "vm9",
+      "--out",
+      out,
+    );
+    assert.deepEqual(readFileSync(join(out, "vm9_tek.bin")), tek, "nothing was replaced");
+    // --force replaces them, and narrows a file someone made world-readable.
+    chmodSync(join(out, "vm9_tik.bin"), 0o644);
+    assert.equal((await session("--force")).code, 0);
+    assert.notDeepEqual(readFileSync(join(out, "vm9_tek.bin")), tek);
+    assert.equal(statSync(join(out, "vm9_tik.bin")).mode & 0o777, 0o600);
+    // A planted symlink is refused even with --force, before any of the four is written.
+    const elsewhere = join(tmp, "stolen.bin");
+    rmSync(join(out, "vm9_tik.bin"));
+    symlinkSync(elsewhere, join(out, "vm9_tik.bin"));
+    const before = readFileSync(join(out, "vm9_tek.bin"));
+    const r = await session("--force");
+    assert.equal(r.code, 1);
+    assert.match(r.err, /vm9_tik.bin: it is a symlink/);
+    assert.ok(!existsSync(elsewhere), "nothing was written through the link");
+    assert.deepEqual(
+      readFileSync(join(out, "vm9_tek.bin")),
+      before,
+      "no file was written before the refusal",
+    );
+
+    const [h, p] = [join(tmp, "h9"), join(tmp, "p9")];
+    const build = (...extra: string[]) =>
+      run(
+        "owner",
+        "secret",
+        "build",
+        "--tik",
+        fx("owner/sevctl/tik1.bin"),
+        "--tek",
+        fx("owner/sevctl/tek1.bin"),
+        "--launch-measure-blob",
+        "TLeA7607lZQntLjRY1/i+sbtdSZ+75zxpz4Px9hzpBLwItF5Q2o4prA++3ZZv9ZS",
+        "--secret",
+        `736869e5-84f0-4973-92ec-06879ce3da0b:${fx("owner/sevctl/secret1.txt")}`,
+        "--out-header",
+        h,
+        "--out-secret",
+        p,
+        ...extra,
+      );
+    writeFileSync(p, "keep me");
+    const refused = await build();
+    assert.equal(refused.code, 1);
+    assert.match(refused.err, /--out-secret .*p9: the file exists/);
+    assert.ok(!existsSync(h), "the header was not written either");
+    assert.equal(readFileSync(p, "utf8"), "keep me");
+    assert.equal((await build("--force")).code, 0);
+    assert.equal(statSync(h).mode & 0o777, 0o600);
+    assert.equal(statSync(p).mode & 0o777, 0o600);
+    await fails(
+      2,
+      /name the same file/,
+      "owner",
+      "secret",
+      "build",
+      "--tik",
+      fx("owner/sevctl/tik1.bin"),
+      "--tek",
+      fx("owner/sevctl/tek1.bin"),
+      "--launch-measure-blob",
+      "TLeA7607lZQntLjRY1/i+sbtdSZ+75zxpz4Px9hzpBLwItF5Q2o4prA++3ZZv9ZS",
+      "--secret",
+      `736869e5-84f0-4973-92ec-06879ce3da0b:${fx("owner/sevctl/secret1.txt")}`,
+      "--out-header",
+      h,
+      "--out-secret",
+      h,
+      "--force",
+    );
   });
 });

@@ -2,8 +2,10 @@
  * `owner measure`, `owner session`, `owner verify-measurement`, `owner secret build`: the guest owner's launch
  * toolkit in sevctl's shapes (docs/sev-interface.md §8–§10). The computations live in `measure/` and `owner/`; this file
  * parses flags strictly, reads and writes files, and prints. TEK and TIK are written to files, never printed.
+ * What `session` and `secret build` write is opened 0600 from the start, never through a symlink and never over an
+ * existing file without `--force`; every target is checked before the first is written (`output-files.ts`).
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Command } from "commander";
 import { CiphervisorError } from "../../errors.ts";
@@ -17,6 +19,7 @@ import { createLaunchSession, sessionFiles } from "../../owner/session.ts";
 import { assertLaunchMeasurement } from "../../owner/verify-measurement.ts";
 import { parseBase64Flag, parseChoice, parseHexFlag, parseIntFlag, readInputFile } from "../args.ts";
 import type { CliIo } from "../io.ts";
+import { checkOutputFile, type OutputFileOptions, writeOutputFile } from "../output-files.ts";
 
 /** Guest policy bit 2: SEV-ES required (docs/sev-interface.md §6). */
 const POLICY_ES = 0x04;
@@ -146,12 +149,20 @@ function readKeyFile(path: string, flag: string, what: string): Uint8Array {
   return key;
 }
 
-function writeOutput(path: string, data: Uint8Array | string, mode = 0o644): void {
-  try {
-    writeFileSync(path, data, { mode });
-  } catch (e) {
-    throw new CiphervisorError("IO", `cannot write ${path}: ${(e as Error).message}`, { cause: e });
+/** Checks every target, then writes them in order: a refusal leaves nothing written. */
+function writeOutputs(
+  files: readonly { path: string; data: Uint8Array | string; flag: string }[],
+  force: boolean,
+) {
+  const options = (flag: string): OutputFileOptions => ({ mode: 0o600, force, flag });
+  if (new Set(files.map((f) => f.path)).size !== files.length) {
+    throw new CiphervisorError(
+      "INVALID_INPUT",
+      `${files.map((f) => f.flag).join(" and ")} name the same file`,
+    );
   }
+  for (const f of files) checkOutputFile(f.path, options(f.flag));
+  for (const f of files) writeOutputFile(f.path, f.data, options(f.flag));
 }
 
 const u8 = (v: string, flag: string) => parseIntFlag(v, flag, 0, 0xff);
@@ -280,6 +291,7 @@ interface SessionFlags {
   policy: string;
   name: string;
   out?: string;
+  force?: boolean;
 }
 
 function registerSession(owner: Command, io: CliIo): void {
@@ -295,6 +307,7 @@ function registerSession(owner: Command, io: CliIo): void {
     .requiredOption("--policy <policy>", "guest policy to bind the session to, e.g. 0x5")
     .requiredOption("--name <name>", "file-name prefix, e.g. vm1")
     .option("--out <dir>", "directory for the four files (default: current directory)")
+    .option("--force", "replace files of these names that exist (never a symlink)")
     .action((f: SessionFlags) => {
       const policy = u32(f.policy, "--policy");
       const pdh = readInputFile(f.pdh, "--pdh");
@@ -305,17 +318,14 @@ function registerSession(owner: Command, io: CliIo): void {
       } catch (e) {
         throw new CiphervisorError("IO", `--out ${dir}: ${(e as Error).message}`, { cause: e });
       }
-      for (const [file, mode] of [
-        [files.godh, 0o644],
-        [files.session, 0o644],
-        // The transport keys are the guest owner's secrets: owner-only permissions.
-        [files.tek, 0o600],
-        [files.tik, 0o600],
-      ] as const) {
-        const path = join(dir, file.name);
-        writeOutput(path, file.contents, mode);
-        io.out(`wrote ${path}\n`);
-      }
+      // Owner-only, all four: the TEK and TIK are the owner's secrets, and the session files belong with them.
+      const written = [files.godh, files.session, files.tek, files.tik].map((file) => ({
+        path: join(dir, file.name),
+        data: file.contents,
+        flag: "--out",
+      }));
+      writeOutputs(written, f.force === true);
+      for (const w of written) io.out(`wrote ${w.path}\n`);
     });
 }
 
@@ -330,6 +340,7 @@ interface SecretFlags {
   outHeader: string;
   outSecret: string;
   format: string;
+  force?: boolean;
 }
 
 const GUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -376,6 +387,7 @@ function registerSecretBuild(owner: Command, io: CliIo): void {
       "file contents: base64 (what virsh domsetlaunchsecstate reads) or binary (sevctl's raw files)",
       "base64",
     )
+    .option("--force", "replace the output files if they exist (never a symlink)")
     .action((f: SecretFlags) => {
       const format = parseChoice(f.format, "--format", ["base64", "binary"] as const);
       if (f.secret.length === 0) throw usage("give at least one --secret GUID:FILE");
@@ -393,9 +405,14 @@ function registerSecretBuild(owner: Command, io: CliIo): void {
       const entries = f.secret.map(parseSecretFlag);
       const p = buildLaunchSecret({ tek, tik, entries, measure: blob.slice(0, 32), api, iv });
       const encode = (b: Uint8Array) => (format === "base64" ? Buffer.from(b).toString("base64") : b);
-      writeOutput(f.outHeader, encode(p.header));
+      writeOutputs(
+        [
+          { path: f.outHeader, data: encode(p.header), flag: "--out-header" },
+          { path: f.outSecret, data: encode(p.payload), flag: "--out-secret" },
+        ],
+        f.force === true,
+      );
       io.out(`wrote header to ${f.outHeader}\n`);
-      writeOutput(f.outSecret, encode(p.payload));
       io.out(`wrote payload to ${f.outSecret}\n`);
     });
 }

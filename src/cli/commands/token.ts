@@ -2,7 +2,7 @@
  * `ciphervisor token create|list|revoke`: API tokens. A new token's secret is shown exactly once — on stdout, or
  * written to `--out FILE` (mode 0600) so it never touches the terminal; lists show names and roles, never secrets.
  */
-import { closeSync, constants, openSync, unlinkSync, writeFileSync } from "node:fs";
+import { closeSync, writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import { CiphervisorError } from "../../errors.ts";
 import { collect } from "../args.ts";
@@ -22,6 +22,7 @@ import {
 import { json } from "../output/format.ts";
 import { table } from "../output/table.ts";
 import { printPlan } from "../output/what-if.ts";
+import { discardOutputFile, openOutputFile } from "../output-files.ts";
 
 async function findToken(api: ApiClient, idOrName: string): Promise<ApiToken> {
   const all = await listAll<ApiToken>(api, "/v1/tokens", {}, 1000);
@@ -44,50 +45,6 @@ export function tokenState(t: ApiToken, now: number = Date.now()): "active" | "e
   if (t.revokedAt !== null) return "revoked";
   if (t.expiresAt !== null && Date.parse(t.expiresAt) <= now) return "expired";
   return "active";
-}
-
-/**
- * Opens `--out FILE` for a secret before the token exists, so a path that cannot take it (exists, a symlink, no
- * such folder, no permission) fails with no token created: a new file only (O_EXCL), never through a symlink
- * (O_NOFOLLOW), mode 0600 from the start.
- */
-function openSecretFile(path: string): number {
-  try {
-    return openSync(
-      path,
-      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0),
-      0o600,
-    );
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why =
-      code === "EEXIST"
-        ? "the file exists (a secret is written to a new file only, never over a file or through a symlink)"
-        : code === "ELOOP"
-          ? "it is a symlink (a secret is never written through one)"
-          : code === "ENOENT"
-            ? "its folder does not exist"
-            : code === "EACCES" || code === "EPERM"
-              ? "permission denied"
-              : code === "EISDIR"
-                ? "it is a folder"
-                : (code ?? "cannot create it");
-    throw new CiphervisorError("IO", `--out ${path}: ${why}; no token was created`, { cause: e });
-  }
-}
-
-/** Removes the file `openSecretFile` created (it is ours: O_EXCL made it), leaving nothing half-written. */
-function discardSecretFile(fd: number, path: string): void {
-  try {
-    closeSync(fd);
-  } catch {
-    // already closed
-  }
-  try {
-    unlinkSync(path);
-  } catch {
-    // gone already
-  }
 }
 
 export function registerToken(program: Command, io: CliIo): void {
@@ -126,19 +83,20 @@ export function registerToken(program: Command, io: CliIo): void {
         // The file first, the token second: the one failure left after the file is open (writing it) revokes
         // the token, so `--out` never leaves an active token whose secret nobody has.
         const out = flags.out;
-        const fd = openSecretFile(out);
+        // A new file only (no --force: an existing file may be another token's), mode 0600, never via a symlink.
+        const fd = openOutputFile(out, { mode: 0o600, flag: "--out", consequence: "no token was created" });
         let created: { token: ApiToken; secret: string };
         try {
           created = await api.post<{ token: ApiToken; secret: string }>("/v1/tokens", body);
         } catch (e) {
-          discardSecretFile(fd, out);
+          discardOutputFile(fd, out);
           throw e;
         }
         try {
           writeFileSync(fd, `${created.secret}\n`);
           closeSync(fd);
         } catch (e) {
-          discardSecretFile(fd, out);
+          discardOutputFile(fd, out);
           const revoked = await api.delete(`/v1/tokens/${created.token.id}`).then(
             () => true,
             () => false,
