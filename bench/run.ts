@@ -1,17 +1,29 @@
 /**
- * `npm run bench` — runs every benchmark case in bench/cases/*.ts and prints a table, then one JSON document
- * (`{"cases":[{name, metrics, targets, passed}], "node", "platform"}`) on the last line.
+ * `npm run bench` — runs every benchmark case in bench/cases/*.ts and prints a table of results, each beside the
+ * baseline measured in the same run and its target.
  *
- *   npm run bench                      # all cases
- *   npm run bench -- memory-engine     # only cases whose name contains the word
- *   npm run bench -- --strict          # exit 1 when a target is missed
+ *   npm run bench                        # all cases, the table on stdout
+ *   npm run bench -- --json              # one JSON document {"machine", "results"} on stdout, the table on stderr
+ *   npm run bench -- --quick             # a small version of every case (CI: the code cannot rot)
+ *   npm run bench -- fleet               # only cases whose name contains the word
+ *   npm run bench -- --doc docs/performance.md   # rewrite the results table in that file
+ *   npm run bench -- --strict            # exit 1 when a target is missed
  *
  * Cases are files that export `cases: BenchCase[]` (bench/types.ts). Add a file; nothing here changes.
  */
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import type { BenchCase, BenchResult, BenchTarget } from "./types.ts";
+import {
+  type BenchDocument,
+  machine,
+  markdown,
+  type ReportResult,
+  resultsOf,
+  spliceDoc,
+  table,
+} from "./report.ts";
+import type { BenchCase } from "./types.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -29,67 +41,29 @@ async function loadCases(): Promise<BenchCase[]> {
   return all;
 }
 
-function meets(t: BenchTarget, r: BenchResult): boolean {
-  const m = r.metrics.find((x) => x.name === t.metric);
-  if (!m) return false;
-  return (t.min === undefined || m.value >= t.min) && (t.max === undefined || m.value <= t.max);
-}
-
-function fmt(v: number): string {
-  return Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(3);
-}
-
 async function main(): Promise<number> {
   const args = process.argv.slice(2);
-  const strict = args.includes("--strict");
-  const filters = args.filter((a) => !a.startsWith("--"));
+  const flag = (name: string) => args.includes(name);
+  const docAt = args.indexOf("--doc");
+  const docPath = docAt >= 0 ? args[docAt + 1] : undefined;
+  const filters = args.filter((a, i) => !a.startsWith("--") && !(docAt >= 0 && i === docAt + 1));
+  const quick = flag("--quick");
+  const json = flag("--json");
   const cases = (await loadCases()).filter(
     (c) => filters.length === 0 || filters.some((f) => c.name.includes(f)),
   );
-  const report: { name: string; description: string; result: BenchResult; passed: boolean }[] = [];
-  const rows: string[][] = [["case", "metric", "value", "unit", "target"]];
+  const doc: BenchDocument = { machine: machine(quick), results: [] };
+  const results = doc.results as ReportResult[];
   for (const c of cases) {
-    process.stderr.write(`running ${c.name}…\n`);
-    const result = await c.run();
-    const targets = result.targets ?? [];
-    const passed = targets.every((t) => meets(t, result));
-    report.push({ name: c.name, description: c.description, result, passed });
-    for (const m of result.metrics) {
-      const t = targets.find((x) => x.metric === m.name);
-      const bound = t
-        ? `${t.min !== undefined ? `≥ ${t.min}` : ""}${t.max !== undefined ? ` ≤ ${t.max}` : ""}`
-        : "";
-      const verdict = t ? (meets(t, result) ? " ok" : " MISSED") : "";
-      rows.push([c.name, m.name, fmt(m.value), m.unit, `${bound}${verdict}`]);
-    }
-    if (result.notes) rows.push([c.name, `(${result.notes})`, "", "", ""]);
+    process.stderr.write(`running ${c.name}${quick ? " (quick)" : ""}…\n`);
+    const r = await c.run({ quick });
+    results.push(...resultsOf(c.name, r));
+    if (r.notes) process.stderr.write(`  ${c.name}: ${r.notes}\n`);
   }
-  const widths = rows[0]!.map((_, i) =>
-    Math.max(...rows.filter((r) => r.length > 1 && !r[1]!.startsWith("(")).map((r) => r[i]!.length)),
-  );
-  for (const r of rows) {
-    if (r[1]!.startsWith("(")) process.stdout.write(`  ${r[1]}\n`);
-    else
-      process.stdout.write(
-        `${r
-          .map((x, i) => x.padEnd(widths[i]!))
-          .join("  ")
-          .trimEnd()}\n`,
-      );
-  }
-  const doc = {
-    node: process.version,
-    platform: `${process.platform}-${process.arch}`,
-    cases: report.map((r) => ({
-      name: r.name,
-      description: r.description,
-      metrics: r.result.metrics,
-      targets: r.result.targets ?? [],
-      passed: r.passed,
-    })),
-  };
-  process.stdout.write(`${JSON.stringify(doc)}\n`);
-  return strict && report.some((r) => !r.passed) ? 1 : 0;
+  (json ? process.stderr : process.stdout).write(table(results));
+  if (json) process.stdout.write(`${JSON.stringify(doc)}\n`);
+  if (docPath !== undefined) writeFileSync(docPath, spliceDoc(readFileSync(docPath, "utf8"), markdown(doc)));
+  return flag("--strict") && results.some((r) => r.met === false) ? 1 : 0;
 }
 
 process.exitCode = await main();

@@ -6,10 +6,11 @@
  * Linux VMs spread over them, inserted in bulk.
  */
 import { CiphervisorError } from "../errors.ts";
+import { allHosts } from "./capacity.ts";
 import type { ControlPlane, OperationKind } from "./control-plane.ts";
 import type { Actor, NewVm, SecurityMode, VmSpec } from "./inventory/types.ts";
 import type { JsonObject } from "./json.ts";
-import { registerHost } from "./services/hosts.ts";
+import { registerEmulatedHosts, registerHost } from "./services/hosts.ts";
 
 /** The control plane itself, as the actor of what the demo builds. */
 export const DEMO_ACTOR: Actor = { id: null, name: "ciphervisor-demo" };
@@ -164,24 +165,25 @@ export async function buildDemo(cp: ControlPlane): Promise<{ hosts: number; vms:
   return { hosts: 4, vms: DEMO_VMS.length };
 }
 
+/** Hosts per registration transaction of a fleet: big enough to amortize the commit, small enough to stream. */
+const HOSTS_PER_BATCH = 1000;
+
 /**
  * Registers the hosts of an emulated fleet (`hosts`: Rome and Milan alternating) on the control plane's emulated
- * driver; no VMs. Returns their inventory ids.
+ * driver; no VMs. Hosts already registered (a restart) are kept. Returns their inventory ids.
  */
 export async function buildFleetHosts(cp: ControlPlane, hosts: number): Promise<string[]> {
-  const ids: string[] = [];
-  for (let i = 0; i < hosts; i++) {
-    const generation = i % 2 === 0 ? "rome" : "milan";
-    const name = `${generation}-${String(i + 1).padStart(4, "0")}`;
-    const existing = await cp.context.inventory.hosts.getByName(name);
-    if (existing) {
-      ids.push(existing.id);
-      continue;
-    }
-    const host = await registerHost(cp.context, DEMO_ACTOR, { name, emulated: { generation, seed: name } });
-    ids.push(host.id);
+  const byName = new Map((await allHosts(cp.context.inventory)).map((h) => [h.name, h.id]));
+  const names = Array.from({ length: hosts }, (_, i) => {
+    const generation = i % 2 === 0 ? ("rome" as const) : ("milan" as const);
+    return { name: `${generation}-${String(i + 1).padStart(4, "0")}`, generation };
+  });
+  const missing = names.filter((n) => !byName.has(n.name));
+  for (let i = 0; i < missing.length; i += HOSTS_PER_BATCH) {
+    const batch = missing.slice(i, i + HOSTS_PER_BATCH).map((n) => ({ ...n, seed: n.name }));
+    for (const h of await registerEmulatedHosts(cp.context, DEMO_ACTOR, batch)) byName.set(h.name, h.id);
   }
-  return ids;
+  return names.map((n) => byName.get(n.name) ?? "");
 }
 
 /**

@@ -50,6 +50,7 @@ import { assertRequirements, type RequirementFinding, requirementFindings } from
 import type {
   DrainStep,
   HostCapabilities,
+  HostPlatform,
   LaunchInputs,
   LaunchSpec,
   PoolReport,
@@ -163,9 +164,12 @@ export class Host {
 
   // --- reports -------------------------------------------------------------------------------------------------
 
-  capabilities(): HostCapabilities {
+  /**
+   * The platform facts of `capabilities()` without the certificates: what registering a host stores. Reading
+   * the PDH chain makes the firmware generate its identity (P-384 keys, ~10 ms); these facts do not.
+   */
+  platform(): HostPlatform {
     const st = this.#client.platformStatus();
-    const chain = this.#client.pdhCertExport();
     const pool = (p: "es" | "sev"): PoolReport => {
       const u = this.#asids.usage(p);
       return { first: u.first, last: u.last, size: u.size, used: u.inUse + u.reclaim, free: u.free };
@@ -191,11 +195,22 @@ export class Host {
       maxSevGuests: pools.sev.size,
       maxSevEsGuests: pools.sevEs.size,
       pools,
-      pdh: Buffer.from(chain.pdh).toString("base64"),
-      certChain: Buffer.from(new Uint8Array([...chain.pek, ...chain.oca, ...chain.cek])).toString("base64"),
       cpu0Id: toHex(this.#client.getId()),
       vmmProfile: this.vmmProfile,
       guestCpu: guestCpuOf(this.model.generation),
+    };
+  }
+
+  capabilities(): HostCapabilities {
+    const { cpu0Id, vmmProfile, guestCpu, ...facts } = this.platform();
+    const chain = this.#client.pdhCertExport();
+    return {
+      ...facts,
+      pdh: Buffer.from(chain.pdh).toString("base64"),
+      certChain: Buffer.from(new Uint8Array([...chain.pek, ...chain.oca, ...chain.cek])).toString("base64"),
+      cpu0Id,
+      vmmProfile,
+      ...(guestCpu === undefined ? {} : { guestCpu }),
     };
   }
 

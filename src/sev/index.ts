@@ -38,7 +38,12 @@ export {
   PolicyBit,
   type PolicyFlag,
 } from "./policy.ts";
-export { type FirmwareSnapshot, SecureProcessor, type SecureProcessorConfig } from "./secure-processor.ts";
+export {
+  emulatedChipId,
+  type FirmwareSnapshot,
+  SecureProcessor,
+  type SecureProcessorConfig,
+} from "./secure-processor.ts";
 export {
   GUEST_TABLE,
   GuestState,

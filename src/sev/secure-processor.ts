@@ -22,7 +22,7 @@
  * client.init({ es: false });
  * ```
  */
-import { forkRandom, seededRandom } from "../crypto/random.ts";
+import { forkRandom, type RandomSource, seededRandom } from "../crypto/random.ts";
 import { type CpuModel, checkMinSevAsid, cpuModel, type Generation } from "../machine/cpu-models.ts";
 import { AsidTable } from "./asid-table.ts";
 import { CommandBuffer } from "./command-buffer.ts";
@@ -123,6 +123,24 @@ export interface FirmwareSnapshot {
   asids: { inUse: number[]; dirty: number[]; wbinvdDone: boolean[] };
 }
 
+/** The root of an emulated platform's randomness: everything it holds is drawn from forks of this, by label. */
+function platformRandom(seed: string | number): RandomSource {
+  return seededRandom(`secure-processor\0${seed}`);
+}
+
+/**
+ * The chip id (GET_ID, 64 bytes) of the platform seeded by `seed`, without building it: the first fork of its
+ * random root, as the constructor draws it. The emulated KDS uses it to find chips of hosts not built yet.
+ *
+ * @example
+ * ```ts
+ * emulatedChipId("rome-1"); // equals new SecureProcessor({ seed: "rome-1", … }).getId()'s bytes
+ * ```
+ */
+export function emulatedChipId(seed: string | number): Uint8Array {
+  return forkRandom(platformRandom(seed), "chip-id").bytes(64);
+}
+
 export class SecureProcessor {
   readonly model: CpuModel;
   readonly minSevAsid: number;
@@ -133,7 +151,7 @@ export class SecureProcessor {
   constructor(config: SecureProcessorConfig) {
     this.model = cpuModel(config.generation);
     this.minSevAsid = checkMinSevAsid(this.model, config.minSevAsid ?? this.model.defaultMinSevAsid);
-    const root = seededRandom(`secure-processor\0${config.seed}`);
+    const root = platformRandom(config.seed);
     const chipId = forkRandom(root, "chip-id").bytes(64);
     const identityRng = forkRandom(root, "identity");
     const rng = forkRandom(root, "firmware");
@@ -153,6 +171,7 @@ export class SecureProcessor {
       nextKeyGroup: 1,
       vmsaIntegrity: config.vmsaIntegrity,
       resetIdentity: () => {
+        fw.identity.ensure();
         fw.identity = new PlatformIdentity(model.generation, chipId, model.api, identityRng);
       },
     };

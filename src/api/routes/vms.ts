@@ -45,6 +45,7 @@ import {
   VmSchema,
 } from "../schemas/vm.ts";
 import { vmView } from "../views.ts";
+import { VmPageWriter } from "../vm-page-json.ts";
 
 const OperationAnswers = { 200: orPlan(OperationResponse), 202: OperationResponse, ...errorResponses };
 
@@ -68,6 +69,7 @@ export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
   const app = root.withTypeProvider<TypeBoxTypeProvider>();
   const inv = deps.cp.context.inventory;
   const ctx = deps.cp.context;
+  let writer: VmPageWriter | undefined;
 
   app.get(
     "/v1/vms",
@@ -80,7 +82,7 @@ export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
         response: { 200: PageOf(Type.Ref("Vm"), "VmPage"), ...errorResponses },
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const q = req.query;
       const filter: VmFilter = {
         ...(q.hostId === undefined ? {} : { hostId: q.hostId === "none" ? null : q.hostId }),
@@ -90,8 +92,10 @@ export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
         ...(q.namePrefix === undefined ? {} : { namePrefix: q.namePrefix }),
         ...(q.labels === undefined ? {} : { labels: parseLabels(q.labels) }),
       };
-      const page = await inv.vms.list(filter, { limit: q.limit ?? 100, cursor: q.cursor ?? null });
-      return { items: page.items.map(vmView), nextCursor: page.nextCursor };
+      const page = await inv.vms.listStored(filter, { limit: q.limit ?? 100, cursor: q.cursor ?? null });
+      // The stored rows written as the response schema would (vm-page-json.ts), without a parse per row.
+      writer ??= new VmPageWriter(reply.compileSerializationSchema({ $ref: "VmSpec#" }, "200"));
+      return reply.type("application/json; charset=utf-8").send(writer.page(page));
     },
   );
 

@@ -3,6 +3,7 @@
  * in-process). Kept apart from `emulated.ts` so the driver itself depends only on the `Host` API's shape.
  */
 import { Host } from "../../hypervisor/host.ts";
+import { emulatedChipId } from "../../sev/secure-processor.ts";
 import { EmulatedDriver, type EmulatedHostOptions, type EmulatedMachine } from "./emulated.ts";
 
 /** Builds one emulated host. */
@@ -27,5 +28,6 @@ export function createEmulatedHost(options: EmulatedHostOptions): EmulatedMachin
  * ```
  */
 export function emulatedDriver(): EmulatedDriver {
-  return new EmulatedDriver(createEmulatedHost);
+  // The Host hands its seed to its Secure Processor as text; the chip id is the processor's first draw from it.
+  return new EmulatedDriver(createEmulatedHost, (o) => emulatedChipId(`${o.seed}`));
 }

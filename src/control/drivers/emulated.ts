@@ -6,10 +6,21 @@
  *
  * Several control-plane nodes in one process (tests) may share one `EmulatedDriver`: like real hardware, the
  * hosts are outside the control plane, and every node sees the same machines.
+ *
+ * A host added with `{ lazy: true }` (what a restart does for every host the inventory lists) is only its
+ * options until a call reaches it: an emulated machine seeded by its name is the same machine whenever it is
+ * built, and the inventory, not the machine, is the source of truth. So a control plane with 10,000 emulated hosts
+ * starts without building 10,000 machines, and only the hosts something touches take memory.
  */
 import { CiphervisorError, isCiphervisorError } from "../../errors.ts";
 import type { Operation } from "../../hypervisor/operation-rules.ts";
-import type { HostCapabilities, LaunchSpec, StartResult, VmStatus } from "../../hypervisor/types.ts";
+import type {
+  HostCapabilities,
+  HostPlatform,
+  LaunchSpec,
+  StartResult,
+  VmStatus,
+} from "../../hypervisor/types.ts";
 import type { Generation } from "../../machine/cpu-models.ts";
 import type { HostVmmProfile } from "../../measure/vmsa.ts";
 import type { DriverFinding, DriverHost, HostDriver, LaunchSecret, PerformArgs } from "./driver.ts";
@@ -34,6 +45,8 @@ export interface EmulatedHostOptions {
 export interface EmulatedMachine {
   readonly name: string;
   capabilities(): HostCapabilities;
+  /** The platform facts without the certificates (no firmware identity needed). */
+  platform(): HostPlatform;
   requirementFindings(spec: LaunchSpec): DriverFinding[];
   define(spec: LaunchSpec): VmStatus;
   undefine(name: string): void;
@@ -52,6 +65,12 @@ export interface EmulatedMachine {
 export type EmulatedMachineFactory = (options: EmulatedHostOptions) => EmulatedMachine;
 
 /**
+ * The GET_ID value (64 bytes) the machine built from `options` will report, computed without building it: lets
+ * the emulated KDS find the chip of a host nobody has touched yet (`chipGeneration`).
+ */
+export type EmulatedChipIdentifier = (options: EmulatedHostOptions) => Uint8Array;
+
+/**
  * Runs `fn` as an asynchronous driver call. The hypervisor's CiphervisorErrors pass through with their codes;
  * anything else is a bug in the emulator, reported as INTERNAL with the host named and no stack.
  */
@@ -66,13 +85,32 @@ async function call<T>(address: string, fn: () => T): Promise<T> {
 
 class EmulatedHost implements DriverHost {
   readonly address: string;
-  readonly machine: EmulatedMachine;
+  readonly options: EmulatedHostOptions;
   readonly #driver: EmulatedDriver;
+  readonly #factory: EmulatedMachineFactory;
+  #machine: EmulatedMachine | undefined;
 
-  constructor(driver: EmulatedDriver, machine: EmulatedMachine) {
+  constructor(driver: EmulatedDriver, options: EmulatedHostOptions, factory: EmulatedMachineFactory) {
     this.#driver = driver;
-    this.machine = machine;
-    this.address = machine.name;
+    this.#factory = factory;
+    this.options = options;
+    this.address = options.name;
+  }
+
+  /** The machine, built on first use. */
+  get machine(): EmulatedMachine {
+    return this.build();
+  }
+
+  /** Builds the machine if it does not exist yet; returns it. */
+  build(): EmulatedMachine {
+    this.#machine ??= this.#factory(this.options);
+    return this.#machine;
+  }
+
+  /** Whether the machine exists yet (a lazily added host nobody has reached is only its options). */
+  get built(): boolean {
+    return this.#machine !== undefined;
   }
 
   capabilities(): Promise<HostCapabilities> {
@@ -149,23 +187,49 @@ class EmulatedHost implements DriverHost {
 export class EmulatedDriver implements HostDriver {
   readonly kind = "emulated" as const;
   readonly #factory: EmulatedMachineFactory;
+  readonly #identify: EmulatedChipIdentifier | undefined;
   readonly #hosts = new Map<string, EmulatedHost>();
   /** cpu0 id (hex) → generation of every chip read so far, kept after its host is removed (like AMD's records). */
   readonly #chips = new Map<string, Generation>();
   readonly #recorded = new WeakSet<EmulatedHost>();
 
-  constructor(factory: EmulatedMachineFactory) {
+  /** `identify` lets the KDS find chips of hosts not built yet; without it, such a lookup builds them. */
+  constructor(factory: EmulatedMachineFactory, identify?: EmulatedChipIdentifier) {
     this.#factory = factory;
+    this.#identify = identify;
   }
 
-  /** Builds a new emulated host; CONFLICT when the name is taken. Returns its address (the name). */
-  addHost(options: EmulatedHostOptions): string {
+  /**
+   * Adds an emulated host; CONFLICT when the name is taken. Returns its address (the name). The machine is built
+   * now (so bad options fail here), or with `lazy` on first use — for hosts whose options were valid before, such
+   * as the inventory's after a restart.
+   */
+  addHost(options: EmulatedHostOptions, how: { readonly lazy?: boolean } = {}): string {
     if (this.#hosts.has(options.name)) {
       throw new CiphervisorError("CONFLICT", `an emulated host named '${options.name}' already exists`);
     }
-    const machine = this.#factory(options);
-    this.#hosts.set(machine.name, new EmulatedHost(this, machine));
-    return machine.name;
+    const host = new EmulatedHost(this, options, this.#factory);
+    if (how.lazy !== true) host.build();
+    this.#hosts.set(host.address, host);
+    return host.address;
+  }
+
+  /**
+   * The platform facts of a host (what registration stores), NOT_FOUND when there is none. A host not built yet
+   * stays unbuilt: the facts come from a machine built for the question and dropped, which is the same machine
+   * the host would become (same options, same seed).
+   */
+  platform(address: string): HostPlatform {
+    const h = this.#hosts.get(address);
+    if (!h) throw new CiphervisorError("NOT_FOUND", `no emulated host named '${address}'`);
+    return h.built ? h.machine.platform() : this.#factory(h.options).platform();
+  }
+
+  /** How many of the hosts have their machine built (the rest are waiting for first use). */
+  builtCount(): number {
+    let n = 0;
+    for (const h of this.#hosts.values()) if (h.built) n++;
+    return n;
   }
 
   /** True when an emulated host with this address exists. */
@@ -192,6 +256,11 @@ export class EmulatedDriver implements HostDriver {
 
   #record(h: EmulatedHost): void {
     if (this.#recorded.has(h)) return;
+    if (!h.built && this.#identify !== undefined) {
+      this.#chips.set(Buffer.from(this.#identify(h.options)).toString("hex"), h.options.generation);
+      this.#recorded.add(h);
+      return;
+    }
     try {
       const caps = h.machine.capabilities();
       this.#chips.set(caps.cpu0Id.toLowerCase(), caps.generation);

@@ -35,7 +35,7 @@ export function hostFromCapabilities(
   req: Pick<RegisterHostRequest, "name" | "clusterId">,
   driver: HostDriverKind,
   address: string,
-  caps: HostCapabilities,
+  caps: Pick<HostCapabilities, "generation" | "sevState" | "vmmProfile" | "pools">,
 ): NewHost {
   return {
     name: req.name,
@@ -105,6 +105,82 @@ export async function registerHost(c: ControlContext, actor: Actor, req: Registe
     });
   } catch (e) {
     if (built && driver instanceof EmulatedDriver) driver.removeHost(address);
+    throw e;
+  }
+}
+
+/** One host of `registerEmulatedHosts`: a name and the settings of its emulated machine. */
+export interface EmulatedHostRequest {
+  readonly name: string;
+  readonly clusterId?: string | null;
+  readonly generation: Generation;
+  readonly seed?: string | number;
+  readonly minSevAsid?: number;
+  readonly vmmProfile?: HostVmmProfile;
+}
+
+/**
+ * Registers many new emulated hosts in one transaction, each with its `host.register` audit record: a
+ * benchmark fleet of 10,000 hosts in seconds. The machines are added lazily (built on first use) and the stored
+ * facts come from `EmulatedDriver.platform`, so no firmware identity is generated for a host nobody uses. All or
+ * nothing: CONFLICT (a name taken) leaves neither rows nor machines behind.
+ *
+ * @example
+ * ```ts
+ * await registerEmulatedHosts(c, actor, [{ name: "rome-0001", generation: "rome" }]);
+ * ```
+ */
+export async function registerEmulatedHosts(
+  c: ControlContext,
+  actor: Actor,
+  reqs: readonly EmulatedHostRequest[],
+): Promise<Host[]> {
+  const driver = c.drivers.get("emulated");
+  if (!(driver instanceof EmulatedDriver)) {
+    throw new CiphervisorError("INVALID_INPUT", "emulated settings need the emulated driver", {
+      details: { field: "emulated" },
+    });
+  }
+  const added: string[] = [];
+  try {
+    const records = reqs.map((req) => {
+      const address = driver.addHost(
+        {
+          name: req.name,
+          generation: req.generation,
+          seed: req.seed ?? req.name,
+          ...(req.minSevAsid === undefined ? {} : { minSevAsid: req.minSevAsid }),
+          ...(req.vmmProfile === undefined ? {} : { vmmProfile: req.vmmProfile }),
+        },
+        { lazy: true },
+      );
+      added.push(address);
+      return hostFromCapabilities(req, "emulated", address, driver.platform(address));
+    });
+    return await c.inventory.transaction(async (tx) => {
+      const hosts: Host[] = [];
+      for (const r of records) hosts.push(await tx.hosts.create(r));
+      await tx.audit.append(
+        hosts.map((host) => ({
+          actor,
+          action: "host.register",
+          target: host.id,
+          outcome: "ok" as const,
+          details: {
+            name: host.name,
+            driver: "emulated",
+            address: host.address,
+            cpuGeneration: host.cpuGeneration,
+            vmmProfile: host.vmmProfile,
+            sevAsids: host.sevAsids,
+            esAsids: host.esAsids,
+          },
+        })),
+      );
+      return hosts;
+    });
+  } catch (e) {
+    for (const address of added) driver.removeHost(address);
     throw e;
   }
 }

@@ -8,6 +8,7 @@ import {
   type NewVm,
   POWER_STATES,
   SECURITY_MODES,
+  type StoredVm,
   type Vm,
   type VmPatch,
   type VmSpec,
@@ -29,6 +30,25 @@ export function toVm(r: Selectable<VmTable>): Vm {
     policy: Number(r.policy),
     attestationState: oneOf(r.attestation_state, ATTESTATION_STATES, "attestationState"),
     labels: parseStoredJson<Record<string, string>>(r.labels, "VM labels"),
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    version: Number(r.version),
+  };
+}
+
+/** A row as a `StoredVm`: the enumerations checked (cheap), spec and labels left as their canonical text. */
+export function toStoredVm(r: Selectable<VmTable>): StoredVm {
+  return {
+    id: r.id,
+    name: r.name,
+    clusterId: r.cluster_id,
+    hostId: r.host_id,
+    specJson: r.spec,
+    powerState: oneOf(r.power_state, POWER_STATES, "powerState"),
+    securityMode: oneOf(r.security_mode, SECURITY_MODES, "securityMode"),
+    policy: Number(r.policy),
+    attestationState: oneOf(r.attestation_state, ATTESTATION_STATES, "attestationState"),
+    labelsJson: r.labels,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     version: Number(r.version),

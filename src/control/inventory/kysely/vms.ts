@@ -8,7 +8,15 @@ import { CiphervisorError } from "../../../errors.ts";
 import { newId } from "../../ids.ts";
 import { canonicalJson } from "../../json.ts";
 import type { VmStore } from "../inventory.ts";
-import { type NewVm, POWER_STATES, SECURITY_MODES, type Vm, type VmFilter, type VmUpdate } from "../types.ts";
+import {
+  type NewVm,
+  type PageRequest,
+  POWER_STATES,
+  SECURITY_MODES,
+  type Vm,
+  type VmFilter,
+  type VmUpdate,
+} from "../types.ts";
 import { oneOf } from "../validate.ts";
 import { chunks, insertRows } from "./batch.ts";
 import { atomic, isoNow, type StoreContext } from "./context.ts";
@@ -16,7 +24,7 @@ import { type DbErrorContext, guardDb } from "./errors.ts";
 import { pageLimit, stringCursor, toPage } from "./paging.ts";
 import type { Db, VmLabelTable, VmTable } from "./schema.ts";
 import { updateVersioned } from "./versioned.ts";
-import { newVmRow, toVm, vmColumns } from "./vm-rows.ts";
+import { newVmRow, toStoredVm, toVm, vmColumns } from "./vm-rows.ts";
 
 /** Ids per `WHERE id IN (…)`: well inside both databases' parameter limits. */
 const IDS_PER_STATEMENT = 1000;
@@ -101,6 +109,21 @@ export function vmStore(ctx: StoreContext): VmStore {
     return r && toVm(r);
   };
 
+  /** The rows of one page of `list` (limit + 1 of them: the extra one tells that another page exists). */
+  const pageRows = (filter: VmFilter, page: PageRequest | undefined, limit: number) => {
+    const after = stringCursor(page);
+    return guardDb(() => {
+      let q = ctx.db
+        .selectFrom("vms")
+        .selectAll()
+        .where((eb) => eb.and(conditions(eb, filter)))
+        .orderBy("id")
+        .limit(limit + 1);
+      if (after !== undefined) q = q.where("id", ">", after);
+      return q.execute();
+    });
+  };
+
   const createMany = async (vms: readonly NewVm[]): Promise<string[]> => {
     const now = isoNow(ctx);
     const t = ctx.now().getTime();
@@ -129,18 +152,11 @@ export function vmStore(ctx: StoreContext): VmStore {
     },
     async list(filter = {}, page) {
       const limit = pageLimit(page);
-      const after = stringCursor(page);
-      const rows = await guardDb(() => {
-        let q = ctx.db
-          .selectFrom("vms")
-          .selectAll()
-          .where((eb) => eb.and(conditions(eb, filter)))
-          .orderBy("id")
-          .limit(limit + 1);
-        if (after !== undefined) q = q.where("id", ">", after);
-        return q.execute();
-      });
-      return toPage(rows.map(toVm), limit, (v) => v.id);
+      return toPage((await pageRows(filter, page, limit)).map(toVm), limit, (v) => v.id);
+    },
+    async listStored(filter = {}, page) {
+      const limit = pageLimit(page);
+      return toPage((await pageRows(filter, page, limit)).map(toStoredVm), limit, (v) => v.id);
     },
     async listIds(filter = {}, page) {
       const limit = pageLimit(page);
