@@ -4,7 +4,9 @@
  * is refused to everybody. The check runs in `onRequest`, before the body is even parsed, so a caller without
  * the right role learns nothing from validation errors. Bearer tokens only, never in URLs.
  */
+
 import type { FastifyInstance, FastifyRequest } from "fastify";
+import { refusesWrites } from "../control/inventory/health.ts";
 import type { Inventory } from "../control/inventory/inventory.ts";
 import type { Actor } from "../control/inventory/types.ts";
 import { can, type Permission } from "../control/rbac.ts";
@@ -158,7 +160,8 @@ export function installAuth(
     }
     request.principal = { tokenId: token.id, actor: { id: token.id, name: token.name }, roles: token.roles };
     const now = Date.now();
-    if ((touched.get(token.id) ?? 0) + TOUCH_INTERVAL_MS < now) {
+    // Not into a damaged store (inventory/health.ts): "last used" can wait, the store's pages cannot.
+    if ((touched.get(token.id) ?? 0) + TOUCH_INTERVAL_MS < now && !refusesWrites(inventory.damage)) {
       touched.set(token.id, now);
       inventory.tokens.touch(token.id).catch(() => undefined);
     }

@@ -5,6 +5,7 @@
  */
 import type { AuditRecord } from "../control/audit/record.ts";
 import type { Operation, OperationItem, TokenRecord, Vm } from "../control/inventory/types.ts";
+import type { Resumption } from "../control/operations/liveness.ts";
 import type { HostReport } from "../control/services/hosts.ts";
 import { liveMigratable } from "../hypervisor/operation-rules.ts";
 
@@ -49,12 +50,17 @@ export function hostView(r: HostReport) {
   };
 }
 
-export function operationView(op: Operation) {
+/**
+ * An operation as the API shows it. With a `resuming` reading (the engine's `resumption`), a running operation whose
+ * node is gone shows `resuming` and when it will be taken over, instead of a `running` that makes no progress.
+ */
+export function operationView(op: Operation, resuming?: Resumption) {
   const self = `/v1/operations/${op.id}`;
   return {
     id: op.id,
     kind: op.kind,
-    status: op.status,
+    status: resuming ? ("resuming" as const) : op.status,
+    ...(resuming ? { takeoverAt: resuming.takeoverAt, resumeReason: resuming.reason } : {}),
     actor: { id: op.actor.id, name: op.actor.name },
     params: op.params,
     progress: { done: op.done, total: op.total, ok: op.okCount, failed: op.failedCount },

@@ -8,6 +8,8 @@ export type Env = Readonly<Record<string, string | undefined>>;
 
 export interface CliIo {
   out(s: string): void;
+  /** Writes to standard output and resolves once it can take more (long streamed output: bounded memory). */
+  write?(s: string): Promise<void>;
   err(s: string): void;
   /** Set by a command that succeeded only partly (exit 3) or wants another non-error exit code. */
   exitCode?: number;
@@ -69,6 +71,8 @@ export function guardBrokenPipes(): void {
 
 export const processIo: CliIo = {
   out: (s) => process.stdout.write(s),
+  write: (s) =>
+    process.stdout.write(s) ? Promise.resolve() : new Promise((r) => process.stdout.once("drain", r)),
   err: (s) => process.stderr.write(s),
   env: process.env,
   readStdin: readProcessStdin,

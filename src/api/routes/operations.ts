@@ -53,7 +53,10 @@ export function operationRoutes(root: FastifyInstance, deps: OperationDeps): voi
         },
         { limit: q.limit ?? 100, cursor: q.cursor ?? null },
       );
-      return { items: page.items.map(operationView), nextCursor: page.nextCursor };
+      return {
+        items: page.items.map((op) => operationView(op, engine.resumption(op))),
+        nextCursor: page.nextCursor,
+      };
     },
   );
 
@@ -68,7 +71,10 @@ export function operationRoutes(root: FastifyInstance, deps: OperationDeps): voi
         response: { 200: Type.Ref("Operation"), ...errorResponses },
       },
     },
-    async (req) => operationView(await mustGet(req.params.id)),
+    async (req) => {
+      const op = await mustGet(req.params.id);
+      return operationView(op, engine.resumption(op));
+    },
   );
 
   app.get(
@@ -112,7 +118,7 @@ export function operationRoutes(root: FastifyInstance, deps: OperationDeps): voi
       async function* events(): AsyncGenerator<string> {
         for await (const op of engine.watch(req.params.id, abort.signal)) {
           const event = isFinal(op) ? "done" : "progress";
-          yield `event: ${event}\nid: ${op.done}\ndata: ${JSON.stringify(operationView(op))}\n\n`;
+          yield `event: ${event}\nid: ${op.done}\ndata: ${JSON.stringify(operationView(op, engine.resumption(op)))}\n\n`;
         }
       }
       reply.header("cache-control", "no-store").header("x-accel-buffering", "no").type("text/event-stream");

@@ -76,7 +76,16 @@ export const OperationSchema = Type.Object(
   {
     id: Type.String(),
     kind: Type.String(),
-    status: Type.Enum([...OPERATION_STATUSES]),
+    /** A stored status, or `resuming`: running, but its node is gone and another takes it over at `takeoverAt`. */
+    status: Type.Enum([...OPERATION_STATUSES, "resuming"]),
+    takeoverAt: Type.Optional(
+      Type.String({ description: "when resuming: the lease's expiry, when a node takes the operation over" }),
+    ),
+    resumeReason: Type.Optional(
+      Type.Enum(["lease-expired", "holder-exited", "holder-restarted", "renewal-missed"], {
+        description: "when resuming: how the node was found gone",
+      }),
+    ),
     actor: Type.Object({ id: Type.Union([Type.String(), Type.Null()]), name: Type.String() }),
     params: Type.Record(Type.String(), Type.Unknown()),
     progress: Type.Object({

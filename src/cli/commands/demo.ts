@@ -10,10 +10,10 @@ import type { Command } from "commander";
 import { GUEST_OS_PROFILES } from "../../guest/os-profiles.ts";
 import {
   type CanaryExperimentResult,
-  canaryExperimentJson,
   hex64,
   runCanaryExperiment,
 } from "../../hypervisor/introspection/canary-experiment.ts";
+import { writeCanaryExperimentJson } from "../../hypervisor/introspection/canary-json.ts";
 import { createLab } from "../../hypervisor/introspection/lab.ts";
 import { CPU_MODELS, GENERATIONS, type Generation } from "../../machine/cpu-models.ts";
 import type { SecurityMode } from "../../machine/vmcb.ts";
@@ -134,20 +134,14 @@ export function registerDemo(program: Command, io: CliIo): void {
       `guest OS profile: ${GUEST_OS_PROFILES.map((p) => p.id).join("|")}`,
       "linux-5.19",
     )
-    .action((flags: HypervisorViewFlags) => {
+    .action(async (flags: HypervisorViewFlags) => {
       const mode = parseChoice(flags.mode, "--mode", MODES);
       const exits = parseIntFlag(flags.exits, "--exits", 1, 100_000);
       const generation = parseChoice(flags.generation, "--generation", GENERATIONS) as Generation;
-      const result = runCanaryExperiment({
-        mode,
-        exits,
-        seed: flags.seed,
-        generation,
-        guestOs: flags.guestOs,
-        retain: flags.json === true,
-      });
-      if (flags.json) io.out(`${JSON.stringify(canaryExperimentJson(result))}\n`);
-      else io.out(formatHypervisorView(result, exits));
+      const run = { mode, exits, seed: flags.seed, generation, guestOs: flags.guestOs };
+      // Streamed: at --exits 100000 the document is ≈ 1.6 GB of hex, which must never be held at once.
+      if (flags.json) await writeCanaryExperimentJson(run, (s) => (io.write ? io.write(s) : io.out(s)));
+      else io.out(formatHypervisorView(runCanaryExperiment(run), exits));
     });
 
   demo

@@ -70,6 +70,16 @@ export function operationExitCode(op: ApiOperation): number {
   }
 }
 
+/**
+ * The status as a person reads it: a resuming operation says when it will be taken over, so a wait after a crash
+ * does not look like a hang.
+ */
+export function shownStatus(op: ApiOperation, now = Date.now()): string {
+  if (op.status !== "resuming" || op.takeoverAt === undefined) return op.status;
+  const s = Math.max(0, Math.ceil((Date.parse(op.takeoverAt) - now) / 1000));
+  return `resuming (its node is gone; taken over at ${op.takeoverAt}${s > 0 ? `, in ${s} s` : ", now"})`;
+}
+
 function summary(op: ApiOperation): string {
   const p = op.progress;
   return `operation ${op.id} (${op.kind}) ${op.status}: ${p.done}/${p.total} done, ${p.ok} ok, ${p.failed} failed${op.error ? `; ${op.error.code}: ${op.error.message}` : ""}\n`;
@@ -120,7 +130,7 @@ export function registerOperation(program: Command, io: CliIo): void {
       fields([
         ["id", op.id],
         ["kind", op.kind],
-        ["status", op.status],
+        ["status", shownStatus(op)],
         [
           "progress",
           `${op.progress.done}/${op.progress.total} (${op.progress.ok} ok, ${op.progress.failed} failed)`,
@@ -142,13 +152,20 @@ export function registerOperation(program: Command, io: CliIo): void {
     let op = await api.get<ApiOperation>(`/v1/operations/${checkId(id)}`);
     const interrupt = watchInterrupt(io);
     const bar = progressFor(io, flags);
+    let resumingSaid = false;
     bar.start(op.progress.total, op.kind);
     try {
       if (!isFinal(op)) {
         op = await follow(api, op.id, {
           signal: interrupt.stop,
-          onUpdate: (o) =>
-            bar.update(o.progress.done, { ok: o.progress.ok, failed: o.progress.failed }, o.progress.total),
+          onUpdate: (o) => {
+            // Once per takeover: the bar alone would sit still until the lease expires.
+            if (o.status === "resuming" && !resumingSaid && mode !== "json") {
+              resumingSaid = true;
+              io.err(`operation ${o.id} ${shownStatus(o)}\n`);
+            }
+            bar.update(o.progress.done, { ok: o.progress.ok, failed: o.progress.failed }, o.progress.total);
+          },
         });
       }
     } finally {

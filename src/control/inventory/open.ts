@@ -5,10 +5,13 @@
  */
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
+import Database from "better-sqlite3";
 import { Kysely, PostgresDialect, sql } from "kysely";
 import pg from "pg";
 import { CiphervisorError } from "../../errors.ts";
+import { refusesWrites } from "./health.ts";
 import type { Inventory } from "./inventory.ts";
+import { isSqliteCorruption } from "./kysely/errors.ts";
 import { KyselyInventory } from "./kysely/kysely-inventory.ts";
 import type { Db } from "./kysely/schema.ts";
 import { ImmediateSqliteDialect, openSqliteDatabase } from "./kysely/sqlite-dialect.ts";
@@ -102,6 +105,8 @@ async function openPostgres(
     max: options.poolSize ?? 10,
     // Every connection resolves unqualified names in our schema only (tables, trigger functions, migrations).
     options: `-c search_path=${schema}`,
+    // A stopped server refuses at once, but an unreachable address would otherwise hang /readyz for minutes.
+    connectionTimeoutMillis: 5000,
     types: pgTypes,
   });
   // An idle client losing its server emits 'error' on the pool; unhandled, it would kill the process. The next
@@ -117,7 +122,7 @@ async function openPostgres(
     if (found.rows.length === 0) await sql`create schema if not exists ${sql.id(schema)}`.execute(db);
   } catch (cause) {
     await db.destroy();
-    throw new CiphervisorError("IO", "cannot connect to the PostgreSQL inventory", { cause });
+    throw new CiphervisorError("STORE_UNREACHABLE", "cannot connect to the PostgreSQL inventory", { cause });
   }
   return new KyselyInventory(db, {
     dialect: "postgres",
@@ -126,20 +131,37 @@ async function openPostgres(
   });
 }
 
+/** Why SQLite refused to open a file. */
+function sqliteOpenFailure(path: string, cause: unknown): CiphervisorError {
+  const code = typeof cause === "object" && cause !== null && "code" in cause ? String(cause.code) : "";
+  if (code.startsWith("SQLITE_READONLY")) {
+    return new CiphervisorError(
+      "STORE_READ_ONLY",
+      `cannot open the SQLite inventory at ${path}: it is read-only, and SQLite needs to write the -wal and -shm files next to it`,
+      { cause, details: { damage: "read-only" } },
+    );
+  }
+  return new CiphervisorError("IO", `cannot open the SQLite inventory at ${path}`, { cause });
+}
+
 function openSqlite(path: string, options: OpenInventoryOptions): KyselyInventory {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   let database: ReturnType<typeof openSqliteDatabase>;
   try {
     database = openSqliteDatabase(path);
   } catch (cause) {
-    throw new CiphervisorError("IO", `cannot open the SQLite inventory at ${path}`, { cause });
+    if (!isSqliteCorruption(cause)) throw sqliteOpenFailure(path, cause);
+    // A file SQLite will not read at all (cut short, header overwritten) still opens, as a connection on which every
+    // query fails with STORE_CORRUPT: `serve` can then answer /readyz with what is wrong instead of not starting.
+    database = new Database(path);
   }
   const db = new Kysely<Db>({ dialect: new ImmediateSqliteDialect(database) });
-  return new KyselyInventory(db, { dialect: "sqlite", ...(options.now ? { now: options.now } : {}) });
+  return new KyselyInventory(db, { dialect: "sqlite", path, ...(options.now ? { now: options.now } : {}) });
 }
 
 /**
- * Opens (and by default migrates) the inventory at `url`.
+ * Opens (and by default migrates) the inventory at `url`, after checking the store (`Inventory.check`): a damaged
+ * store still opens, so its reads and `/readyz` work, but is not migrated — and `inventory.damage` says why.
  *
  * @example
  * ```ts
@@ -156,7 +178,13 @@ export async function openInventory(url: string, options: OpenInventoryOptions =
     location.dialect === "postgres"
       ? await openPostgres(location, options)
       : openSqlite(location.path, options);
-  if (options.migrate ?? true) {
+  try {
+    await inventory.check();
+  } catch (e) {
+    await inventory.close();
+    throw e;
+  }
+  if ((options.migrate ?? true) && !refusesWrites(inventory.damage)) {
     try {
       await inventory.migrate();
     } catch (e) {

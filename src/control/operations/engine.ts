@@ -8,9 +8,12 @@
  * an operation: it yields a snapshot whenever the stored progress changes, locally signalled or polled.
  */
 import { EventEmitter } from "node:events";
+import { hostname } from "node:os";
 import { CiphervisorError, isCiphervisorError } from "../../errors.ts";
+import { refusesWrites } from "../inventory/health.ts";
 import type { Inventory } from "../inventory/inventory.ts";
 import { FINAL_OPERATION_STATUSES, type Operation } from "../inventory/types.ts";
+import { localHolderAlive, type Resumption, resumption } from "./liveness.ts";
 import { type Logger, type Runner, type RunResult, silentLogger } from "./types.ts";
 
 export interface EngineOptions {
@@ -26,6 +29,8 @@ export interface EngineOptions {
   /** How often an idle loop looks for work submitted elsewhere, and watchers poll (default 500 ms). */
   readonly pollMs?: number;
   readonly log?: Logger;
+  /** Whether another worker's process lives (default: `host/pid` names on this machine, `liveness.ts`). */
+  readonly holderAlive?: (worker: string) => boolean | undefined;
 }
 
 export function isFinal(op: Operation): boolean {
@@ -57,6 +62,7 @@ export class OperationEngine {
   readonly #pollMs: number;
   readonly #log: Logger;
   readonly #events = new EventEmitter();
+  readonly #holderAlive: (worker: string) => boolean | undefined;
   readonly #running = new Map<string, { abort: AbortController; done: Promise<void> }>();
   #loop: Promise<void> | undefined;
   #stopping = false;
@@ -69,6 +75,8 @@ export class OperationEngine {
     this.#leaseMs = options.leaseMs ?? 30_000;
     this.#pollMs = options.pollMs ?? 500;
     this.#log = options.log ?? silentLogger;
+    const host = hostname();
+    this.#holderAlive = options.holderAlive ?? ((w) => localHolderAlive(host, w));
     // Many concurrent watchers of one operation are normal (streams, waiting requests).
     this.#events.setMaxListeners(0);
   }
@@ -76,6 +84,20 @@ export class OperationEngine {
   /** Kinds this engine can run. */
   get kinds(): string[] {
     return Object.keys(this.#runners);
+  }
+
+  /**
+   * Whether running operation `op` waits to be taken over because its node is gone (`liveness.ts`): what the API
+   * shows as `resuming`, with the takeover time.
+   */
+  resumption(op: Operation): Resumption | undefined {
+    return resumption(op, {
+      now: Date.now(),
+      worker: this.worker,
+      runsHere: (id) => this.#running.has(id),
+      holderAlive: this.#holderAlive,
+      leaseMs: this.#leaseMs,
+    });
   }
 
   /** Operations running on this node now. */
@@ -121,6 +143,11 @@ export class OperationEngine {
     while (!this.#stopping) {
       if (this.#running.size >= this.#concurrency) {
         await nap(this.#pollMs, this.#events, "slot");
+        continue;
+      }
+      // A damaged store (inventory/health.ts) takes no claims; the loop waits, quietly, until a check clears it.
+      if (refusesWrites(this.#inventory.damage)) {
+        await nap(this.#pollMs, this.#events, "kick");
         continue;
       }
       let op: Operation | undefined;
@@ -246,7 +273,8 @@ export class OperationEngine {
     while (!signal?.aborted) {
       const op = await this.#inventory.operations.get(id);
       if (!op) throw new CiphervisorError("NOT_FOUND", `operation ${id} not found`);
-      const key = `${op.status}|${op.done}|${op.total}|${op.updatedAt}`;
+      // A holder found gone changes no row, yet watchers must see `resuming`.
+      const key = `${op.status}|${op.done}|${op.total}|${op.updatedAt}|${this.resumption(op)?.reason ?? ""}`;
       if (key !== last) {
         last = key;
         yield op;

@@ -10,6 +10,7 @@ import type { SecurityMode } from "../../machine/vmcb.ts";
 import { VMSA_LAYOUT } from "../../measure/vmsa.ts";
 import { type HandledExit, handleExit } from "../kvm/exit-handler.ts";
 import { createLab } from "./lab.ts";
+import { U64Set } from "./u64-set.ts";
 
 export interface CanaryExperimentOptions {
   mode: SecurityMode;
@@ -84,40 +85,6 @@ export interface GuestExitRecord {
   registers: RegisterSighting[];
 }
 
-/**
- * A set of 64-bit values bucketed by their low 32 bits: V8 hashes BigInts slowly, and the observer sees every
- * RDRAND result and every register at every exit.
- */
-class U64Set {
-  readonly #buckets = new Map<number, bigint[]>();
-  readonly #order: bigint[] = [];
-  readonly #scratch = new BigUint64Array(1);
-  readonly #low = new Uint32Array(this.#scratch.buffer, 0, 1);
-
-  #bucket(v: bigint): number {
-    this.#scratch[0] = v;
-    // 30 bits keep the key a small integer (a V8 "Smi"); larger numbers hash slowly.
-    return this.#low[0]! & 0x3fff_ffff;
-  }
-
-  has(v: bigint): boolean {
-    return this.#buckets.get(this.#bucket(v))?.includes(v) ?? false;
-  }
-
-  add(v: bigint): void {
-    const k = this.#bucket(v);
-    const b = this.#buckets.get(k);
-    if (b?.includes(v)) return;
-    if (b) b.push(v);
-    else this.#buckets.set(k, [v]);
-    this.#order.push(v);
-  }
-
-  values(): bigint[] {
-    return [...this.#order];
-  }
-}
-
 /** Guest exits recorded side by side (the rest only count). */
 const SIDE_BY_SIDE_LIMIT = 64;
 
@@ -139,6 +106,21 @@ const EXIT_KIND: Record<number, string> = {
  * ```
  */
 export function runCanaryExperiment(opts: CanaryExperimentOptions): CanaryExperimentResult {
+  const steps = canaryExperimentSteps(opts);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+/**
+ * The experiment one #VMEXIT at a time: yields each exit's view (after `onExit`), returns the result. A caller that
+ * writes each view out as it comes (`canary-json.ts`) can pause between exits for its output to drain, and never
+ * holds more than one exit's bytes.
+ */
+export function* canaryExperimentSteps(
+  opts: CanaryExperimentOptions,
+): Generator<ExitView, CanaryExperimentResult, void> {
   const generation = opts.generation ?? "milan";
   const guestOs = opts.guestOs ?? "linux-5.19";
   const model = cpuModel(generation);
@@ -226,6 +208,7 @@ export function runCanaryExperiment(opts: CanaryExperimentOptions): CanaryExperi
       saveAreas.push(saveArea);
       if (ev.ghcb) ghcbs.push(ev.ghcb);
     }
+    yield ev;
     if (handled.outcome.action === "stop") {
       stopReason = handled.outcome.reason;
       index++;

@@ -22,6 +22,12 @@ function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** True for SQLite's "this file is damaged" errors (a malformed page, a file shorter than its header, not SQLite). */
+export function isSqliteCorruption(e: unknown): boolean {
+  const code = driverCode(e);
+  return code.startsWith("SQLITE_CORRUPT") || code === "SQLITE_NOTADB";
+}
+
 /** True for errors raised by better-sqlite3 or pg (they carry a string `code`). */
 export function isDriverError(e: unknown): boolean {
   return !(e instanceof CiphervisorError) && driverCode(e) !== "";
@@ -51,6 +57,28 @@ export function mapDbError(e: unknown, context: DbErrorContext = {}): Cipherviso
     return new CiphervisorError("CONFLICT", "the inventory is busy with a concurrent change; retry", {
       cause: e,
       details: { retryable: true },
+    });
+  }
+  // The store itself is damaged or gone: the same codes the store check (`health.ts`) answers with.
+  if (code.startsWith("SQLITE_READONLY") || code === "25006") {
+    return new CiphervisorError(
+      "STORE_READ_ONLY",
+      "the inventory database is read-only; the change was not made",
+      {
+        cause: e,
+      },
+    );
+  }
+  if (isSqliteCorruption(e)) {
+    return new CiphervisorError(
+      "STORE_CORRUPT",
+      "the inventory database is corrupt or truncated and cannot be read; restore it from a backup",
+      { cause: e },
+    );
+  }
+  if (code.startsWith("08") || code === "57P01" || code === "57P03" || code === "ECONNREFUSED") {
+    return new CiphervisorError("STORE_UNREACHABLE", "the PostgreSQL inventory does not answer", {
+      cause: e,
     });
   }
   return new CiphervisorError("INTERNAL", "inventory database error", { cause: e });
