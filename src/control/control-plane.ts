@@ -13,6 +13,8 @@
  */
 import { hostname } from "node:os";
 import type { DriverRegistry } from "./drivers/driver.ts";
+import { type BlobStore, memoryBlobStore } from "./images/blobs.ts";
+import { MAX_IMAGE_BYTES } from "./images/inspect.ts";
 import type { Inventory } from "./inventory/inventory.ts";
 import type { CreatedOperation } from "./inventory/types.ts";
 import { OperationEngine } from "./operations/engine.ts";
@@ -70,6 +72,10 @@ export interface ControlPlaneOptions {
   readonly batchSize?: number;
   readonly leaseMs?: number;
   readonly pollMs?: number;
+  /** Where image bytes are stored (`serve`: files under the data directory); default in memory. */
+  readonly blobs?: BlobStore;
+  /** The largest image an upload may be (default {@link MAX_IMAGE_BYTES}). */
+  readonly maxImageBytes?: number;
 }
 
 export interface ControlPlane {
@@ -109,6 +115,8 @@ export function createControlPlane(options: ControlPlaneOptions): ControlPlane {
     log: options.log ?? silentLogger,
     parallelism: options.parallelism ?? 8,
     batchSize: options.batchSize ?? 1000,
+    blobs: options.blobs ?? memoryBlobStore(),
+    maxImageBytes: options.maxImageBytes ?? MAX_IMAGE_BYTES,
   };
   const engine = new OperationEngine({
     inventory: options.inventory,

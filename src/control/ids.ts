@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 const ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz";
 
 /** Object kinds that get generated ids; the prefix tells a reader what an id names. */
-export type IdKind = "cl" | "host" | "vm" | "op" | "tok";
+export type IdKind = "cl" | "host" | "vm" | "op" | "tok" | "img";
 
 // Random bytes drawn from a pooled buffer: one CSPRNG call per 409 ids instead of one per id (bulk creates).
 let pool = Buffer.alloc(0);

@@ -32,7 +32,7 @@ const EXPECTED: Record<Role, readonly Permission[]> = {
   "attestation-reader": ["inventory.read", "attestation.read"],
   "attestation-admin": ["inventory.read", "attestation.read", "attestation.session", "attestation.secret"],
   auditor: ["audit.read"],
-  admin: ["inventory.read", "host.manage", "token.manage"],
+  admin: ["inventory.read", "host.manage", "image.manage", "token.manage"],
 };
 
 describe("RBAC", () => {
@@ -44,7 +44,7 @@ describe("RBAC", () => {
         cells++;
       }
     }
-    assert.equal(cells, 8 * 17);
+    assert.equal(cells, 8 * 18);
   });
 
   it("denies by default: no roles, unknown roles, wrong case", () => {

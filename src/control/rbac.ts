@@ -22,6 +22,8 @@ export const PERMISSIONS = [
   "host.maintenance",
   /** Add, change and remove hosts and clusters. */
   "host.manage",
+  /** Upload and delete firmware, kernel and initrd images of the catalog. */
+  "image.manage",
   "operation.cancel",
   /** Turn SEV or SEV-ES on, create encrypted VMs, strengthen protection. */
   "vm.security.enable",
@@ -77,7 +79,7 @@ export const ROLE_PERMISSIONS: Readonly<Record<Role, readonly Permission[]>> = {
   "attestation-admin": ["inventory.read", "attestation.read", "attestation.session", "attestation.secret"],
   // Audit only: an auditor sees who did what, not the fleet.
   auditor: ["audit.read"],
-  admin: ["inventory.read", "host.manage", "token.manage"],
+  admin: ["inventory.read", "host.manage", "image.manage", "token.manage"],
 };
 
 /** True when `name` is a built-in role. */

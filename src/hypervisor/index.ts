@@ -35,6 +35,7 @@ export type {
   FirmwareSpec,
   GuestOwnerSession,
   HostCapabilities,
+  HostPlatform,
   LaunchSpec,
   PoolReport,
   RunState,

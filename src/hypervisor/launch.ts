@@ -116,6 +116,13 @@ export function measuredLaunch(
   const firmware = resolveFirmware(spec);
   const es = spec.security === "sev-es";
   const cpu = guestCpuOf(ctx.generation);
+  if (es && spec.vcpus > 1 && firmware.footer.sevEsResetEip === undefined) {
+    // QEMU starts an SEV-ES guest's APs at the EIP this block names; without it there is nothing to launch.
+    throw new CiphervisorError(
+      "SEV_ES_RESET_BLOCK_MISSING",
+      `firmware ${firmware.name} has no SEV-ES AP reset block in its OVMF footer table: it cannot boot an SEV-ES VM with ${spec.vcpus} vCPUs`,
+    );
+  }
   const vmsas = es
     ? resetVmsaPages({
         vcpus: spec.vcpus,
@@ -129,7 +136,7 @@ export function measuredLaunch(
     const area = firmware.footer.kernelHashesArea;
     if (!area || area.size < 176) {
       throw new CiphervisorError(
-        "REQUIREMENT_FAILED",
+        "KERNEL_HASHES_UNSUPPORTED",
         `firmware ${firmware.name} declares no kernel-hashes area: it cannot boot a measured kernel`,
       );
     }

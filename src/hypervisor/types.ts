@@ -113,6 +113,9 @@ export interface HostCapabilities {
   guestCpu?: GuestCpu;
 }
 
+/** A host's platform facts without its certificates (`Host.platform()`): cheap, no firmware identity needed. */
+export type HostPlatform = Omit<HostCapabilities, "pdh" | "certChain">;
+
 /** The vCPU a guest sees: QEMU's CPU model and its CPUID(1).EAX identity, which the SEV-ES VMSA's RDX carries. */
 export interface GuestCpu {
   /** QEMU's CPU model name (`owner measure --vcpu-type`). */
@@ -161,6 +164,11 @@ export interface VmStatus {
   launchDigest?: string;
   /** While launched (encrypted VMs): what that launch measured, when the host reports it. */
   launchInputs?: LaunchInputs;
+  /**
+   * While paused for attestation, from a host that does not record its launches (libvirt): the SHA-256 of the files
+   * the domain boots — its loader, and for a measured direct boot the kernel-hashes entries — hashed on the host.
+   */
+  bootImages?: LaunchInputs["images"];
   /** Why the VM stopped or idles, in words a person understands (halt, guest fault, unsupported OS …). */
   reason?: string;
   /** What the guest wrote to its serial console. */

@@ -1,5 +1,6 @@
 /** VM request and response schemas. Ranges mirror the hypervisor's spec validation, so the API rejects early. */
 import { Type } from "typebox";
+import { IMAGE_NAME } from "../../control/images/inspect.ts";
 import {
   ATTESTATION_STATES,
   DEVICE_KINDS,
@@ -13,6 +14,8 @@ import { MAX_MEMORY_MIB, MAX_VCPUS } from "../../hypervisor/vm-spec.ts";
 import { TEXT_PATTERN, Text } from "./common.ts";
 
 export const VM_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$";
+/** Image names follow the VM name rule (`control/images/inspect.ts`). */
+export const IMAGE_NAME_PATTERN = IMAGE_NAME.source;
 
 export const SecurityModeSchema = Type.Enum([...SECURITY_MODES], { description: "none, sev or sev-es" });
 export const PowerStateSchema = Type.Enum([...POWER_STATES]);
@@ -54,6 +57,33 @@ export const VmSpecSchema = Type.Object(
     ),
     attestation: Type.Optional(
       Type.Boolean({ description: "Start paused after LAUNCH_MEASURE for the guest owner (encrypted VMs)" }),
+    ),
+    boot: Type.Optional(
+      Type.Object(
+        {
+          firmwareImage: Type.Optional(
+            Type.String({
+              pattern: IMAGE_NAME_PATTERN,
+              description:
+                "A firmware image of the catalog (a real OVMF) instead of the built-in emulated UEFI",
+            }),
+          ),
+          kernel: Type.Optional(
+            Type.String({
+              pattern: IMAGE_NAME_PATTERN,
+              description:
+                "A kernel image of the catalog: measured direct boot with QEMU's kernel-hashes table",
+            }),
+          ),
+          initrd: Type.Optional(
+            Type.String({ pattern: IMAGE_NAME_PATTERN, description: "An initrd image (with kernel)" }),
+          ),
+          cmdline: Type.Optional(
+            Text({ maxLength: 4096, description: "The kernel command line (with kernel)" }),
+          ),
+        },
+        { additionalProperties: false, description: "Boot images by catalog name (`/v1/images`)" },
+      ),
     ),
   },
   { additionalProperties: false, $id: "VmSpec" },

@@ -54,6 +54,11 @@ const NOUNS: readonly Noun[] = [
     load: async () => (await import("./host.ts")).registerHost,
   },
   {
+    name: "image",
+    description: "the image catalog: firmware (OVMF), kernels and initrds VMs boot",
+    load: async () => (await import("./image.ts")).registerImage,
+  },
+  {
     name: "operation",
     description: "operations (tasks): list, get, watch",
     load: async () => (await import("./operation.ts")).registerOperation,

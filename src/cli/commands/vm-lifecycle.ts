@@ -30,6 +30,27 @@ interface CreateFlags extends MutatingFlags {
   firmware: string;
   hardwareVersion: string;
   label?: string[];
+  firmwareImage?: string;
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+}
+
+/** The catalog images a create names (`image upload`); the server checks they exist and suit the mode. */
+function bootOf(flags: CreateFlags): ApiVmSpec["boot"] {
+  if (flags.kernel === undefined && (flags.initrd !== undefined || flags.append !== undefined)) {
+    throw new CiphervisorError(
+      "USAGE",
+      "--initrd and --append are measured only with --kernel (QEMU's kernel-hashes table)",
+    );
+  }
+  const boot = {
+    ...(flags.firmwareImage === undefined ? {} : { firmwareImage: flags.firmwareImage }),
+    ...(flags.kernel === undefined ? {} : { kernel: flags.kernel }),
+    ...(flags.initrd === undefined ? {} : { initrd: flags.initrd }),
+    ...(flags.append === undefined ? {} : { cmdline: flags.append }),
+  };
+  return Object.keys(boot).length > 0 ? boot : undefined;
 }
 
 function securityModeOf(flags: { sevEs?: string; sev?: string }): SecurityMode {
@@ -77,6 +98,16 @@ function registerCreate(vm: Command, io: CliIo): void {
         .option("--policy <policy>", "SEV guest policy: 0x5, or flags such as NODBG,NOKS,ES")
         .option("--firmware <efi|bios>", "firmware", "efi")
         .option("--hardware-version <n>", "virtual hardware version", "19")
+        .option(
+          "--firmware-image <image>",
+          "boot this firmware image of the catalog (a real OVMF) instead of the built-in UEFI",
+        )
+        .option(
+          "--kernel <image>",
+          "measured direct boot of this kernel image of the catalog (QEMU kernel-hashes table)",
+        )
+        .option("--initrd <image>", "direct boot: this initrd image (needs --kernel)")
+        .option("--append <cmdline>", "direct boot: the kernel command line (needs --kernel)")
         .option("--label <key=value>", "a label (repeatable)", collect),
     ),
   ).action(async (name: string, flags: CreateFlags) => {
@@ -91,6 +122,8 @@ function registerCreate(vm: Command, io: CliIo): void {
       firmware: parseChoice(flags.firmware, "--firmware", ["efi", "bios"] as const),
       hardwareVersion: parseIntFlag(flags.hardwareVersion, "--hardware-version", 4, 99),
     };
+    const boot = bootOf(flags);
+    if (boot) spec.boot = boot;
     const policy = flags.policy === undefined ? undefined : parsePolicy(flags.policy);
     const labels = parseLabels(flags.label ?? []);
     const host = flags.host === undefined ? undefined : await findHost(apiFor(io, flags), flags.host);

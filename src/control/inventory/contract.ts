@@ -232,12 +232,13 @@ export function runInventoryContract(name: string, backend: ContractBackend): vo
           "qemu-legacy",
         );
         await rejectsWith(inv.hosts.update(init2.id, { vmmProfile: "ec2" as "qemu" }), "INVALID_INPUT");
-        // Turn the database back into one made before migration 0002: no column, no record of the migration,
-        // and a host row written by that older release.
+        // Turn the database back into one made before migration 0002: no column, no record of it or of any later
+        // migration (their tables gone too), and a host row written by that older release.
         await db.sql([
           "delete from hosts",
           "alter table hosts drop column vmm_profile",
-          "delete from kysely_migration where name = '0002_host_vmm_profile'",
+          "drop table images",
+          "delete from kysely_migration where name >= '0002_host_vmm_profile'",
           `insert into hosts (id, name, cluster_id, driver, address, cpu_generation, sev_state, es_mode, sev_asids,
              es_asids, maintenance, connection_state, created_at, updated_at, version)
            values ('host_old', 'rome-old', null, 'emulated', 'rome-old', 'rome', 'working', 'sev-es', 410, 99,
@@ -768,6 +769,82 @@ export function runInventoryContract(name: string, backend: ContractBackend): vo
         });
         await rejectsWith(authenticateToken(inv, shortLived.secret.reveal()), "UNAUTHENTICATED");
         assert.equal((await inv.tokens.list()).items.length, 2);
+      }));
+
+    it("keeps image records: unique names, shared blobs counted, the VMs that boot an image found, deletes", () =>
+      withDb(async ({ inventory: inv }) => {
+        const sha = "ab".repeat(32);
+        const facts = { footer: true, sevEsResetEip: 0x80b004, secretArea: true, kernelHashesArea: false };
+        const ovmf = await inv.images.create({
+          name: "ovmf",
+          kind: "firmware",
+          sha256: sha,
+          size: 1_966_080,
+          firmware: facts,
+          createdBy: actor.name,
+        });
+        assert.equal(ovmf.kind, "firmware");
+        assert.deepEqual(ovmf.firmware, facts);
+        assert.equal(ovmf.size, 1_966_080);
+        assert.deepEqual(await inv.images.getByName("ovmf"), ovmf);
+        assert.deepEqual(await inv.images.get(ovmf.id), ovmf);
+        await rejectsWith(
+          inv.images.create({ name: "ovmf", kind: "kernel", sha256: sha, size: 1 }),
+          "CONFLICT",
+        );
+        await rejectsWith(
+          inv.images.create({ name: "k", kind: "kernel", sha256: "AB", size: 1 }),
+          "INVALID_INPUT",
+        );
+        await rejectsWith(
+          inv.images.create({ name: "k", kind: "disk" as "kernel", sha256: sha, size: 1 }),
+          "INVALID_INPUT",
+        );
+        await rejectsWith(
+          inv.images.create({ name: "k", kind: "firmware", sha256: sha, size: 1 }),
+          "INVALID_INPUT",
+        );
+        const copy = await inv.images.create({ name: "ovmf_copy", kind: "kernel", sha256: sha, size: 16 });
+        assert.equal(copy.firmware, null);
+        assert.equal(await inv.images.countBySha256(sha), 2);
+        assert.equal(await inv.images.countBySha256("cd".repeat(32)), 0);
+        const page = await inv.images.list({ limit: 1 });
+        assert.deepEqual(
+          page.items.map((i) => i.name),
+          ["ovmf"],
+        );
+        const rest = await inv.images.list({ limit: 1, cursor: page.nextCursor });
+        assert.deepEqual(
+          rest.items.map((i) => i.name),
+          ["ovmf_copy"],
+        );
+        assert.equal(rest.nextCursor, null);
+
+        // 'ovmf' boots one VM; 'ovmf_copy' is the kernel of another; a name only inside a label is no use.
+        const a = await inv.vms.create({ name: "a", spec: { ...spec, boot: { firmwareImage: "ovmf" } } });
+        const b = await inv.vms.create({
+          name: "b",
+          spec: { ...spec, boot: { kernel: "ovmf_copy", cmdline: "console=ttyS0 ovmf" } },
+        });
+        await inv.vms.create({ name: "c", spec, labels: { image: "ovmf" } });
+        assert.deepEqual(await inv.images.usedBy("ovmf"), [a.id]);
+        assert.deepEqual(await inv.images.usedBy("ovmf_copy"), [b.id]);
+        assert.deepEqual(await inv.images.usedBy("ovmfXcopy"), []);
+        await inv.vms.delete(a.id);
+        assert.deepEqual(await inv.images.usedBy("ovmf"), []);
+
+        await inv.images.delete(ovmf.id);
+        assert.equal(await inv.images.getByName("ovmf"), undefined);
+        assert.equal(await inv.images.countBySha256(sha), 1);
+        await rejectsWith(inv.images.delete(ovmf.id), "NOT_FOUND");
+        // Inside a transaction that fails, nothing remains.
+        await assert.rejects(
+          inv.transaction(async (tx) => {
+            await tx.images.create({ name: "gone", kind: "initrd", sha256: sha, size: 2 });
+            throw new Error("injected");
+          }),
+        );
+        assert.equal(await inv.images.getByName("gone"), undefined);
       }));
 
     it("refuses to use the inventory inside its own transaction instead of hanging", () =>

@@ -87,12 +87,16 @@ function sandbox(
     operations,
     tokens: tx.tokens,
     audit: tx.audit,
+    images: tx.images,
   };
   return {
     ...scope,
     dialect,
     transaction: (fn) => fn(scope),
     migrate: async () => undefined,
+    // A plan runs inside a real transaction, which already met the store's health.
+    damage: undefined,
+    check: async () => undefined,
     close: async () => undefined,
   };
 }

@@ -12,7 +12,7 @@ export const PLAN_OUTCOMES = ["change", "unchanged", "refused"] as const;
 export type PlanOutcome = (typeof PLAN_OUTCOMES)[number];
 
 /** What a plan item is about. */
-export const PLAN_KINDS = ["vm", "host", "token", "operation"] as const;
+export const PLAN_KINDS = ["vm", "host", "token", "operation", "image"] as const;
 export type PlanKind = (typeof PLAN_KINDS)[number];
 
 /** A VM's protection: its mode and guest policy. */

@@ -301,6 +301,8 @@ export async function launchMeasurement(
   await audit(c, actor, "vm.launch-measurement.read", vm.id, "ok", { host: host.name });
   // The host's own record of the launch when it keeps one (emulated hosts); else what the inventory knows.
   const inputs = status?.launchInputs;
+  // Else what the host hashed of the files the domain boots (libvirt), else the built-in UEFI every emulated VM boots.
+  const images = inputs?.images ?? status?.bootImages;
   return {
     vm: vm.id,
     hostId: host.id,
@@ -310,7 +312,7 @@ export async function launchMeasurement(
     apiMinor: caps.firmware.apiMinor,
     build: caps.firmware.build,
     policy: status?.policy ?? launchPolicy(vm),
-    loaderSha256: inputs?.images.firmware.sha256 ?? builtinLoaderSha256(),
+    loaderSha256: images?.firmware.sha256 ?? builtinLoaderSha256(),
     attestationState: vm.attestationState,
     securityMode: inputs?.security ?? (vm.securityMode === "sev-es" ? "sev-es" : "sev"),
     vmmProfile: inputs?.vmmProfile ?? caps.vmmProfile,
@@ -324,9 +326,9 @@ export async function launchMeasurement(
             stepping: inputs.cpu.stepping,
             value: inputs.cpu.signature,
           },
-          images: structuredClone(inputs.images),
         }
       : {}),
+    ...(images ? { images: structuredClone(images) } : {}),
   };
 }
 

@@ -5,6 +5,7 @@
  */
 import { CiphervisorError, isCiphervisorError } from "../../errors.ts";
 import type { DriverHost, DriverRegistry } from "../drivers/driver.ts";
+import type { BlobStore } from "../images/blobs.ts";
 import type { Inventory, InventoryScope } from "../inventory/inventory.ts";
 import type { Actor, Host, Operation, OperationItemResult, Vm } from "../inventory/types.ts";
 import type { JsonObject } from "../json.ts";
@@ -18,6 +19,10 @@ export interface ControlContext {
   readonly parallelism: number;
   /** VMs per transaction in bulk updates. */
   readonly batchSize: number;
+  /** The image catalog's bytes, content-addressed (its records are in the inventory). */
+  readonly blobs: BlobStore;
+  /** The largest image an upload may be. */
+  readonly maxImageBytes: number;
 }
 
 /** The actor of an operation's changes: whoever submitted it. */

@@ -15,6 +15,7 @@ import type { JsonObject } from "../json.ts";
 import type { RunContext } from "../operations/types.ts";
 import type { PlaceOptions } from "../placement.ts";
 import { type ControlContext, commitItem, connect, getHost, getVm, param, recordFailure } from "./context.ts";
+import { resolveBoot } from "./images.ts";
 import { recordOff } from "./launch-session.ts";
 
 /** Hypervisor power states in which a VM holds host resources. */
@@ -69,11 +70,18 @@ async function forgetOn(
 }
 
 /** Defines the VM afresh from the inventory (a stale definition may predate a mode change) and starts it. */
-async function launch(h: DriverHost, vm: Vm): Promise<{ status: VmStatus; measured: boolean }> {
+async function launch(
+  c: ControlContext,
+  h: DriverHost,
+  vm: Vm,
+): Promise<{ status: VmStatus; measured: boolean }> {
   const existing = await h.status(vm.id);
   if (existing && isLaunched(existing.power)) return { status: existing, measured: false }; // a resumed run
+  // The catalog images are checked again (one may be unsuitable for a mode set since) and read before the host is
+  // touched, so an unsuitable or damaged image refuses the launch with its own code.
+  const boot = await resolveBoot(c, vm.spec, vm.securityMode);
   if (existing) await h.undefine(vm.id);
-  await h.define(hypervisorSpec(vm));
+  await h.define({ ...hypervisorSpec(vm), ...boot });
   const r = await h.start(vm.id);
   if (r.status.power === "crashed") {
     const reason = r.status.reason ?? "the guest crashed during boot";
@@ -101,7 +109,7 @@ export async function launchReserved(
   try {
     const h = await connect(c, host);
     await forgetOn(c, reservation.previous.hostId, vm.id, host.id);
-    started = await launch(h, vm);
+    started = await launch(c, h, vm);
   } catch (e) {
     await recordFailure(c, op, { action, target: vm.id, details: { host: host.name, ...details } }, e, (tx) =>
       recordOff(tx, vm.id),

@@ -13,6 +13,7 @@ import type { RunContext } from "../operations/types.ts";
 import type { Permission } from "../rbac.ts";
 import { classifyChange, resolvePolicy, validatePolicy } from "../security-change.ts";
 import { type ControlContext, commitItem, connect, getHost, getVm, param, recordFailure } from "./context.ts";
+import { checkBoot } from "./images.ts";
 
 export interface CreateVmRequest {
   readonly name: string;
@@ -89,10 +90,12 @@ export function createParams(checked: CheckedCreate): JsonObject {
 }
 
 /**
- * A requested registration host must exist and accept the VM's mode (CPU generation, ES pool, not in
- * maintenance); a powered-off VM needs no free slot yet.
+ * The catalog images the VM boots must exist and suit its mode (`checkBoot`); a requested registration host must
+ * exist and accept the VM's mode (CPU generation, ES pool, not in maintenance); a powered-off VM needs no free
+ * slot yet.
  */
 export async function checkCreateHost(c: ControlContext, checked: CheckedCreate): Promise<void> {
+  await checkBoot(c.inventory, checked.vm.spec, checked.vm.securityMode);
   const hostId = checked.vm.hostId;
   if (hostId === undefined || hostId === null) return;
   const host = await getHost(c.inventory, hostId);

@@ -16,6 +16,26 @@ export interface DomainFacts {
   readonly policy?: number;
   readonly attestation: boolean;
   readonly spec?: LaunchSpec;
+  /** The files the domain boots (`<os>`: loader, kernel, initrd) and its kernel command line, as libvirt has them. */
+  readonly boot?: DomainBoot;
+}
+
+export interface DomainBoot {
+  readonly loader?: string;
+  readonly kernel?: string;
+  readonly initrd?: string;
+  readonly cmdline?: string;
+}
+
+/** The boot files of `<os>`, absent when it names none. */
+function domainBoot(xml: string): DomainBoot | undefined {
+  const os = findElement(xml, "os")?.inner ?? "";
+  const out: Record<string, string> = {};
+  for (const tag of ["loader", "kernel", "initrd", "cmdline"] as const) {
+    const v = elementText(os, tag);
+    if (v !== undefined && v !== "") out[tag] = v;
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
 }
 
 /**
@@ -92,7 +112,14 @@ export function domainFacts(name: string, xml: string): DomainFacts {
   const prefix = metaRe.exec(xml)?.[1];
   const meta = prefix ? findElement(xml, `${prefix}:vm`) : undefined;
   const attestation = meta?.attrs.attestation === "yes";
-  const base = { name, security, attestation, ...(policy === undefined ? {} : { policy }) };
+  const boot = domainBoot(xml);
+  const base = {
+    name,
+    security,
+    attestation,
+    ...(policy === undefined ? {} : { policy }),
+    ...(boot ? { boot } : {}),
+  };
   if (!meta) return base;
   const spec: LaunchSpec = {
     name,

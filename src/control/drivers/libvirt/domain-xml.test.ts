@@ -91,4 +91,35 @@ describe("libvirt domain XML", () => {
     bad({ policy: 0x7 }, "policy");
     bad({ directBoot: { kernel: new Uint8Array(1) } }, "directBoot");
   });
+
+  it("maps a placed firmware image and a direct boot to <loader>, <kernel>, <initrd>, <cmdline> and kernelHashes='yes'", () => {
+    const spec: LaunchSpec = {
+      ...base,
+      security: "sev-es",
+      firmware: { kind: "efi", image: new Uint8Array(16), imageName: "ovmf" },
+      directBoot: { kernel: new Uint8Array(1), initrd: new Uint8Array(2), cmdline: "console=ttyS0 a<b" },
+    };
+    const files = { loader: "/img/aa.fd", kernel: "/img/bb.kernel", initrd: "/img/cc.initrd" };
+    const xml = domainXml(spec, DEFAULT_DOMAIN_XML_OPTIONS, files);
+    assert.match(
+      xml,
+      /<os><type arch='x86_64' machine='q35'>hvm<\/type><loader readonly='yes' type='pflash'>\/img\/aa\.fd<\/loader><kernel>\/img\/bb\.kernel<\/kernel><initrd>\/img\/cc\.initrd<\/initrd><cmdline>console=ttyS0 a&lt;b<\/cmdline><\/os>/,
+    );
+    assert.match(xml, /<launchSecurity type='sev' kernelHashes='yes'><cbitpos>/);
+    assert.doesNotMatch(domainXml(base), /kernelHashes/);
+    // Bytes that were not placed cannot be booted: refused, never silently swapped for the host's OVMF.
+    assert.throws(
+      () => domainXml({ ...base, firmware: spec.firmware }),
+      (e) => isCiphervisorError(e, "INVALID_INPUT") && e.details?.field === "firmware.image",
+    );
+    assert.throws(
+      () =>
+        domainXml(
+          { ...spec, directBoot: { kernel: new Uint8Array(1), initrd: new Uint8Array(1) } },
+          DEFAULT_DOMAIN_XML_OPTIONS,
+          { loader: "/x.fd", kernel: "/k" },
+        ),
+      (e) => isCiphervisorError(e, "INVALID_INPUT") && e.details?.field === "directBoot",
+    );
+  });
 });

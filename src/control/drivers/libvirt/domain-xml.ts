@@ -85,6 +85,16 @@ function deviceXml(vm: string, d: DeviceSpec, i: number, encrypted: boolean, o: 
   }
 }
 
+/**
+ * Where the boot images a spec carries as bytes were placed on the host (`boot-files.ts`): libvirt boots files, so
+ * the loader, kernel and initrd are paths, each named by its SHA-256 — the file the domain boots is the one hashed.
+ */
+export interface BootFiles {
+  readonly loader?: string;
+  readonly kernel?: string;
+  readonly initrd?: string;
+}
+
 function launchSecurityXml(spec: LaunchSpec, o: DomainXmlOptions): string {
   let policy = effectivePolicy(spec);
   if (spec.security === "sev-es") policy |= PolicyBit.ES;
@@ -99,29 +109,54 @@ function launchSecurityXml(spec: LaunchSpec, o: DomainXmlOptions): string {
     parts.push(`<dhCert>${Buffer.from(spec.session.godhCert).toString("base64")}</dhCert>`);
     parts.push(`<session>${Buffer.from(spec.session.session).toString("base64")}</session>`);
   }
-  return `<launchSecurity type='sev'>${parts.join("")}</launchSecurity>`;
-}
-
-/** The loader for EFI firmware: the spec's absolute image path when it names one, else the host's OVMF. */
-function osXml(spec: LaunchSpec, o: DomainXmlOptions): string {
-  const type = "<type arch='x86_64' machine='q35'>hvm</type>";
-  if (spec.firmware.kind !== "efi") return `<os>${type}<boot dev='hd'/></os>`;
-  const path = spec.firmware.imageName?.startsWith("/") ? spec.firmware.imageName : o.ovmfPath;
-  return `<os>${type}<loader readonly='yes' type='pflash'>${escapeXml(path)}</loader><boot dev='hd'/></os>`;
+  // kernelHashes='yes' (libvirt ≥ 8.0): QEMU adds the kernel-hashes table to the launch digest (docs/sev-interface.md §8.3).
+  const hashes = spec.directBoot ? " kernelHashes='yes'" : "";
+  return `<launchSecurity type='sev'${hashes}>${parts.join("")}</launchSecurity>`;
 }
 
 /**
- * The `<domain>` for `spec`; validates the spec first (INVALID_INPUT naming the field). Direct kernel boot is
- * refused: libvirt takes kernel and initrd as files on the host, which this driver does not place.
+ * The loader for EFI firmware — the placed image, else the spec's absolute image path when it names one, else the
+ * host's OVMF — and for a direct boot `<kernel>`, `<initrd>` and `<cmdline>`.
+ */
+function osXml(spec: LaunchSpec, o: DomainXmlOptions, files: BootFiles): string {
+  const type = "<type arch='x86_64' machine='q35'>hvm</type>";
+  if (spec.firmware.kind !== "efi") return `<os>${type}<boot dev='hd'/></os>`;
+  const path =
+    files.loader ?? (spec.firmware.imageName?.startsWith("/") ? spec.firmware.imageName : o.ovmfPath);
+  const parts = [type, `<loader readonly='yes' type='pflash'>${escapeXml(path)}</loader>`];
+  if (spec.directBoot) {
+    if (!files.kernel) bad("directBoot", "a direct boot needs its kernel placed on the host");
+    parts.push(`<kernel>${escapeXml(files.kernel)}</kernel>`);
+    if (spec.directBoot.initrd) {
+      if (!files.initrd) bad("directBoot", "a direct boot needs its initrd placed on the host");
+      parts.push(`<initrd>${escapeXml(files.initrd)}</initrd>`);
+    }
+    if (spec.directBoot.cmdline !== undefined)
+      parts.push(`<cmdline>${escapeXml(spec.directBoot.cmdline)}</cmdline>`);
+  } else {
+    parts.push("<boot dev='hd'/>");
+  }
+  return `<os>${parts.join("")}</os>`;
+}
+
+/**
+ * The `<domain>` for `spec`; validates the spec first (INVALID_INPUT naming the field). Images the spec carries as
+ * bytes must have been placed on the host first (`files`): libvirt takes the loader, kernel and initrd as paths.
  *
  * @example
  * ```ts
  * const xml = domainXml({ ...spec, security: "sev-es" }, { ...DEFAULT_DOMAIN_XML_OPTIONS, cbitpos: 51 });
  * ```
  */
-export function domainXml(input: LaunchSpec, options: DomainXmlOptions = DEFAULT_DOMAIN_XML_OPTIONS): string {
+export function domainXml(
+  input: LaunchSpec,
+  options: DomainXmlOptions = DEFAULT_DOMAIN_XML_OPTIONS,
+  files: BootFiles = {},
+): string {
   const spec = validateVmSpec(input);
-  if (spec.directBoot) bad("directBoot", "direct kernel boot is not supported by the libvirt driver");
+  if (spec.firmware.kind === "efi" && spec.firmware.image && !files.loader) {
+    bad("firmware.image", "a firmware image must be placed on the host before it is booted");
+  }
   const encrypted = spec.security !== "none";
   const devices = spec.devices.map((d, i) => deviceXml(spec.name, d, i, encrypted, options));
   devices.push("<serial type='pty'/>", "<console type='pty'/>");
@@ -136,7 +171,7 @@ export function domainXml(input: LaunchSpec, options: DomainXmlOptions = DEFAULT
     `  <metadata>${meta}</metadata>`,
     `  <memory unit='MiB'>${escapeXml(spec.memoryMiB)}</memory>`,
     `  <vcpu>${escapeXml(spec.vcpus)}</vcpu>`,
-    `  ${osXml(spec, options)}`,
+    `  ${osXml(spec, options, files)}`,
     "  <features><acpi/><apic/></features>",
     "  <cpu mode='host-passthrough'/>",
     `  <devices>${devices.join("")}</devices>`,

@@ -19,6 +19,7 @@ import { validateVmSpec } from "../../../hypervisor/vm-spec.ts";
 import { CPU_MODELS } from "../../../machine/cpu-models.ts";
 import { PolicyBit } from "../../../sev/policy.ts";
 import type { DriverFinding, DriverHost, LaunchSecret, PerformArgs } from "../driver.ts";
+import { hashBootFiles, placeBootFiles } from "./boot-files.ts";
 import { type DomainFacts, domainFacts, powerState } from "./domain-state.ts";
 import { DEFAULT_DOMAIN_XML_OPTIONS, type DomainXmlOptions, domainXml } from "./domain-xml.ts";
 import {
@@ -148,12 +149,16 @@ export class LibvirtHost implements DriverHost {
   async #status(name: string, facts?: DomainFacts): Promise<VmStatus> {
     const f = facts ?? (await this.#facts(name));
     const p = powerState(await this.#virsh.run(["domstate", "--reason", name]));
+    // Only a launch waiting for its owner needs the hashes, so a list of running VMs reads no images.
+    const bootImages =
+      p.power === "paused" && f.security !== "none" && f.boot ? await hashBootFiles(f.boot) : undefined;
     return {
       name,
       security: f.security,
       power: p.power,
       ...(f.policy === undefined ? {} : { policy: f.policy }),
       ...(p.reason ? { reason: p.reason } : {}),
+      ...(bootImages ? { bootImages } : {}),
     };
   }
 
@@ -172,7 +177,9 @@ export class LibvirtHost implements DriverHost {
       if (sev?.supported)
         options = { ...options, cbitpos: sev.cbitpos, reducedPhysBits: sev.reducedPhysBits };
     }
-    const xml = domainXml(valid, options);
+    // Images given as bytes become files the domain boots, under the host's image directory.
+    const files = await placeBootFiles(join(options.imageDir, "ciphervisor-boot"), valid);
+    const xml = domainXml(valid, options, files);
     await withTempFiles({ "domain.xml": xml }, (p) => this.#virsh.run(["define", p["domain.xml"] ?? ""]));
     return this.#status(valid.name);
   }

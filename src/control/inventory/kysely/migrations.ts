@@ -214,12 +214,34 @@ const hostVmmProfile: Migration = {
   },
 };
 
+/**
+ * The image catalog: one row per named image; the bytes are stored by SHA-256 outside the database, so two names
+ * with the same content share one blob (the sha256 index finds the other names before a blob is removed).
+ */
+const images: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    await db.schema
+      .createTable("images")
+      .addColumn("id", "text", (c) => c.primaryKey())
+      .addColumn("name", "text", (c) => c.notNull().unique())
+      .addColumn("kind", "text", (c) => c.notNull())
+      .addColumn("sha256", "text", (c) => c.notNull())
+      .addColumn("size", "integer", (c) => c.notNull())
+      .addColumn("firmware", "text")
+      .addColumn("created_at", "text", (c) => c.notNull())
+      .addColumn("created_by", "text")
+      .execute();
+    await db.schema.createIndex("images_sha256").on("images").column("sha256").execute();
+  },
+};
+
 /** The migration provider for `dialect`. */
 export function inventoryMigrations(dialect: InventoryDialect): MigrationProvider {
   return {
     getMigrations: async () => ({
       "0001_initial": initial(dialect),
       "0002_host_vmm_profile": hostVmmProfile,
+      "0003_images": images,
     }),
   };
 }

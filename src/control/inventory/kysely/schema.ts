@@ -118,6 +118,19 @@ export interface AuditTable {
   hash: string;
 }
 
+/** Added by migration 0003: the image catalog's records (the bytes live in the content-addressed blob store). */
+export interface ImageTable {
+  id: string;
+  name: string;
+  kind: string;
+  sha256: string;
+  size: number;
+  /** Canonical JSON of FirmwareFacts, or null for kernels and initrds. */
+  firmware: string | null;
+  created_at: string;
+  created_by: string | null;
+}
+
 /** One row (id = 1): the chain's last seq and hash. Locking it serializes appenders on PostgreSQL. */
 export interface AuditHeadTable {
   id: number;
@@ -135,4 +148,5 @@ export interface Db {
   tokens: TokenTable;
   audit: AuditTable;
   audit_head: AuditHeadTable;
+  images: ImageTable;
 }
