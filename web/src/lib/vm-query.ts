@@ -1,0 +1,109 @@
+/**
+ * The VMs page's server-side state as API requests: the filter and page become `GET /v1/vms` query parameters
+ * (the API filters and paginates; the dashboard never loads the fleet), and a selection — some rows, or "all
+ * matching the filter" — becomes the bulk routes' selector, so 200,000 VMs are changed by one request.
+ */
+import type { SecurityMode, Vm } from "./types.ts";
+
+export interface VmFilter {
+  readonly namePrefix?: string;
+  /** A host id, or "none" for unplaced VMs. */
+  readonly hostId?: string;
+  readonly powerState?: string;
+  readonly securityMode?: SecurityMode | "";
+  /** `key=value` pairs, comma-separated. */
+  readonly labels?: string;
+}
+
+export const PAGE_SIZES = [25, 50, 100, 250] as const;
+
+/** The query string of one page of `GET /v1/vms` (empty filter fields are left out). */
+export function vmListQuery(filter: VmFilter, page: { limit: number; cursor?: string | null }): string {
+  const q = new URLSearchParams();
+  q.set("limit", String(page.limit));
+  if (page.cursor) q.set("cursor", page.cursor);
+  for (const key of ["namePrefix", "hostId", "powerState", "securityMode", "labels"] as const) {
+    const v = filter[key]?.trim();
+    if (v) q.set(key, v);
+  }
+  return q.toString();
+}
+
+/** `app=web, env=prod` → { app: "web", env: "prod" }; pairs without '=' are ignored (the list query reports them). */
+export function parseLabels(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of text.split(",")) {
+    const p = pair.trim();
+    const i = p.indexOf("=");
+    if (i > 0) out[p.slice(0, i).trim()] = p.slice(i + 1).trim();
+  }
+  return out;
+}
+
+export type Selection =
+  | { readonly kind: "ids"; readonly ids: readonly string[] }
+  | { readonly kind: "filter" };
+
+/** The bulk routes' selector for a selection: the ids, or the filter itself (every VM it matches, on every page). */
+export function selectorFor(selection: Selection, filter: VmFilter): Record<string, unknown> {
+  if (selection.kind === "ids") return { ids: [...selection.ids] };
+  const s: Record<string, unknown> = {};
+  if (filter.namePrefix?.trim()) s.namePrefix = filter.namePrefix.trim();
+  if (filter.hostId?.trim()) s.hostId = filter.hostId.trim() === "none" ? null : filter.hostId.trim();
+  if (filter.powerState?.trim()) s.powerState = filter.powerState.trim();
+  if (filter.securityMode?.trim()) s.securityMode = filter.securityMode.trim();
+  if (filter.labels?.trim()) {
+    const labels = parseLabels(filter.labels);
+    if (Object.keys(labels).length > 0) s.labels = labels;
+  }
+  return Object.keys(s).length === 0 ? { all: true } : s;
+}
+
+export type SortKey = "name" | "host" | "powerState" | "guestOs" | "securityMode" | "policy";
+export interface Sort {
+  readonly key: SortKey;
+  readonly dir: "asc" | "desc";
+}
+
+const MODE_ORDER: Record<string, number> = { none: 0, sev: 1, "sev-es": 2 };
+
+function sortValue(vm: Vm, key: SortKey, hostName: (id: string | null) => string): string | number {
+  switch (key) {
+    case "name":
+      return vm.name;
+    case "host":
+      return hostName(vm.hostId);
+    case "powerState":
+      return vm.powerState;
+    case "guestOs":
+      return vm.spec.guestOs;
+    case "securityMode":
+      return MODE_ORDER[vm.securityMode] ?? 9;
+    case "policy":
+      return vm.policy;
+  }
+}
+
+/**
+ * Orders the rows of the page shown. The API pages in its own stable order (by id) and has no sort parameter, so
+ * the order applies to the page on screen; filters and paging stay on the server.
+ */
+export function sortRows(
+  rows: readonly Vm[],
+  sort: Sort | undefined,
+  hostName: (id: string | null) => string = (id) => id ?? "",
+): Vm[] {
+  if (!sort) return [...rows];
+  const sign = sort.dir === "asc" ? 1 : -1;
+  return [...rows].sort((a, b) => {
+    const x = sortValue(a, sort.key, hostName);
+    const y = sortValue(b, sort.key, hostName);
+    const c = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
+    return c === 0 ? a.id.localeCompare(b.id) : sign * c;
+  });
+}
+
+/** The next sort after clicking a column header: ascending first, then descending. */
+export function nextSort(current: Sort | undefined, key: SortKey): Sort {
+  return current?.key === key && current.dir === "asc" ? { key, dir: "desc" } : { key, dir: "asc" };
+}
