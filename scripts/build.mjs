@@ -6,6 +6,7 @@
 //   dist/cli/main.js     the command line (src/cli/main.ts)      │ the two entries share one copy of every module
 //   dist/chunks/*.js     shared code, and one chunk per CLI noun ┘ (same classes for both, no duplicate code)
 //   dist/types/**.d.ts   declarations of the library (tsc, from src/index.ts's import graph only)
+//   dist/web/            the dashboard (web/, Vite + Preact), served by `serve` at / (src/api/dashboard.ts)
 //
 // Why esbuild for the JavaScript: the CLI must start fast (≤ 0.15 s for `--version` and for a fleet command to reach
 // its first HTTP request). With tsc's one-file-per-module output node's ESM loader resolves and loads every module
@@ -34,21 +35,39 @@ import { build } from "esbuild";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 process.chdir(root);
 
-/** Sources that read files relative to themselves → the folder they read (copied beside their chunk). */
-const ASSETS = {
-  "src/certs/roots.ts": { from: "src/certs/builtin", to: "builtin" },
-};
-
 // Built into a fresh folder, then swapped in whole: chunk names carry content hashes, so old chunks do not pile up,
 // and other processes running the bin meanwhile (parallel tests) see the old dist/ or the new one, never half of
 // either. A failed build leaves the previous dist/ in place and exits non-zero.
 const stage = `dist.new-${process.pid}`;
+/** The dashboard's bundle (web/, Vite), built first and copied to dist/web/ through ASSETS. */
+const webStage = `${stage}-web`;
 rmSync(stage, { recursive: true, force: true });
+rmSync(webStage, { recursive: true, force: true });
+
+/** Sources that read files relative to themselves → the folder they read (copied beside their chunk). */
+const ASSETS = {
+  "src/certs/roots.ts": { from: "src/certs/builtin", to: "builtin" },
+  // src/api/dashboard.ts serves ../web/ from its chunk (dist/chunks/ or dist/cli/): one copy at dist/web/.
+  "src/api/dashboard.ts": { from: webStage, to: "../web" },
+};
 
 function fail(message) {
   rmSync(stage, { recursive: true, force: true });
+  rmSync(webStage, { recursive: true, force: true });
   process.stderr.write(`build: ${message}\n`);
   process.exit(1);
+}
+
+// The dashboard: Preact through Vite (JSX by esbuild, no plugin), one hashed script and stylesheet under assets/.
+try {
+  const { build: viteBuild } = await import("vite");
+  await viteBuild({
+    configFile: "web/vite.config.ts",
+    logLevel: "warn",
+    build: { outDir: join(root, webStage), emptyOutDir: true },
+  });
+} catch (e) {
+  fail(`the dashboard (web/) did not build: ${e instanceof Error ? e.message : e}`);
 }
 
 let result;
@@ -98,3 +117,4 @@ rmSync(old, { recursive: true, force: true });
 if (existsSync("dist")) renameSync("dist", old);
 renameSync(stage, "dist");
 rmSync(old, { recursive: true, force: true });
+rmSync(webStage, { recursive: true, force: true });

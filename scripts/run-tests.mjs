@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The project's one test command (`npm test`): type-check, lint, then every *.test.ts under src/ and test/ with
+// The project's one test command (`npm test`): type-check, lint, then every *.test.ts under src/, test/, web/ and bench/ with
 // node's test runner through tsx. Node 20 takes no globs, so the files are listed here.
 import { spawnSync } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
@@ -23,7 +23,9 @@ function find(dir, out = []) {
 const args = process.argv.slice(2);
 const only = args.filter((a) => !a.startsWith("--"));
 const quick = args.includes("--quick");
-const files = (only.length ? only : [...find("src"), ...find("test")]).sort();
+const files = (
+  only.length ? only : [...find("src"), ...find("test"), ...find("web"), ...find("bench")]
+).sort();
 
 function run(cmd, argv) {
   const r = spawnSync(cmd, argv, { stdio: "inherit" });
@@ -32,6 +34,8 @@ function run(cmd, argv) {
 
 if (!quick) {
   run("npx", ["tsc", "--noEmit"]);
+  // The dashboard has its own project (DOM types, Preact JSX): web/tsconfig.json.
+  run("npx", ["tsc", "--noEmit", "-p", "web"]);
   run("npx", ["biome", "check", "."]);
 }
 // dist/, which bin/ciphervisor.js runs and the package test packs: rebuilt first, so the tests that spawn the bin

@@ -68,6 +68,16 @@ export const ERROR_CODES = {
   },
   INTERRUPTED: { class: "interrupted", summary: "interrupted (Ctrl-C, or a node shutting down)" },
   IO: { class: "unavailable", summary: "a file, database or host could not be reached" },
+  // A damaged inventory: /readyz names it, and the API refuses every write while it lasts
+  STORE_CORRUPT: {
+    class: "unavailable",
+    summary: "the inventory database is corrupt or truncated (integrity check failed); writes are refused",
+  },
+  STORE_READ_ONLY: {
+    class: "unavailable",
+    summary: "the inventory database cannot be written (read-only file, directory or server)",
+  },
+  STORE_UNREACHABLE: { class: "unavailable", summary: "the PostgreSQL inventory does not answer" },
   INTERNAL: { class: "internal", summary: "an unexpected failure (never with internals in the message)" },
   // Binary formats
   MALFORMED: { class: "bad-data", summary: "a structure does not parse (wrong size, magic or field)" },
@@ -124,6 +134,24 @@ export const ERROR_CODES = {
     summary: "the libvirt host (or its connection driver) cannot do it",
   },
   MAINTENANCE_INCOMPLETE: { class: "refused", summary: "a drain left VMs that could not move" },
+  // The image catalog (control/images)
+  IMAGE_TOO_LARGE: { class: "invalid", summary: "an uploaded image is larger than the catalog's limit" },
+  IMAGE_KIND: {
+    class: "invalid",
+    summary: "a VM names an image of the wrong kind (a kernel as firmware, …)",
+  },
+  IMAGE_IN_USE: {
+    class: "conflict",
+    summary: "an image some VM boots cannot be deleted (the VMs are named)",
+  },
+  SEV_ES_RESET_BLOCK_MISSING: {
+    class: "refused",
+    summary: "the firmware image has no SEV-ES AP reset block, so it cannot boot an SEV-ES VM",
+  },
+  KERNEL_HASHES_UNSUPPORTED: {
+    class: "refused",
+    summary: "the firmware image declares no kernel-hashes area, so it cannot measure a direct kernel boot",
+  },
 } as const satisfies Record<string, CodeInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -30,8 +30,10 @@ import Fastify, {
 } from "fastify";
 import type { AuditOutcome } from "../control/audit/record.ts";
 import type { ControlPlane } from "../control/control-plane.ts";
+import { refusesWrites } from "../control/inventory/health.ts";
 import { errorSummary } from "../control/operations/engine.ts";
 import { ANONYMOUS, installAuth, type RouteEntry } from "./auth.ts";
+import { isDashboardNavigation, registerDashboard, sendDashboardIndex } from "./dashboard.ts";
 import {
   AuthFailureLimiter,
   type AuthFailureLimits,
@@ -50,9 +52,12 @@ import {
   toProblem,
 } from "./problem.ts";
 import { CENSOR, redactSecrets, requestLogView } from "./redact.ts";
+import { RequestLogController } from "./request-log.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { attestationRoutes } from "./routes/attestation.ts";
 import { hostRoutes } from "./routes/hosts.ts";
+import { hypervisorViewRoutes } from "./routes/hypervisor-view.ts";
+import { imageRoutes } from "./routes/images.ts";
 import { kdsRoutes } from "./routes/kds.ts";
 import { operationSummaryRoutes } from "./routes/operation-summary.ts";
 import { operationRoutes } from "./routes/operations.ts";
@@ -104,6 +109,8 @@ export interface ApiOptions {
   readonly authFailures?: AuthFailureLimits;
   /** The window of the aggregated audit of unauthenticated denials (default one minute). */
   readonly deniedAuditWindowMs?: number;
+  /** Serve HTTPS with this PEM certificate chain and key (`serve --tls-cert/--tls-key`); default plain HTTP. */
+  readonly https?: { readonly cert: Buffer; readonly key: Buffer };
 }
 
 declare module "fastify" {
@@ -195,7 +202,10 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
   const app = Fastify({
     ...(logger === undefined ? {} : { logger }),
     ...(loggerInstance === undefined ? {} : { loggerInstance }),
+    ...(options.https === undefined ? {} : { https: { cert: options.https.cert, key: options.https.key } }),
     bodyLimit: 1024 * 1024,
+    // Request lines at debug unless the request failed (request-log.ts), instead of fastify's two at info.
+    logController: new RequestLogController(),
     // The KDS's chip ids are 128 hex digits (fastify's default limit is 100 characters per path parameter).
     routerOptions: { maxParamLength: 256 },
     schemaController: { compilersFactory: { buildValidator: requestValidators() } },
@@ -249,6 +259,17 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
   });
   app.decorate("deniedAudit", { flush: () => deniedAudit.flush(true) });
   app.addHook("onClose", () => deniedAudit.close());
+  // A damaged store (inventory/health.ts) refuses every write up front, before authentication: checking a token and
+  // auditing a denial would write into the store. Neither audited nor logged per request: the store cannot take the
+  // record, `serve` logged the damage once, and /readyz (public) names it anyway.
+  app.addHook("onRequest", async (request, reply) => {
+    const damage = inventory.damage;
+    if (!MUTATING.has(request.method) || !refusesWrites(damage)) return;
+    return reply
+      .code(503)
+      .type(PROBLEM_CONTENT_TYPE)
+      .send(problem(503, damage.code, damage.message, { damage: damage.kind }));
+  });
   installAuth(app, inventory, routes, limiter);
   requireDryRun(app);
 
@@ -257,7 +278,8 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
    * with the operation. Denials without a valid token are counted into the source's aggregate record.
    */
   async function auditRejected(request: FastifyRequest, p: Problem, alreadyAudited: boolean): Promise<void> {
-    if (alreadyAudited || request.routeOptions.url === undefined) return;
+    // A damaged store takes no records (reads that fail there are answered, not audited).
+    if (alreadyAudited || request.routeOptions.url === undefined || refusesWrites(inventory.damage)) return;
     if (!request.principal && (p.status === 401 || p.status === 429)) {
       // The route as a client writes it: fastify's pattern escapes a literal ':' as '::' (`vms::bulk-update`).
       deniedAudit.record(
@@ -294,7 +316,9 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
   app.setErrorHandler(async (error, request, reply) => {
     const alreadyAudited = error instanceof ProblemError;
     const p = redactProblem(alreadyAudited ? error.problem : toProblem(error, shownPath(request.url)));
-    if (p.status >= 500) request.log.error({ err: errorSummary(error) }, "request failed");
+    // A read failing on the damage `serve` already logged (a truncated file reads nothing) is no news per request.
+    const knownDamage = refusesWrites(inventory.damage) && p.code === inventory.damage.code;
+    if (p.status >= 500 && !knownDamage) request.log.error({ err: errorSummary(error) }, "request failed");
     await auditRejected(request, p, alreadyAudited);
     if (p.status === 401) reply.header("www-authenticate", 'Bearer realm="ciphervisor"');
     if (p.status === 429 && typeof p.retryAfter === "number")
@@ -303,14 +327,17 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
   });
 
   app.setNotFoundHandler(async (request, reply) =>
-    reply
-      .code(404)
-      .type(PROBLEM_CONTENT_TYPE)
-      .send(
-        problem(404, "NOT_FOUND", `no route ${request.method} ${shownPath(request.url)}`, {
-          instance: shownPath(request.url),
-        }),
-      ),
+    // A browser opening a dashboard page (`/vms`, a reload): the single-page application (dashboard.ts).
+    isDashboardNavigation(request)
+      ? sendDashboardIndex(reply)
+      : reply
+          .code(404)
+          .type(PROBLEM_CONTENT_TYPE)
+          .send(
+            problem(404, "NOT_FOUND", `no route ${request.method} ${shownPath(request.url)}`, {
+              instance: shownPath(request.url),
+            }),
+          ),
   );
 
   app.addHook("onResponse", async (request, reply) => {
@@ -326,11 +353,14 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
   vmRoutes(app, deps);
   operationSummaryRoutes(app, deps);
   hostRoutes(app, deps);
+  imageRoutes(app, cp.context);
   attestationRoutes(app, deps);
   kdsRoutes(app, deps);
   operationRoutes(app, deps);
   adminRoutes(app, cp.context);
   systemRoutes(app, { cp, metrics, isReady: options.isReady ?? (() => true) });
+  hypervisorViewRoutes(app, deps);
+  await registerDashboard(app);
 
   await app.register(swaggerUi, { routePrefix: "/docs" });
   await app.ready();

@@ -24,7 +24,7 @@ function concrete(url: string): string {
 }
 
 describe("API auth: every route, default deny", () => {
-  it("declares a permission on every route; only health, readiness, docs and the emulated KDS are public", () =>
+  it("declares a permission on every route; only health, readiness, docs, the emulated KDS and the dashboard's code are public", () =>
     withApi(async (a) => {
       const routes = a.app.routeEntries;
       assert.ok(routes.length >= 30, `found ${routes.length} routes`);
@@ -34,7 +34,7 @@ describe("API auth: every route, default deny", () => {
       for (const u of publicRoutes) {
         assert.match(
           u,
-          /^(\/healthz|\/readyz|\/docs.*|\/cek\/id\/:chipId|\/cek\/ask_ark_:product\.cert)$/,
+          /^(\/healthz|\/readyz|\/docs.*|\/cek\/id\/:chipId|\/cek\/ask_ark_:product\.cert|\/|\/assets\/\*)$/,
           `${u} is public`,
         );
       }

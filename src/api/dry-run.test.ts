@@ -57,8 +57,8 @@ interface Case {
   /** `METHOD /route` as the server registers it. */
   readonly route: string;
   readonly as: Role | "all";
-  /** The request (URL without the query string, and body). */
-  readonly request: () => Promise<{ url: string; body?: unknown }>;
+  /** The request (URL without `dryRun`, body, and headers such as a binary body's content type). */
+  readonly request: () => Promise<{ url: string; body?: unknown; headers?: Record<string, string> }>;
   /** The outcomes the plan must give, in order (what this fleet makes each case exercise). */
   readonly expect: readonly string[];
 }
@@ -344,6 +344,32 @@ describe("?dryRun=true on every mutating route", () => {
           expect: ["unchanged"],
         },
         {
+          route: "POST /v1/images",
+          as: "admin",
+          request: async () => ({
+            url: "/v1/images?name=kernel-1&kind=kernel",
+            body: Buffer.alloc(4096, 1),
+            headers: { "content-type": "application/octet-stream" },
+          }),
+          expect: ["change"],
+        },
+        {
+          route: "POST /v1/images",
+          as: "admin",
+          request: async () => ({
+            url: "/v1/images?name=kernel-1&kind=kernel",
+            body: Buffer.alloc(32, 2),
+            headers: { "content-type": "application/octet-stream" },
+          }),
+          expect: ["refused"],
+        },
+        {
+          route: "DELETE /v1/images/:name",
+          as: "admin",
+          request: async () => ({ url: "/v1/images/kernel-1" }),
+          expect: ["change"],
+        },
+        {
           route: "POST /v1/tokens",
           as: "admin",
           request: async () => ({ url: "/v1/tokens", body: { name: "ci", roles: ["viewer"] } }),
@@ -411,11 +437,17 @@ describe("?dryRun=true on every mutating route", () => {
       );
 
       for (const c of cases) {
-        const { url, body } = await c.request();
+        const { url, body, headers } = await c.request();
         const [method] = c.route.split(" ");
         const before = tables(file);
         const audit = await auditCount(a);
-        const dry = await a.call(c.as, method ?? "POST", `${url}?dryRun=true`, body);
+        const dry = await a.call(
+          c.as,
+          method ?? "POST",
+          `${url}${url.includes("?") ? "&" : "?"}dryRun=true`,
+          body,
+          headers,
+        );
         assert.equal(dry.statusCode, 200, `${c.route}: ${dry.body}`);
         const plan = json(dry) as unknown as Plan;
         assert.equal(plan.dryRun, true, c.route);
@@ -430,7 +462,7 @@ describe("?dryRun=true on every mutating route", () => {
             c.route,
           );
         else assert.ok(plan.items.length > 0, `${c.route}: a plan over several VMs`);
-        const real = await a.call(c.as, method ?? "POST", url, body);
+        const real = await a.call(c.as, method ?? "POST", url, body, headers);
         await agree(a, c, plan, real);
       }
     }));

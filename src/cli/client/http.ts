@@ -124,8 +124,12 @@ export class ApiClient {
     const url = `${this.server}${withQuery(path, options.query)}`;
     const headers: Record<string, string> = { accept: "application/json", ...options.headers };
     if (this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;
-    let body: string | undefined;
-    if (options.body !== undefined) {
+    let body: string | Uint8Array | undefined;
+    if (options.body instanceof Uint8Array) {
+      // A binary upload (an image): the bytes as they are.
+      headers["content-type"] = "application/octet-stream";
+      body = options.body;
+    } else if (options.body !== undefined) {
       headers["content-type"] = "application/json";
       body = JSON.stringify(options.body);
     }

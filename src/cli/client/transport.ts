@@ -20,7 +20,8 @@ export interface Exchange {
   readonly method: string;
   readonly url: string;
   readonly headers: Readonly<Record<string, string>>;
-  readonly body?: string;
+  /** JSON text, or the raw bytes of a binary upload. */
+  readonly body?: string | Uint8Array;
   readonly signal: AbortSignal;
 }
 

@@ -18,9 +18,11 @@ import { buildDemo, buildFleet } from "../../control/demo.ts";
 import { DriverRegistry } from "../../control/drivers/driver.ts";
 import { emulatedDriver } from "../../control/drivers/emulated-hosts.ts";
 import { LibvirtDriver, virshOnPath } from "../../control/drivers/libvirt/driver.ts";
+import { fileBlobStore } from "../../control/images/blobs.ts";
+import { refusesWrites } from "../../control/inventory/health.ts";
 import { openInventory, parseInventoryUrl } from "../../control/inventory/open.ts";
 import { CiphervisorError } from "../../errors.ts";
-import { parseChoice, parseIntFlag } from "../args.ts";
+import { parseChoice, parseIntFlag, readInputFile } from "../args.ts";
 import type { CliIo } from "../io.ts";
 
 interface ServeFlags {
@@ -33,6 +35,8 @@ interface ServeFlags {
   demoVms?: string;
   logLevel: string;
   worker?: string;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 export interface ServeOptions {
@@ -44,6 +48,8 @@ export interface ServeOptions {
   readonly fleet?: { readonly hosts: number; readonly vms: number };
   readonly logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "silent";
   readonly worker?: string;
+  /** PEM certificate chain and private key: serve HTTPS instead of HTTP. */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
 }
 
 export interface ServeControl {
@@ -78,6 +84,7 @@ export function parseServeFlags(flags: ServeFlags): ServeOptions {
           vms: flags.demoVms === undefined ? 0 : parseIntFlag(flags.demoVms, "--demo-vms", 0, 1_000_000),
         };
   if (flags.db !== undefined) parseInventoryUrl(flags.db);
+  const tls = tlsFiles(flags);
   return {
     dataDir: resolve(flags.dataDir ?? defaultDataDir()),
     ...(flags.db === undefined ? {} : { db: flags.db }),
@@ -94,7 +101,32 @@ export function parseServeFlags(flags: ServeFlags): ServeOptions {
       "silent",
     ] as const),
     ...(flags.worker === undefined ? {} : { worker: flags.worker }),
+    ...(tls === undefined ? {} : { tls }),
   };
+}
+
+/** `--tls-cert` and `--tls-key`, both or neither, read now so a bad path fails before anything starts. */
+function tlsFiles(flags: ServeFlags): ServeOptions["tls"] {
+  if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined)) {
+    throw new CiphervisorError("USAGE", "give --tls-cert and --tls-key together");
+  }
+  if (flags.tlsCert === undefined || flags.tlsKey === undefined) return undefined;
+  const pem = (path: string, flag: string, label: RegExp) => {
+    const bytes = readInputFile(path, flag);
+    if (!label.test(Buffer.from(bytes).toString("latin1"))) {
+      throw new CiphervisorError("INVALID_INPUT", `${flag} ${path} is not a PEM file of that kind`);
+    }
+    return Buffer.from(bytes);
+  };
+  return {
+    cert: pem(flags.tlsCert, "--tls-cert", /-----BEGIN CERTIFICATE-----/),
+    key: pem(flags.tlsKey, "--tls-key", /-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----/),
+  };
+}
+
+/** True for an address only this machine can reach (tokens on plain HTTP are then no one else's to read). */
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\./.test(host);
 }
 
 /** A database URL fit to print: a PostgreSQL password is masked. */
@@ -137,13 +169,29 @@ export async function runServe(options: ServeOptions, io: CliIo, control: ServeC
     drivers,
     worker: options.worker ?? `${hostname()}/${process.pid}`,
     log,
+    // The image catalog's bytes, content-addressed, beside the inventory file.
+    blobs: fileBlobStore(join(options.dataDir, "images")),
   });
+  // A damaged store still serves reads and /readyz; nothing that writes at start runs (restoring hosts, a new admin
+  // token, the demo), the engine claims nothing while the damage lasts, the API refuses writes (api/app.ts). Said
+  // once, here; a repaired store is found by the next /readyz (restart to bring emulated hosts back).
+  const damage = refusesWrites(inventory.damage) ? inventory.damage : undefined;
+  if (damage) {
+    log.error(
+      { code: damage.code, damage: damage.kind, findings: damage.findings, db: shownDb(dbUrl) },
+      `inventory damaged, serving reads only: ${damage.message}`,
+    );
+  }
   try {
-    const restored = await restoreEmulatedHosts(inventory, drivers);
+    const restored = damage ? 0 : await restoreEmulatedHosts(inventory, drivers);
     cp.start();
-    const admin = await ensureAdminToken(inventory, options.dataDir);
-    let demoNote = "";
-    if (options.demo) {
+    const admin = damage
+      ? { path: join(options.dataDir, "admin.token"), state: "existing" as const }
+      : await ensureAdminToken(inventory, options.dataDir);
+    let demoNote = damage ? `  DAMAGED: ${damage.message} (${damage.code}); reads only\n` : "";
+    if (damage) {
+      // Nothing to build on a store that takes no writes.
+    } else if (options.demo) {
       const built = await buildDemo(cp);
       const tokens = await writeDemoTokens(inventory, options.dataDir);
       demoNote =
@@ -155,7 +203,12 @@ export async function runServe(options: ServeOptions, io: CliIo, control: ServeC
       const built = await buildFleet(cp, options.fleet.hosts, options.fleet.vms);
       demoNote = `  fleet:   ${options.fleet.hosts} emulated hosts, ${built.vms} new VMs in ${(performance.now() - t0).toFixed(0)} ms\n`;
     }
-    const app = await buildApi({ cp, loggerInstance: log, isReady: () => !stopping });
+    const app = await buildApi({
+      cp,
+      loggerInstance: log,
+      isReady: () => !stopping,
+      ...(options.tls === undefined ? {} : { https: options.tls }),
+    });
     try {
       await app.listen({ host: options.host, port: options.port });
     } catch (e) {
@@ -179,11 +232,16 @@ export async function runServe(options: ServeOptions, io: CliIo, control: ServeC
     const addr = app.server.address();
     const port = typeof addr === "object" && addr !== null ? addr.port : options.port;
     const hostPart = options.host.includes(":") ? `[${options.host}]` : options.host;
-    const url = `http://${hostPart}:${port}`;
+    const url = `${options.tls ? "https" : "http"}://${hostPart}:${port}`;
+    const plainNote =
+      options.tls === undefined && !isLoopback(options.host)
+        ? `  WARNING: listening on ${options.host} over plain HTTP: API tokens cross the network readable by anyone on the path; give --tls-cert and --tls-key\n`
+        : "";
     const tokenLine =
       admin.state === "elsewhere"
         ? `  token:   this database already has tokens (issued by another node); use that node's admin.token\n`
         : `  token:   ${admin.path} (mode 0600, ${admin.state === "created" ? "created now" : "existing"}; the file is the only copy)\n`;
+    if (plainNote !== "") io.err(plainNote);
     io.out(
       `ciphervisor control plane listening on ${url}\n` +
         `  API:     ${url}/v1   OpenAPI: ${url}/docs\n` +
@@ -229,8 +287,14 @@ export function registerServe(program: Command, io: CliIo): void {
     .option("--demo", "build a small emulated datacenter (Naples, two Rome, Milan; mixed VMs)")
     .option("--demo-hosts <n>", "build a benchmark fleet of N emulated Rome/Milan hosts")
     .option("--demo-vms <m>", "… with M powered-off Linux VMs")
-    .option("--log-level <level>", "fatal|error|warn|info|debug|silent (logs go to stderr)", "info")
+    .option(
+      "--log-level <level>",
+      "fatal|error|warn|info|debug|silent (logs go to stderr; each request at debug, failed ones at warn/error)",
+      "info",
+    )
     .option("--worker <name>", "this node's worker name in the operations queue (default host/pid)")
+    .option("--tls-cert <file>", "serve HTTPS with this PEM certificate (chain); needs --tls-key")
+    .option("--tls-key <file>", "the PEM private key of --tls-cert")
     .action(async (flags: ServeFlags) => {
       const options = parseServeFlags(flags);
       const stop = new AbortController();

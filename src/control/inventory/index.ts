@@ -4,6 +4,7 @@ export type {
   AuditStore,
   ClusterStore,
   HostStore,
+  ImageStore,
   Inventory,
   InventoryDialect,
   InventoryScope,

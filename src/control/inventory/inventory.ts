@@ -9,6 +9,7 @@
  * until commit, so it should be the short tail, not the head, of the work.
  */
 import type { AuditEntry, AuditHead, AuditOutcome, AuditRecord } from "../audit/record.ts";
+import type { StoreCheckOptions, StoreDamage } from "./health.ts";
 import type {
   ClaimOptions,
   Cluster,
@@ -18,8 +19,10 @@ import type {
   Host,
   HostFilter,
   HostPatch,
+  Image,
   NewCluster,
   NewHost,
+  NewImage,
   NewOperation,
   NewTokenRow,
   NewVm,
@@ -29,6 +32,7 @@ import type {
   OperationItemResult,
   Page,
   PageRequest,
+  StoredVm,
   TokenRecord,
   Vm,
   VmFilter,
@@ -74,6 +78,11 @@ export interface VmStore {
    * change locks each page inside its transaction), without building every VM twice.
    */
   listIds(filter?: VmFilter, page?: PageRequest): Promise<Page<string>>;
+  /**
+   * What `list` returns, same order and cursors, with spec and labels left as their stored JSON text: for the
+   * list route, which writes that text out (through the response schema) instead of parsing every row.
+   */
+  listStored(filter?: VmFilter, page?: PageRequest): Promise<Page<StoredVm>>;
   count(filter?: VmFilter): Promise<number>;
   /**
    * Placed VMs counted per (host, security mode, power state): what capacity accounting needs in one grouped query
@@ -143,6 +152,22 @@ export interface TokenStore {
   touch(id: string): Promise<void>;
 }
 
+/** Image catalog records; the bytes are in the blob store (`control/images`), addressed by `sha256`. */
+export interface ImageStore {
+  get(id: string): Promise<Image | undefined>;
+  getByName(name: string): Promise<Image | undefined>;
+  /** In name order. */
+  list(page?: PageRequest): Promise<Page<Image>>;
+  /** CONFLICT when the name is taken. */
+  create(image: NewImage): Promise<Image>;
+  /** How many records (names) share a blob: the blob may go only when none does. */
+  countBySha256(sha256: string): Promise<number>;
+  /** Ids of the VMs whose spec boots the image named `name` (firmware, kernel or initrd), in id order. */
+  usedBy(name: string): Promise<string[]>;
+  /** NOT_FOUND when absent. The caller checks `usedBy` in the same transaction. */
+  delete(id: string): Promise<void>;
+}
+
 export interface AuditFilter {
   readonly action?: string;
   readonly target?: string;
@@ -168,6 +193,7 @@ export interface InventoryScope {
   readonly operations: OperationStore;
   readonly tokens: TokenStore;
   readonly audit: AuditStore;
+  readonly images: ImageStore;
 }
 
 export type InventoryDialect = "sqlite" | "postgres";
@@ -182,5 +208,16 @@ export interface Inventory extends InventoryScope {
   transaction<T>(fn: (tx: InventoryScope) => Promise<T>): Promise<T>;
   /** Applies pending migrations (done by `openInventory` unless disabled). */
   migrate(): Promise<void>;
+  /**
+   * What the last `check` found (`openInventory` runs one): undefined while the store is healthy. The API refuses
+   * writes while it names damage that refuses writes (`health.ts`), without touching the store.
+   */
+  readonly damage: StoreDamage | undefined;
+  /**
+   * Checks the store now (SQLite: the file against its header, quick_check or with `full` integrity_check, write
+   * access; PostgreSQL: reachable, writable) and remembers the finding as `damage`. With `maxAgeMs`, a quick_check
+   * younger than that is reused (it takes ≈ 0.2 s at 200,000 VMs and blocks the event loop meanwhile).
+   */
+  check(options?: StoreCheckOptions & { readonly maxAgeMs?: number }): Promise<StoreDamage | undefined>;
   close(): Promise<void>;
 }

@@ -192,11 +192,26 @@ export type VmSpec = {
   readonly devices?: VmDevice[];
   /** Start paused after LAUNCH_MEASURE so the guest owner can attest (encrypted VMs only). */
   readonly attestation?: boolean;
+  /** What the VM boots from the image catalog, when not the built-in emulated UEFI alone. */
+  readonly boot?: VmBoot;
   /**
    * The guest owner's session for the next launch (LAUNCH_START), base64. Set only through the attestation API;
    * used once, while `attestationState` is `session-set`. Never part of an API response (not in the schema).
    */
   readonly launchSession?: LaunchSessionFiles;
+};
+
+/**
+ * A VM's boot images, by catalog name (docs/sev-interface.md §8.1, §8.3): a firmware image instead of the built-in
+ * UEFI, and for a measured direct boot a kernel, an optional initrd and a command line, which QEMU's kernel-hashes
+ * table binds into the launch digest. The catalog refuses to delete an image a VM names here.
+ */
+export type VmBoot = {
+  readonly firmwareImage?: string;
+  readonly kernel?: string;
+  readonly initrd?: string;
+  /** The kernel command line (measured with its NUL); only with `kernel`. */
+  readonly cmdline?: string;
 };
 
 /** A guest owner's launch session as sevctl writes it: the GODH certificate (0x824 bytes), the session blob (0x80). */
@@ -222,6 +237,15 @@ export interface Vm {
   readonly createdAt: string;
   readonly updatedAt: string;
   readonly version: number;
+}
+
+/**
+ * A VM as stored, its spec and labels still the canonical JSON text they were written as (validated then): what a
+ * list route serializes without parsing and re-validating every row (`VmStore.listStored`).
+ */
+export interface StoredVm extends Omit<Vm, "spec" | "labels"> {
+  readonly specJson: string;
+  readonly labelsJson: string;
 }
 
 export interface NewVm {
@@ -370,4 +394,45 @@ export interface NewTokenRow {
   readonly roles: readonly string[];
   readonly createdBy?: string | null;
   readonly expiresAt?: string | null;
+}
+
+/** What an image in the catalog is: a UEFI firmware (OVMF) image, or a direct-boot kernel or initrd. */
+export const IMAGE_KINDS = ["firmware", "kernel", "initrd"] as const;
+export type ImageKind = (typeof IMAGE_KINDS)[number];
+
+/**
+ * What a firmware image's OVMF footer table declares (docs/sev-interface.md §8.4), read once at upload so the
+ * checks before a launch need not read the image: an SEV-ES VM needs the AP reset block, a measured direct boot the
+ * kernel-hashes area.
+ */
+export type FirmwareFacts = {
+  readonly footer: boolean;
+  /** The SEV-ES AP reset EIP, or null without a reset block. */
+  readonly sevEsResetEip: number | null;
+  readonly secretArea: boolean;
+  readonly kernelHashesArea: boolean;
+};
+
+/** One image of the catalog. Its bytes are stored once per SHA-256 (content-addressed) outside the database. */
+export interface Image {
+  readonly id: string;
+  readonly name: string;
+  readonly kind: ImageKind;
+  /** Lower-case hex SHA-256 of the bytes: the blob's address, and what a launch reports as measured. */
+  readonly sha256: string;
+  readonly size: number;
+  /** Firmware images only. */
+  readonly firmware: FirmwareFacts | null;
+  readonly createdAt: string;
+  readonly createdBy: string | null;
+}
+
+export interface NewImage {
+  readonly id?: string;
+  readonly name: string;
+  readonly kind: ImageKind;
+  readonly sha256: string;
+  readonly size: number;
+  readonly firmware?: FirmwareFacts | null;
+  readonly createdBy?: string | null;
 }

@@ -2,12 +2,15 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { type Kysely, Migrator } from "kysely";
 import { CiphervisorError } from "../../../errors.ts";
+import type { StoreCheckOptions, StoreDamage } from "../health.ts";
 import type { Inventory, InventoryDialect, InventoryScope } from "../inventory.ts";
 import { auditStore } from "./audit.ts";
 import { clusterStore } from "./clusters.ts";
 import type { StoreContext } from "./context.ts";
 import { isDriverError, mapDbError } from "./errors.ts";
+import { checkPostgres, checkSqlite, type IntegrityMemo } from "./health.ts";
 import { hostStore } from "./hosts.ts";
+import { imageStore } from "./images.ts";
 import { inventoryMigrations } from "./migrations.ts";
 import { operationStore } from "./operations.ts";
 import type { Db } from "./schema.ts";
@@ -22,6 +25,7 @@ function scope(ctx: StoreContext): InventoryScope {
     operations: operationStore(ctx),
     tokens: tokenStore(ctx),
     audit: auditStore(ctx),
+    images: imageStore(ctx),
   };
 }
 
@@ -51,6 +55,8 @@ export interface KyselyInventoryOptions {
   readonly now?: () => Date;
   /** PostgreSQL schema holding the tables (and Kysely's migration tables). */
   readonly schema?: string;
+  /** The SQLite file (or `:memory:`), for the store check. */
+  readonly path?: string;
 }
 
 export class KyselyInventory implements Inventory {
@@ -61,14 +67,19 @@ export class KyselyInventory implements Inventory {
   readonly operations: InventoryScope["operations"];
   readonly tokens: InventoryScope["tokens"];
   readonly audit: InventoryScope["audit"];
+  readonly images: InventoryScope["images"];
   readonly #db: Kysely<Db>;
   readonly #ctx: StoreContext;
   readonly #schema: string | undefined;
+  readonly #path: string | undefined;
+  #damage: StoreDamage | undefined;
+  #integrity: IntegrityMemo | undefined;
 
   constructor(db: Kysely<Db>, options: KyselyInventoryOptions) {
     this.dialect = options.dialect;
     this.#db = db;
     this.#schema = options.schema;
+    this.#path = options.path;
     this.#ctx = { db, dialect: options.dialect, now: options.now ?? (() => new Date()) };
     // On SQLite the outer instance shares the one connection with a running transaction: a call through it from
     // inside `transaction()` would wait for that transaction forever. Fail fast instead, on both dialects.
@@ -87,6 +98,7 @@ export class KyselyInventory implements Inventory {
     this.operations = guarded(s.operations, check);
     this.tokens = guarded(s.tokens, check);
     this.audit = guarded(s.audit, check);
+    this.images = guarded(s.images, check);
   }
 
   async transaction<T>(fn: (tx: InventoryScope) => Promise<T>): Promise<T> {
@@ -114,6 +126,23 @@ export class KyselyInventory implements Inventory {
     if (error !== undefined) {
       throw new CiphervisorError("INTERNAL", "inventory schema migration failed", { cause: error });
     }
+  }
+
+  get damage(): StoreDamage | undefined {
+    return this.#damage;
+  }
+
+  async check(
+    options: StoreCheckOptions & { readonly maxAgeMs?: number } = {},
+  ): Promise<StoreDamage | undefined> {
+    if (this.dialect === "postgres") {
+      this.#damage = await checkPostgres(this.#db);
+    } else {
+      const r = await checkSqlite(this.#db, this.#path ?? ":memory:", options, this.#integrity, Date.now());
+      this.#integrity = r.memo;
+      this.#damage = r.damage;
+    }
+    return this.#damage;
   }
 
   async close(): Promise<void> {
