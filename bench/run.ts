@@ -2,7 +2,7 @@
  * `npm run bench` — runs every benchmark case in bench/cases/*.ts and prints a table of results, each beside the
  * baseline measured in the same run and its target.
  *
- *   npm run bench                        # all cases, the table on stdout
+ *   npm run bench                        # all cases: the table, then the JSON document on its last line
  *   npm run bench -- --json              # one JSON document {"machine", "results"} on stdout, the table on stderr
  *   npm run bench -- --quick             # a small version of every case (CI: the code cannot rot)
  *   npm run bench -- fleet               # only cases whose name contains the word
@@ -61,7 +61,8 @@ async function main(): Promise<number> {
     if (r.notes) process.stderr.write(`  ${c.name}: ${r.notes}\n`);
   }
   (json ? process.stderr : process.stdout).write(table(results));
-  if (json) process.stdout.write(`${JSON.stringify(doc)}\n`);
+  // Always both: the table for a person, the document for a machine (alone on stdout with --json).
+  process.stdout.write(`${JSON.stringify(doc)}\n`);
   if (docPath !== undefined) writeFileSync(docPath, spliceDoc(readFileSync(docPath, "utf8"), markdown(doc)));
   return flag("--strict") && results.some((r) => r.met === false) ? 1 : 0;
 }

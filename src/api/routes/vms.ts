@@ -92,7 +92,11 @@ export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
         ...(q.namePrefix === undefined ? {} : { namePrefix: q.namePrefix }),
         ...(q.labels === undefined ? {} : { labels: parseLabels(q.labels) }),
       };
-      const page = await inv.vms.listStored(filter, { limit: q.limit ?? 100, cursor: q.cursor ?? null });
+      const page = await inv.vms.listStored(
+        filter,
+        { limit: q.limit ?? 100, cursor: q.cursor ?? null },
+        q.sort ?? "id",
+      );
       // The stored rows written as the response schema would (vm-page-json.ts), without a parse per row.
       writer ??= new VmPageWriter(reply.compileSerializationSchema({ $ref: "VmSpec#" }, "200"));
       return reply.type("application/json; charset=utf-8").send(writer.page(page));

@@ -6,6 +6,7 @@ import {
   DEVICE_KINDS,
   POWER_STATES,
   SECURITY_MODES,
+  VM_ORDERS,
 } from "../../control/inventory/types.ts";
 import { BULK_POWER_ACTIONS } from "../../control/services/bulk-power.ts";
 import { DEFAULT_RESTART_PARALLEL, MAX_RESTART_PARALLEL } from "../../control/services/bulk-update.ts";
@@ -143,6 +144,13 @@ export const VmListQuery = Type.Object(
     securityMode: Type.Optional(SecurityModeSchema),
     namePrefix: Type.Optional(Text({ maxLength: 255 })),
     labels: Type.Optional(Text({ maxLength: 2000, description: "key=value pairs, comma-separated" })),
+    sort: Type.Optional(
+      Type.Enum([...VM_ORDERS], {
+        default: "id",
+        description:
+          "id (creation order), name or -name (descending); a cursor continues only the order it came from",
+      }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -372,6 +372,40 @@ export function runInventoryContract(name: string, backend: ContractBackend): vo
         await rejectsWith(inv.vms.list({}, { limit: 5001 }), "INVALID_INPUT");
       }));
 
+    it("pages by name, ascending and descending, with cursors that continue only their own order", () =>
+      withDb(async ({ inventory: inv }) => {
+        // Named against creation order, so name order is not id order.
+        const names = Array.from({ length: 130 }, (_, i) => `n${String(129 - i).padStart(3, "0")}`);
+        await inv.vms.createMany(names.map((name) => ({ name, spec, hostId: null })));
+        await createVms(inv, 5, "other");
+        const asc = [...names].sort();
+        const byName = await all((cursor) =>
+          inv.vms.list({ namePrefix: "n" }, { limit: 40, cursor }, "name"),
+        );
+        assert.deepEqual(
+          byName.map((v) => v.name),
+          asc,
+        );
+        const desc = await all((cursor) => inv.vms.list({ namePrefix: "n" }, { limit: 40, cursor }, "-name"));
+        assert.deepEqual(
+          desc.map((v) => v.name),
+          [...asc].reverse(),
+        );
+        const stored = await inv.vms.listStored({}, { limit: 3 }, "-name");
+        assert.deepEqual(
+          stored.items.map((v) => v.name),
+          ["other-00004", "other-00003", "other-00002"],
+        );
+        // A cursor from one order given to another is refused, not read as a key of the other order.
+        const idPage = await inv.vms.list({}, { limit: 10 });
+        await rejectsWith(
+          inv.vms.list({}, { limit: 10, cursor: idPage.nextCursor }, "name"),
+          "INVALID_INPUT",
+        );
+        const namePage = await inv.vms.list({}, { limit: 10 }, "name");
+        await rejectsWith(inv.vms.list({}, { limit: 10, cursor: namePage.nextCursor }), "INVALID_INPUT");
+      }));
+
     it("bulk-updates 10,000 VMs with their audit records in batched transactions", () =>
       withDb(async ({ inventory: inv }) => {
         const ids = await createVms(inv, 10_000);

@@ -36,6 +36,7 @@ import type {
   TokenRecord,
   Vm,
   VmFilter,
+  VmOrder,
   VmPatch,
   VmUpdate,
   VmUsage,
@@ -71,8 +72,8 @@ export interface HostStore {
 export interface VmStore {
   get(id: string): Promise<Vm | undefined>;
   getByName(name: string): Promise<Vm | undefined>;
-  /** Stable order by id; pages of up to 5,000. */
-  list(filter?: VmFilter, page?: PageRequest): Promise<Page<Vm>>;
+  /** Stable order by id (or by name, `order`); pages of up to 5,000; a cursor belongs to the order it came from. */
+  list(filter?: VmFilter, page?: PageRequest, order?: VmOrder): Promise<Page<Vm>>;
   /**
    * The ids `list` would return, same order and cursors: for callers that read the rows again anyway (a bulk
    * change locks each page inside its transaction), without building every VM twice.
@@ -82,7 +83,7 @@ export interface VmStore {
    * What `list` returns, same order and cursors, with spec and labels left as their stored JSON text: for the
    * list route, which writes that text out (through the response schema) instead of parsing every row.
    */
-  listStored(filter?: VmFilter, page?: PageRequest): Promise<Page<StoredVm>>;
+  listStored(filter?: VmFilter, page?: PageRequest, order?: VmOrder): Promise<Page<StoredVm>>;
   count(filter?: VmFilter): Promise<number>;
   /**
    * Placed VMs counted per (host, security mode, power state): what capacity accounting needs in one grouped query

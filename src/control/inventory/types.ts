@@ -86,6 +86,13 @@ export interface PageRequest {
   readonly cursor?: string | null;
 }
 
+/**
+ * The orders a VM list can take: by id (the default: creation order), or by name ascending or descending. Only
+ * unique, indexed keys: a keyset page over 200,000 VMs stays an index range scan, whatever the order.
+ */
+export const VM_ORDERS = ["id", "name", "-name"] as const;
+export type VmOrder = (typeof VM_ORDERS)[number];
+
 /** One page of a list, in stable order; `nextCursor` is null on the last page. */
 export interface Page<T> {
   readonly items: T[];

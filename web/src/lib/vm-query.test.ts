@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { Vm } from "./types.ts";
-import { nextSort, parseLabels, selectorFor, sortRows, vmListQuery } from "./vm-query.ts";
+import { nextSort, parseLabels, selectorFor, serverOrder, sortRows, vmListQuery } from "./vm-query.ts";
 
 const vm = (id: string, name: string, mode: Vm["securityMode"], policy = 0): Vm => ({
   id,
@@ -56,5 +56,14 @@ describe("web: VM list query and selectors", () => {
     assert.deepEqual(nextSort(undefined, "name"), { key: "name", dir: "asc" });
     assert.deepEqual(nextSort({ key: "name", dir: "asc" }, "name"), { key: "name", dir: "desc" });
     assert.deepEqual(nextSort({ key: "name", dir: "desc" }, "host"), { key: "host", dir: "asc" });
+  });
+
+  it("asks the server for the name order (whole list), and only for it", () => {
+    assert.equal(serverOrder({ key: "name", dir: "asc" }), "name");
+    assert.equal(serverOrder({ key: "name", dir: "desc" }), "-name");
+    assert.equal(serverOrder({ key: "host", dir: "asc" }), undefined);
+    assert.equal(serverOrder(undefined), undefined);
+    assert.equal(vmListQuery({}, { limit: 25, sort: "-name" }), "limit=25&sort=-name");
+    assert.equal(vmListQuery({}, { limit: 25, sort: undefined }), "limit=25");
   });
 });

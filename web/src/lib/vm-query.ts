@@ -18,10 +18,14 @@ export interface VmFilter {
 export const PAGE_SIZES = [25, 50, 100, 250] as const;
 
 /** The query string of one page of `GET /v1/vms` (empty filter fields are left out). */
-export function vmListQuery(filter: VmFilter, page: { limit: number; cursor?: string | null }): string {
+export function vmListQuery(
+  filter: VmFilter,
+  page: { limit: number; cursor?: string | null; sort?: ServerOrder | undefined },
+): string {
   const q = new URLSearchParams();
   q.set("limit", String(page.limit));
   if (page.cursor) q.set("cursor", page.cursor);
+  if (page.sort) q.set("sort", page.sort);
   for (const key of ["namePrefix", "hostId", "powerState", "securityMode", "labels"] as const) {
     const v = filter[key]?.trim();
     if (v) q.set(key, v);
@@ -84,9 +88,18 @@ function sortValue(vm: Vm, key: SortKey, hostName: (id: string | null) => string
   }
 }
 
+/** The orders `GET /v1/vms?sort=` pages in over the whole list (unique, indexed keys only). */
+export type ServerOrder = "name" | "-name";
+
+/** The server's order for a column sort, when the server has one: by name, either way. */
+export function serverOrder(sort: Sort | undefined): ServerOrder | undefined {
+  if (sort?.key !== "name") return undefined;
+  return sort.dir === "asc" ? "name" : "-name";
+}
+
 /**
- * Orders the rows of the page shown. The API pages in its own stable order (by id) and has no sort parameter, so
- * the order applies to the page on screen; filters and paging stay on the server.
+ * Orders the rows of the page shown, for the columns the server cannot page in (`serverOrder` has none for
+ * them): the order applies to the page on screen; filters and paging stay on the server.
  */
 export function sortRows(
   rows: readonly Vm[],

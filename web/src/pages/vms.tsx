@@ -20,6 +20,7 @@ import {
   type Sort,
   type SortKey,
   selectorFor,
+  serverOrder,
   sortRows,
   type VmFilter,
   vmListQuery,
@@ -71,6 +72,8 @@ export function VmsPage() {
   const [reload, setReload] = useState(0);
 
   const cursor = cursors[cursors.length - 1] ?? null;
+  // Name sorts the whole list on the server; the other columns order the page on screen.
+  const order = serverOrder(sort);
   const hostName = useMemo(() => {
     const m = new Map(hosts.map((h) => [h.id, h.name]));
     return (id: string | null) => (id === null ? "—" : (m.get(id) ?? id));
@@ -87,7 +90,9 @@ export function VmsPage() {
     const abort = new AbortController();
     setLoading(true);
     client
-      .json<Page<Vm>>(`/v1/vms?${vmListQuery(filter, { limit, cursor })}`, { signal: abort.signal })
+      .json<Page<Vm>>(`/v1/vms?${vmListQuery(filter, { limit, cursor, sort: order })}`, {
+        signal: abort.signal,
+      })
       .then((p) => {
         setPage(p);
         setProblem(null);
@@ -95,9 +100,18 @@ export function VmsPage() {
       .catch((e) => abort.signal.aborted || setProblem(asProblem(e)))
       .finally(() => setLoading(false));
     return () => abort.abort();
-  }, [filter, limit, cursor, reload]);
+  }, [filter, limit, cursor, order, reload]);
 
-  const rows = useMemo(() => sortRows(page?.items ?? [], sort, hostName), [page, sort, hostName]);
+  const rows = useMemo(
+    () => (order ? (page?.items ?? []) : sortRows(page?.items ?? [], sort, hostName)),
+    [page, sort, order, hostName],
+  );
+  /** A new sort; a change of the server's order starts again at its first page (a cursor holds one order). */
+  function sortBy(key: SortKey) {
+    const next = nextSort(sort, key);
+    if (serverOrder(next) !== order) setCursors([null]);
+    setSort(next);
+  }
   const names = useMemo(() => new Map(rows.map((v) => [v.id, v.name])), [rows]);
   const selection: Selection = allMatching ? { kind: "filter" } : { kind: "ids", ids: [...selected] };
   const selectionCount = allMatching ? "all matching the filter" : `${selected.size} selected`;
@@ -366,8 +380,8 @@ export function VmsPage() {
       <div class="scroll">
         <table class="vms" aria-busy={loading}>
           <caption>
-            VMs {loading ? "(loading…)" : ""} — sorting orders the page shown; filters and pages come from the
-            server
+            VMs {loading ? "(loading…)" : ""} — filters, pages and the name order come from the server; the
+            other columns order the page shown
           </caption>
           <thead>
             <tr>
@@ -385,7 +399,7 @@ export function VmsPage() {
                   scope="col"
                   aria-sort={sort?.key === c.key ? (sort.dir === "asc" ? "ascending" : "descending") : "none"}
                 >
-                  <button type="button" class="sort" onClick={() => setSort(nextSort(sort, c.key))}>
+                  <button type="button" class="sort" onClick={() => sortBy(c.key)}>
                     {c.label}
                     {sort?.key === c.key ? (sort.dir === "asc" ? " ▲" : " ▼") : ""}
                   </button>

@@ -15,6 +15,7 @@ import {
   SECURITY_MODES,
   type Vm,
   type VmFilter,
+  type VmOrder,
   type VmUpdate,
 } from "../types.ts";
 import { oneOf } from "../validate.ts";
@@ -101,6 +102,9 @@ async function replaceLabels(
   await insertRows(db, ctx.dialect, "vm_labels", LABEL_COLUMNS, rows);
 }
 
+/** How a name-order cursor's key starts (an id-order key is a VM id, `vm_…`). */
+const NAME_CURSOR = "name:";
+
 export function vmStore(ctx: StoreContext): VmStore {
   const get = async (id: string): Promise<Vm | undefined> => {
     const r = await guardDb(() =>
@@ -109,20 +113,37 @@ export function vmStore(ctx: StoreContext): VmStore {
     return r && toVm(r);
   };
 
-  /** The rows of one page of `list` (limit + 1 of them: the extra one tells that another page exists). */
-  const pageRows = (filter: VmFilter, page: PageRequest | undefined, limit: number) => {
-    const after = stringCursor(page);
+  /**
+   * The rows of one page of `list` (limit + 1 of them: the extra one tells that another page exists). A name-order
+   * cursor carries its order (`name:` + the last name), so a cursor cannot silently continue another order.
+   */
+  const pageRows = (filter: VmFilter, page: PageRequest | undefined, limit: number, order: VmOrder) => {
+    const key = stringCursor(page);
+    const byName = order !== "id";
+    if (key !== undefined && byName !== key.startsWith(NAME_CURSOR)) {
+      throw new CiphervisorError("INVALID_INPUT", "this page cursor belongs to another sort order", {
+        details: { field: "cursor" },
+      });
+    }
     return guardDb(() => {
       let q = ctx.db
         .selectFrom("vms")
         .selectAll()
         .where((eb) => eb.and(conditions(eb, filter)))
-        .orderBy("id")
         .limit(limit + 1);
-      if (after !== undefined) q = q.where("id", ">", after);
+      if (!byName) {
+        q = q.orderBy("id");
+        if (key !== undefined) q = q.where("id", ">", key);
+      } else {
+        const desc = order === "-name";
+        q = q.orderBy("name", desc ? "desc" : "asc");
+        if (key !== undefined) q = q.where("name", desc ? "<" : ">", key.slice(NAME_CURSOR.length));
+      }
       return q.execute();
     });
   };
+  const cursorKey = (order: VmOrder) => (v: { id: string; name: string }) =>
+    order === "id" ? v.id : `${NAME_CURSOR}${v.name}`;
 
   const createMany = async (vms: readonly NewVm[]): Promise<string[]> => {
     const now = isoNow(ctx);
@@ -150,13 +171,13 @@ export function vmStore(ctx: StoreContext): VmStore {
       );
       return r && toVm(r);
     },
-    async list(filter = {}, page) {
+    async list(filter = {}, page, order = "id") {
       const limit = pageLimit(page);
-      return toPage((await pageRows(filter, page, limit)).map(toVm), limit, (v) => v.id);
+      return toPage((await pageRows(filter, page, limit, order)).map(toVm), limit, cursorKey(order));
     },
-    async listStored(filter = {}, page) {
+    async listStored(filter = {}, page, order = "id") {
       const limit = pageLimit(page);
-      return toPage((await pageRows(filter, page, limit)).map(toStoredVm), limit, (v) => v.id);
+      return toPage((await pageRows(filter, page, limit, order)).map(toStoredVm), limit, cursorKey(order));
     },
     async listIds(filter = {}, page) {
       const limit = pageLimit(page);
