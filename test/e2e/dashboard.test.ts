@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { type Browser, chromium, type Page } from "playwright-core";
+import { createLaunchSession } from "../../src/owner/session.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const bin = join(root, "bin/ciphervisor.js");
@@ -25,9 +26,19 @@ const FLAGS = [
   "--no-first-run",
 ];
 
-/** Browser-side expressions (strings: this file is type-checked without the DOM library). */
-const ALL_SEV_ES =
-  '[...document.querySelectorAll("tr[data-vm] .badge")].every((b) => b.textContent === "SEV-ES")';
+/**
+ * Waits until every mode badge in the VM table reads `mode`. Polled from here, not `page.waitForFunction`: that
+ * evaluates its predicate as a string in the page, which the dashboard's Content-Security-Policy (no eval) refuses.
+ */
+async function waitForAllModes(page: Page, mode: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const badges = await page.locator("tr[data-vm] .badge").allTextContents();
+    if (badges.length > 0 && badges.every((b) => b === mode)) return;
+    if (Date.now() > deadline) assert.fail(`mode badges after ${timeoutMs} ms: ${badges.join(", ")}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 function chromiumPath(): string | undefined {
   try {
@@ -118,6 +129,20 @@ describe("dashboard (Chromium, real serve --demo)", () => {
     return (await res.json()) as T;
   }
 
+  async function send<T>(role: string, method: string, path: string, body: unknown): Promise<T> {
+    assert.ok(server);
+    const res = await fetch(`${server.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${server.token(role)}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    assert.ok(
+      res.status === 200 || res.status === 202,
+      `${method} ${path}: ${res.status} ${await res.clone().text()}`,
+    );
+    return (await res.json()) as T;
+  }
+
   const shot = (page: Page, name: string) =>
     page.screenshot({ path: join(out, `dashboard-${name}.png`), fullPage: true });
 
@@ -129,7 +154,7 @@ describe("dashboard (Chromium, real serve --demo)", () => {
     await page.locator("tr[data-vm]").first().waitFor();
     await page.getByLabel("Mode").selectOption("sev-es");
     await page.getByRole("button", { name: "Filter", exact: true }).click();
-    await page.waitForFunction(ALL_SEV_ES);
+    await waitForAllModes(page, "SEV-ES");
     const names = await page
       .locator("tr[data-vm]")
       .evaluateAll((rows) => rows.map((r) => r.getAttribute("data-vm")));
@@ -228,6 +253,54 @@ describe("dashboard (Chromium, real serve --demo)", () => {
     assert.ok(plain.guest.length >= 15);
     for (const v of plain.guest) assert.ok(plain.hv.includes(v), `none: ${v} is in the hypervisor column`);
     await shot(page, "hypervisor-view-none");
+    await page.context().close();
+  });
+
+  it("shows a paused VM's attestation with its owner command, then the power-on operation's results", async (t) => {
+    if (!browser) return t.diagnostic("chromium missing (reported above)");
+    // The owner's side by API (the dashboard holds no owner keys): a session for vault-1's host, then power-on.
+    type Vm = { id: string; name: string; hostId: string; policy: number; powerState: string };
+    const vm = (await api<{ items: Vm[] }>("viewer", "/v1/vms?namePrefix=vault-1")).items[0];
+    assert.ok(vm);
+    const info = await api<{ pdh: string }>("attestation-reader", `/v1/hosts/${vm.hostId}/sev-info`);
+    const session = createLaunchSession(new Uint8Array(Buffer.from(info.pdh, "base64")), vm.policy);
+    await send("attestation-admin", "PUT", `/v1/vms/${vm.id}/launch-session`, {
+      godhCert: Buffer.from(session.godhCert).toString("base64"),
+      session: Buffer.from(session.session).toString("base64"),
+    });
+    const started = await send<{ operation: { id: string } }>(
+      "operator",
+      "POST",
+      `/v1/vms/${vm.id}/power-on`,
+      {},
+    );
+    const measured = await api<{ measurement: string }>(
+      "attestation-reader",
+      `/v1/vms/${vm.id}/launch-measurement`,
+    );
+
+    const page = await signedIn("attestation-reader", `/vms/${vm.id}/attestation`);
+    await page.locator("#owner-line").waitFor();
+    // Named once the VM itself is read (the report names it by id).
+    await page.locator("main h2", { hasText: "Attestation of vault-1" }).waitFor();
+    assert.ok(
+      (await page.locator("main").innerText()).includes(measured.measurement),
+      "the blob the API reports",
+    );
+    const line = await page.locator("#owner-line").inputValue();
+    assert.match(line, /^ciphervisor owner measure .*--firmware /);
+    assert.match(line, /--mode sev-es|--policy/);
+    await shot(page, "attestation");
+
+    await page.getByRole("link", { name: "Operations" }).click();
+    await page.getByRole("button", { name: started.operation.id }).click();
+    const results = page.locator("table.results");
+    await results.waitFor();
+    const resultText = await results.innerText();
+    assert.ok(resultText.includes(vm.id), resultText);
+    assert.match(resultText, /ok[\s\S]*powerState: paused/);
+    assert.match(await page.locator(".progress").innerText(), /1 of 1 done: 1 ok, 0 failed/);
+    await shot(page, "operations");
     await page.context().close();
   });
 

@@ -16,18 +16,24 @@ export function AttestationPage({ id }: { id: string }) {
   const [m, setM] = useState<LaunchMeasurement | null>(null);
   const [problem, setProblem] = useState<Problem | null>(null);
   const [copied, setCopied] = useState(false);
+  // The report names the VM by id; people know it by name.
+  const [name, setName] = useState<string | null>(null);
 
   useEffect(() => {
     client
       .json<LaunchMeasurement>(`/v1/vms/${encodeURIComponent(id)}/launch-measurement`)
       .then(setM)
       .catch((e) => setProblem(asProblem(e)));
+    client
+      .json<{ name: string }>(`/v1/vms/${encodeURIComponent(id)}`)
+      .then((vm) => setName(vm.name))
+      .catch(() => setName(null));
   }, [id]);
 
   const line = m ? ownerMeasureLine(m) : "";
   return (
     <main id="main" class="page">
-      <h2>Attestation {m ? `of ${m.vm}` : ""}</h2>
+      <h2>Attestation {m ? `of ${name ?? m.vm}` : ""}</h2>
       <ProblemBox problem={problem} />
       {m ? (
         <>
