@@ -5,6 +5,8 @@ declare module "autocannon" {
     connections?: number;
     duration?: number;
     headers?: Record<string, string>;
+    /** A sequence each connection cycles through (method, path, headers, body, setupRequest, onResponse). */
+    requests?: readonly Record<string, unknown>[];
   }
   export default function autocannon(options: Options): Promise<unknown>;
 }
