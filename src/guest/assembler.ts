@@ -180,7 +180,8 @@ function evaluate(no: number, expr: string, symbols: ReadonlyMap<string, bigint>
       continue;
     }
     let v: bigint;
-    if (/^(0x[0-9a-f_]+|0b[01_]+|\d[\d_]*)$/i.test(tok)) v = BigInt(tok.replace(/_/g, ""));
+    // A radix prefix needs a digit after it (`0x_` is no number: BigInt("0x") would throw an untyped error).
+    if (/^(0x_*[0-9a-f][0-9a-f_]*|0b_*[01][01_]*|\d[\d_]*)$/i.test(tok)) v = BigInt(tok.replace(/_/g, ""));
     else if (/^'.'$/.test(tok)) v = BigInt(tok.charCodeAt(1));
     else if (NAME.test(tok)) {
       const s = symbols.get(tok);

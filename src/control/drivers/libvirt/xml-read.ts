@@ -9,9 +9,9 @@ export function unescapeXml(text: string): string {
   return text.replace(/&(#x[0-9a-f]+|#[0-9]+|amp|lt|gt|quot|apos);/gi, (_, e: string) => {
     const named: Record<string, string> = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'" };
     if (e[0] !== "#") return named[e.toLowerCase()] ?? "";
-    return String.fromCodePoint(
-      e[1] === "x" || e[1] === "X" ? Number.parseInt(e.slice(2), 16) : Number(e.slice(1)),
-    );
+    const cp = e[1] === "x" || e[1] === "X" ? Number.parseInt(e.slice(2), 16) : Number(e.slice(1));
+    // No such character (beyond U+10FFFF): U+FFFD, as an XML reader's replacement; never an untyped RangeError.
+    return cp <= 0x10ffff ? String.fromCodePoint(cp) : "\ufffd";
   });
 }
 
