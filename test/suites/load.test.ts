@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { mixedLoad } from "../../bench/lib/mixed-load.ts";
 import { memoryOf, type Served, startServe, stopServe } from "../../bench/lib/serve-process.ts";
+import { recordSuite } from "./reliability-record.ts";
 
 const LONG = process.env.CIPHERVISOR_LONG === "1";
 const [HOSTS, VMS, SECONDS] = LONG ? [1_000, 100_000, 60] : [20, 5_000, 8];
@@ -85,5 +86,22 @@ describe(`load suite (${VMS} VMs, ${SECONDS} s of mixed load)`, () => {
     assert.equal(verify.ok, true);
     assert.equal((await fetch(`${url}/readyz`)).status, 200);
     assert.ok(memoryOf(served.child.pid).rssMiB > 0);
+    recordSuite("load", {
+      suite: "Load",
+      ran: {
+        VMs: VMS,
+        "s of mixed load": SECONDS,
+        requests: r.requests,
+        "VMs created": r.created,
+        "MiB RSS after warm-up": Math.round(r.rssWarmMiB),
+        "MiB at the end": Math.round(r.rssEndMiB),
+      },
+      held: [
+        "no 5xx, every answer 2xx",
+        "every create in the inventory",
+        "memory flat",
+        "audit chain verifies",
+      ],
+    });
   });
 });
