@@ -50,6 +50,10 @@ export const LaunchFinishAnswer = Type.Object({
 
 export const LaunchMeasurementSchema = Type.Object({
   vm: Type.String(),
+  ownerMeasure: Type.Array(Type.String(), {
+    description:
+      "The arguments of `ciphervisor owner measure` that recompute the launch digest from these values and the owner's own images (placeholders FIRMWARE, KERNEL, INITRD, CMDLINE, VCPU_TYPE)",
+  }),
   hostId: Type.String(),
   host: Type.String(),
   measurement: Type.String({

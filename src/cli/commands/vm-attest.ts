@@ -22,39 +22,6 @@ import { hex } from "../output/vm-table.ts";
 type LaunchMeasurement = ApiLaunchMeasurement;
 type LaunchAnswer = ApiLaunchFinish;
 
-/** Placeholders for the owner's own files in the printed command: the server reports hashes, never paths. */
-export const MEASURE_PLACEHOLDERS = {
-  firmware: "FIRMWARE",
-  kernel: "KERNEL",
-  initrd: "INITRD",
-  cmdline: "CMDLINE",
-  vcpuType: "VCPU_TYPE",
-} as const;
-
-/**
- * The `ciphervisor owner measure` argv (after `owner measure`) that recomputes the launch digest from the reported
- * values alone. The owner's copies of the images stand in as placeholders ({@link MEASURE_PLACEHOLDERS}); every
- * other value is the server's report (docs/sev-interface.md §8.1, §12.2). The placeholders are plain words, so the
- * line needs no shell quoting.
- */
-export function ownerMeasureArgs(m: LaunchMeasurement): string[] {
-  const p = MEASURE_PLACEHOLDERS;
-  const args = ["--firmware", p.firmware];
-  if (m.images?.kernel) {
-    args.push("--kernel", p.kernel);
-    if (m.images.initrd) args.push("--initrd", p.initrd);
-    if (m.images.cmdline) args.push("--append", p.cmdline);
-  }
-  args.push("--mode", m.securityMode);
-  if (m.securityMode === "sev-es") {
-    args.push("--vcpus", String(m.vcpus));
-    if (m.cpuSignature) args.push("--vcpu-sig", hex(m.cpuSignature.value));
-    else args.push("--vcpu-type", m.vcpuType ?? p.vcpuType);
-    args.push("--vmm", m.vmmProfile);
-  }
-  return args;
-}
-
 /** The reported launch inputs as `fields` rows. */
 function launchInputRows(m: LaunchMeasurement): [string, string | number][] {
   const rows: [string, string | number][] = [
@@ -154,15 +121,15 @@ export function registerVmAttest(vm: Command, io: CliIo): void {
         ...launchInputRows(m),
       ]),
     );
-    io.out(`\nciphervisor owner measure ${ownerMeasureArgs(m).join(" ")}\n`);
+    // The server builds the command (control/services/owner-measure.ts); its placeholders are named below.
+    io.out(`\nciphervisor owner measure ${m.ownerMeasure.join(" ")}\n`);
     if (flags.quiet !== true) {
-      const p = MEASURE_PLACEHOLDERS;
-      const images = [`${p.firmware} = your copy of the firmware (sha256 ${m.loaderSha256})`];
+      const images = [`FIRMWARE = your copy of the firmware (sha256 ${m.loaderSha256})`];
       if (m.images?.firmware.name === "builtin-uefi") {
-        images.push(`'ciphervisor firmware export --out ${p.firmware}' writes the built-in one`);
+        images.push("'ciphervisor firmware export --out FIRMWARE' writes the built-in one");
       }
       if (m.images?.kernel)
-        images.push(`${p.kernel}, ${p.initrd}, ${p.cmdline}: your direct-boot kernel, initrd and cmdline`);
+        images.push("KERNEL, INITRD, CMDLINE: your direct-boot kernel, initrd and cmdline");
       io.err(
         `the command above recomputes the launch digest; ${images.join("; ")}. The same image flags go to 'owner verify-measurement'\n`,
       );

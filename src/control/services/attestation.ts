@@ -12,6 +12,7 @@
  * power service) → `secret-injected` or `finished`; power-off and failed launches go back to `none`. The session is
  * used for exactly one launch: LAUNCH_START only gets it while the state is `session-set`.
  */
+
 import { createHash } from "node:crypto";
 import { CiphervisorError, isCiphervisorError } from "../../errors.ts";
 import { builtinUefiImage } from "../../hypervisor/builtin-uefi.ts";
@@ -30,6 +31,7 @@ import { EmulatedDriver } from "../drivers/emulated.ts";
 import type { Actor, Host, LaunchSessionFiles, Vm } from "../inventory/types.ts";
 import type { JsonObject } from "../json.ts";
 import { type ControlContext, connect, getHost, getVm } from "./context.ts";
+import { ownerMeasureArgs } from "./owner-measure.ts";
 
 /** What `virsh nodesevinfo` and KubeVirt's `fetchcertchain` give, plus the chain split into sevctl's files. */
 export interface SevInfo {
@@ -100,6 +102,8 @@ export interface LaunchMeasurementInfo {
     readonly value: number;
   };
   readonly images?: LaunchInputs["images"];
+  /** The `ciphervisor owner measure` arguments that recompute the digest from the values above (`owner-measure.ts`). */
+  readonly ownerMeasure: readonly string[];
 }
 
 /** A failure the service already wrote to the audit log (the API must not record it twice). */
@@ -303,7 +307,7 @@ export async function launchMeasurement(
   const inputs = status?.launchInputs;
   // Else what the host hashed of the files the domain boots (libvirt), else the built-in UEFI every emulated VM boots.
   const images = inputs?.images ?? status?.bootImages;
-  return {
+  const info: Omit<LaunchMeasurementInfo, "ownerMeasure"> = {
     vm: vm.id,
     hostId: host.id,
     host: host.name,
@@ -330,6 +334,7 @@ export async function launchMeasurement(
       : {}),
     ...(images ? { images: structuredClone(images) } : {}),
   };
+  return { ...info, ownerMeasure: ownerMeasureArgs(info) };
 }
 
 /** The stable code of a host failure: a firmware status name (BAD_MEASUREMENT, …) or the error's own code. */

@@ -199,5 +199,5 @@ export interface LaunchMeasurement {
   readonly vcpuType?: string;
   readonly cpuSignature?: { readonly value: number };
   readonly images?: Readonly<Record<string, { readonly sha256: string; readonly name?: string } | undefined>>;
-  readonly ownerMeasure?: string;
+  readonly ownerMeasure: readonly string[];
 }
