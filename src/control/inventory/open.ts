@@ -6,7 +6,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
-import { Kysely, PostgresDialect, sql } from "kysely";
+import { type Dialect, Kysely, PostgresDialect, sql } from "kysely";
 import pg from "pg";
 import { CiphervisorError } from "../../errors.ts";
 import { refusesWrites } from "./health.ts";
@@ -28,6 +28,8 @@ export interface OpenInventoryOptions {
   readonly schema?: string;
   /** PostgreSQL pool size (default 10). */
   readonly poolSize?: number;
+  /** Wraps the dialect before use: the seam through which tests inject storage faults (`testing/faults.ts`). */
+  readonly wrapDialect?: (dialect: Dialect) => Dialect;
 }
 
 /** Where an inventory URL points. */
@@ -112,7 +114,8 @@ async function openPostgres(
   // An idle client losing its server emits 'error' on the pool; unhandled, it would kill the process. The next
   // query gets a fresh connection or a reported error.
   pool.on("error", () => {});
-  const db = new Kysely<Db>({ dialect: new PostgresDialect({ pool }) });
+  const dialect = new PostgresDialect({ pool });
+  const db = new Kysely<Db>({ dialect: options.wrapDialect?.(dialect) ?? dialect });
   try {
     // Look first: CREATE SCHEMA IF NOT EXISTS still needs CREATE on the database, which a least-privilege role
     // running against an existing schema (e.g. public) should not need.
@@ -155,7 +158,8 @@ function openSqlite(path: string, options: OpenInventoryOptions): KyselyInventor
     // query fails with STORE_CORRUPT: `serve` can then answer /readyz with what is wrong instead of not starting.
     database = new Database(path);
   }
-  const db = new Kysely<Db>({ dialect: new ImmediateSqliteDialect(database) });
+  const dialect = new ImmediateSqliteDialect(database);
+  const db = new Kysely<Db>({ dialect: options.wrapDialect?.(dialect) ?? dialect });
   return new KyselyInventory(db, { dialect: "sqlite", path, ...(options.now ? { now: options.now } : {}) });
 }
 

@@ -81,6 +81,24 @@ export function mapDbError(e: unknown, context: DbErrorContext = {}): Cipherviso
       cause: e,
     });
   }
+  // The disk failed or filled up under a write (SQLite's I/O and full-disk codes; PostgreSQL's classes 53,
+  // insufficient resources, and 58, system error): the store is fine, the machine is not. Nothing of the failed
+  // transaction was kept, so a retry once the disk is back is safe.
+  if (
+    code.startsWith("SQLITE_IOERR") ||
+    code === "SQLITE_FULL" ||
+    code.startsWith("53") ||
+    code.startsWith("58")
+  ) {
+    return new CiphervisorError(
+      "IO",
+      "the inventory database could not write (disk error or disk full); nothing of the change was kept",
+      {
+        cause: e,
+        details: { retryable: true },
+      },
+    );
+  }
   return new CiphervisorError("INTERNAL", "inventory database error", { cause: e });
 }
 
