@@ -74,7 +74,13 @@ describe(`load suite (${VMS} VMs, ${SECONDS} s of mixed load)`, () => {
     ).json()) as {
       items: unknown[];
     };
-    assert.equal(created.items.length, r.statuses["201"], "every 201 is a VM in the inventory");
+    // Every 201 is a VM in the inventory; requests still in flight when the run stopped may have created more,
+    // but never more than were sent.
+    const answered = r.statuses["201"] ?? 0;
+    assert.ok(
+      created.items.length >= answered && created.items.length <= r.created,
+      `${created.items.length} VMs for ${answered} answered and ${r.created} sent creates`,
+    );
     // Power-on answers 200 when its operation finished within the API's short wait, 202 otherwise: count results.
     const running = (await (
       await fetch(`${url}/v1/vms?namePrefix=load-&powerState=running&limit=5000`, { headers: auth })
