@@ -7,35 +7,17 @@
  *
  * Needs `chromium` on PATH (`.ci/run` installs it); without it the case reports nothing and says why.
  */
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { CHROMIUM_FLAGS, chromiumPath } from "../lib/chromium.ts";
 import { startServe, stopServe } from "../lib/serve-process.ts";
 import type { BenchCase, BenchResult, BenchRunOptions } from "../types.ts";
-
-const FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-];
 
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] ?? Number.NaN;
-}
-
-function chromiumPath(): string | undefined {
-  try {
-    return execFileSync("sh", ["-c", "command -v chromium"], { encoding: "utf8" }).trim() || undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 async function run(options: BenchRunOptions): Promise<BenchResult> {
@@ -51,7 +33,7 @@ async function run(options: BenchRunOptions): Promise<BenchResult> {
     "--demo-vms",
     String(vms),
   ]);
-  const browser = await chromium.launch({ executablePath, args: FLAGS });
+  const browser = await chromium.launch({ executablePath, args: CHROMIUM_FLAGS });
   try {
     const token = readFileSync(join(dir, "data", "admin.token"), "utf8").trim();
     const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();

@@ -4,27 +4,19 @@
  * Without a `chromium` binary the suite fails under CI=true and says so loudly otherwise (`.ci/run` installs it).
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { type Browser, chromium, type Page } from "playwright-core";
+import { CHROMIUM_FLAGS, chromiumPath } from "../../bench/lib/chromium.ts";
 import { createLaunchSession } from "../../src/owner/session.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const bin = join(root, "bin/ciphervisor.js");
 const out = join(root, "test-output");
-const FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-];
 
 /**
  * Waits until every mode badge in the VM table reads `mode`. Polled from here, not `page.waitForFunction`: that
@@ -37,14 +29,6 @@ async function waitForAllModes(page: Page, mode: string, timeoutMs = 10_000): Pr
     if (badges.length > 0 && badges.every((b) => b === mode)) return;
     if (Date.now() > deadline) assert.fail(`mode badges after ${timeoutMs} ms: ${badges.join(", ")}`);
     await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-function chromiumPath(): string | undefined {
-  try {
-    return execFileSync("sh", ["-c", "command -v chromium"], { encoding: "utf8" }).trim() || undefined;
-  } catch {
-    return undefined;
   }
 }
 
@@ -96,7 +80,7 @@ describe("dashboard (Chromium, real serve --demo)", () => {
     }
     mkdirSync(out, { recursive: true });
     server = await startServe();
-    browser = await chromium.launch({ executablePath, args: FLAGS });
+    browser = await chromium.launch({ executablePath, args: CHROMIUM_FLAGS });
   });
 
   after(async () => {

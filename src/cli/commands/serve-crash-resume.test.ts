@@ -5,49 +5,24 @@
  * it; after it, the restarted node takes it over and finishes it.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { memoryIo } from "../io.ts";
 import { main } from "../main.ts";
-import { sourceBinArgs } from "../testing/source-bin.ts";
+import { type ServeChild, startServeChild } from "../testing/serve-child.ts";
 
 const dirs: string[] = [];
 after(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-interface Running {
-  readonly child: ChildProcess;
-  readonly url: string;
-  exit(): Promise<number | null>;
-  stderr(): string;
-}
+type Running = ServeChild;
 
-async function start(dir: string, ...extra: string[]): Promise<Running> {
-  const child = spawn(
-    process.execPath,
-    sourceBinArgs("serve", "--data-dir", dir, "--port", "0", "--log-level", "warn", ...extra),
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let out = "";
-  let err = "";
-  child.stderr?.on("data", (d: Buffer) => {
-    err += String(d);
-  });
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout?.on("data", (d: Buffer) => {
-      out += String(d);
-      const m = /listening on (http:\/\/\S+)\n/.exec(out);
-      if (m?.[1]) resolve(m[1]);
-    });
-    exited.then((code) => reject(new Error(`serve exited ${code} before listening: ${out}${err}`)));
-  });
-  return { child, url, exit: () => exited, stderr: () => err };
-}
+/** Runs from the sources, so the test sees what is being edited (the bin runs dist/). */
+const start = (dir: string, ...extra: string[]) =>
+  startServeChild(["--data-dir", dir, "--port", "0", "--log-level", "warn", ...extra], { fromSources: true });
 
 interface Op {
   id: string;

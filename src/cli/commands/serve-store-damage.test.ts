@@ -6,7 +6,6 @@
  * write. The file is damaged between two runs of the same data directory, as a crash or a bad restore would leave it.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,7 +17,7 @@ import {
   restoreWritable,
   truncateStore,
 } from "../../control/inventory/testing/damage.ts";
-import { sourceBinArgs } from "../testing/source-bin.ts";
+import { type ServeChild, startServeChild } from "../testing/serve-child.ts";
 
 const dirs: string[] = [];
 const readOnly: string[] = [];
@@ -27,38 +26,14 @@ after(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-interface Running {
-  readonly child: ChildProcess;
-  readonly url: string;
-  stdout(): string;
-  stderr(): string;
-  exit(): Promise<number | null>;
-}
+type Running = ServeChild;
 
-async function start(dir: string): Promise<Running> {
-  // From the sources, so the test runs what is being edited (the bin runs dist/).
-  const child = spawn(
-    process.execPath,
-    sourceBinArgs("serve", "--data-dir", dir, "--port", "0", "--log-level", "info"),
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let out = "";
-  let err = "";
-  child.stderr?.on("data", (d: Buffer) => {
-    err += String(d);
+/** From the sources, so the test runs what is being edited (the bin runs dist/). */
+const start = (dir: string) =>
+  startServeChild(["--data-dir", dir, "--port", "0", "--log-level", "info"], {
+    fromSources: true,
+    settleMs: 50,
   });
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout?.on("data", (d: Buffer) => {
-      out += String(d);
-      const m = /listening on (http:\/\/\S+)\n/.exec(out);
-      if (m?.[1]) resolve(m[1]);
-    });
-    exited.then((code) => reject(new Error(`serve exited ${code} before listening: ${out}${err}`)));
-  });
-  await new Promise((r) => setTimeout(r, 50));
-  return { child, url, stdout: () => out, stderr: () => err, exit: () => exited };
-}
 
 async function stop(s: Running): Promise<void> {
   s.child.kill("SIGTERM");
