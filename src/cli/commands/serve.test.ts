@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import { ROLES } from "../../control/rbac.ts";
 import { memoryIo } from "../io.ts";
 import { main } from "../main.ts";
-import { runServe } from "./serve.ts";
+import { parseServeFlags, runServe } from "./serve.ts";
 
 const bin = fileURLToPath(new URL("../../../bin/ciphervisor.js", import.meta.url));
 const dirs: string[] = [];
@@ -214,5 +214,17 @@ describe("ciphervisor serve", () => {
       assert.equal(await main(args, io), 2, args.join(" "));
       assert.match(io.stderr, /^ciphervisor: .* \[(USAGE|INVALID_INPUT)\]\n$/);
     }
+    // The lease: whole seconds in 1..3600, named in the error (an unknown flag would be USAGE, not this).
+    for (const bad of ["0", "3601", "2.5", "soon"]) {
+      const io = memoryIo();
+      assert.equal(await main(["serve", "--operation-lease", bad], io), 2, bad);
+      assert.match(
+        io.stderr,
+        /^ciphervisor: --operation-lease must be an integer in 1\.\.3600, got .* \[INVALID_INPUT\]\n$/,
+      );
+    }
+    const flags = { host: "127.0.0.1", port: "0", logLevel: "silent" };
+    assert.equal(parseServeFlags({ ...flags, operationLease: "2" }).leaseMs, 2000);
+    assert.equal(parseServeFlags(flags).leaseMs, 30_000, "30 s by default");
   });
 });

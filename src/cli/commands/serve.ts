@@ -35,6 +35,7 @@ interface ServeFlags {
   demoVms?: string;
   logLevel: string;
   worker?: string;
+  operationLease?: string;
   tlsCert?: string;
   tlsKey?: string;
 }
@@ -48,6 +49,11 @@ export interface ServeOptions {
   readonly fleet?: { readonly hosts: number; readonly vms: number };
   readonly logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "silent";
   readonly worker?: string;
+  /**
+   * How long this node's claim on an operation lasts without renewal (ms). A node that dies holds its operations
+   * this long before another node, or this one restarted, takes them over; short for tests, longer for slow stores.
+   */
+  readonly leaseMs?: number;
   /** PEM certificate chain and private key: serve HTTPS instead of HTTP. */
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
 }
@@ -101,6 +107,7 @@ export function parseServeFlags(flags: ServeFlags): ServeOptions {
       "silent",
     ] as const),
     ...(flags.worker === undefined ? {} : { worker: flags.worker }),
+    leaseMs: parseIntFlag(flags.operationLease ?? "30", "--operation-lease", 1, 3600) * 1000,
     ...(tls === undefined ? {} : { tls }),
   };
 }
@@ -169,6 +176,7 @@ export async function runServe(options: ServeOptions, io: CliIo, control: ServeC
     drivers,
     worker: options.worker ?? `${hostname()}/${process.pid}`,
     log,
+    ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
     // The image catalog's bytes, content-addressed, beside the inventory file.
     blobs: fileBlobStore(join(options.dataDir, "images")),
   });
@@ -293,6 +301,11 @@ export function registerServe(program: Command, io: CliIo): void {
       "info",
     )
     .option("--worker <name>", "this node's worker name in the operations queue (default host/pid)")
+    .option(
+      "--operation-lease <seconds>",
+      "how long a claimed operation stays this node's without renewal (1..3600); a dead node's work is taken over after it",
+      "30",
+    )
     .option("--tls-cert <file>", "serve HTTPS with this PEM certificate (chain); needs --tls-key")
     .option("--tls-key <file>", "the PEM private key of --tls-cert")
     .action(async (flags: ServeFlags) => {
