@@ -16,7 +16,7 @@ import { json, type OutputMode } from "../output/format.ts";
 import { printPlan } from "../output/what-if.ts";
 import { runOperation } from "../run-operation.ts";
 
-const GUEST_OS_HELP = "guest OS profile, e.g. linux-5.19, windows-server-2022";
+const GUEST_OS_HELP = "guest OS profile (docs/guest-os-profiles.md), e.g. linux-5.19, ubuntu-22.04, rhel-9";
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 interface CreateFlags extends MutatingFlags {
