@@ -55,6 +55,7 @@ import { CENSOR, redactSecrets, requestLogView } from "./redact.ts";
 import { RequestLogController } from "./request-log.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { attestationRoutes } from "./routes/attestation.ts";
+import { consoleRoutes } from "./routes/console.ts";
 import { hostRoutes } from "./routes/hosts.ts";
 import { hypervisorViewRoutes } from "./routes/hypervisor-view.ts";
 import { imageRoutes } from "./routes/images.ts";
@@ -360,6 +361,7 @@ export async function buildApi(options: ApiOptions): Promise<ApiApp> {
   adminRoutes(app, cp.context);
   systemRoutes(app, { cp, metrics, isReady: options.isReady ?? (() => true) });
   hypervisorViewRoutes(app, deps);
+  consoleRoutes(app, deps);
   await registerDashboard(app);
 
   await app.register(swaggerUi, { routePrefix: "/docs" });

@@ -40,6 +40,7 @@ const TABLE: Readonly<Record<string, Need>> = {
   },
   "POST /v1/vms::bulk-power": { anyOf: ["vm.power", "vm.delete"] },
   "GET /v1/vms/:id/hypervisor-view": "inventory.read",
+  "GET /v1/vms/:id/console": "inventory.read",
   // Attestation (the guest owner's flow)
   "PUT /v1/vms/:id/launch-session": "attestation.session",
   "GET /v1/vms/:id/launch-measurement": "attestation.read",

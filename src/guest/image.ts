@@ -17,6 +17,7 @@ import type { SecurityMode } from "../machine/vmcb.ts";
 import type { VmcbSegment, Vmsa } from "../measure/vmsa.ts";
 import type { GuestProgram } from "./assembler.ts";
 import { kernelAddress, Routine } from "./kernel/kernel.ts";
+import { printkProgram } from "./kernel/printk.ts";
 import {
   BOOT_INFO_GPA,
   BOOT_MAGIC,
@@ -25,10 +26,12 @@ import {
   GHCB_GPA,
   GUEST_SPACE_LIMIT,
   IDT_GPA,
+  KLOG_GPA,
   MAX_PAGE_TABLES,
   PAGE_DIRECTORY_GPA,
   PAGE_TABLES_GPA,
   PERCPU_GPA,
+  PRINTK_GPA,
   STACK_GPA,
   STACK_PAGES,
   STACK_TOP,
@@ -75,6 +78,8 @@ export interface FirmwareArea {
   gpa: number;
   size: number;
   what: string;
+  /** The SEV secret area (OVMF's SEV_SECRET_AREA): the kernel's efi_secret driver reads it at boot. */
+  secret?: boolean;
 }
 
 export function buildGuestImage(
@@ -138,6 +143,16 @@ export function buildGuestImage(
   percpu.setBigUint64(boot + BootInfo.GHCB_GVA, BigInt(hasGhcb ? GHCB_GPA : 0), true);
   percpu.setBigUint64(boot + BootInfo.GHCB_GPA, BigInt(hasGhcb ? GHCB_GPA : 0), true);
   percpu.setBigUint64(boot + BootInfo.DR7, 0x400n, true);
+  const secret = opts.firmwareAreas?.find((a) => a.secret && a.size > 0);
+  if (secret && profile.efiSecret) {
+    percpu.setBigUint64(boot + BootInfo.SECRET_GPA, BigInt(secret.gpa), true);
+    percpu.setBigUint64(boot + BootInfo.SECRET_SIZE, BigInt(secret.size), true);
+    // Where its boot messages wait, and the printk that writes them out through real OUT exits.
+    add(KLOG_GPA, "kernel log", false);
+    const printk = new Uint8Array(PAGE);
+    printk.set(printkProgram().code);
+    add(PRINTK_GPA, "kernel text (printk)", false, printk);
+  }
   add(PERCPU_GPA, "per-CPU", false, new Uint8Array(percpu.buffer));
 
   // Firmware areas (e.g. the secret area the Linux efi_secret driver maps): mapped, never overwritten.

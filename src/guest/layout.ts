@@ -10,6 +10,8 @@
  * | 0x3000 | page directory (CR3) | private |
  * | 0x4000–0xFFFF | page tables, one per 2 MiB of guest-virtual space (24 MiB at most) | private |
  * | 0x10000 | GHCB (SEV-ES kernels) | **shared** |
+ * | 0x11000 | kernel log: boot messages waiting to be printed (efi_secret kernels) | private |
+ * | 0x12000 | kernel text: `printk`, in the ISA, so each byte leaves through a real OUT exit | private |
  * | 0x20000–0x27FFF | kernel-provided stack (RSP starts at 0x28000) | private |
  * | 0x100000 | program code, then the program's data areas | per area |
  */
@@ -21,6 +23,9 @@ export const PAGE_DIRECTORY_GPA = 0x3000;
 export const PAGE_TABLES_GPA = 0x4000;
 export const MAX_PAGE_TABLES = 12;
 export const GHCB_GPA = 0x10000;
+export const KLOG_GPA = 0x11000;
+export const KLOG_SIZE = 4096;
+export const PRINTK_GPA = 0x12000;
 export const STACK_GPA = 0x20000;
 export const STACK_PAGES = 8;
 export const STACK_TOP = STACK_GPA + STACK_PAGES * 4096;
@@ -39,6 +44,9 @@ export const BootInfo = {
   PROTOCOL: 0x20,
   /** The kernel's cached DR7 (Linux answers DR7 reads from its per-CPU copy). */
   DR7: 0x28,
+  /** Where the firmware's SEV secret area is (0 when the firmware has none), and its size. */
+  SECRET_GPA: 0x30,
+  SECRET_SIZE: 0x38,
 } as const;
 
 export const BOOT_MAGIC = 0x3130_544f_4f42_5643n;

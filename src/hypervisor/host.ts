@@ -278,6 +278,7 @@ export class Host {
     if (vm.reason) out.reason = vm.reason;
     if (l) {
       out.console = l.devices.console;
+      if (l.devices.consoleDropped > 0) out.consoleDropped = l.devices.consoleDropped;
       out.exits = l.exits;
     }
     return out;
@@ -407,7 +408,11 @@ export class Host {
       mode: vm.spec.security,
       model: this.model,
       ...(secretArea && secretArea.size > 0
-        ? { firmwareAreas: [{ gpa: secretArea.base, size: secretArea.size, what: "SEV secret area" }] }
+        ? {
+            firmwareAreas: [
+              { gpa: secretArea.base, size: secretArea.size, what: "SEV secret area", secret: true },
+            ],
+          }
         : {}),
     });
     for (const p of image.pages) mapGuestPage({ frames: this.#frames, npt: l.npt }, p.gpa);
@@ -655,6 +660,7 @@ export class Host {
     copyPages(); // stop-and-copy
     target.#dram.write(incoming.vmcb.saveAreaPa, this.#dram.read(l.vmcb.saveAreaPa, SAVE_AREA_SIZE));
     incoming.devices.console = l.devices.console;
+    incoming.devices.consoleDropped = l.devices.consoleDropped;
     incoming.exits = l.exits;
     const moved: VmRecord = {
       spec: vm.spec,

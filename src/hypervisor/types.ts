@@ -171,8 +171,10 @@ export interface VmStatus {
   bootImages?: LaunchInputs["images"];
   /** Why the VM stopped or idles, in words a person understands (halt, guest fault, unsupported OS …). */
   reason?: string;
-  /** What the guest wrote to its serial console. */
+  /** What the guest wrote to its serial console (the last 64 KiB). */
   console?: string;
+  /** Console bytes dropped from the front to keep that bound. */
+  consoleDropped?: number;
   /** Guest exits handled since power-on. */
   exits?: number;
 }

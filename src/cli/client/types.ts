@@ -22,6 +22,7 @@ import type {
   OperationSchema,
   OperationSummarySchema,
 } from "../../api/schemas/common.ts";
+import type { VmConsoleSchema } from "../../api/schemas/console.ts";
 import type { HostSchema } from "../../api/schemas/host.ts";
 import type { DryRunPlanSchema, PlanItemSchema, PoolImpactSchema } from "../../api/schemas/plan.ts";
 import type {
@@ -81,3 +82,4 @@ export type ApiSevInfo = Static<typeof SevInfoSchema>;
 export type ApiLaunchSession = Static<typeof LaunchSessionAnswer>;
 export type ApiLaunchMeasurement = Static<typeof LaunchMeasurementSchema>;
 export type ApiLaunchFinish = Static<typeof LaunchFinishAnswer>;
+export type ApiVmConsole = Static<typeof VmConsoleSchema>;

@@ -7,6 +7,7 @@
  * one-line errors with documented exit codes.
  */
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -187,6 +188,14 @@ describe("ciphervisor vm launch-* and host sev-info", () => {
     const g = parseFields(ok(good));
     assert.equal(g.get("power"), "running");
     assert.equal(g.get("attestation"), "secret-injected");
+    // The guest's efi_secret driver printed the secret's hash on its console; any reader sees the hash, not the key.
+    const digest = createHash("sha256").update("CVSECRET: the disk key").digest("hex");
+    const shown = ok(await s.cli("viewer", "vm", "console", "vault"));
+    assert.ok(
+      shown.includes(`efi_secret: secret 736869e5-84f0-4973-92ec-06879ce3da0b (22 bytes) sha256 ${digest}\n`),
+      shown,
+    );
+    assert.equal(shown.includes("CVSECRET"), false);
     const sessionB64 = readFileSync(join(dir, "vault_session.b64"), "utf8").trim();
     const secretB64 = readFileSync(join(dir, "sec.b64"), "utf8").trim();
     for (const r of [set, table, bad, good]) {

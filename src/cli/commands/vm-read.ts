@@ -1,7 +1,10 @@
-/** `vm list` and `vm get`: reading VMs, as a table, JSON, or one name a line for `--from-file -`. */
+/**
+ * `vm list` and `vm get`: reading VMs, as a table, JSON, or one name a line for `--from-file -`; `vm console`: what
+ * the guest wrote to its serial port, with every control character but the line break made visible.
+ */
 import type { Command } from "commander";
 import { findVm, listHosts } from "../client/lookup.ts";
-import type { ApiHost, ApiVm } from "../client/types.ts";
+import type { ApiHost, ApiVm, ApiVmConsole } from "../client/types.ts";
 import type { CliIo } from "../io.ts";
 import {
   apiCommand,
@@ -12,7 +15,7 @@ import {
   targetOptions,
 } from "../options.ts";
 import { json } from "../output/format.ts";
-import { fields } from "../output/table.ts";
+import { fields, visible } from "../output/table.ts";
 import { hex, vmTable } from "../output/vm-table.ts";
 import { resolveTargets, targetSpec } from "../selectors.ts";
 
@@ -88,4 +91,26 @@ export function registerVmRead(vm: Command, io: CliIo): void {
       );
     },
   );
+
+  apiCommand(
+    vm
+      .command("console")
+      .argument("<name>", "VM name or id")
+      .description(
+        "print the guest's serial console (an efi_secret guest shows each injected secret's SHA-256)",
+      ),
+  ).action(async (nameOrId: string, flags: CommonFlags) => {
+    const mode = modeFor(flags);
+    const api = apiFor(io, flags);
+    const v = await findVm(api, nameOrId);
+    const c = await api.get<ApiVmConsole>(`/v1/vms/${v.id}/console`);
+    if (mode === "json") {
+      io.out(json(c));
+      return;
+    }
+    // The guest chose these bytes: a terminal gets its lines, never its escape sequences.
+    const lines = c.console.split("\n").map(visible);
+    if (c.dropped > 0 && flags.quiet !== true) io.err(`(${c.dropped} earlier bytes dropped by the host)\n`);
+    io.out(lines.join("\n"));
+  });
 }

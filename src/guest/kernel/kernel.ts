@@ -7,6 +7,10 @@
  * protocol with SEV_INFO over the GHCB MSR protocol, registers its GHCB GPA when both sides speak version 2, points
  * the GHCB MSR at its GHCB, and jumps to the program.
  *
+ * Boot messages. A kernel with Linux's efi_secret driver (profile `efiSecret`) reads the firmware's SEV secret area
+ * and prints one line per injected secret — its GUID, size and SHA-256, never the data (efi-secret.ts) — through
+ * printk (printk.ts), ISA code whose OUTs leave the guest as real exits; then the program starts.
+ *
  * #VC. For each non-automatic exit the handler decodes the faulting instruction, copies into the GHCB exactly the
  * registers that exit needs (vc-exits.ts) with their valid bits, issues VMGEXIT, and on return checks the
  * hypervisor's answer, copies the outputs back and skips the instruction. All of its state across the VMGEXIT is in
@@ -37,8 +41,9 @@ import {
   type NativeStep,
   Vector,
 } from "../../machine/native-code.ts";
-import { BOOT_MAGIC, BootInfo, PERCPU_GPA } from "../layout.ts";
+import { BOOT_MAGIC, BootInfo, KLOG_GPA, KLOG_SIZE, PERCPU_GPA, PRINTK_GPA } from "../layout.ts";
 import { GUEST_OS_PROFILES, type GuestOsProfile } from "../os-profiles.ts";
+import { efiSecretMessages } from "./efi-secret.ts";
 import { type VcContext, vcExit } from "./vc-exits.ts";
 
 /** Kernel routines; their addresses are NATIVE_CODE_BASE + profile index · 0x10000 + routine · 0x10. */
@@ -51,6 +56,8 @@ export const Routine = {
   VC_COMPLETE: 5,
   GENERIC_EXCEPTION: 6,
   TERMINATED: 7,
+  /** Back from printk: clear its registers and enter the program. */
+  PROGRAM_START: 8,
 } as const;
 export type RoutineId = (typeof Routine)[keyof typeof Routine];
 
@@ -138,6 +145,8 @@ class KernelStep {
         return this.#unhandled();
       case Routine.TERMINATED:
         return { kind: "hlt", resume: this.#at(Routine.TERMINATED) };
+      case Routine.PROGRAM_START:
+        return this.#programStart();
       default:
         return { kind: "shutdown", message: `kernel: no routine at offset ${routine}` };
     }
@@ -187,6 +196,27 @@ class KernelStep {
 
   #bootDone(): NativeStep {
     if (this.cpu.sevEsActive && this.profile.sevEs) this.cpu.wrmsr(MSR_GHCB, this.#boot(BootInfo.GHCB_GPA));
+    const text = this.#bootMessages();
+    if (text.length === 0) return { kind: "jump", rip: Number(this.#boot(BootInfo.ENTRY)) };
+    // The messages go out through printk (ISA code, real OUT exits), which comes back to PROGRAM_START.
+    this.cpu.write(KLOG_GPA, text);
+    this.cpu.gpr[Reg.rsi] = BigInt(KLOG_GPA);
+    this.cpu.gpr[Reg.rcx] = BigInt(text.length);
+    this.cpu.gpr[Reg.rdi] = BigInt(this.#at(Routine.PROGRAM_START));
+    return { kind: "jump", rip: PRINTK_GPA };
+  }
+
+  /** What the kernel says at boot: the efi_secret driver's lines when it has the driver and a secret area. */
+  #bootMessages(): Uint8Array {
+    const size = Number(this.#boot(BootInfo.SECRET_SIZE));
+    if (!this.profile.efiSecret || size === 0) return new Uint8Array(0);
+    const lines = efiSecretMessages(this.cpu.read(Number(this.#boot(BootInfo.SECRET_GPA)), size));
+    const text = Buffer.from(lines.map((l) => `${l}\n`).join(""), "utf8");
+    return text.subarray(0, KLOG_SIZE);
+  }
+
+  #programStart(): NativeStep {
+    for (const r of [Reg.rax, Reg.rcx, Reg.rsi, Reg.rdi]) this.cpu.gpr[r] = 0n;
     return { kind: "jump", rip: Number(this.#boot(BootInfo.ENTRY)) };
   }
 

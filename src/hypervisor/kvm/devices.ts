@@ -40,12 +40,21 @@ const KVM_EPERM = 1n;
 const LO32 = 0xffffffffn;
 const M64 = (1n << 64n) - 1n;
 
+/** Console bytes a host keeps per guest. */
+export const CONSOLE_LIMIT = 64 * 1024;
+/** Trimmed in steps, not per byte, so a chatty guest costs amortized O(1) per byte. */
+const CONSOLE_SLACK = 4 * 1024;
+
 /** One guest's devices. State (console text, MSRs, TSC) is per guest and deterministic. */
 export class HostDevices {
   readonly model: CpuModel;
   readonly mode: SecurityMode;
-  /** Bytes the guest wrote to the serial console. */
+  /**
+   * What the guest wrote to the serial console: the last CONSOLE_LIMIT bytes (a guest can write forever; the host
+   * keeps a bounded tail, as a serial log with rotation would), and how many earlier bytes were dropped.
+   */
   console = "";
+  consoleDropped = 0;
   /** Last value written to the POST port (0x80). */
   postCode = 0;
   dr7 = 0x400n;
@@ -55,6 +64,15 @@ export class HostDevices {
   ]);
   readonly #writableMsrs = new Set<number>([Msr.TSC_AUX]);
   #tsc = 0n;
+
+  #consoleByte(b: number): void {
+    this.console += String.fromCharCode(b);
+    if (this.console.length > CONSOLE_LIMIT + CONSOLE_SLACK) {
+      const cut = this.console.length - CONSOLE_LIMIT;
+      this.console = this.console.slice(cut);
+      this.consoleDropped += cut;
+    }
+  }
 
   constructor(model: CpuModel, mode: SecurityMode) {
     this.model = model;
@@ -154,7 +172,7 @@ export class HostDevices {
       return { regs: { rax: v & mask } };
     }
     const v = r.rax & mask;
-    if (port === Port.SERIAL) this.console += String.fromCharCode(Number(v & 0xffn));
+    if (port === Port.SERIAL) this.#consoleByte(Number(v & 0xffn));
     else if (port === Port.POST) this.postCode = Number(v);
     else if (port === Port.DEBUG_EXIT) {
       return { regs: {}, stop: `the guest powered off through isa-debug-exit (code ${v})` };
