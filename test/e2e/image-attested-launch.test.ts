@@ -393,7 +393,7 @@ describe("catalog images, attested end to end", { skip: present ? false : `${OVM
       ExitCode.USAGE,
       "IMAGE_KIND",
     );
-    const { fields, line } = await pausedLaunch("direct", "milan-img");
+    const { fields, line, tik, tek } = await pausedLaunch("direct", "milan-img");
     assert.equal(fields.get("kernel-sha256"), toHex(sha256(kernel)));
     assert.equal(fields.get("initrd-sha256"), toHex(sha256(initrd)));
     assert.match(line, /--kernel KERNEL --initrd INITRD --append CMDLINE/);
@@ -408,6 +408,49 @@ describe("catalog images, attested end to end", { skip: present ? false : `${OVM
     assert.notEqual(
       await ownerMeasure(line, { ...files, CMDLINE: "console=ttyS1" }),
       await hostDigest("milan-img", "direct"),
+    );
+    // The owner injects a secret; the booted kernel's efi_secret driver shows its hash on the console.
+    const key = "CVSECRET: the direct-boot disk key";
+    ok(
+      await s.cli(
+        null,
+        "owner",
+        "secret",
+        "build",
+        "--tik",
+        tik,
+        "--tek",
+        tek,
+        "--launch-measure-blob",
+        fields.get("launch-measure-blob") ?? "",
+        "--secret",
+        `736869e5-84f0-4973-92ec-06879ce3da0b:${file("direct.key", key)}`,
+        "--out-header",
+        join(dir, "direct-hdr.b64"),
+        "--out-secret",
+        join(dir, "direct-sec.b64"),
+      ),
+    );
+    ok(
+      await s.cli(
+        "attestation-admin",
+        "vm",
+        "launch-secret",
+        "direct",
+        "--header",
+        join(dir, "direct-hdr.b64"),
+        "--secret",
+        join(dir, "direct-sec.b64"),
+      ),
+    );
+    const shown = ok(await s.cli("viewer", "vm", "console", "direct"));
+    const digest = toHex(sha256(new TextEncoder().encode(key)));
+    assert.match(
+      shown,
+      new RegExp(
+        `^efi_secret: secret 736869e5-84f0-4973-92ec-06879ce3da0b \\(${key.length} bytes\\) sha256 ${digest}$`,
+        "m",
+      ),
     );
   });
 });
