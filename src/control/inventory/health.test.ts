@@ -4,10 +4,21 @@
  * a write into them fails with the same code. A healthy store checks clean, also with the full integrity_check.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  copyFileSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { after, describe, it } from "node:test";
+import Database from "better-sqlite3";
 import { isCiphervisorError } from "../../errors.ts";
 import { linuxSpec } from "../testing/control-fixture.ts";
 import { openInventory } from "./open.ts";
@@ -82,6 +93,55 @@ describe("the inventory's store check", () => {
       await assert.rejects(inv.vms.count(), (e) => isCiphervisorError(e, "STORE_CORRUPT"));
     } finally {
       await inv.close();
+    }
+  });
+
+  it("a checkpoint cut short (page 1 copied, the rest still in the WAL) is healthy; without the WAL it is truncated", async () => {
+    const path = await store();
+    // Grow the database in the write-ahead log only, then snapshot the file and the log as a SIGKILL would.
+    const live = new Database(path);
+    live.pragma("wal_autocheckpoint = 0");
+    live.exec("CREATE TABLE pad (x BLOB)");
+    const insert = live.prepare("INSERT INTO pad VALUES (randomblob(3000))");
+    live.transaction(() => {
+      for (let i = 0; i < 500; i++) insert.run();
+    })();
+    const crashed = join(mkdtempSync(join(tmpdir(), "cv-health-")), "inventory.db");
+    dirs.push(dirname(crashed));
+    copyFileSync(path, crashed);
+    copyFileSync(`${path}-wal`, `${crashed}-wal`);
+    live.close();
+    // The checkpoint's first write: the log's newest copy of page 1 (its header now counts the grown file).
+    const wal = readFileSync(`${crashed}-wal`);
+    const pageSize = wal.readUInt32BE(8);
+    let page1: Buffer | undefined;
+    for (let at = 32; at + 24 + pageSize <= wal.length; at += 24 + pageSize) {
+      if (wal.readUInt32BE(at) === 1) page1 = wal.subarray(at + 24, at + 24 + pageSize);
+    }
+    assert.ok(page1, "the log holds page 1");
+    const fd = openSync(crashed, "r+");
+    writeSync(fd, page1, 0, pageSize, 0);
+    closeSync(fd);
+    assert.ok(
+      statSync(crashed).size < page1.readUInt32BE(28) * pageSize,
+      "the file is shorter than its header says",
+    );
+
+    const noWal = join(dirname(crashed), "no-wal.db");
+    copyFileSync(crashed, noWal);
+    const inv = await openInventory(crashed);
+    try {
+      assert.equal(inv.damage, undefined, inv.damage?.message);
+      assert.equal(await inv.check({ full: true }), undefined);
+      assert.equal(await inv.vms.count(), 3000);
+    } finally {
+      await inv.close();
+    }
+    const cut = await openInventory(noWal);
+    try {
+      assert.equal(cut.damage?.kind, "truncated", "the same file without its log is truncated");
+    } finally {
+      await cut.close();
     }
   });
 

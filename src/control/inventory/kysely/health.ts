@@ -11,7 +11,7 @@
  * PostgreSQL: `select` the session's `transaction_read_only` — no answer is unreachable, `on` is a read-only server
  * (a standby, or `default_transaction_read_only`).
  */
-import { accessSync, closeSync, constants, openSync, readSync, statSync } from "node:fs";
+import { accessSync, closeSync, constants, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { type Kysely, sql } from "kysely";
 import { type StoreCheckOptions, type StoreDamage, storeDamage } from "../health.ts";
@@ -46,6 +46,27 @@ function readHeader(path: string): Buffer | undefined {
   }
 }
 
+/**
+ * Whether the write-ahead log beside the file holds a commit of a database at least `pages` long (frames of its
+ * current salts, WAL format: sqlite.org/fileformat.html section 4): the pages the file lacks are then in the log.
+ */
+function walCovers(path: string, pageSize: number, pages: number): boolean {
+  let wal: Buffer;
+  try {
+    wal = readFileSync(`${path}-wal`);
+  } catch {
+    return false;
+  }
+  if (wal.length < 32 || (wal.readUInt32BE(0) & 0xfffffffe) !== 0x377f0682) return false;
+  if (wal.readUInt32BE(8) !== pageSize) return false;
+  const [salt1, salt2] = [wal.readUInt32BE(16), wal.readUInt32BE(20)];
+  for (let at = 32; at + 24 + pageSize <= wal.length; at += 24 + pageSize) {
+    if (wal.readUInt32BE(at + 8) !== salt1 || wal.readUInt32BE(at + 12) !== salt2) break;
+    if (wal.readUInt32BE(at + 4) >= pages) return true;
+  }
+  return false;
+}
+
 /** The file against its header: truncated, not SQLite at all, or fine (also for a new, empty file). */
 function fileDamage(path: string): StoreDamage | undefined {
   const size = statSync(path).size;
@@ -69,7 +90,11 @@ function fileDamage(path: string): StoreDamage | undefined {
   const pageSize = raw === 1 ? 65536 : raw;
   const valid = header.readUInt32BE(HEADER.versionValidFor) === header.readUInt32BE(HEADER.changeCounter);
   const expected = valid ? header.readUInt32BE(HEADER.pageCount) * pageSize : 0;
-  if (size % pageSize !== 0 || size < expected) {
+  // A checkpoint copies the write-ahead log into the file in page order, page 1 (the header, with the new page
+  // count) first: a node killed in the middle leaves a file shorter than its header says, with the pages it lacks
+  // still in the log, where SQLite reads them and finishes the checkpoint. That is not truncation.
+  const short = size < expected && !walCovers(path, pageSize, expected / pageSize);
+  if (size % pageSize !== 0 || short) {
     return storeDamage(
       "truncated",
       `the inventory database file is truncated: ${mib(size)} of the ${mib(Math.max(expected, size))} its header records; writes are refused; restore it from a backup`,
