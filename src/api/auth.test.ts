@@ -34,7 +34,7 @@ describe("API auth: every route, default deny", () => {
       for (const u of publicRoutes) {
         assert.match(
           u,
-          /^(\/healthz|\/readyz|\/docs.*|\/cek\/id\/:chipId|\/cek\/ask_ark_:product\.cert|\/|\/assets\/\*)$/,
+          /^(\/healthz|\/readyz|\/docs.*|\/cek\/id\/:chipId|\/cek\/ask_ark_:product\.cert|\/vcek\/v1\/:product\/(cert_chain|crl|:hwid)|\/|\/assets\/\*)$/,
           `${u} is public`,
         );
       }

@@ -52,6 +52,14 @@ export function decodeSnpTcb(raw: bigint, layout: TcbLayout): SnpTcb {
     : { raw, bootloader: byte(0), tee: byte(1), snp: byte(6), microcode: byte(7) };
 }
 
+/** The inverse of `decodeSnpTcb`: the TCB u64 of the given security patch levels (reserved bytes zero). */
+export function encodeSnpTcb(tcb: Omit<SnpTcb, "raw">, layout: TcbLayout): bigint {
+  const at = (v: number | undefined, i: number) => BigInt((v ?? 0) & 0xff) << BigInt(8 * i);
+  return layout === "turin"
+    ? at(tcb.fmc, 0) | at(tcb.bootloader, 1) | at(tcb.tee, 2) | at(tcb.snp, 3) | at(tcb.microcode, 7)
+    : at(tcb.bootloader, 0) | at(tcb.tee, 1) | at(tcb.snp, 6) | at(tcb.microcode, 7);
+}
+
 export interface SnpVersion {
   major: number;
   minor: number;
@@ -97,6 +105,49 @@ export interface SnpReport {
 }
 
 /**
+ * Offsets and sizes of the report's fields (SNP ABI 56860 §7.3, the ATTESTATION_REPORT structure): the one copy of
+ * the layout, read by `parseSnpReport` and written by the emulated Secure Processor's signer
+ * (`sev/snp/report-signer.ts`). Integers are little-endian; `flags` is the u32 at 0x48 (bit 0 author_key_en, bit 1
+ * mask_chip_key, bits 4:2 signing key).
+ */
+export const SNP_REPORT_LAYOUT = {
+  version: { offset: 0x000, size: 4 },
+  guestSvn: { offset: 0x004, size: 4 },
+  policy: { offset: 0x008, size: 8 },
+  familyId: { offset: 0x010, size: 16 },
+  imageId: { offset: 0x020, size: 16 },
+  vmpl: { offset: 0x030, size: 4 },
+  signatureAlgo: { offset: 0x034, size: 4 },
+  currentTcb: { offset: 0x038, size: 8 },
+  platformInfo: { offset: 0x040, size: 8 },
+  flags: { offset: 0x048, size: 4 },
+  reportData: { offset: 0x050, size: 64 },
+  measurement: { offset: 0x090, size: 48 },
+  hostData: { offset: 0x0c0, size: 32 },
+  idKeyDigest: { offset: 0x0e0, size: 48 },
+  authorKeyDigest: { offset: 0x110, size: 48 },
+  reportId: { offset: 0x140, size: 32 },
+  reportIdMa: { offset: 0x160, size: 32 },
+  reportedTcb: { offset: 0x180, size: 8 },
+  /** Version 3 and later: family, model, stepping (a u8 each). */
+  cpuid: { offset: 0x188, size: 3 },
+  chipId: { offset: 0x1a0, size: 64 },
+  committedTcb: { offset: 0x1e0, size: 8 },
+  /** build, minor, major (a u8 each). */
+  currentVersion: { offset: 0x1e8, size: 3 },
+  committedVersion: { offset: 0x1ec, size: 3 },
+  launchTcb: { offset: 0x1f0, size: 8 },
+  /** Version 5 and later. */
+  launchMitigationVector: { offset: 0x1f8, size: 8 },
+  currentMitigationVector: { offset: 0x200, size: 8 },
+  signatureR: { offset: 0x2a0, size: 72 },
+  signatureS: { offset: 0x2e8, size: 72 },
+} as const satisfies Record<string, { offset: number; size: number }>;
+
+/** signature_algo 1: ECDSA P-384 with SHA-384 (SNP ABI 56860, the SIGNATURE_ALGO table). */
+export const SNP_SIGNATURE_ALGO_ECDSA_P384_SHA384 = 1;
+
+/**
  * Parses a report. Wrong size and versions before 2 are REPORT_INVALID; the values are not checked here.
  */
 export function parseSnpReport(bytes: Uint8Array, what = "SNP report"): SnpReport {
@@ -106,42 +157,52 @@ export function parseSnpReport(bytes: Uint8Array, what = "SNP report"): SnpRepor
       `${what}: an SNP attestation report is ${SNP_REPORT_SIZE} bytes, this one is ${bytes.length}`,
     );
   }
+  const L = SNP_REPORT_LAYOUT;
   const r = new ByteReader(bytes, what);
-  const version = r.u32(0);
+  const version = r.u32(L.version.offset);
   if (version < 2)
     throw new CiphervisorError("REPORT_INVALID", `${what}: unsupported report version ${version}`);
-  const flags = r.u32(0x48);
+  const flags = r.u32(L.flags.offset);
+  const field = (f: { offset: number; size: number }) => r.slice(f.offset, f.size);
   const ver = (o: number): SnpVersion => ({ build: r.u8(o), minor: r.u8(o + 1), major: r.u8(o + 2) });
+  const cpuid = L.cpuid.offset;
   return {
     version,
-    guestSvn: r.u32(0x4),
-    policy: r.u64(0x8),
-    familyId: r.slice(0x10, 16),
-    imageId: r.slice(0x20, 16),
-    vmpl: r.u32(0x30),
-    signatureAlgo: r.u32(0x34),
-    currentTcb: r.u64(0x38),
-    platformInfo: r.u64(0x40),
+    guestSvn: r.u32(L.guestSvn.offset),
+    policy: r.u64(L.policy.offset),
+    familyId: field(L.familyId),
+    imageId: field(L.imageId),
+    vmpl: r.u32(L.vmpl.offset),
+    signatureAlgo: r.u32(L.signatureAlgo.offset),
+    currentTcb: r.u64(L.currentTcb.offset),
+    platformInfo: r.u64(L.platformInfo.offset),
     authorKeyEn: (flags & 1) !== 0,
     maskChipKey: (flags & 2) !== 0,
     signingKey: (flags >>> 2) & 7,
-    reportData: r.slice(0x50, 64),
-    measurement: r.slice(0x90, 48),
-    hostData: r.slice(0xc0, 32),
-    idKeyDigest: r.slice(0xe0, 48),
-    authorKeyDigest: r.slice(0x110, 48),
-    reportId: r.slice(0x140, 32),
-    reportIdMa: r.slice(0x160, 32),
-    reportedTcb: r.u64(0x180),
-    ...(version >= 3 ? { cpuid: { family: r.u8(0x188), model: r.u8(0x189), stepping: r.u8(0x18a) } } : {}),
-    chipId: r.slice(0x1a0, 64),
-    committedTcb: r.u64(0x1e0),
-    currentVersion: ver(0x1e8),
-    committedVersion: ver(0x1ec),
-    launchTcb: r.u64(0x1f0),
-    ...(version >= 5 ? { launchMitigationVector: r.u64(0x1f8), currentMitigationVector: r.u64(0x200) } : {}),
-    signatureR: r.slice(0x2a0, 72),
-    signatureS: r.slice(0x2e8, 72),
+    reportData: field(L.reportData),
+    measurement: field(L.measurement),
+    hostData: field(L.hostData),
+    idKeyDigest: field(L.idKeyDigest),
+    authorKeyDigest: field(L.authorKeyDigest),
+    reportId: field(L.reportId),
+    reportIdMa: field(L.reportIdMa),
+    reportedTcb: r.u64(L.reportedTcb.offset),
+    ...(version >= 3
+      ? { cpuid: { family: r.u8(cpuid), model: r.u8(cpuid + 1), stepping: r.u8(cpuid + 2) } }
+      : {}),
+    chipId: field(L.chipId),
+    committedTcb: r.u64(L.committedTcb.offset),
+    currentVersion: ver(L.currentVersion.offset),
+    committedVersion: ver(L.committedVersion.offset),
+    launchTcb: r.u64(L.launchTcb.offset),
+    ...(version >= 5
+      ? {
+          launchMitigationVector: r.u64(L.launchMitigationVector.offset),
+          currentMitigationVector: r.u64(L.currentMitigationVector.offset),
+        }
+      : {}),
+    signatureR: field(L.signatureR),
+    signatureS: field(L.signatureS),
     bytes: bytes.slice(),
   };
 }

@@ -86,7 +86,7 @@ function hashAlgo(el: DerElement | undefined, what: string, field: string): Hash
 }
 
 /** RSASSA-PSS-params (RFC 4055); the RFC's SHA-1 defaults are refused rather than assumed. */
-function parseSignatureAlgorithm(el: DerElement, what: string): X509SignatureAlgorithm {
+export function parseSignatureAlgorithm(el: DerElement, what: string): X509SignatureAlgorithm {
   const [oidEl, params] = derChildren(expectTag(el, Tag.SEQUENCE, what, "signatureAlgorithm"), what);
   const oid = derOid(expectTag(oidEl, Tag.OID, what, "signatureAlgorithm"), what);
   if (oid !== OID.rsassaPss) return { kind: "other", oid };

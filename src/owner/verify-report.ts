@@ -12,8 +12,27 @@
  * 5. chip_id — equals the VCEK's hwID extension, so the report comes from the chip the VCEK names.
  * 6. reported_tcb — equals the VCEK's TCB extensions (bl, tee, snp, ucode; fmc on Turin).
  *
- * Chain failures are CHAIN_INVALID, report failures REPORT_INVALID, malformed input CERT_INVALID or
- * REPORT_INVALID; every message begins with the failing step.
+ * Then the owner's policy (`SnpReportPolicy`), each check a link of its own, after the chain and signature:
+ *
+ * - ASK revocation — with a CRL (DER, as AMD's KDS serves at `/vcek/v1/{product}/crl`; VCEK certificate and KDS
+ *   interface specification 57230, chapter 4): the CRL is signed by the trusted ARK and does not list the ASK's
+ *   serial. Checked right after ARK → ASK. Needs the PEM chain (the X.509 ASK carries the serial).
+ * - debug — guest policy bit 19 (DEBUG) is clear, unless the policy allows debug (SNP ABI 56860, the guest policy
+ *   structure; docs/sev-interface.md §14).
+ * - vmpl — the report was requested at VMPL 0 (SNP ABI 56860 §7.3, the VMPL field), or at the VMPL the policy names.
+ * - minimum TCB — each security patch level of reported_tcb (bl, tee, snp, ucode; fmc on Turin) is at least the
+ *   policy's minimum.
+ * - measurement, host_data — equal the expected values.
+ *
+ * Without a policy object the defaults hold (debug refused, VMPL 0 required, the rest not requested). Link names
+ * are stable: callers match on `details.link`.
+ *
+ * Which root: `trust: "amd"` (default) pins AMD's roots; `trust: "emulated"` pins the emulated fleet's
+ * (`src/certs/builtin/emulated/`), whose X.509 ARK/ASK the emulated KDS serves with the same RSA keys. A report is
+ * judged under exactly one of the two; neither accepts the other's chain.
+ *
+ * Chain failures (ASK revocation included) are CHAIN_INVALID, report and policy failures REPORT_INVALID, malformed
+ * input CERT_INVALID or REPORT_INVALID; every message begins with the failing step.
  *
  * @example
  * ```ts
@@ -23,7 +42,8 @@
  */
 
 import { verifyAmdCertSignature } from "../certs/amd-cert.ts";
-import { describeRoot, loadBuiltinRoot, type TrustedRoot } from "../certs/roots.ts";
+import { crlRevokes, parseCrl, verifyCrlSignature } from "../certs/crl.ts";
+import { describeRoot, loadBuiltinRoot, type TrustedRoot, type TrustSet } from "../certs/roots.ts";
 import {
   decodeSnpTcb,
   parseSnpReport,
@@ -44,21 +64,65 @@ import { isZero, toHex } from "../lib/bytes.ts";
 export const SNP_REPORT_LINKS = [
   "ARK",
   "ARK → ASK",
+  "ASK revocation",
   "ASK → VCEK",
   "VCEK → report",
   "chip_id",
   "reported_tcb",
+  "debug",
+  "vmpl",
+  "minimum TCB",
+  "measurement",
+  "host_data",
 ] as const;
 export type SnpReportLink = (typeof SNP_REPORT_LINKS)[number];
 
 const CODE_OF_LINK: Record<SnpReportLink, ErrorCode> = {
   ARK: "CHAIN_INVALID",
   "ARK → ASK": "CHAIN_INVALID",
+  "ASK revocation": "CHAIN_INVALID",
   "ASK → VCEK": "CHAIN_INVALID",
   "VCEK → report": "REPORT_INVALID",
   chip_id: "REPORT_INVALID",
   reported_tcb: "REPORT_INVALID",
+  debug: "REPORT_INVALID",
+  vmpl: "REPORT_INVALID",
+  "minimum TCB": "REPORT_INVALID",
+  measurement: "REPORT_INVALID",
+  host_data: "REPORT_INVALID",
 };
+
+/** Guest policy bit 19: DEBUG (SNP ABI 56860, the guest policy structure). */
+export const SNP_POLICY_DEBUG = 1n << 19n;
+
+/** Minimum security patch levels, per TCB component; absent components are not judged. */
+export interface SnpMinimumTcb {
+  bootloader?: number;
+  tee?: number;
+  snp?: number;
+  microcode?: number;
+  /** Turin only. */
+  fmc?: number;
+}
+
+/**
+ * What the owner requires beyond a genuine report (each a link of its own, see the module comment). Defaults:
+ * debug refused, VMPL 0, nothing else.
+ */
+export interface SnpReportPolicy {
+  /** The expected launch measurement (48 bytes). */
+  measurement?: Uint8Array;
+  /** The expected host_data (32 bytes). */
+  hostData?: Uint8Array;
+  /** Minimum SPLs of reported_tcb. */
+  minimumTcb?: SnpMinimumTcb;
+  /** Accept a guest whose policy allows debugging (bit 19). Default false. */
+  allowDebug?: boolean;
+  /** The VMPL the report must have been requested at; `"any"` judges none. Default 0. */
+  vmpl?: number | "any";
+  /** AMD's CRL for the product (DER), checked for the ASK's revocation. Needs the PEM chain. */
+  crl?: Uint8Array;
+}
 
 export interface VerifySnpReportInput {
   /** The raw 0x4A0-byte report (see `decodeSnpReportInput` for hex text). */
@@ -67,6 +131,10 @@ export interface VerifySnpReportInput {
   vcek: Uint8Array;
   /** Optional PEM with the ASK and the ARK (KDS `cert_chain` order); the built-in roots when absent. */
   chain?: Uint8Array;
+  /** Which built-in roots to pin: AMD's (default) or the emulated fleet's. */
+  trust?: TrustSet;
+  /** The owner's requirements; the defaults when absent (debug refused, VMPL 0). */
+  policy?: SnpReportPolicy;
 }
 
 export interface SnpReportLinkResult {
@@ -81,6 +149,8 @@ export interface SnpReportVerification {
   productName: string | undefined;
   /** Where the ASK and ARK came from. */
   chainSource: "pem" | "built-in";
+  /** Which built-in roots were pinned. */
+  trust: TrustSet;
   report: SnpReport;
   reportedTcb: SnpTcb;
   vcekTcb: VcekTcb;
@@ -182,7 +252,11 @@ function run(input: VerifySnpReportInput, failFast: boolean): SnpReportVerificat
   const report = parseSnpReport(input.report);
   const vcek: Vcek = parseVcek(input.vcek);
   const pem = input.chain ? parsePemChain(input.chain) : undefined;
-  const root: TrustedRoot = loadBuiltinRoot("amd", vcek.generation);
+  const policy = input.policy ?? {};
+  checkPolicyInput(policy, pem !== undefined);
+  const crl = policy.crl ? parseCrl(policy.crl, "CRL") : undefined;
+  const trust: TrustSet = input.trust ?? "amd";
+  const root: TrustedRoot = loadBuiltinRoot(trust, vcek.generation);
   const links: SnpReportLinkResult[] = [];
   const step = (link: SnpReportLink, check: () => string): void => {
     if (failFast && links.some((l) => !l.ok)) return;
@@ -203,7 +277,7 @@ function run(input: VerifySnpReportInput, failFast: boolean): SnpReportVerificat
     const key = rsaKeyOf(pem.ark, "ARK");
     if (!sameRsaKey(key, root.ark.pub)) {
       fail(
-        `the chain's ARK (${pem.ark.subjectCn ?? "?"}) is not AMD's ${vcek.generation} ARK (${describeRoot(root)})`,
+        `the chain's ARK (${pem.ark.subjectCn ?? "?"}) is not ${trust === "amd" ? "AMD's" : "the emulated"} ${vcek.generation} ARK (${describeRoot(root)})`,
       );
     }
     pssDetail(pem.ark, "the ARK");
@@ -224,6 +298,17 @@ function run(input: VerifySnpReportInput, failFast: boolean): SnpReportVerificat
     if (!verifyX509Signature(pem.ask, rsaKeyOf(pem.ark, "ARK"))) fail("signature does not verify");
     askKey = rsaKeyOf(pem.ask, "ASK");
     return `verified (${pem.ask.subjectCn ?? "ASK"})`;
+  });
+
+  step("ASK revocation", () => {
+    if (!crl || !pem) return "no CRL given";
+    const arkKey = rsaKeyOf(pem.ark, "ARK");
+    if (!sameBytes(crl.issuer, pem.ark.subject)) fail("the CRL's issuer is not the ARK");
+    if (!verifyCrlSignature(crl, arkKey)) fail("the CRL's signature does not verify under the ARK");
+    if (crlRevokes(crl, pem.ask.serial)) {
+      fail(`the CRL revokes the ASK (${pem.ask.subjectCn ?? "ASK"}, serial 0x${toHex(pem.ask.serial)})`);
+    }
+    return `not revoked (CRL of ${crl.thisUpdate}, ${crl.revokedSerials.length} revoked)`;
   });
 
   step("ASK → VCEK", () => {
@@ -285,19 +370,118 @@ function run(input: VerifySnpReportInput, failFast: boolean): SnpReportVerificat
     return `0x${report.reportedTcb.toString(16).padStart(16, "0")} matches the VCEK`;
   });
 
+  policySteps(step, report, reportedTcb, policy, vcek.generation === "turin");
+
   for (const link of SNP_REPORT_LINKS) {
     if (!links.some((l) => l.link === link)) {
       links.push({ link, ok: false, detail: "not checked: an earlier step failed" });
     }
   }
+  links.sort((a, b) => SNP_REPORT_LINKS.indexOf(a.link) - SNP_REPORT_LINKS.indexOf(b.link));
   return {
     ok: links.every((l) => l.ok),
     generation: vcek.generation,
     productName: vcek.productName,
     chainSource: pem ? "pem" : "built-in",
+    trust,
     report,
     reportedTcb,
     vcekTcb: vcek.tcb,
     links,
   };
+}
+
+function checkPolicyInput(policy: SnpReportPolicy, hasPem: boolean): void {
+  const size = (v: Uint8Array | undefined, n: number, name: string) => {
+    if (v !== undefined && v.length !== n) {
+      throw new CiphervisorError("INVALID_INPUT", `expected ${name} is ${n} bytes, got ${v.length}`, {
+        details: { field: name },
+      });
+    }
+  };
+  size(policy.measurement, 48, "measurement");
+  size(policy.hostData, 32, "host_data");
+  for (const [name, v] of Object.entries(policy.minimumTcb ?? {})) {
+    if (v !== undefined && (!Number.isInteger(v) || v < 0 || v > 255)) {
+      throw new CiphervisorError("INVALID_INPUT", `minimum TCB ${name} must be 0-255, got ${v}`, {
+        details: { field: `minimumTcb.${name}` },
+      });
+    }
+  }
+  if (
+    policy.vmpl !== undefined &&
+    policy.vmpl !== "any" &&
+    !(Number.isInteger(policy.vmpl) && policy.vmpl >= 0 && policy.vmpl <= 3)
+  ) {
+    throw new CiphervisorError("INVALID_INPUT", `the required VMPL must be 0-3 or any, got ${policy.vmpl}`, {
+      details: { field: "vmpl" },
+    });
+  }
+  if (policy.crl && !hasPem) {
+    throw new CiphervisorError(
+      "INVALID_INPUT",
+      "checking the ASK against a CRL needs the PEM chain (KDS cert_chain): the X.509 ASK carries the serial the CRL lists",
+      { details: { field: "crl" } },
+    );
+  }
+}
+
+/** The owner's policy checks, in SNP_REPORT_LINKS order (see the module comment). */
+function policySteps(
+  step: (link: SnpReportLink, check: () => string) => void,
+  report: SnpReport,
+  tcb: SnpTcb,
+  policy: SnpReportPolicy,
+  turin: boolean,
+): void {
+  step("debug", () => {
+    const debug = (report.policy & SNP_POLICY_DEBUG) !== 0n;
+    if (debug && !policy.allowDebug) {
+      fail(
+        `the guest policy 0x${report.policy.toString(16)} allows debugging (bit 19); the policy requires it off`,
+      );
+    }
+    return debug ? "allowed by the guest policy, and accepted" : "off";
+  });
+
+  step("vmpl", () => {
+    const want = policy.vmpl ?? 0;
+    if (want === "any") return `${report.vmpl} (any accepted)`;
+    if (report.vmpl !== want)
+      fail(`the report was requested at VMPL ${report.vmpl}, the policy requires VMPL ${want}`);
+    return `${report.vmpl}`;
+  });
+
+  step("minimum TCB", () => {
+    const min = policy.minimumTcb ?? {};
+    const names: readonly (keyof SnpMinimumTcb)[] = [
+      "bootloader",
+      "tee",
+      "snp",
+      "microcode",
+      ...(turin ? (["fmc"] as const) : []),
+    ];
+    const judged = names.filter((n) => min[n] !== undefined);
+    if (judged.length === 0) return "not required";
+    const below = judged.filter((n) => (tcb[n] ?? 0) < min[n]!).map((n) => `${n} ${tcb[n] ?? 0} < ${min[n]}`);
+    const raw = `0x${report.reportedTcb.toString(16).padStart(16, "0")}`;
+    if (below.length) fail(`reported_tcb ${raw} is below the minimum: ${below.join(", ")}`);
+    return `reported_tcb ${raw} meets ${judged.map((n) => `${n} ≥ ${min[n]}`).join(", ")}`;
+  });
+
+  step("measurement", () => {
+    if (!policy.measurement) return "not required";
+    if (!sameBytes(report.measurement, policy.measurement)) {
+      fail(`${toHex(report.measurement)} is not the expected ${toHex(policy.measurement)}`);
+    }
+    return "equals the expected measurement";
+  });
+
+  step("host_data", () => {
+    if (!policy.hostData) return "not required";
+    if (!sameBytes(report.hostData, policy.hostData)) {
+      fail(`${toHex(report.hostData)} is not the expected ${toHex(policy.hostData)}`);
+    }
+    return "equals the expected host_data";
+  });
 }

@@ -10,7 +10,13 @@ import type { LightMyRequestResponse } from "fastify";
 import { realChain } from "../../../test/certs/support.ts";
 import { parseSevChain, splitAskArk, verifySevChain } from "../../certs/chain.ts";
 import { loadBuiltinRoot, loadBuiltinRoots } from "../../certs/roots.ts";
+import { encodeSnpTcb } from "../../certs/snp-report.ts";
+import { parseVcek } from "../../certs/vcek.ts";
+import { fromHex, toHex } from "../../lib/bytes.ts";
 import { GENERATIONS } from "../../machine/cpu-models.ts";
+import { verifySnpReport } from "../../owner/verify-report.ts";
+import { KDS_PEM_CONTENT_TYPE } from "../../sev/manufacturer/emulated-kds.ts";
+import { emulatedChipReport } from "../../sev/snp/report-signer.ts";
 import { PROBLEM_CONTENT_TYPE } from "../problem.ts";
 import { type ApiFixture, json, withApi } from "../testing/api-fixture.ts";
 
@@ -140,5 +146,108 @@ describe("the emulated KDS", () => {
         () => verifySevChain(parseSevChain({ ...real, ask, ark }), { roots: loadBuiltinRoots("emulated") }),
         (e: Error & { details?: { link?: string } }) => e.details?.link === "ASK → CEK",
       );
+    }));
+});
+
+describe("the emulated KDS for SEV-SNP (/vcek/v1, VCEK specification 57230 chapter 4)", () => {
+  const spl = { bootloader: 3, tee: 0, snp: 8, microcode: 115 };
+  const query = "blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115";
+  const tcb = encodeSnpTcb(spl, "milan");
+
+  it("serves, without a token, the VCEK and cert_chain a report of the emulated chip verifies with, under the emulated roots only", () =>
+    withApi(async (a) => {
+      for (const generation of ["milan", "genoa"] as const) {
+        const product = generation === "milan" ? "Milan" : "Genoa";
+        const cpu0Id = String((await sevInfo(a, await a.host(`${generation}-snp`, generation))).cpu0Id);
+        const before = (await a.inventory.audit.head()).seq;
+        const vcek = isCert(await a.call(null, "GET", `/vcek/v1/${product}/${cpu0Id}?${query}`), "VCEK");
+        const chainRes = await a.call(null, "GET", `/vcek/v1/${product}/cert_chain`);
+        assert.equal(chainRes.statusCode, 200, chainRes.body);
+        assert.equal(chainRes.headers["content-type"], KDS_PEM_CONTENT_TYPE);
+        const chain = new Uint8Array(chainRes.rawPayload);
+        const crl = isCert(await a.call(null, "GET", `/vcek/v1/${product}/crl`), "CRL");
+        assert.equal(
+          await a.inventory.audit.head().then((h) => h.seq),
+          before,
+          "public KDS reads are not audited",
+        );
+        // Any case for the product and the hex, a token changes nothing.
+        assert.deepEqual(
+          isCert(
+            await a.call(
+              "viewer",
+              "GET",
+              `/vcek/v1/${product.toLowerCase()}/${cpu0Id.toUpperCase()}?${query}`,
+            ),
+            "case",
+          ),
+          vcek,
+        );
+        const v = parseVcek(vcek);
+        assert.deepEqual(toHex(v.hwId), cpu0Id.toLowerCase());
+        assert.deepEqual(v.tcb, spl);
+
+        const chipId = fromHex(cpu0Id);
+        const report = emulatedChipReport(generation, chipId, {
+          version: 2,
+          policy: 0x30000n,
+          currentTcb: tcb,
+          reportedTcb: tcb,
+          committedTcb: tcb,
+          launchTcb: tcb,
+          measurement: new Uint8Array(48).fill(1),
+        });
+        const ok = verifySnpReport({
+          report,
+          vcek,
+          chain,
+          trust: "emulated",
+          policy: { crl, minimumTcb: spl },
+        });
+        assert.equal(ok.generation, generation);
+        assert.throws(() => verifySnpReport({ report, vcek, chain }), { code: "CHAIN_INVALID" });
+        assert.throws(() => verifySnpReport({ report, vcek }), { code: "CHAIN_INVALID" });
+      }
+    }));
+
+  it("answers an unknown product 404, a malformed hwid or SPL 400 and an unknown chip 404, as problem+json", () =>
+    withApi(async (a) => {
+      const milan = String((await sevInfo(a, await a.host("milan-snp", "milan"))).cpu0Id);
+      const rome = String((await sevInfo(a, await a.host("rome-snp", "rome"))).cpu0Id);
+      for (const product of ["Rome", "Naples", "Turin", "epyc"]) {
+        const p = isProblem(
+          await a.call(null, "GET", `/vcek/v1/${product}/${milan}?${query}`),
+          404,
+          "NOT_FOUND",
+        );
+        assert.match(String(p.detail), /no SEV-SNP product .*\(products: Milan, Genoa\)/);
+        isProblem(await a.call(null, "GET", `/vcek/v1/${product}/cert_chain`), 404, "NOT_FOUND");
+        isProblem(await a.call(null, "GET", `/vcek/v1/${product}/crl`), 404, "NOT_FOUND");
+      }
+      for (const bad of ["zz", milan.slice(2), `${milan}00`, `${milan.slice(1)}g`]) {
+        const p = isProblem(
+          await a.call(null, "GET", `/vcek/v1/Milan/${bad}?${query}`),
+          400,
+          "INVALID_INPUT",
+        );
+        assert.match(String(p.detail), /128 hex digits/);
+      }
+      for (const q of [
+        "",
+        "blSPL=3&teeSPL=0&snpSPL=8",
+        "blSPL=3&teeSPL=0&snpSPL=256&ucodeSPL=115",
+        "blSPL=x&teeSPL=0&snpSPL=8&ucodeSPL=115",
+        "blSPL=-1&teeSPL=0&snpSPL=8&ucodeSPL=115",
+        "blSPL=3&blSPL=4&teeSPL=0&snpSPL=8&ucodeSPL=115",
+      ]) {
+        const p = isProblem(await a.call(null, "GET", `/vcek/v1/Milan/${milan}?${q}`), 400, "INVALID_INPUT");
+        assert.match(String(p.detail), /needs (bl|tee|snp|ucode)SPL as a decimal security patch level/, q);
+      }
+      const unknown = (milan[0] === "0" ? "1" : "0") + milan.slice(1);
+      const p = isProblem(await a.call(null, "GET", `/vcek/v1/Milan/${unknown}?${query}`), 404, "NOT_FOUND");
+      assert.match(String(p.detail), /knows no Milan chip/);
+      // A chip the manufacturer made, but of another product.
+      isProblem(await a.call(null, "GET", `/vcek/v1/Milan/${rome}?${query}`), 404, "NOT_FOUND");
+      isProblem(await a.call(null, "GET", `/vcek/v1/Genoa/${milan}?${query}`), 404, "NOT_FOUND");
     }));
 });

@@ -4,7 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { emulatedChain, fixture, fixturePath } from "../../../test/certs/support.ts";
-import { concat } from "../../lib/bytes.ts";
+import { encodeSnpTcb } from "../../certs/snp-report.ts";
+import { concat, toHex } from "../../lib/bytes.ts";
+import { EmulatedKds } from "../../sev/manufacturer/emulated-kds.ts";
+import { EMULATED_SNP_SERIAL, emulatedSnpCrl } from "../../sev/manufacturer/emulated-snp.ts";
+import { emulatedChipReport } from "../../sev/snp/report-signer.ts";
 import { memoryIo } from "../io.ts";
 import { main } from "../main.ts";
 
@@ -282,3 +286,88 @@ function filesOf(dir: string): Record<string, Uint8Array> {
     out[`${n}.cert`] = fixture(`${dir.split("/").pop()}/${n}.cert`);
   return out;
 }
+
+describe("ciphervisor owner verify-report with a policy and the emulated root", () => {
+  const chipId = new Uint8Array(64).fill(0xc3);
+  const kds = new EmulatedKds(() => "milan");
+  const spl = { bootloader: 3, tee: 0, snp: 8, microcode: 115 };
+  const tcb = encodeSnpTcb(spl, "milan");
+  const measurement = new Uint8Array(48).fill(0x11);
+  const file = (name: string, bytes: Uint8Array | string) => {
+    const p = join(tmp, name);
+    writeFileSync(p, bytes);
+    return p;
+  };
+  const report = file(
+    "emulated-report.bin",
+    emulatedChipReport("milan", chipId, {
+      version: 2,
+      policy: 0x30000n,
+      currentTcb: tcb,
+      reportedTcb: tcb,
+      committedTcb: tcb,
+      launchTcb: tcb,
+      measurement,
+    }),
+  );
+  const vcek = file(
+    "emulated-vcek.der",
+    kds.vcek("Milan", toHex(chipId), { blSPL: "3", teeSPL: "0", snpSPL: "8", ucodeSPL: "115" }),
+  );
+  const chain = file("emulated-chain.pem", kds.vcekCertChain("Milan"));
+  const args = ["owner", "verify-report", "--report", report, "--vcek", vcek, "--chain", chain];
+
+  it("verifies under --trust emulated with the expected measurement and minimum TCB, and not under AMD's roots", async () => {
+    const ok = await run(
+      ...args,
+      "--trust",
+      "emulated",
+      "--measurement",
+      toHex(measurement),
+      "--min-tcb",
+      "bl=3,snp=8,ucode=115",
+      "--crl",
+      file("crl.der", kds.vcekCrl("Milan")),
+    );
+    assert.equal(ok.code, 0, ok.err);
+    assert.match(ok.out, /^report ok\n/);
+    const amd = await run(...args);
+    assert.equal(amd.code, 1);
+    assertOneLineError(amd.err, "CHAIN_INVALID", "ARK: ");
+  });
+
+  it("names the failing policy check, and refuses malformed policy flags with exit 2", async () => {
+    const low = await run(...args, "--trust", "emulated", "--min-tcb", "snp=9");
+    assert.equal(low.code, 1);
+    assertOneLineError(low.err, "REPORT_INVALID", "minimum TCB: ");
+    const wrong = await run(...args, "--trust", "emulated", "--measurement", "00".repeat(48));
+    assertOneLineError(wrong.err, "REPORT_INVALID", "measurement: ");
+    const revoked = await run(
+      ...args,
+      "--trust",
+      "emulated",
+      "--crl",
+      file("revoking.der", emulatedSnpCrl("milan", [EMULATED_SNP_SERIAL.ask])),
+    );
+    assertOneLineError(revoked.err, "CHAIN_INVALID", "ASK revocation: ");
+    const json = await run(...args, "--trust", "emulated", "--vmpl", "1", "--json");
+    assert.equal(json.code, 1);
+    const body = JSON.parse(json.out) as { trust: string; links: { link: string; ok: boolean }[] };
+    assert.equal(body.trust, "emulated");
+    assert.deepEqual(
+      body.links.filter((l) => !l.ok).map((l) => l.link),
+      ["vmpl"],
+    );
+    for (const bad of [
+      ["--min-tcb", "foo=1"],
+      ["--min-tcb", "snp=300"],
+      ["--vmpl", "4"],
+      ["--trust", "intel"],
+      ["--measurement", "00"],
+    ]) {
+      const r = await run(...args, ...bad);
+      assert.equal(r.code, 2, `${bad.join(" ")}: ${r.err}`);
+      assertOneLineError(r.err, "INVALID_INPUT", bad[0]!);
+    }
+  });
+});

@@ -6,8 +6,14 @@
  * ```
  * ciphervisor owner verify-chain --dir DIR [--generation rome] [--json]
  * ciphervisor owner verify-chain --cek F --oca F --pek F --pdh F [--ark F --ask F] [--generation emulated]
- * ciphervisor owner verify-report --report F --vcek F [--chain PEM] [--json]
+ * ciphervisor owner verify-report --report F --vcek F [--chain PEM] [--trust amd|emulated] [--json]
+ *     [--measurement HEX] [--host-data HEX] [--min-tcb bl=N,tee=N,snp=N,ucode=N] [--allow-debug]
+ *     [--vmpl N|any] [--crl DER]
  * ```
+ *
+ * verify-report always applies the owner's policy (src/owner/verify-report.ts): debug refused and VMPL 0 unless
+ * `--allow-debug` / `--vmpl` say otherwise; expected measurement, host_data, minimum TCB and the ASK's revocation
+ * (AMD's CRL from `/vcek/v1/{product}/crl`) when given. Each failure names its check (`details.link`).
  *
  * Success prints `chain ok` / `report ok` (exit 0). A broken chain is one line naming the link, code
  * CHAIN_INVALID (exit 1); a rejected report REPORT_INVALID (exit 1); unreadable or malformed input IO or
@@ -31,7 +37,13 @@ import {
   describeSevCert,
   formatCertDescription,
 } from "../../certs/print.ts";
-import { GENERATIONS, loadBuiltinRoot, loadBuiltinRoots, type TrustedRoot } from "../../certs/roots.ts";
+import {
+  GENERATIONS,
+  loadBuiltinRoot,
+  loadBuiltinRoots,
+  TRUST_SETS,
+  type TrustedRoot,
+} from "../../certs/roots.ts";
 import { decodeSnpReportInput } from "../../certs/snp-report.ts";
 import { CiphervisorError } from "../../errors.ts";
 import { toHex } from "../../lib/bytes.ts";
@@ -41,8 +53,14 @@ import {
   readSevChainDir,
   readSevctlChainFile,
 } from "../../owner/chain-files.ts";
-import { checkSnpReport, type SnpReportVerification, snpReportError } from "../../owner/verify-report.ts";
-import { parseChoice } from "../args.ts";
+import {
+  checkSnpReport,
+  type SnpMinimumTcb,
+  type SnpReportPolicy,
+  type SnpReportVerification,
+  snpReportError,
+} from "../../owner/verify-report.ts";
+import { parseChoice, parseHexFlag, parseIntFlag } from "../args.ts";
 import type { CliIo } from "../io.ts";
 
 const GENERATION_CHOICES = [...GENERATIONS, "emulated"] as const;
@@ -165,7 +183,52 @@ interface VerifyReportFlags {
   report: string;
   vcek: string;
   chain?: string;
+  trust?: string;
+  measurement?: string;
+  hostData?: string;
+  minTcb?: string;
+  allowDebug?: boolean;
+  vmpl?: string;
+  crl?: string;
   json?: boolean;
+}
+
+const MIN_TCB_KEYS: Readonly<Record<string, keyof SnpMinimumTcb>> = {
+  bl: "bootloader",
+  tee: "tee",
+  snp: "snp",
+  ucode: "microcode",
+  fmc: "fmc",
+};
+
+/** `bl=3,tee=0,snp=8,ucode=115` (any subset; decimal or 0x-hex) → the minimum SPLs. */
+function parseMinTcb(value: string): SnpMinimumTcb {
+  const out: SnpMinimumTcb = {};
+  for (const part of value.split(",")) {
+    const m = /^\s*([a-z]+)\s*=\s*(\S+)\s*$/.exec(part);
+    const key = m ? MIN_TCB_KEYS[m[1]!] : undefined;
+    if (!m || !key || out[key] !== undefined) {
+      throw new CiphervisorError(
+        "INVALID_INPUT",
+        `--min-tcb must be a list like bl=3,tee=0,snp=8,ucode=115 (keys ${Object.keys(MIN_TCB_KEYS).join(", ")}, each once), got '${value}'`,
+      );
+    }
+    out[key] = parseIntFlag(m[2]!, `--min-tcb ${m[1]}`, 0, 255);
+  }
+  return out;
+}
+
+function reportPolicy(flags: VerifyReportFlags): SnpReportPolicy {
+  return {
+    ...(flags.measurement === undefined
+      ? {}
+      : { measurement: parseHexFlag(flags.measurement, "--measurement", 48) }),
+    ...(flags.hostData === undefined ? {} : { hostData: parseHexFlag(flags.hostData, "--host-data", 32) }),
+    ...(flags.minTcb === undefined ? {} : { minimumTcb: parseMinTcb(flags.minTcb) }),
+    allowDebug: flags.allowDebug === true,
+    vmpl: flags.vmpl === "any" ? "any" : parseIntFlag(flags.vmpl ?? "0", "--vmpl", 0, 3),
+    ...(flags.crl === undefined ? {} : { crl: readChainFile(flags.crl, "--crl") }),
+  };
 }
 
 function reportJson(v: SnpReportVerification): string {
@@ -176,6 +239,7 @@ function reportJson(v: SnpReportVerification): string {
     generation: v.generation,
     productName: v.productName ?? null,
     chain: v.chainSource,
+    trust: v.trust,
     links: v.links,
     report: {
       version: r.version,
@@ -207,7 +271,9 @@ function verifyReport(flags: VerifyReportFlags, io: CliIo): void {
   const report = decodeSnpReportInput(readChainFile(flags.report, "--report"), flags.report);
   const vcek = readChainFile(flags.vcek, "--vcek");
   const chain = flags.chain === undefined ? undefined : readChainFile(flags.chain, "--chain");
-  const v = checkSnpReport({ report, vcek, ...(chain ? { chain } : {}) });
+  const trust = flags.trust === undefined ? "amd" : parseChoice(flags.trust, "--trust", TRUST_SETS);
+  const policy = reportPolicy(flags);
+  const v = checkSnpReport({ report, vcek, ...(chain ? { chain } : {}), trust, policy });
   if (flags.json) io.out(reportJson(v));
   const error = snpReportError(v);
   if (error) throw error;
@@ -216,7 +282,7 @@ function verifyReport(flags: VerifyReportFlags, io: CliIo): void {
   const t = v.reportedTcb;
   io.out("report ok\n");
   io.out(
-    `  product      ${v.productName ?? v.generation} (chain: ${v.chainSource === "pem" ? flags.chain : "built-in AMD roots"})\n`,
+    `  product      ${v.productName ?? v.generation} (chain: ${v.chainSource === "pem" ? flags.chain : `built-in ${trust === "amd" ? "AMD" : "emulated"} roots`})\n`,
   );
   io.out(`  measurement  ${toHex(r.measurement)}\n`);
   io.out(`  report_data  ${toHex(r.reportData)}\n`);
@@ -259,7 +325,18 @@ export function registerOwnerChainCommands(owner: Command, io: CliIo): void {
     )
     .requiredOption("--report <file>", "attestation report: 0x4A0 bytes, or hex text")
     .requiredOption("--vcek <file>", "VCEK certificate (DER or PEM)")
-    .option("--chain <file>", "PEM with the ASK and ARK (KDS cert_chain); default: the built-in AMD roots")
+    .option("--chain <file>", "PEM with the ASK and ARK (KDS cert_chain); default: the built-in roots")
+    .option(
+      "--trust <set>",
+      `roots to pin: ${TRUST_SETS.join("|")} (emulated: the emulated fleet's, served by ciphervisor's KDS)`,
+      "amd",
+    )
+    .option("--measurement <hex>", "expected launch measurement (48 bytes, 96 hex digits)")
+    .option("--host-data <hex>", "expected host_data (32 bytes, 64 hex digits)")
+    .option("--min-tcb <list>", "minimum reported_tcb SPLs, e.g. bl=3,tee=0,snp=8,ucode=115 (fmc= on Turin)")
+    .option("--allow-debug", "accept a guest whose policy allows debugging (bit 19); refused by default")
+    .option("--vmpl <n>", "the VMPL the report must come from: 0-3 or any", "0")
+    .option("--crl <file>", "AMD's CRL for the product (DER, KDS /vcek/v1/{product}/crl); needs --chain")
     .option("--json", "print the checks and report fields as JSON")
     .action((flags: VerifyReportFlags) => verifyReport(flags, io));
 }

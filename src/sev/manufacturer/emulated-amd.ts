@@ -25,6 +25,7 @@ interface GenerationRoot {
   arkCert: Uint8Array;
   askCert: Uint8Array;
   cekMaster: Uint8Array;
+  vcekMaster: Uint8Array;
 }
 
 const cache = new Map<Generation, GenerationRoot>();
@@ -57,7 +58,14 @@ function root(generation: Generation): GenerationRoot {
       ark,
       rng,
     );
-    r = { ark, ask, arkCert, askCert, cekMaster: sha256(new TextEncoder().encode(`cek-master\0${k.ask}`)) };
+    r = {
+      ark,
+      ask,
+      arkCert,
+      askCert,
+      cekMaster: sha256(new TextEncoder().encode(`cek-master\0${k.ask}`)),
+      vcekMaster: sha256(new TextEncoder().encode(`vcek-master\0${k.ask}`)),
+    };
     cache.set(generation, r);
   }
   return r;
@@ -72,6 +80,29 @@ export function emulatedRootCerts(generation: Generation): { ark: Uint8Array; as
 /** The CEK key pair of the chip whose GET_ID value is `chipId`. Called by that chip and by the emulated KDS. */
 export function deriveCek(generation: Generation, chipId: Uint8Array): EcKeyPair {
   return generateEcKeyPair(seededRandom(concat(root(generation).cekMaster, chipId)));
+}
+
+/**
+ * The VCEK key pair of the chip `chipId` at the TCB `reportedTcb` (SEV-SNP; docs/sev-interface.md §14). A real chip
+ * derives its VCEK from a chip-unique secret and the TCB it runs at, so every firmware update yields a new key (SNP
+ * ABI 56860, "VCEK" in the key-derivation chapter; VCEK specification 57230). Here the secret is a per-generation
+ * manufacturer master and the chip id: called by that chip's Secure Processor (to sign reports) and by the emulated
+ * KDS (which puts only the public half into the certificate).
+ */
+export function deriveVcek(generation: Generation, chipId: Uint8Array, reportedTcb: bigint): EcKeyPair {
+  const tcb = new Uint8Array(8);
+  new DataView(tcb.buffer).setBigUint64(0, BigInt.asUintN(64, reportedTcb), true);
+  return generateEcKeyPair(seededRandom(concat(root(generation).vcekMaster, chipId, tcb)));
+}
+
+/**
+ * The emulated ARK and ASK key pairs of a generation, for the emulated manufacturer's own X.509 issuing
+ * (`emulated-snp.ts`: the SNP ARK, ASK, VCEKs and CRL carry the same RSA keys as the legacy-format roots, as AMD's
+ * do, docs/sev-interface.md §11.2). Nothing outside `sev/manufacturer` calls this.
+ */
+export function emulatedIssuerKeys(generation: Generation): { ark: RsaKeyPair; ask: RsaKeyPair } {
+  const r = root(generation);
+  return { ark: r.ark, ask: r.ask };
 }
 
 /** API version stamped on KDS-issued CEKs (the real Rome and Naples CEKs from AMD's KDS show 0.14). */

@@ -6,6 +6,12 @@
  * |---|---|
  * | `/cek/id/{chip id}` | the chip's CEK signed by the ASK, one 0x824-byte SEV certificate (as kdsintf.amd.com) |
  * | `/cek/ask_ark_{product}.cert` | ASK ‖ ARK of the product in AMD's certificate format (AMD's `ask_ark_<product>.cert`) |
+ * | `/vcek/v1/{product}/{hwid}?blSPL=…&teeSPL=…&snpSPL=…&ucodeSPL=…` | SEV-SNP: the chip's VCEK for that TCB, DER X.509 |
+ * | `/vcek/v1/{product}/cert_chain` | SEV-SNP: the product's X.509 ASK then ARK, PEM |
+ * | `/vcek/v1/{product}/crl` | SEV-SNP: the product's CRL, DER, signed by the ARK |
+ *
+ * The `/vcek/v1` paths and their parameters are those of AMD's VCEK certificate and KDS interface specification
+ * (57230, its KDS chapter); SNP products are Milan and Genoa (the emulated SNP generations).
  *
  * The chip id is the 64-byte GET_ID value as 128 hex digits. AMD knows every chip it registered at manufacture;
  * this KDS asks its `ChipRecords` which product a chip id belongs to (the control plane answers from the emulated
@@ -19,10 +25,21 @@
  * const { ask, ark } = splitAskArk(kds.askArk("rome"));
  * ```
  */
+
+import { pemCertificates } from "../../certs/x509-encode.ts";
 import { CiphervisorError } from "../../errors.ts";
 import { concat, fromHex, toHex } from "../../lib/bytes.ts";
 import type { Generation } from "../../machine/cpu-models.ts";
 import { emulatedRootCerts, kdsSignedCek } from "./emulated-amd.ts";
+import {
+  type EmulatedSnpGeneration,
+  emulatedSnpCrl,
+  emulatedSnpRootCerts,
+  emulatedVcekCert,
+  isEmulatedSnpGeneration,
+  SNP_KDS_PRODUCTS,
+  type VcekSpl,
+} from "./emulated-snp.ts";
 
 /** The products the emulated manufacturer makes, as AMD spells them, by generation. */
 export const KDS_PRODUCTS: Readonly<Record<Generation, string>> = {
@@ -92,6 +109,56 @@ export function kdsProduct(product: string): Generation {
   return generation;
 }
 
+/** The content type of `/vcek/v1/{product}/cert_chain` (PEM text). */
+export const KDS_PEM_CONTENT_TYPE = "application/x-pem-file";
+
+/** The four SPL query parameters of the VCEK request, in AMD's spelling, and the TCB fields they set. */
+export const VCEK_SPL_PARAMS = {
+  blSPL: "bootloader",
+  teeSPL: "tee",
+  snpSPL: "snp",
+  ucodeSPL: "microcode",
+} as const satisfies Record<string, keyof VcekSpl>;
+
+/** The SNP product of a `/vcek/v1/{product}` path (Milan, Genoa; any case), NOT_FOUND for any other. */
+export function kdsSnpProduct(product: string): EmulatedSnpGeneration {
+  const p = product.toLowerCase();
+  if (!isEmulatedSnpGeneration(p)) {
+    const shown = product.length > 40 ? `${product.slice(0, 40)}…` : product;
+    throw new CiphervisorError(
+      "NOT_FOUND",
+      `the emulated KDS has no SEV-SNP product '${shown}' (products: ${Object.values(SNP_KDS_PRODUCTS).join(", ")})`,
+    );
+  }
+  return p;
+}
+
+/**
+ * The TCB of a VCEK request: each of blSPL, teeSPL, snpSPL and ucodeSPL present once, a decimal integer 0–255.
+ * @throws CiphervisorError INVALID_INPUT naming the parameter (`details.field`)
+ */
+export function parseVcekSpl(query: Readonly<Record<string, unknown>>): VcekSpl {
+  const out: Partial<Record<keyof VcekSpl, number>> = {};
+  for (const [param, field] of Object.entries(VCEK_SPL_PARAMS)) {
+    const raw = query[param];
+    const text = typeof raw === "string" ? raw : undefined;
+    if (text === undefined || !/^\d{1,3}$/.test(text) || Number(text) > 255) {
+      const shown = Array.isArray(raw)
+        ? "repeated"
+        : text === undefined
+          ? "missing"
+          : `'${text.slice(0, 20)}'`;
+      throw new CiphervisorError(
+        "INVALID_INPUT",
+        `the VCEK request needs ${param} as a decimal security patch level 0-255; it is ${shown}`,
+        { details: { field: param } },
+      );
+    }
+    out[field] = Number(text);
+  }
+  return out as VcekSpl;
+}
+
 export class EmulatedKds {
   readonly #chips: ChipRecords;
 
@@ -122,5 +189,35 @@ export class EmulatedKds {
   askArk(product: string): Uint8Array {
     const { ask, ark } = emulatedRootCerts(kdsProduct(product));
     return concat(ask, ark);
+  }
+
+  /**
+   * `GET /vcek/v1/{product}/{hwid}?blSPL=…&teeSPL=…&snpSPL=…&ucodeSPL=…`: the chip's VCEK for that TCB, DER,
+   * signed by the product's emulated ASK.
+   * @throws CiphervisorError NOT_FOUND for an unknown product or a chip of this manufacturer's records that is not
+   *   of that product; INVALID_INPUT for a malformed hwid or SPL
+   */
+  vcek(product: string, hwidHex: string, query: Readonly<Record<string, unknown>>): Uint8Array {
+    const generation = kdsSnpProduct(product);
+    const chipId = parseKdsChipId(hwidHex);
+    const spl = parseVcekSpl(query);
+    if (this.#chips(chipId) !== generation) {
+      throw new CiphervisorError(
+        "NOT_FOUND",
+        `the emulated KDS knows no ${SNP_KDS_PRODUCTS[generation]} chip ${toHex(chipId).slice(0, 16)}… (it serves the VCEKs of the emulated hosts' chips)`,
+      );
+    }
+    return emulatedVcekCert(generation, chipId, spl);
+  }
+
+  /** `GET /vcek/v1/{product}/cert_chain`: the product's X.509 ASK then ARK, PEM (AMD's order). */
+  vcekCertChain(product: string): string {
+    const { ask, ark } = emulatedSnpRootCerts(kdsSnpProduct(product));
+    return pemCertificates(ask, ark);
+  }
+
+  /** `GET /vcek/v1/{product}/crl`: the product's CRL, DER, signed by the ARK (it revokes nothing). */
+  vcekCrl(product: string): Uint8Array {
+    return emulatedSnpCrl(kdsSnpProduct(product));
   }
 }
