@@ -109,6 +109,10 @@ export const ERROR_CODES = {
   HARDWARE_VERSION: { class: "refused", summary: "the virtual hardware version is too old for the mode" },
   DEVICE_UNSUPPORTED: { class: "refused", summary: "a device cannot work with encrypted memory" },
   SEV_NOT_INITIALIZED: { class: "refused", summary: "the host's SEV platform is not initialized" },
+  SEV_UNSUPPORTED: {
+    class: "refused",
+    summary: "the host reports no SEV (CPU generation unknown): it runs ordinary VMs only",
+  },
   // Compatibility checks only the control plane makes
   POWER_STATE: { class: "refused", summary: "a security-mode change needs the VM powered off" },
   HOST_MODE: { class: "refused", summary: "the host's ES pool serves SEV-SNP guests" },
@@ -151,6 +155,10 @@ export const ERROR_CODES = {
   KERNEL_HASHES_UNSUPPORTED: {
     class: "refused",
     summary: "the firmware image declares no kernel-hashes area, so it cannot measure a direct kernel boot",
+  },
+  SEV_METADATA_MISSING: {
+    class: "refused",
+    summary: 'the firmware image has no SEV metadata ("ASEV" block), so it cannot launch an SEV-SNP VM',
   },
 } as const satisfies Record<string, CodeInfo>;
 

@@ -42,6 +42,7 @@ export function hostView(r: HostReport) {
     vmmProfile: h.vmmProfile,
     maintenance: h.maintenance,
     connection: h.connection,
+    firmware: h.firmware,
     pools: r.pools,
     activeVms: r.activeVms,
     createdAt: h.createdAt,

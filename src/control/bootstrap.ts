@@ -16,6 +16,7 @@ import { EmulatedDriver } from "./drivers/emulated.ts";
 import type { Inventory } from "./inventory/inventory.ts";
 import type { Actor, Host, PowerState, Vm } from "./inventory/types.ts";
 import { ROLES, type Role } from "./rbac.ts";
+import { hostFirmware } from "./services/hosts.ts";
 import { withoutSession } from "./services/launch-session.ts";
 import { issueToken } from "./tokens.ts";
 
@@ -115,6 +116,8 @@ export async function restoreEmulatedHosts(inventory: Inventory, drivers: Driver
   const restored: Host[] = [];
   for (const host of await allHosts(inventory)) {
     if (host.driver !== "emulated" || driver.has(host.address)) continue;
+    // The emulated driver builds real EPYC parts only; a row without a generation is none of its machines.
+    if (host.cpuGeneration === "unknown") continue;
     driver.addHost(
       {
         name: host.address,
@@ -126,6 +129,11 @@ export async function restoreEmulatedHosts(inventory: Inventory, drivers: Driver
       { lazy: true },
     );
     restored.push(host);
+    // A host registered before the record kept its firmware version (migration 0004) gets it now, from the
+    // platform facts, which build no firmware identity.
+    if (host.firmware === null) {
+      await inventory.hosts.update(host.id, { firmware: hostFirmware(driver.platform(host.address)) });
+    }
   }
   if (restored.length === 0) return 0;
   const withStale = new Set(

@@ -86,11 +86,14 @@ export function poolReports(
   };
 }
 
-/** The hypervisor's view of a host, built from the inventory (no call to the host). */
+/**
+ * The hypervisor's view of a host, built from the inventory (no call to the host). A host recorded with an unknown
+ * generation reported no SEV: it has no CPU model, so every SEV or SEV-ES VM is refused with SEV_UNSUPPORTED.
+ */
 export function hostFacts(host: Host, used: PoolUse): HostFacts {
   return {
     name: host.name,
-    model: CPU_MODELS[host.cpuGeneration],
+    model: host.cpuGeneration === "unknown" ? undefined : CPU_MODELS[host.cpuGeneration],
     capabilities: {
       sevState: host.sevState,
       minSevAsid: host.esAsids + 1,

@@ -34,6 +34,7 @@ function host(i: number, generation: Generation, sev: number, es: number, mainte
     esAsids: CPU_MODELS[generation].sevEs ? es : 0,
     maintenance: maintenance ? "in-maintenance" : "none",
     connection: "connected",
+    firmware: null,
     createdAt: "",
     updatedAt: "",
     version: 1,

@@ -19,6 +19,7 @@ export type RequirementCode = Extract<
   | "HARDWARE_VERSION"
   | "DEVICE_UNSUPPORTED"
   | "SEV_NOT_INITIALIZED"
+  | "SEV_UNSUPPORTED"
 >;
 
 export interface RequirementFinding {
@@ -37,7 +38,13 @@ const ENCRYPTION_INCOMPATIBLE_DEVICES: Readonly<Record<string, string>> = {
 
 export interface HostFacts {
   name: string;
-  model: CpuModel;
+  /**
+   * The host's EPYC part; undefined when the host reports no SEV, so that its generation is unknown (a libvirt host
+   * on an Intel CPU or with SEV off, libvirt's test driver). Such a host runs ordinary VMs only.
+   */
+  model: CpuModel | undefined;
+  /** Why the host reports no SEV, when its driver says (e.g. "libvirt reports no <sev> feature …"). */
+  noSevReason?: string;
   capabilities: Pick<HostCapabilities, "sevState" | "pools" | "minSevAsid">;
 }
 
@@ -53,29 +60,38 @@ export function requirementFindings(host: HostFacts, spec: LaunchSpec): Requirem
   const what = mode === "sev-es" ? "SEV-ES" : "SEV";
   const { model, capabilities: caps } = host;
 
-  if (caps.sevState === "uninitialized") {
+  if (!model) {
+    // No SEV at all: "not initialized", a CPU generation or an empty pool would each mislead.
+    const why = host.noSevReason ? `: ${host.noSevReason}` : "";
     out.push({
-      code: "SEV_NOT_INITIALIZED",
-      message: `host ${host.name}: the SEV platform is not initialized`,
-    });
-  }
-  if (mode === "sev-es" && !model.sevEs) {
-    out.push({
-      code: "CPU_GENERATION",
-      message: `host ${host.name} is ${model.generation} (${model.family}); SEV-ES needs rome (EPYC 7xx2) or later`,
-    });
-  } else if (mode === "sev-es" && caps.pools.sevEs.size === 0) {
-    out.push({
-      code: "SEV_ES_POOL_EMPTY",
-      message: `host ${host.name} has no SEV-ES ASIDs: its BIOS sets min_sev_asid = ${caps.minSevAsid} (SEV-ES needs min_sev_asid ≥ 2)`,
+      code: "SEV_UNSUPPORTED",
+      message: `host ${host.name} reports no SEV (CPU generation unknown${why}); it runs ordinary VMs only`,
     });
   } else {
-    const pool = mode === "sev-es" ? caps.pools.sevEs : caps.pools.sev;
-    if (pool.free === 0) {
+    if (caps.sevState === "uninitialized") {
       out.push({
-        code: "ASID_POOL_EXHAUSTED",
-        message: `host ${host.name}: all ${pool.size} ${what} ASIDs (${pool.first}..${pool.last}) are in use (${pool.used} running ${what} guests)`,
+        code: "SEV_NOT_INITIALIZED",
+        message: `host ${host.name}: the SEV platform is not initialized`,
       });
+    }
+    if (mode === "sev-es" && !model.sevEs) {
+      out.push({
+        code: "CPU_GENERATION",
+        message: `host ${host.name} is ${model.generation} (${model.family}); SEV-ES needs rome (EPYC 7xx2) or later`,
+      });
+    } else if (mode === "sev-es" && caps.pools.sevEs.size === 0) {
+      out.push({
+        code: "SEV_ES_POOL_EMPTY",
+        message: `host ${host.name} has no SEV-ES ASIDs: its BIOS sets min_sev_asid = ${caps.minSevAsid} (SEV-ES needs min_sev_asid ≥ 2)`,
+      });
+    } else {
+      const pool = mode === "sev-es" ? caps.pools.sevEs : caps.pools.sev;
+      if (pool.free === 0) {
+        out.push({
+          code: "ASID_POOL_EXHAUSTED",
+          message: `host ${host.name}: all ${pool.size} ${what} ASIDs (${pool.first}..${pool.last}) are in use (${pool.used} running ${what} guests)`,
+        });
+      }
     }
   }
   const support = supportsMode(profile, mode);

@@ -77,7 +77,7 @@ export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
       config: { permission: "inventory.read", action: "vm.list" },
       schema: {
         tags: ["vms"],
-        summary: "List VMs (cursor-paginated, filterable)",
+        summary: "List VMs (cursor-paginated, filterable, sortable on each column)",
         querystring: VmListQuery,
         response: { 200: PageOf(Type.Ref("Vm"), "VmPage"), ...errorResponses },
       },

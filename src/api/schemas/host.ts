@@ -13,6 +13,12 @@ const PoolSchema = Type.Object({
   free: Type.Integer(),
 });
 
+const FirmwareSchema = Type.Object({
+  apiMajor: Type.Integer(),
+  apiMinor: Type.Integer(),
+  build: Type.Integer(),
+});
+
 /** docs/sev-interface.md §8.5: which reset-state VMSA the host's SEV-ES launches measure. */
 export const VmmProfileSchema = Type.Enum([...HOST_VMM_PROFILES], {
   description:
@@ -26,12 +32,19 @@ export const HostSchema = Type.Object(
     clusterId: Type.Union([Type.String(), Type.Null()]),
     driver: Type.String(),
     address: Type.String(),
-    cpuGeneration: Type.String(),
+    cpuGeneration: Type.String({
+      description:
+        "naples, rome, milan or genoa; unknown for a host that reports no SEV (e.g. a libvirt host on Intel, with SEV off, or libvirt's test driver), whose SEV and SEV-ES pools are empty and which takes ordinary VMs only",
+    }),
     sevState: Type.String(),
     esMode: Type.String(),
     vmmProfile: VmmProfileSchema,
     maintenance: Type.String(),
     connection: Type.String(),
+    firmware: Type.Union([FirmwareSchema, Type.Null()], {
+      description:
+        "The SEV firmware's API version and build as the host last reported them (PLATFORM_STATUS; libvirt: domcapabilities). Part of the host record, so inventory.read shows it; null when the host has no SEV, or was registered by an older release and not reached since",
+    }),
     pools: Type.Object(
       { sev: PoolSchema, sevEs: PoolSchema },
       { description: "ASID pools as placement counts them" },

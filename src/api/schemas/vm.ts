@@ -148,7 +148,7 @@ export const VmListQuery = Type.Object(
       Type.Enum([...VM_ORDERS], {
         default: "id",
         description:
-          "id (creation order), name or -name (descending); a cursor continues only the order it came from",
+          "id (creation order), or a column ascending or, with '-', descending: name, host, power, mode (security mode), guestOs, policy. Ties are broken by id. host sorts by the host's id, not its name; VMs without a host come after every host ascending and first descending. Filters apply as usual; a cursor continues only the order it came from (else 400 INVALID_INPUT)",
       }),
     ),
   },

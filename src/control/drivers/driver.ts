@@ -10,7 +10,14 @@
 import { CiphervisorError } from "../../errors.ts";
 import type { Operation } from "../../hypervisor/operation-rules.ts";
 import type { HostCapabilities, LaunchSpec, StartResult, VmStatus } from "../../hypervisor/types.ts";
-import type { HostDriver as HostDriverKind } from "../inventory/types.ts";
+import type { HostDriver as HostDriverKind, HostGeneration } from "../inventory/types.ts";
+
+/**
+ * A host's SEV platform facts as its driver reports them: the hypervisor's `HostCapabilities`, except that the
+ * generation is `unknown` when the host reports no SEV (a libvirt host on Intel, with SEV off, or libvirt's test
+ * driver; then `sevSupported` is false and both pools are empty). The emulated hosts always report a real one.
+ */
+export type DriverCapabilities = Omit<HostCapabilities, "generation"> & { generation: HostGeneration };
 
 /** A requirement check that failed, with the hypervisor's stable code (`CPU_GENERATION`, `EFI_REQUIRED`, …). */
 export interface DriverFinding {
@@ -39,7 +46,7 @@ export interface DriverHost {
   /** How the driver addresses the host (an emulated host's name, a libvirt URI). Never holds credentials. */
   readonly address: string;
   /** SEV platform facts as `virsh domcapabilities` / vSphere's `HostSevInfo` report them, with live pool usage. */
-  capabilities(): Promise<HostCapabilities>;
+  capabilities(): Promise<DriverCapabilities>;
   /** The hypervisor's own checks for starting `spec` here; empty when it may start. Touches no firmware. */
   requirementFindings(spec: LaunchSpec): Promise<DriverFinding[]>;
   /** Defines a VM (powered off). `spec.name` is the inventory id. */

@@ -11,7 +11,15 @@ import { type AuditEntry, type AuditRecord, auditRecordHash } from "../audit/rec
 import { verifyAuditChain } from "../audit/verify.ts";
 import { authenticateToken, hashToken, issueToken } from "../tokens.ts";
 import type { Inventory, InventoryScope } from "./inventory.ts";
-import type { Actor, Page, VmSpec } from "./types.ts";
+import {
+  type Actor,
+  type Page,
+  VM_SORT_KEYS,
+  type Vm,
+  type VmOrder,
+  type VmSortKey,
+  type VmSpec,
+} from "./types.ts";
 
 /** One fresh, migrated database of a backend, with ways around the API. */
 export interface ContractDatabase {
@@ -236,6 +244,13 @@ export function runInventoryContract(name: string, backend: ContractBackend): vo
         // migration (their tables gone too), and a host row written by that older release.
         await db.sql([
           "delete from hosts",
+          // Undo 0004 (its indexes before their columns: SQLite drops no indexed column), 0003 and 0002.
+          ...["vms_host_id", "vms_power_state_id", "vms_guest_os_id", "vms_policy_id"].map(
+            (i) => `drop index ${i}`,
+          ),
+          "create index vms_host on vms (host_id)",
+          "alter table vms drop column guest_os",
+          ...["fw_api_major", "fw_api_minor", "fw_build"].map((c) => `alter table hosts drop column ${c}`),
           "alter table hosts drop column vmm_profile",
           "drop table images",
           "delete from kysely_migration where name >= '0002_host_vmm_profile'",
@@ -243,14 +258,38 @@ export function runInventoryContract(name: string, backend: ContractBackend): vo
              es_asids, maintenance, connection_state, created_at, updated_at, version)
            values ('host_old', 'rome-old', null, 'emulated', 'rome-old', 'rome', 'working', 'sev-es', 410, 99,
              'none', 'connected', '2025-01-01T00:00:00.000Z', '2025-01-01T00:00:00.000Z', 1)`,
+          ...["windows-server-2022", "debian-12"].map(
+            (
+              os,
+              i,
+            ) => `insert into vms (id, name, cluster_id, host_id, spec, power_state, security_mode, policy,
+               attestation_state, labels, created_at, updated_at, version)
+             values ('vm_old${i}', 'old-${i}', null, 'host_old', '${JSON.stringify({ ...spec, guestOs: os })}', 'off',
+               'none', 0, 'none', '{}', '2025-01-01T00:00:00.000Z', '2025-01-01T00:00:00.000Z', 1)`,
+          ),
         ]);
-        // A node of this release opens it: the pending migration runs, and the old host reads as qemu-legacy.
+        // A node of this release opens it: the pending migrations run, the old host reads as qemu-legacy with no
+        // firmware version yet, and the old VMs' guest OS column is filled from their specs.
         const node = await db.openPeer();
         await node.migrate();
         const old = await node.hosts.get("host_old");
         assert.equal(old?.vmmProfile, "qemu-legacy");
         assert.equal(old?.name, "rome-old");
-        const changed = await node.hosts.update("host_old", { vmmProfile: "qemu" }, 1);
+        assert.equal(old?.firmware, null);
+        assert.deepEqual(
+          (await node.vms.list({}, {}, "-guestOs")).items.map((v) => v.name),
+          ["old-0", "old-1"],
+        );
+        const fw = await node.hosts.update("host_old", {
+          firmware: { apiMajor: 0, apiMinor: 24, build: 15 },
+        });
+        assert.deepEqual(fw.firmware, { apiMajor: 0, apiMinor: 24, build: 15 });
+        await rejectsWith(
+          node.hosts.update("host_old", { firmware: { apiMajor: 256, apiMinor: 0, build: 0 } }),
+          "INVALID_INPUT",
+        );
+        await node.hosts.update("host_old", { firmware: null });
+        const changed = await node.hosts.update("host_old", { vmmProfile: "qemu" }, 3);
         assert.equal(changed.vmmProfile, "qemu");
         assert.equal((await inv.hosts.get("host_old"))?.vmmProfile, "qemu", "every node sees the column");
       }));
@@ -404,6 +443,123 @@ export function runInventoryContract(name: string, backend: ContractBackend): vo
         );
         const namePage = await inv.vms.list({}, { limit: 10 }, "name");
         await rejectsWith(inv.vms.list({}, { limit: 10, cursor: namePage.nextCursor }), "INVALID_INPUT");
+      }));
+
+    it("pages by every sort column both ways on (column, id): duplicates, unplaced VMs, filters, foreign cursors", () =>
+      withDb(async ({ inventory: inv }) => {
+        const a = await inv.hosts.create({
+          name: "sort-a",
+          cpuGeneration: "rome",
+          sevAsids: 410,
+          esAsids: 99,
+        });
+        const b = await inv.hosts.create({
+          name: "sort-b",
+          cpuGeneration: "rome",
+          sevAsids: 410,
+          esAsids: 99,
+        });
+        const powers = ["off", "running", "paused", "off"] as const;
+        const modes = ["none", "sev", "sev-es"] as const;
+        const policies = [0, 1, 3, 7, 0xffffffff];
+        // Few distinct values per column, so every page boundary falls inside a run of equal values.
+        await inv.vms.createMany(
+          Array.from({ length: 150 }, (_, i) => ({
+            name: `s${String(149 - i).padStart(3, "0")}`,
+            spec: { ...spec, guestOs: i % 2 === 0 ? "ubuntu-22.04" : "linux-5.19" },
+            hostId: [a.id, b.id, null][i % 3] ?? null,
+            powerState: powers[i % 4],
+            securityMode: modes[Math.floor(i / 7) % 3],
+            policy: policies[i % 5],
+          })),
+        );
+        const vms = await all((cursor) => inv.vms.list({}, { limit: 1000, cursor }));
+        const sortValue: Record<VmSortKey, (v: Vm) => string | number | null> = {
+          name: (v) => v.name,
+          host: (v) => v.hostId,
+          power: (v) => v.powerState,
+          mode: (v) => v.securityMode,
+          guestOs: (v) => v.spec.guestOs,
+          policy: (v) => v.policy,
+        };
+        /** The order the API promises: by value (null after every value), then id; descending is its reverse. */
+        const expected = (key: VmSortKey, desc: boolean, of: readonly Vm[] = vms) => {
+          const rank = (v: Vm): [number, string | number, string] => {
+            const x = sortValue[key](v);
+            return x === null ? [1, "", v.id] : [0, x, v.id];
+          };
+          const asc = [...of].sort((p, q) => {
+            const [x, y] = [rank(p), rank(q)];
+            for (let i = 0; i < 3; i++) if (x[i] !== y[i]) return (x[i] ?? 0) < (y[i] ?? 0) ? -1 : 1;
+            return 0;
+          });
+          return (desc ? asc.reverse() : asc).map((v) => v.id);
+        };
+        for (const key of VM_SORT_KEYS) {
+          for (const desc of [false, true]) {
+            const order: VmOrder = desc ? `-${key}` : key;
+            const paged = await all((cursor) => inv.vms.list({}, { limit: 7, cursor }, order));
+            assert.deepEqual(
+              paged.map((v) => v.id),
+              expected(key, desc),
+              `order ${order}`,
+            );
+            const stored = await all((cursor) => inv.vms.listStored({}, { limit: 11, cursor }, order));
+            assert.deepEqual(
+              stored.map((v) => v.id),
+              expected(key, desc),
+              `listStored ${order}`,
+            );
+          }
+        }
+        // Unplaced VMs: last ascending, first descending, and a page that ends among them continues there.
+        const byHost = await all((cursor) => inv.vms.list({}, { limit: 50, cursor }, "host"));
+        assert.deepEqual(
+          byHost.slice(100).map((v) => v.hostId),
+          Array(50).fill(null),
+        );
+        const unplaced = await all((cursor) => inv.vms.list({ hostId: null }, { limit: 4, cursor }, "-host"));
+        assert.deepEqual(
+          unplaced.map((v) => v.id),
+          expected(
+            "host",
+            true,
+            vms.filter((v) => v.hostId === null),
+          ),
+        );
+        // Filters narrow the sorted list; the order and the paging stay.
+        const filters = [
+          { hostId: a.id },
+          { securityMode: "sev-es" as const },
+          { powerState: "off" as const, namePrefix: "s1" },
+        ];
+        for (const f of filters) {
+          const matching = (await all((cursor) => inv.vms.list(f, { limit: 1000, cursor }))).map((v) => v.id);
+          const of = vms.filter((v) => matching.includes(v.id));
+          for (const order of ["-policy", "host", "guestOs", "-power"] as const) {
+            const key = (order.startsWith("-") ? order.slice(1) : order) as VmSortKey;
+            const paged = await all((cursor) => inv.vms.list(f, { limit: 3, cursor }, order));
+            assert.deepEqual(
+              paged.map((v) => v.id),
+              expected(key, order.startsWith("-"), of),
+              `${JSON.stringify(f)} ${order}`,
+            );
+          }
+        }
+        // A cursor continues only its own order, direction included.
+        const powerPage = await inv.vms.list({}, { limit: 5 }, "power");
+        for (const other of ["-power", "mode", "id", "name"] as const) {
+          const e = await rejectsWith(
+            inv.vms.list({}, { limit: 5, cursor: powerPage.nextCursor }, other),
+            "INVALID_INPUT",
+          );
+          assert.match(String((e as Error).message), /another sort order/);
+        }
+        const idPage = await inv.vms.list({}, { limit: 5 });
+        await rejectsWith(inv.vms.list({}, { limit: 5, cursor: idPage.nextCursor }, "host"), "INVALID_INPUT");
+        // A forged key of the wrong type for its column is no cursor at all.
+        const forged = Buffer.from(JSON.stringify({ k: ["policy", "7", vms[0]?.id] })).toString("base64url");
+        await rejectsWith(inv.vms.list({}, { cursor: forged }, "policy"), "INVALID_INPUT");
       }));
 
     it("bulk-updates 10,000 VMs with their audit records in batched transactions", () =>

@@ -72,7 +72,10 @@ export interface HostStore {
 export interface VmStore {
   get(id: string): Promise<Vm | undefined>;
   getByName(name: string): Promise<Vm | undefined>;
-  /** Stable order by id (or by name, `order`); pages of up to 5,000; a cursor belongs to the order it came from. */
+  /**
+   * Stable order by id, or by a column and then id (`order`, `VM_ORDERS`); pages of up to 5,000; a cursor belongs to
+   * the order it came from.
+   */
   list(filter?: VmFilter, page?: PageRequest, order?: VmOrder): Promise<Page<Vm>>;
   /**
    * The ids `list` would return, same order and cursors: for callers that read the rows again anyway (a bulk

@@ -4,7 +4,7 @@
  * all read the same list.
  */
 import type { DeviceKind } from "../../hypervisor/types.ts";
-import type { Generation } from "../../machine/cpu-models.ts";
+import { GENERATIONS, type Generation } from "../../machine/cpu-models.ts";
 import { HOST_VMM_PROFILES, type HostVmmProfile } from "../../measure/vmsa.ts";
 import { POWER_STATES, type PowerState, SECURITY_MODES, type SecurityMode } from "../../vocabulary.ts";
 import type { JsonObject } from "../json.ts";
@@ -44,6 +44,16 @@ export type HostConnectionState = (typeof HOST_CONNECTION_STATES)[number];
 
 export const HOST_DRIVERS = ["emulated", "libvirt"] as const;
 export type HostDriver = (typeof HOST_DRIVERS)[number];
+
+/**
+ * A host's CPU generation as the control plane records it: an EPYC generation (`machine/cpu-models.ts`), or
+ * `unknown` for a host that reports no SEV — a libvirt host on an Intel CPU, with SEV off in the BIOS or KVM, or
+ * libvirt's test driver. Such a host has no SEV and no SEV-ES key slots and runs ordinary VMs only. The emulated
+ * hosts are always a real generation.
+ */
+export const UNKNOWN_GENERATION = "unknown";
+export type HostGeneration = Generation | typeof UNKNOWN_GENERATION;
+export const HOST_GENERATIONS: readonly HostGeneration[] = [...GENERATIONS, UNKNOWN_GENERATION];
 
 /**
  * How a host's QEMU creates SEV/SEV-ES VMs, i.e. which VMSAs its SEV-ES launches measure (docs/sev-interface.md
@@ -87,11 +97,19 @@ export interface PageRequest {
 }
 
 /**
- * The orders a VM list can take: by id (the default: creation order), or by name ascending or descending. Only
- * unique, indexed keys: a keyset page over 200,000 VMs stays an index range scan, whatever the order.
+ * The columns a VM list can be sorted by (the dashboard's columns): `host` is the host's id on the VM row, not its
+ * name (a name order would join hosts, and no index could then page it), `mode` the security mode.
  */
-export const VM_ORDERS = ["id", "name", "-name"] as const;
-export type VmOrder = (typeof VM_ORDERS)[number];
+export const VM_SORT_KEYS = ["name", "host", "power", "mode", "guestOs", "policy"] as const;
+export type VmSortKey = (typeof VM_SORT_KEYS)[number];
+
+/**
+ * The orders a VM list can take: by id (the default: creation order), or by a sort key ascending (`host`) or
+ * descending (`-host`). Every order is a keyset on (column, id) with an index on (column, id), so a page over
+ * 200,000 VMs stays an index range scan whatever the order; ties on the column are broken by id.
+ */
+export type VmOrder = "id" | VmSortKey | `-${VmSortKey}`;
+export const VM_ORDERS: readonly VmOrder[] = ["id", ...VM_SORT_KEYS.flatMap((k) => [k, `-${k}` as const])];
 
 /** One page of a list, in stable order; `nextCursor` is null on the last page. */
 export interface Page<T> {
@@ -127,7 +145,7 @@ export interface Host {
   readonly driver: HostDriver;
   /** How the driver reaches the host (an emulated host name, a libvirt URI). Never holds credentials. */
   readonly address: string;
-  readonly cpuGeneration: Generation;
+  readonly cpuGeneration: HostGeneration;
   readonly sevState: HostSevState;
   readonly esMode: HostEsMode;
   /** The host's VMM profile, as its driver reported it at registration. */
@@ -138,6 +156,12 @@ export interface Host {
   readonly esAsids: number;
   readonly maintenance: HostMaintenanceState;
   readonly connection: HostConnectionState;
+  /**
+   * The SEV firmware's API version and build, as the host last reported it (PLATFORM_STATUS, libvirt's
+   * domcapabilities). Kept on the record so that whoever may read hosts sees it without `attestation.read`; null
+   * for a host registered before migration 0004 and not reached since, or one without SEV.
+   */
+  readonly firmware: HostFirmware | null;
   readonly createdAt: string;
   readonly updatedAt: string;
   readonly version: number;
@@ -149,7 +173,7 @@ export interface NewHost {
   readonly clusterId?: string | null;
   readonly driver?: HostDriver;
   readonly address?: string;
-  readonly cpuGeneration: Generation;
+  readonly cpuGeneration: HostGeneration;
   readonly sevState?: HostSevState;
   readonly esMode?: HostEsMode;
   /** Default `qemu-legacy`. */
@@ -158,13 +182,22 @@ export interface NewHost {
   readonly esAsids: number;
   readonly maintenance?: HostMaintenanceState;
   readonly connection?: HostConnectionState;
+  /** Default null (not reported). */
+  readonly firmware?: HostFirmware | null;
+}
+
+/** A host's SEV firmware version: PLATFORM_STATUS's API_MAJOR, API_MINOR and BUILD (one byte each). */
+export interface HostFirmware {
+  readonly apiMajor: number;
+  readonly apiMinor: number;
+  readonly build: number;
 }
 
 export type HostPatch = Partial<Omit<NewHost, "id">>;
 
 export interface HostFilter {
   readonly clusterId?: string;
-  readonly cpuGeneration?: Generation;
+  readonly cpuGeneration?: HostGeneration;
   readonly maintenance?: HostMaintenanceState;
 }
 

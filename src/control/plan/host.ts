@@ -98,7 +98,10 @@ export async function planRegisterHost(c: ControlContext, req: RegisterHostReque
     const caps = await (await driver.connect(address)).capabilities();
     return {
       outcome: "change",
-      action: `register (${kind} ${caps.generation})`,
+      action:
+        caps.generation === "unknown"
+          ? `register (${kind}, unknown CPU generation, no SEV: ordinary VMs only)`
+          : `register (${kind} ${caps.generation})`,
       details: {
         driver: kind,
         address,

@@ -16,7 +16,7 @@
 import { createHash } from "node:crypto";
 import { CiphervisorError, isCiphervisorError } from "../../errors.ts";
 import { builtinUefiImage } from "../../hypervisor/builtin-uefi.ts";
-import type { GuestCpu, HostCapabilities, LaunchInputs } from "../../hypervisor/types.ts";
+import type { GuestCpu, LaunchInputs } from "../../hypervisor/types.ts";
 import { defaultPolicy } from "../../hypervisor/vm-spec.ts";
 import type { HostVmmProfile } from "../../measure/vmsa.ts";
 import {
@@ -26,11 +26,12 @@ import {
   emulatedKdsLocations,
   type KdsLocations,
 } from "../../sev/manufacturer/emulated-kds.ts";
-import type { LaunchSecret } from "../drivers/driver.ts";
+import type { DriverCapabilities, LaunchSecret } from "../drivers/driver.ts";
 import { EmulatedDriver } from "../drivers/emulated.ts";
 import type { Actor, Host, LaunchSessionFiles, Vm } from "../inventory/types.ts";
 import type { JsonObject } from "../json.ts";
 import { type ControlContext, connect, getHost, getVm } from "./context.ts";
+import { firmwareChanged, hostFirmware } from "./hosts.ts";
 import { ownerMeasureArgs } from "./owner-measure.ts";
 
 /** What `virsh nodesevinfo` and KubeVirt's `fetchcertchain` give, plus the chain split into sevctl's files. */
@@ -137,8 +138,8 @@ async function audit(
 const CHIP_ID_HEX = new RegExp(`^[0-9a-fA-F]{${CHIP_ID_SIZE * 2}}$`);
 
 /** The KDS locations of a host's chip: the emulated KDS for the emulated manufacturer's chips, AMD's otherwise. */
-function kdsOf(host: Host, caps: HostCapabilities): { kds?: KdsLocations } {
-  if (!CHIP_ID_HEX.test(caps.cpu0Id)) return {};
+function kdsOf(host: Host, caps: DriverCapabilities): { kds?: KdsLocations } {
+  if (caps.generation === "unknown" || !CHIP_ID_HEX.test(caps.cpu0Id)) return {};
   const locate = host.driver === "emulated" ? emulatedKdsLocations : amdKdsLocations;
   return { kds: locate(caps.generation, caps.cpu0Id) };
 }
@@ -147,6 +148,13 @@ function kdsOf(host: Host, caps: HostCapabilities): { kds?: KdsLocations } {
 export async function sevInfo(c: ControlContext, actor: Actor, hostId: string): Promise<SevInfo> {
   const host = await getHost(c.inventory, hostId);
   const caps = await (await connect(c, host)).capabilities();
+  if (!caps.sevSupported) {
+    // A host that reports no SEV has no platform certificates: say so, not "a chain of 0 bytes".
+    throw new CiphervisorError(
+      "SEV_UNSUPPORTED",
+      `host ${host.name} reports no SEV (CPU generation unknown), so it has no SEV platform or certificate chain`,
+    );
+  }
   const chain = new Uint8Array(Buffer.from(caps.certChain, "base64"));
   if (chain.length !== 3 * CERT) {
     throw new CiphervisorError(
@@ -155,6 +163,9 @@ export async function sevInfo(c: ControlContext, actor: Actor, hostId: string): 
     );
   }
   await audit(c, actor, "host.sev-info", host.id, "ok", { host: host.name });
+  // The host was just reached: keep the firmware version on its record current (after a firmware update, or for
+  // a host registered before the record had it), for the readers of hosts who may not read sev-info.
+  if (firmwareChanged(host, caps)) await c.inventory.hosts.update(host.id, { firmware: hostFirmware(caps) });
   const pool = (p: { size: number; used: number; free: number }) => ({
     size: p.size,
     used: p.used,

@@ -4,13 +4,13 @@
  * the audit record. For the emulated driver, registering can also build the emulated machine.
  */
 import { CiphervisorError } from "../../errors.ts";
-import type { HostCapabilities } from "../../hypervisor/types.ts";
 import type { Generation } from "../../machine/cpu-models.ts";
 import type { HostVmmProfile } from "../../measure/vmsa.ts";
 import { viewsOf } from "../capacity.ts";
 import { poolReports } from "../compat.ts";
+import type { DriverCapabilities } from "../drivers/driver.ts";
 import { EmulatedDriver, type EmulatedHostOptions } from "../drivers/emulated.ts";
-import type { Actor, Host, HostDriver as HostDriverKind, NewHost } from "../inventory/types.ts";
+import type { Actor, Host, HostDriver as HostDriverKind, HostFirmware, NewHost } from "../inventory/types.ts";
 import { type ControlContext, getHost } from "./context.ts";
 
 export interface RegisterHostRequest {
@@ -30,12 +30,18 @@ export interface RegisterHostRequest {
   };
 }
 
-/** The inventory's record of a host from what its driver reports. */
+/**
+ * The inventory's record of a host from what its driver reports. A host that reports no SEV is recorded with the
+ * generation `unknown` and empty SEV and SEV-ES pools: it takes ordinary VMs only.
+ */
 export function hostFromCapabilities(
   req: Pick<RegisterHostRequest, "name" | "clusterId">,
   driver: HostDriverKind,
   address: string,
-  caps: Pick<HostCapabilities, "generation" | "sevState" | "vmmProfile" | "pools">,
+  caps: Pick<
+    DriverCapabilities,
+    "generation" | "sevState" | "vmmProfile" | "pools" | "sevSupported" | "firmware"
+  >,
 ): NewHost {
   return {
     name: req.name,
@@ -49,7 +55,29 @@ export function hostFromCapabilities(
     vmmProfile: caps.vmmProfile,
     sevAsids: caps.pools.sev.size,
     esAsids: caps.pools.sevEs.size,
+    firmware: hostFirmware(caps),
   };
+}
+
+/**
+ * The firmware version to record from what a driver reports: PLATFORM_STATUS's, or null for a host without SEV
+ * (it has no SEV firmware; libvirt then reports zeros).
+ */
+export function hostFirmware(
+  caps: Pick<DriverCapabilities, "sevSupported" | "firmware">,
+): HostFirmware | null {
+  const f = caps.firmware;
+  return caps.sevSupported ? { apiMajor: f.apiMajor, apiMinor: f.apiMinor, build: f.build } : null;
+}
+
+/** Whether the inventory's firmware version of `host` differs from what its driver reports now. */
+export function firmwareChanged(
+  host: Host,
+  caps: Pick<DriverCapabilities, "sevSupported" | "firmware">,
+): boolean {
+  const now = hostFirmware(caps);
+  const was = host.firmware;
+  return now?.apiMajor !== was?.apiMajor || now?.apiMinor !== was?.apiMinor || now?.build !== was?.build;
 }
 
 /**

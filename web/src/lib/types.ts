@@ -55,6 +55,8 @@ export interface Host {
   readonly vmmProfile: string;
   readonly maintenance: string;
   readonly connection: string;
+  /** The SEV firmware's API version and build from the host record; null when the host has not reported them. */
+  readonly firmware: { readonly apiMajor: number; readonly apiMinor: number; readonly build: number } | null;
   readonly pools: { readonly sev: Pool; readonly sevEs: Pool };
   readonly activeVms: number;
 }

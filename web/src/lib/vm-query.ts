@@ -3,7 +3,7 @@
  * (the API filters and paginates; the dashboard never loads the fleet), and a selection — some rows, or "all
  * matching the filter" — becomes the bulk routes' selector, so 200,000 VMs are changed by one request.
  */
-import type { SecurityMode, Vm } from "./types.ts";
+import type { SecurityMode } from "./types.ts";
 
 export interface VmFilter {
   readonly namePrefix?: string;
@@ -69,51 +69,28 @@ export interface Sort {
   readonly dir: "asc" | "desc";
 }
 
-const MODE_ORDER: Record<string, number> = { none: 0, sev: 1, "sev-es": 2 };
-
-function sortValue(vm: Vm, key: SortKey, hostName: (id: string | null) => string): string | number {
-  switch (key) {
-    case "name":
-      return vm.name;
-    case "host":
-      return hostName(vm.hostId);
-    case "powerState":
-      return vm.powerState;
-    case "guestOs":
-      return vm.spec.guestOs;
-    case "securityMode":
-      return MODE_ORDER[vm.securityMode] ?? 9;
-    case "policy":
-      return vm.policy;
-  }
-}
-
-/** The orders `GET /v1/vms?sort=` pages in over the whole list (unique, indexed keys only). */
-export type ServerOrder = "name" | "-name";
-
-/** The server's order for a column sort, when the server has one: by name, either way. */
-export function serverOrder(sort: Sort | undefined): ServerOrder | undefined {
-  if (sort?.key !== "name") return undefined;
-  return sort.dir === "asc" ? "name" : "-name";
-}
+/** Each column's sort key in `GET /v1/vms?sort=` (the server's names for them). */
+const SERVER_KEYS = {
+  name: "name",
+  host: "host",
+  powerState: "power",
+  guestOs: "guestOs",
+  securityMode: "mode",
+  policy: "policy",
+} as const satisfies Record<SortKey, string>;
+type ServerKey = (typeof SERVER_KEYS)[SortKey];
 
 /**
- * Orders the rows of the page shown, for the columns the server cannot page in (`serverOrder` has none for
- * them): the order applies to the page on screen; filters and paging stay on the server.
+ * The orders `GET /v1/vms?sort=` pages in over the whole list: a column ascending, or with `-` descending. Host is
+ * ordered by host id (not name), with the VMs on no host last ascending and first descending.
  */
-export function sortRows(
-  rows: readonly Vm[],
-  sort: Sort | undefined,
-  hostName: (id: string | null) => string = (id) => id ?? "",
-): Vm[] {
-  if (!sort) return [...rows];
-  const sign = sort.dir === "asc" ? 1 : -1;
-  return [...rows].sort((a, b) => {
-    const x = sortValue(a, sort.key, hostName);
-    const y = sortValue(b, sort.key, hostName);
-    const c = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
-    return c === 0 ? a.id.localeCompare(b.id) : sign * c;
-  });
+export type ServerOrder = ServerKey | `-${ServerKey}`;
+
+/** The server's order for a column sort: every column has one, so the whole list is sorted, never just a page. */
+export function serverOrder(sort: Sort | undefined): ServerOrder | undefined {
+  if (!sort) return undefined;
+  const key = SERVER_KEYS[sort.key];
+  return sort.dir === "asc" ? key : `-${key}`;
 }
 
 /** The next sort after clicking a column header: ascending first, then descending. */

@@ -1,7 +1,8 @@
 /**
- * Hosts: CPU generation, SEV state, firmware version (from sev-info, with `attestation.read`), key-slot gauges per
- * pool with their ASID ranges (the BIOS split between SEV-ES and SEV), connection and maintenance; entering and
- * leaving maintenance shows the server's plan first (which VMs live-migrate, restart elsewhere, or cannot move).
+ * Hosts: CPU generation, SEV state, firmware version (from the host record, so every role that reads hosts sees it,
+ * not only `attestation.read`), key-slot gauges per pool with their ASID ranges (the BIOS split between SEV-ES and
+ * SEV), connection and maintenance; entering and leaving maintenance shows the server's plan first (which VMs
+ * live-migrate, restart elsewhere, or cannot move).
  */
 import { useEffect, useState } from "preact/hooks";
 import { ActionButton } from "../components/action-button.tsx";
@@ -10,15 +11,8 @@ import { PlanView } from "../components/plan-view.tsx";
 import { ProblemBox } from "../components/problem.tsx";
 import { asProblem } from "../lib/api.ts";
 import { gauge } from "../lib/format.ts";
-import { availability } from "../lib/permissions.ts";
 import type { DryRunPlan, Host, OperationAnswer, Page, Pool, Problem, Vm } from "../lib/types.ts";
 import { useSession } from "../session.tsx";
-
-interface Firmware {
-  readonly apiMajor: number;
-  readonly apiMinor: number;
-  readonly build: number;
-}
 
 function Gauge({ label, pool }: { label: string; pool: Pool }) {
   const g = gauge(pool.used, pool.size);
@@ -34,33 +28,18 @@ function Gauge({ label, pool }: { label: string; pool: Pool }) {
 }
 
 export function HostsPage() {
-  const { client, me } = useSession();
+  const { client } = useSession();
   const [hosts, setHosts] = useState<readonly Host[]>([]);
-  const [firmware, setFirmware] = useState<ReadonlyMap<string, Firmware>>(new Map());
   const [problem, setProblem] = useState<Problem | null>(null);
   const [pending, setPending] = useState<{ host: Host; verb: string; plan: DryRunPlan } | null>(null);
   const [op, setOp] = useState<string | null>(null);
   const [names, setNames] = useState<ReadonlyMap<string, string>>(new Map());
   const [reload, setReload] = useState(0);
-  const canReadFirmware = availability(me.permissions, "attestation.read").allowed;
 
   useEffect(() => {
     client
       .json<Page<Host>>("/v1/hosts?limit=500")
-      .then(async (p) => {
-        setHosts(p.items);
-        if (!canReadFirmware) return;
-        const fw = new Map<string, Firmware>();
-        await Promise.all(
-          p.items.map((h) =>
-            client
-              .json<{ firmware: Firmware }>(`/v1/hosts/${encodeURIComponent(h.id)}/sev-info`)
-              .then((s) => fw.set(h.id, s.firmware))
-              .catch(() => undefined),
-          ),
-        );
-        setFirmware(fw);
-      })
+      .then((p) => setHosts(p.items))
       .catch((e) => setProblem(asProblem(e)));
   }, [reload]);
 
@@ -110,7 +89,7 @@ export function HostsPage() {
       {op ? <OperationProgress opId={op} names={names} onDone={() => setReload((n) => n + 1)} /> : null}
       <div class="cards">
         {hosts.map((h) => {
-          const fw = firmware.get(h.id);
+          const fw = h.firmware;
           return (
             <article class="card" key={h.id} data-host={h.name} aria-label={`host ${h.name}`}>
               <h3>{h.name}</h3>
@@ -122,13 +101,7 @@ export function HostsPage() {
                   {h.sevState}, ES {h.esMode}
                 </dd>
                 <dt>Firmware</dt>
-                <dd>
-                  {fw
-                    ? `API ${fw.apiMajor}.${fw.apiMinor}, build ${fw.build}`
-                    : canReadFirmware
-                      ? "—"
-                      : "needs the 'attestation.read' permission"}
-                </dd>
+                <dd>{fw ? `API ${fw.apiMajor}.${fw.apiMinor}, build ${fw.build}` : "—"}</dd>
                 <dt>VMM</dt>
                 <dd>{h.vmmProfile}</dd>
                 <dt>Connection</dt>

@@ -1,5 +1,5 @@
 /**
- * VMs: the server filters and pages (`GET /v1/vms`); a selection — rows, or every VM matching the filter — goes to
+ * VMs: the server filters, sorts (every column, over the whole list) and pages (`GET /v1/vms`); a selection — rows, or every VM matching the filter — goes to
  * `POST /v1/vms:bulk-update` as a selector: first with `?dryRun=true` to show the server's plan, then for real, with
  * live progress from the operation's event stream.
  */
@@ -21,7 +21,6 @@ import {
   type SortKey,
   selectorFor,
   serverOrder,
-  sortRows,
   type VmFilter,
   vmListQuery,
 } from "../lib/vm-query.ts";
@@ -72,7 +71,7 @@ export function VmsPage() {
   const [reload, setReload] = useState(0);
 
   const cursor = cursors[cursors.length - 1] ?? null;
-  // Name sorts the whole list on the server; the other columns order the page on screen.
+  // Every column sorts the whole list on the server; the page shows the server's order as it comes.
   const order = serverOrder(sort);
   const hostName = useMemo(() => {
     const m = new Map(hosts.map((h) => [h.id, h.name]));
@@ -102,10 +101,7 @@ export function VmsPage() {
     return () => abort.abort();
   }, [filter, limit, cursor, order, reload]);
 
-  const rows = useMemo(
-    () => (order ? (page?.items ?? []) : sortRows(page?.items ?? [], sort, hostName)),
-    [page, sort, order, hostName],
-  );
+  const rows = useMemo(() => page?.items ?? [], [page]);
   /** A new sort; a change of the server's order starts again at its first page (a cursor holds one order). */
   function sortBy(key: SortKey) {
     const next = nextSort(sort, key);
@@ -380,8 +376,8 @@ export function VmsPage() {
       <div class="scroll">
         <table class="vms" aria-busy={loading}>
           <caption>
-            VMs {loading ? "(loading…)" : ""} — filters, pages and the name order come from the server; the
-            other columns order the page shown
+            VMs {loading ? "(loading…)" : ""} — filters, pages and every column's order come from the server
+            (Host orders by host id, VMs without a host last)
           </caption>
           <thead>
             <tr>

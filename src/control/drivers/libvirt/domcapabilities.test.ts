@@ -3,7 +3,12 @@ import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { isCiphervisorError } from "../../../errors.ts";
 import { powerState } from "./domain-state.ts";
-import { parseDomCapabilities, parseNodeSevInfo, toHostCapabilities } from "./domcapabilities.ts";
+import {
+  inferGeneration,
+  parseDomCapabilities,
+  parseNodeSevInfo,
+  toHostCapabilities,
+} from "./domcapabilities.ts";
 
 const fixture = (name: string) =>
   readFileSync(new URL(`../../../../test/fixtures/libvirt/${name}`, import.meta.url), "utf8");
@@ -33,19 +38,46 @@ describe("libvirt domcapabilities", () => {
     assert.equal(caps.cpu0Id, "0a1b2c3d");
   });
 
-  it("a host without <sev> has SEV unsupported, with the reason", () => {
+  it("a host without <sev> (here an Intel host model) has SEV unsupported, with the reason, and an unknown generation", () => {
     const sev = parseDomCapabilities(fixture("domcapabilities-no-sev.xml"));
     assert.equal(sev.supported, false);
+    assert.equal(sev.cpuModel, "Skylake-Server-IBRS");
     assert.match(sev.reason ?? "", /no <sev> feature/);
     const caps = toHostCapabilities("intel-1", sev, { sev: 0, sevEs: 0 });
+    assert.equal(caps.generation, "unknown");
+    assert.equal(caps.family, "unknown CPU generation, no SEV; libvirt CPU model Skylake-Server-IBRS");
     assert.equal(caps.sevSupported, false);
     assert.equal(caps.sevEsSupported, false);
     assert.equal(caps.sevState, "uninitialized");
     assert.match(caps.sevEsUnavailableReason ?? "", /no <sev>/);
+    assert.equal(caps.pools.sev.size, 0);
+    assert.equal(caps.pools.sevEs.size, 0);
+    assert.equal(caps.maxSevGuests + caps.maxSevEsGuests, 0);
     const no = parseDomCapabilities(
       "<domainCapabilities><features><sev supported='no'/></features></domainCapabilities>",
     );
     assert.equal(no.supported, false);
+  });
+
+  it("never guesses a generation without SEV: not naples for a bare answer, not rome for an EPYC-Rome host model", () => {
+    const bare = parseDomCapabilities("<domainCapabilities><features/></domainCapabilities>");
+    assert.equal(inferGeneration(bare), "unknown");
+    assert.equal(
+      toHostCapabilities("h", bare, { sev: 0, sevEs: 0 }).family,
+      "unknown CPU generation, no SEV",
+    );
+    // SEV off in the BIOS of an EPYC: libvirt still names the nearest CPU model, but reports <sev supported='no'>.
+    const off = parseDomCapabilities(
+      `<domainCapabilities><cpu><mode name='host-model' supported='yes'><model fallback='forbid'>EPYC-Rome</model>
+       <vendor>AMD</vendor></mode></cpu><features><sev supported='no'/></features></domainCapabilities>`,
+    );
+    assert.equal(off.cpuModel, "EPYC-Rome");
+    const caps = toHostCapabilities("epyc-sev-off", off, { sev: 0, sevEs: 0 });
+    assert.equal(caps.generation, "unknown");
+    assert.deepEqual([caps.pools.sev.size, caps.pools.sevEs.size], [0, 0]);
+    // What the libvirt driver passes for a connection without domain capabilities (libvirt's test driver).
+    const none = { supported: false, cbitpos: 0, reducedPhysBits: 0, maxGuests: 0, maxESGuests: 0 };
+    assert.equal(inferGeneration(none), "unknown");
   });
 
   it("infers the generation from the numbers when libvirt names no EPYC model", () => {

@@ -7,9 +7,11 @@
  * is the SEV-only pool, min_sev_asid..max ASID. So min_sev_asid = maxESGuests + 1.
  */
 import { CiphervisorError } from "../../../errors.ts";
-import type { HostCapabilities, PoolReport } from "../../../hypervisor/types.ts";
-import { CPU_MODELS, type Generation } from "../../../machine/cpu-models.ts";
+import type { PoolReport } from "../../../hypervisor/types.ts";
+import { CPU_MODELS } from "../../../machine/cpu-models.ts";
 import { DEFAULT_HOST_VMM_PROFILE } from "../../../measure/vmsa.ts";
+import type { HostGeneration } from "../../inventory/types.ts";
+import type { DriverCapabilities } from "../driver.ts";
 import { elementText, findElement } from "./xml-read.ts";
 
 /** What `<sev>` says. `reason` is set when SEV is unsupported. */
@@ -104,9 +106,13 @@ export function parseNodeSevInfo(text: string): NodeSevInfo {
 
 /**
  * The EPYC generation: from libvirt's CPU model name when it gives one, else from the SEV numbers (C-bit 47 is
- * Naples/Rome, 51 Milan/Genoa; Naples has no SEV-ES pool; Genoa has more than 509 ASIDs).
+ * Naples/Rome, 51 Milan/Genoa; Naples has no SEV-ES pool; Genoa has more than 509 ASIDs). `unknown` when libvirt
+ * reports no SEV (no `<sev>`, `supported='no'`, or no domain capabilities at all): an Intel host, SEV off in the BIOS
+ * or KVM, libvirt's test driver. The generations are SEV parts; without SEV the numbers that tell them apart are
+ * absent, and a host model such as `EPYC-Rome` is only libvirt's nearest named CPU, so nothing is guessed.
  */
-export function inferGeneration(c: SevDomainCapabilities): Generation {
+export function inferGeneration(c: SevDomainCapabilities): HostGeneration {
+  if (!c.supported) return "unknown";
   const m = c.cpuModel?.toLowerCase() ?? "";
   for (const g of ["genoa", "milan", "rome"] as const) if (m.includes(g)) return g;
   if (m === "epyc" || m.startsWith("epyc-v") || m === "epyc-ibpb") return "naples";
@@ -131,15 +137,15 @@ function pool(first: number, size: number, used: number): PoolReport {
   };
 }
 
-/** HostCapabilities from what libvirt reported (and nodesevinfo when the host answered it). */
+/** The host's capabilities from what libvirt reported (and nodesevinfo when the host answered it). */
 export function toHostCapabilities(
   name: string,
   c: SevDomainCapabilities,
   usage: PoolUsage,
   node?: NodeSevInfo,
-): HostCapabilities {
+): DriverCapabilities {
   const generation = inferGeneration(c);
-  const model = CPU_MODELS[generation];
+  const family = generation === "unknown" ? "unknown CPU generation, no SEV" : CPU_MODELS[generation].family;
   const minSevAsid = c.maxESGuests + 1;
   const esReason = !c.supported
     ? c.reason
@@ -149,7 +155,7 @@ export function toHostCapabilities(
   return {
     name,
     generation,
-    family: c.cpuModel ? `${model.family}; libvirt CPU model ${c.cpuModel}` : model.family,
+    family: c.cpuModel ? `${family}; libvirt CPU model ${c.cpuModel}` : family,
     sevSupported: c.supported,
     sevEsSupported: c.supported && c.maxESGuests > 0,
     ...(esReason ? { sevEsUnavailableReason: esReason } : {}),

@@ -14,11 +14,11 @@ import {
   type RequirementFinding,
   requirementFindings,
 } from "../../../hypervisor/requirements.ts";
-import type { HostCapabilities, LaunchSpec, StartResult, VmStatus } from "../../../hypervisor/types.ts";
+import type { LaunchSpec, StartResult, VmStatus } from "../../../hypervisor/types.ts";
 import { validateVmSpec } from "../../../hypervisor/vm-spec.ts";
 import { CPU_MODELS } from "../../../machine/cpu-models.ts";
 import { PolicyBit } from "../../../sev/policy.ts";
-import type { DriverFinding, DriverHost, LaunchSecret, PerformArgs } from "../driver.ts";
+import type { DriverCapabilities, DriverFinding, DriverHost, LaunchSecret, PerformArgs } from "../driver.ts";
 import { hashBootFiles, placeBootFiles } from "./boot-files.ts";
 import { type DomainFacts, domainFacts, powerState } from "./domain-state.ts";
 import { DEFAULT_DOMAIN_XML_OPTIONS, type DomainXmlOptions, domainXml } from "./domain-xml.ts";
@@ -101,7 +101,7 @@ export class LibvirtHost implements DriverHost {
     }
   }
 
-  async capabilities(): Promise<HostCapabilities> {
+  async capabilities(): Promise<DriverCapabilities> {
     const name = (await this.#virsh.run(["hostname"])).trim() || this.address;
     const sev = await this.#sevCaps();
     if (!sev) {
@@ -123,16 +123,15 @@ export class LibvirtHost implements DriverHost {
     return this.#findings(spec, await this.capabilities());
   }
 
-  #findings(spec: LaunchSpec, caps: HostCapabilities): DriverFinding[] {
-    const model = { ...CPU_MODELS[caps.generation], sevEs: caps.sevEsSupported };
-    const found = requirementFindings({ name: caps.name, model, capabilities: caps }, spec);
-    if (caps.sevSupported || spec.security === "none") return found;
-    // "Not initialized" would mislead: libvirt says SEV is absent, and why.
-    const reason = caps.sevEsUnavailableReason ?? NO_DOMCAPS;
-    return [
-      { code: "SEV_UNSUPPORTED", message: `host ${caps.name}: ${reason}` },
-      ...found.filter((f) => f.code !== "SEV_NOT_INITIALIZED"),
-    ];
+  #findings(spec: LaunchSpec, caps: DriverCapabilities): RequirementFinding[] {
+    // Without SEV the generation is unknown and there is no CPU model: the checks refuse SEV_UNSUPPORTED, with
+    // libvirt's reason ("not initialized" or a CPU generation would mislead).
+    const model =
+      caps.sevSupported && caps.generation !== "unknown"
+        ? { ...CPU_MODELS[caps.generation], sevEs: caps.sevEsSupported }
+        : undefined;
+    const noSev = model ? {} : { noSevReason: caps.sevEsUnavailableReason ?? NO_DOMCAPS };
+    return requirementFindings({ name: caps.name, model, ...noSev, capabilities: caps }, spec);
   }
 
   #names(text: string): string[] {
@@ -204,8 +203,7 @@ export class LibvirtHost implements DriverHost {
     const sev = f.security === "none" ? undefined : await this.#sevCaps();
     if (f.spec && (f.security === "none" || sev)) {
       const findings = this.#findings(f.spec, await this.capabilities());
-      // SEV_UNSUPPORTED is this driver's own code; the message and REQUIREMENT_FAILED shape are the hypervisor's.
-      assertRequirements(name, findings as RequirementFinding[]);
+      assertRequirements(name, findings);
     }
     const attest = f.attestation && f.security !== "none";
     await this.#virsh.run(attest ? ["start", "--paused", name] : ["start", name]);

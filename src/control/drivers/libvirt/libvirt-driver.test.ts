@@ -103,12 +103,25 @@ describe("libvirt driver on test:///default", { skip: haveVirsh ? false : "virsh
     await host.undefine("sev-att");
   });
 
-  it("reports SEV as unknown where the connection has no domcapabilities, and requirement checks say so", async () => {
+  it("reports no SEV and an unknown generation where the connection has no domcapabilities, and requirement checks say so", async () => {
     const caps = await host.capabilities();
     assert.equal(caps.sevSupported, false);
+    assert.equal(caps.generation, "unknown");
+    assert.deepEqual([caps.pools.sev.size, caps.pools.sevEs.size], [0, 0]);
     assert.match(caps.sevEsUnavailableReason ?? "", /domain capabilities/);
-    const findings = await host.requirementFindings(spec("x", "sev-es"));
-    assert.equal(findings[0]?.code, "SEV_UNSUPPORTED");
+    for (const mode of ["sev", "sev-es"] as const) {
+      const findings = await host.requirementFindings(spec("x", mode));
+      // Only the one true reason: no "not initialized", no CPU generation, no empty pool.
+      assert.deepEqual(
+        findings.map((f) => f.code),
+        ["SEV_UNSUPPORTED"],
+      );
+      assert.match(
+        findings[0]?.message ?? "",
+        /reports no SEV \(CPU generation unknown: .*domain capabilities/,
+      );
+      assert.doesNotMatch(findings[0]?.message ?? "", /naples/);
+    }
     assert.deepEqual(await host.requirementFindings(spec("x", "none")), []);
   });
 

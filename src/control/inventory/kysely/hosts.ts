@@ -1,7 +1,6 @@
 /** Hosts: where VMs run, with the SEV platform facts placement needs (ASID pool sizes, ES/SNP mode). */
 import type { Selectable } from "kysely";
 import { CiphervisorError } from "../../../errors.ts";
-import { GENERATIONS, type Generation } from "../../../machine/cpu-models.ts";
 import { DEFAULT_HOST_VMM_PROFILE } from "../../../measure/vmsa.ts";
 import { newId } from "../../ids.ts";
 import type { HostStore } from "../inventory.ts";
@@ -9,10 +8,13 @@ import {
   HOST_CONNECTION_STATES,
   HOST_DRIVERS,
   HOST_ES_MODES,
+  HOST_GENERATIONS,
   HOST_MAINTENANCE_STATES,
   HOST_SEV_STATES,
   HOST_VMM_PROFILES,
   type Host,
+  type HostFirmware,
+  type HostGeneration,
   type HostPatch,
   type NewHost,
 } from "../types.ts";
@@ -33,7 +35,7 @@ function toHost(r: Selectable<HostTable>): Host {
     clusterId: r.cluster_id,
     driver: oneOf(r.driver, HOST_DRIVERS, "driver"),
     address: r.address,
-    cpuGeneration: oneOf<Generation>(r.cpu_generation, GENERATIONS, "cpuGeneration"),
+    cpuGeneration: oneOf<HostGeneration>(r.cpu_generation, HOST_GENERATIONS, "cpuGeneration"),
     sevState: oneOf(r.sev_state, HOST_SEV_STATES, "sevState"),
     esMode: oneOf(r.es_mode, HOST_ES_MODES, "esMode"),
     vmmProfile: oneOf(r.vmm_profile, HOST_VMM_PROFILES, "vmmProfile"),
@@ -41,9 +43,27 @@ function toHost(r: Selectable<HostTable>): Host {
     esAsids: Number(r.es_asids),
     maintenance: oneOf(r.maintenance, HOST_MAINTENANCE_STATES, "maintenance"),
     connection: oneOf(r.connection_state, HOST_CONNECTION_STATES, "connection"),
+    firmware: firmwareOf(r),
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     version: Number(r.version),
+  };
+}
+
+/** The firmware version of a row: all three columns, or null when the host has not reported them (before 0004). */
+function firmwareOf(r: Selectable<HostTable>): HostFirmware | null {
+  if (r.fw_api_major === null || r.fw_api_minor === null || r.fw_build === null) return null;
+  return { apiMajor: Number(r.fw_api_major), apiMinor: Number(r.fw_api_minor), build: Number(r.fw_build) };
+}
+
+/** The firmware columns of `f` (each a byte in PLATFORM_STATUS; libvirt's text gets a little more room), validated. */
+function firmwareColumns(
+  f: HostFirmware | null,
+): Pick<HostTable, "fw_api_major" | "fw_api_minor" | "fw_build"> {
+  return {
+    fw_api_major: f === null ? null : intInRange(f.apiMajor, 0, 255, "firmware.apiMajor"),
+    fw_api_minor: f === null ? null : intInRange(f.apiMinor, 0, 255, "firmware.apiMinor"),
+    fw_build: f === null ? null : intInRange(f.build, 0, 0xffff, "firmware.build"),
   };
 }
 
@@ -54,7 +74,8 @@ function hostColumns(p: HostPatch): Partial<HostTable> {
   if (p.clusterId !== undefined) c.cluster_id = p.clusterId;
   if (p.driver !== undefined) c.driver = oneOf(p.driver, HOST_DRIVERS, "driver");
   if (p.address !== undefined) c.address = p.address;
-  if (p.cpuGeneration !== undefined) c.cpu_generation = oneOf(p.cpuGeneration, GENERATIONS, "cpuGeneration");
+  if (p.cpuGeneration !== undefined)
+    c.cpu_generation = oneOf(p.cpuGeneration, HOST_GENERATIONS, "cpuGeneration");
   if (p.sevState !== undefined) c.sev_state = oneOf(p.sevState, HOST_SEV_STATES, "sevState");
   if (p.esMode !== undefined) c.es_mode = oneOf(p.esMode, HOST_ES_MODES, "esMode");
   if (p.vmmProfile !== undefined) c.vmm_profile = oneOf(p.vmmProfile, HOST_VMM_PROFILES, "vmmProfile");
@@ -64,6 +85,7 @@ function hostColumns(p: HostPatch): Partial<HostTable> {
     c.maintenance = oneOf(p.maintenance, HOST_MAINTENANCE_STATES, "maintenance");
   if (p.connection !== undefined)
     c.connection_state = oneOf(p.connection, HOST_CONNECTION_STATES, "connection");
+  if (p.firmware !== undefined) Object.assign(c, firmwareColumns(p.firmware));
   return c;
 }
 
@@ -117,6 +139,7 @@ export function hostStore(ctx: StoreContext): HostStore {
         es_asids: cols.es_asids ?? 0,
         maintenance: cols.maintenance ?? "none",
         connection_state: cols.connection_state ?? "connected",
+        ...firmwareColumns(h.firmware ?? null),
         created_at: now,
         updated_at: now,
         version: 1,

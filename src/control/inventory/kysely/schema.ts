@@ -28,6 +28,10 @@ export interface HostTable {
   es_asids: number;
   maintenance: string;
   connection_state: string;
+  /** Added by migration 0004: the SEV firmware's API version and build; null until the host reports them. */
+  fw_api_major: number | null;
+  fw_api_minor: number | null;
+  fw_build: number | null;
   created_at: string;
   updated_at: string;
   version: number;
@@ -40,6 +44,8 @@ export interface VmTable {
   host_id: string | null;
   /** Canonical JSON of VmSpec. */
   spec: string;
+  /** Added by migration 0004: `spec.guestOs` again, as a column, so that the list can be sorted on it by index. */
+  guest_os: string;
   power_state: string;
   security_mode: string;
   policy: number;

@@ -119,7 +119,10 @@ export function vmColumns(p: VmPatch): Partial<VmTable> {
   if (p.name !== undefined) c.name = validName(p.name, "name");
   if (p.clusterId !== undefined) c.cluster_id = p.clusterId;
   if (p.hostId !== undefined) c.host_id = p.hostId;
-  if (p.spec !== undefined) c.spec = validSpec(p.spec);
+  if (p.spec !== undefined) {
+    c.spec = validSpec(p.spec);
+    c.guest_os = p.spec.guestOs;
+  }
   if (p.powerState !== undefined) c.power_state = oneOf(p.powerState, POWER_STATES, "powerState");
   if (p.securityMode !== undefined) c.security_mode = oneOf(p.securityMode, SECURITY_MODES, "securityMode");
   if (p.policy !== undefined) c.policy = intInRange(p.policy, 0, 0xffffffff, "policy");
@@ -139,6 +142,7 @@ export function newVmRow(vm: NewVm, id: string, now: string): VmTable {
     cluster_id: c.cluster_id ?? null,
     host_id: c.host_id ?? null,
     spec: c.spec ?? validSpec(vm.spec),
+    guest_os: c.guest_os ?? vm.spec.guestOs,
     power_state: c.power_state ?? "off",
     security_mode: c.security_mode ?? "none",
     policy: c.policy ?? 0,

@@ -2,7 +2,7 @@
  * VMs, with the bulk paths the 10,000-VM flows need: multi-row inserts, grouped multi-row updates (VMs that get
  * the same patch share one `UPDATE … WHERE id IN (…)`), and row locks for check-then-write on PostgreSQL.
  */
-import type { Expression, ExpressionBuilder, Kysely, SqlBool } from "kysely";
+import type { Expression, ExpressionBuilder, Kysely, Selectable, SqlBool } from "kysely";
 import { sql } from "kysely";
 import { CiphervisorError } from "../../../errors.ts";
 import { newId } from "../../ids.ts";
@@ -10,19 +10,21 @@ import { canonicalJson } from "../../json.ts";
 import type { VmStore } from "../inventory.ts";
 import {
   type NewVm,
+  type Page,
   type PageRequest,
   POWER_STATES,
   SECURITY_MODES,
   type Vm,
   type VmFilter,
   type VmOrder,
+  type VmSortKey,
   type VmUpdate,
 } from "../types.ts";
 import { oneOf } from "../validate.ts";
 import { chunks, insertRows } from "./batch.ts";
 import { atomic, isoNow, type StoreContext } from "./context.ts";
 import { type DbErrorContext, guardDb } from "./errors.ts";
-import { pageLimit, stringCursor, toPage } from "./paging.ts";
+import { type OrderedKey, orderedCursor, pageLimit, stringCursor, toPage } from "./paging.ts";
 import type { Db, VmLabelTable, VmTable } from "./schema.ts";
 import { updateVersioned } from "./versioned.ts";
 import { newVmRow, toStoredVm, toVm, vmColumns } from "./vm-rows.ts";
@@ -78,6 +80,7 @@ const VM_COLUMNS = [
   "cluster_id",
   "host_id",
   "spec",
+  "guest_os",
   "power_state",
   "security_mode",
   "policy",
@@ -102,8 +105,49 @@ async function replaceLabels(
   await insertRows(db, ctx.dialect, "vm_labels", LABEL_COLUMNS, rows);
 }
 
-/** How a name-order cursor's key starts (an id-order key is a VM id, `vm_…`). */
-const NAME_CURSOR = "name:";
+/**
+ * Each sort key's column (`VM_SORT_KEYS`): whether it can be null (only the host: unplaced VMs), and whether it is
+ * unique (name), which makes the id tie-break redundant, so the unique index alone pages it.
+ */
+const SORT_COLUMNS = {
+  name: { column: "name", nullable: false, unique: true },
+  host: { column: "host_id", nullable: true, unique: false },
+  power: { column: "power_state", nullable: false, unique: false },
+  mode: { column: "security_mode", nullable: false, unique: false },
+  guestOs: { column: "guest_os", nullable: false, unique: false },
+  policy: { column: "policy", nullable: false, unique: false },
+} as const satisfies Record<VmSortKey, { column: keyof VmTable; nullable: boolean; unique: boolean }>;
+type SortColumn = (typeof SORT_COLUMNS)[VmSortKey];
+
+function otherOrder(cursorOrder: string, order: VmOrder): CiphervisorError {
+  return new CiphervisorError("INVALID_INPUT", "this page cursor belongs to another sort order", {
+    details: { field: "cursor", cursorOrder, order },
+  });
+}
+
+/** The sort key and direction of a sorted order (`-host` → host, descending). */
+function sortOf(order: Exclude<VmOrder, "id">): { sort: SortColumn; desc: boolean } {
+  const desc = order.startsWith("-");
+  return { sort: SORT_COLUMNS[(desc ? order.slice(1) : order) as VmSortKey], desc };
+}
+
+/** A sorted order's cursor key, checked against the order (its own) and the column (a value of its type). */
+function sortedKey(
+  key: string | OrderedKey | undefined,
+  order: Exclude<VmOrder, "id">,
+): OrderedKey | undefined {
+  if (key === undefined) return undefined;
+  if (typeof key === "string") throw otherOrder("id", order);
+  if (key.order !== order) throw otherOrder(key.order, order);
+  const { sort } = sortOf(order);
+  const ok =
+    sort.column === "policy"
+      ? typeof key.value === "number"
+      : typeof key.value === "string" || (sort.nullable && key.value === null);
+  if (!ok)
+    throw new CiphervisorError("INVALID_INPUT", "invalid page cursor", { details: { field: "cursor" } });
+  return key;
+}
 
 export function vmStore(ctx: StoreContext): VmStore {
   const get = async (id: string): Promise<Vm | undefined> => {
@@ -114,36 +158,98 @@ export function vmStore(ctx: StoreContext): VmStore {
   };
 
   /**
-   * The rows of one page of `list` (limit + 1 of them: the extra one tells that another page exists). A name-order
-   * cursor carries its order (`name:` + the last name), so a cursor cannot silently continue another order.
+   * Up to `n` rows of one stretch of a sorted order, after `from`: the rows whose column is set, by (column, id),
+   * or (`nulls`) those whose column is null, by id. Either is one range of the (column, id) index.
    */
-  const pageRows = (filter: VmFilter, page: PageRequest | undefined, limit: number, order: VmOrder) => {
-    const key = stringCursor(page);
-    const byName = order !== "id";
-    if (key !== undefined && byName !== key.startsWith(NAME_CURSOR)) {
-      throw new CiphervisorError("INVALID_INPUT", "this page cursor belongs to another sort order", {
-        details: { field: "cursor" },
-      });
-    }
-    return guardDb(() => {
-      let q = ctx.db
-        .selectFrom("vms")
-        .selectAll()
-        .where((eb) => eb.and(conditions(eb, filter)))
-        .limit(limit + 1);
-      if (!byName) {
-        q = q.orderBy("id");
-        if (key !== undefined) q = q.where("id", ">", key);
-      } else {
-        const desc = order === "-name";
-        q = q.orderBy("name", desc ? "desc" : "asc");
-        if (key !== undefined) q = q.where("name", desc ? "<" : ">", key.slice(NAME_CURSOR.length));
-      }
+  const stretch = (
+    filter: VmFilter,
+    { sort, desc }: { sort: SortColumn; desc: boolean },
+    nulls: boolean,
+    from: OrderedKey | undefined,
+    n: number,
+  ) => {
+    const dir = desc ? "desc" : "asc";
+    const after = desc ? "<" : ">";
+    const column = `vms.${sort.column}` as const;
+    let q = ctx.db
+      .selectFrom("vms")
+      .selectAll()
+      .where((eb) => eb.and(conditions(eb, filter)))
+      .limit(n);
+    if (nulls) {
+      q = q.where(column, "is", null).orderBy("vms.id", dir);
+      if (from !== undefined) q = q.where("vms.id", after, from.id);
       return q.execute();
-    });
+    }
+    if (sort.nullable) q = q.where(column, "is not", null);
+    q = q.orderBy(column, dir);
+    if (!sort.unique) q = q.orderBy("vms.id", dir);
+    if (from !== undefined) {
+      // A row value compares (column, id) in one range condition both databases serve from the (column, id) index.
+      const past = sort.unique
+        ? sql<SqlBool>`${sql.ref(column)} ${sql.raw(after)} ${from.value}`
+        : sql<SqlBool>`(${sql.ref(column)}, vms.id) ${sql.raw(after)} (${from.value}, ${from.id})`;
+      q = q.where(past);
+    }
+    return q.execute();
   };
-  const cursorKey = (order: VmOrder) => (v: { id: string; name: string }) =>
-    order === "id" ? v.id : `${NAME_CURSOR}${v.name}`;
+
+  /**
+   * The rows of one page of a sorted order (limit + 1 of them). VMs without a host come after every host ascending
+   * and before them descending: a stretch of their own, because SQLite and PostgreSQL put nulls at opposite ends
+   * and a row value cannot compare them. A page that ends one stretch continues into the next.
+   */
+  const sortedRows = async (
+    filter: VmFilter,
+    key: OrderedKey | undefined,
+    limit: number,
+    order: Exclude<VmOrder, "id">,
+  ) => {
+    const by = sortOf(order);
+    const stretches = !by.sort.nullable ? [false] : by.desc ? [true, false] : [false, true];
+    const first = key !== undefined && by.sort.nullable && (key.value === null) !== stretches[0] ? 1 : 0;
+    const rows: Selectable<VmTable>[] = [];
+    for (let i = first; i < stretches.length && rows.length <= limit; i++) {
+      const from = i === first ? key : undefined;
+      rows.push(...(await stretch(filter, by, stretches[i] === true, from, limit + 1 - rows.length)));
+    }
+    return rows;
+  };
+
+  /**
+   * One page of `list` in `order`, as rows. Every cursor names its order (an id-order cursor is a bare id), so a
+   * cursor cannot silently continue another order.
+   */
+  const pageOf = async (
+    filter: VmFilter,
+    page: PageRequest | undefined,
+    order: VmOrder,
+  ): Promise<Page<Selectable<VmTable>>> => {
+    const limit = pageLimit(page);
+    const key = orderedCursor(page);
+    if (order === "id") {
+      if (typeof key === "object") throw otherOrder(key.order, order);
+      const rows = await guardDb(() => {
+        let q = ctx.db
+          .selectFrom("vms")
+          .selectAll()
+          .where((eb) => eb.and(conditions(eb, filter)))
+          .orderBy("id")
+          .limit(limit + 1);
+        if (key !== undefined) q = q.where("id", ">", key);
+        return q.execute();
+      });
+      return toPage(rows, limit, (r) => r.id);
+    }
+    const from = sortedKey(key, order);
+    const rows = await guardDb(() => sortedRows(filter, from, limit, order));
+    const { column } = sortOf(order).sort;
+    return toPage(rows, limit, (r) => ({
+      order,
+      value: column === "policy" ? Number(r.policy) : r[column],
+      id: r.id,
+    }));
+  };
 
   const createMany = async (vms: readonly NewVm[]): Promise<string[]> => {
     const now = isoNow(ctx);
@@ -172,12 +278,12 @@ export function vmStore(ctx: StoreContext): VmStore {
       return r && toVm(r);
     },
     async list(filter = {}, page, order = "id") {
-      const limit = pageLimit(page);
-      return toPage((await pageRows(filter, page, limit, order)).map(toVm), limit, cursorKey(order));
+      const p = await pageOf(filter, page, order);
+      return { items: p.items.map(toVm), nextCursor: p.nextCursor };
     },
     async listStored(filter = {}, page, order = "id") {
-      const limit = pageLimit(page);
-      return toPage((await pageRows(filter, page, limit, order)).map(toStoredVm), limit, cursorKey(order));
+      const p = await pageOf(filter, page, order);
+      return { items: p.items.map(toStoredVm), nextCursor: p.nextCursor };
     },
     async listIds(filter = {}, page) {
       const limit = pageLimit(page);
