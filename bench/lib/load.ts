@@ -16,16 +16,38 @@ interface AutocannonResult {
   non2xx: number;
 }
 
-/** `connections` clients for `seconds` against `url`. Fails when any request errs or answers non-2xx. */
+/**
+ * `connections` clients for `seconds` against `url`. With `paths`, the requests cycle through them (each a path
+ * with its query, on `url`'s origin) instead of repeating `url`. Fails when any request errs or answers non-2xx.
+ */
 export async function load(
   url: string,
-  options: { connections: number; seconds: number; headers?: Record<string, string> },
+  options: {
+    connections: number;
+    seconds: number;
+    headers?: Record<string, string>;
+    paths?: readonly string[];
+  },
 ): Promise<LoadResult> {
+  const paths = options.paths;
+  let next = 0;
   const r = (await autocannon({
     url,
     connections: options.connections,
     duration: options.seconds,
     headers: options.headers ?? {},
+    ...(paths && paths.length > 0
+      ? {
+          requests: [
+            {
+              setupRequest: (req: Record<string, unknown>) => ({
+                ...req,
+                path: paths[next++ % paths.length],
+              }),
+            },
+          ],
+        }
+      : {}),
   })) as AutocannonResult;
   if (r.errors > 0 || r.non2xx > 0) {
     throw new Error(`load on ${url}: ${r.errors} errors, ${r.non2xx} non-2xx answers`);

@@ -5,7 +5,7 @@
  * the body implies (403) — then answers with its operation.
  */
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { Type } from "typebox";
 import type { VmFilter } from "../../control/inventory/types.ts";
 import { planBulkUpdate } from "../../control/plan/bulk.ts";
@@ -33,6 +33,7 @@ import { CiphervisorError } from "../../errors.ts";
 import { requireAnyPermission, requirePermissions } from "../auth.ts";
 import { DryRunQuery, orPlan } from "../dry-run.ts";
 import { type OperationDeps, submitAndRespond } from "../operation-response.ts";
+import { type CachedPage, PageCache } from "../page-cache.ts";
 import { errorResponses, IdParams, MutatingHeaders, OperationResponse, PageOf } from "../schemas/common.ts";
 import {
   BulkPowerBody,
@@ -65,11 +66,22 @@ function parseLabels(text: string): Record<string, string> {
   return out;
 }
 
+/** A list page with its ETag; `If-None-Match` with that tag (a client polling an unchanged fleet) gets 304. */
+function sendPage(req: FastifyRequest, reply: FastifyReply, page: CachedPage): FastifyReply {
+  reply.header("etag", page.etag).header("cache-control", "private, no-cache");
+  const match = req.headers["if-none-match"];
+  if (match !== undefined && match.split(",").some((t) => t.trim() === page.etag)) {
+    return reply.code(304).send();
+  }
+  return reply.type("application/json; charset=utf-8").send(page.body);
+}
+
 export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
   const app = root.withTypeProvider<TypeBoxTypeProvider>();
   const inv = deps.cp.context.inventory;
   const ctx = deps.cp.context;
   let writer: VmPageWriter | undefined;
+  const pages = new PageCache();
 
   app.get(
     "/v1/vms",
@@ -84,6 +96,12 @@ export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
     },
     async (req, reply) => {
       const q = req.query;
+      // The store's version first, then the cache (page-cache.ts): between two writes a query's answer is the
+      // same bytes, so it is read and serialized once. The permission check has already run.
+      const token = inv.changeToken();
+      const key = JSON.stringify(q);
+      const cached = pages.get(token, key);
+      if (cached) return sendPage(req, reply, cached);
       const filter: VmFilter = {
         ...(q.hostId === undefined ? {} : { hostId: q.hostId === "none" ? null : q.hostId }),
         ...(q.clusterId === undefined ? {} : { clusterId: q.clusterId }),
@@ -99,7 +117,7 @@ export function vmRoutes(root: FastifyInstance, deps: OperationDeps): void {
       );
       // The stored rows written as the response schema would (vm-page-json.ts), without a parse per row.
       writer ??= new VmPageWriter(reply.compileSerializationSchema({ $ref: "VmSpec#" }, "200"));
-      return reply.type("application/json; charset=utf-8").send(writer.page(page));
+      return sendPage(req, reply, pages.set(token, key, writer.page(page)));
     },
   );
 

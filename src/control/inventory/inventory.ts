@@ -223,5 +223,11 @@ export interface Inventory extends InventoryScope {
    * younger than that is reused (it takes ≈ 0.2 s at 200,000 VMs and blocks the event loop meanwhile).
    */
   check(options?: StoreCheckOptions & { readonly maxAgeMs?: number }): Promise<StoreDamage | undefined>;
+  /**
+   * A token that changes whenever the stored data may have changed — by this node or by any other connection — or
+   * undefined when the store cannot say cheaply (PostgreSQL: other nodes write without telling). Read it *before*
+   * a query: an answer computed after reading token T may be served again while the token is still T.
+   */
+  changeToken(): string | undefined;
   close(): Promise<void>;
 }

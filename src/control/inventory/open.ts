@@ -147,6 +147,23 @@ function sqliteOpenFailure(path: string, cause: unknown): CiphervisorError {
   return new CiphervisorError("IO", `cannot open the SQLite inventory at ${path}`, { cause });
 }
 
+/**
+ * SQLite's own change counters, read without a query plan or the connection's queue: `data_version` moves when
+ * another connection commits; `total_changes()` counts every row this connection changed (rolled back or not, so
+ * it can only move too far — a needless miss, never a stale hit). A store SQLite cannot read has no token.
+ */
+function sqliteChangeToken(database: Database.Database): () => string | undefined {
+  let changes: Database.Statement | undefined;
+  return () => {
+    try {
+      changes ??= database.prepare("SELECT total_changes()").pluck();
+      return `${String(database.pragma("data_version", { simple: true }))}.${String(changes.get())}`;
+    } catch {
+      return undefined;
+    }
+  };
+}
+
 function openSqlite(path: string, options: OpenInventoryOptions): KyselyInventory {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   let database: ReturnType<typeof openSqliteDatabase>;
@@ -160,7 +177,12 @@ function openSqlite(path: string, options: OpenInventoryOptions): KyselyInventor
   }
   const dialect = new ImmediateSqliteDialect(database);
   const db = new Kysely<Db>({ dialect: options.wrapDialect?.(dialect) ?? dialect });
-  return new KyselyInventory(db, { dialect: "sqlite", path, ...(options.now ? { now: options.now } : {}) });
+  return new KyselyInventory(db, {
+    dialect: "sqlite",
+    path,
+    changeToken: sqliteChangeToken(database),
+    ...(options.now ? { now: options.now } : {}),
+  });
 }
 
 /**

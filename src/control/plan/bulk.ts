@@ -97,6 +97,8 @@ function sandbox(
     // A plan runs inside a real transaction, which already met the store's health.
     damage: undefined,
     check: async () => undefined,
+    // Inside a transaction that is always rolled back: nothing it reads may be cached.
+    changeToken: () => undefined,
     close: async () => undefined,
   };
 }

@@ -57,6 +57,8 @@ export interface KyselyInventoryOptions {
   readonly schema?: string;
   /** The SQLite file (or `:memory:`), for the store check. */
   readonly path?: string;
+  /** See `Inventory.changeToken`; absent: the store has none. */
+  readonly changeToken?: () => string | undefined;
 }
 
 export class KyselyInventory implements Inventory {
@@ -72,6 +74,7 @@ export class KyselyInventory implements Inventory {
   readonly #ctx: StoreContext;
   readonly #schema: string | undefined;
   readonly #path: string | undefined;
+  readonly #changeToken: (() => string | undefined) | undefined;
   #damage: StoreDamage | undefined;
   #integrity: IntegrityMemo | undefined;
 
@@ -80,6 +83,7 @@ export class KyselyInventory implements Inventory {
     this.#db = db;
     this.#schema = options.schema;
     this.#path = options.path;
+    this.#changeToken = options.changeToken;
     this.#ctx = { db, dialect: options.dialect, now: options.now ?? (() => new Date()) };
     // On SQLite the outer instance shares the one connection with a running transaction: a call through it from
     // inside `transaction()` would wait for that transaction forever. Fail fast instead, on both dialects.
@@ -99,6 +103,10 @@ export class KyselyInventory implements Inventory {
     this.tokens = guarded(s.tokens, check);
     this.audit = guarded(s.audit, check);
     this.images = guarded(s.images, check);
+  }
+
+  changeToken(): string | undefined {
+    return this.#changeToken?.();
   }
 
   async transaction<T>(fn: (tx: InventoryScope) => Promise<T>): Promise<T> {
