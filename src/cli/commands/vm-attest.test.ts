@@ -1,5 +1,6 @@
 /**
- * The guest owner's attested launch through the CLI against a listening API with an emulated Rome host: `host
+ * The guest owner's attested launch through the CLI against a listening API with an emulated Rome host, for SEV and
+ * SEV-ES: `host
  * sev-info --out` writes sevctl's files, the owner verifies the chain (KDS CEK, emulated root), `owner session`
  * makes the session files, `vm launch-session` sends them, the VM starts paused, `vm launch-measurement` prints the
  * values `owner verify-measurement` takes, `owner secret build` makes the packet, a tampered payload is refused
@@ -55,154 +56,154 @@ function parseFields(out: string): Map<string, string> {
 }
 
 describe("ciphervisor vm launch-* and host sev-info", () => {
-  it("runs the owner's whole flow: chain, session, paused launch, measurement check, secret", async () => {
-    const hostId = await s.host("rome-att", "rome");
-    const vm = await s.vm("vault", "sev-es", { hostId });
-    const certs = join(dir, "certs");
-    ok(await s.cli("attestation-reader", "host", "sev-info", "rome-att", "--out", certs));
-    const file = (n: string) => new Uint8Array(readFileSync(join(certs, `${n}.cert`)));
-    const info = JSON.parse(ok(await s.cli("attestation-reader", "host", "sev-info", "rome-att", "--json")));
-    const { ark, ask } = emulatedRootCerts("rome");
-    const cek = kdsSignedCek("rome", new Uint8Array(Buffer.from(info.cpu0Id, "hex")));
-    verifySevChain(parseSevChain({ ark, ask, cek, oca: file("oca"), pek: file("pek"), pdh: file("pdh") }), {
-      roots: loadBuiltinRoots("emulated"),
-    });
+  for (const mode of ["sev", "sev-es"] as const) {
+    it(`${mode}: runs the owner's whole flow: chain, session, paused launch, measurement check, secret`, async () => {
+      const name = `vault-${mode}`;
+      const hostName = `rome-${mode}`;
+      const hostId = await s.host(hostName, "rome");
+      const vm = await s.vm(name, mode, { hostId });
+      const certs = join(dir, `${name}-certs`);
+      ok(await s.cli("attestation-reader", "host", "sev-info", hostName, "--out", certs));
+      const file = (n: string) => new Uint8Array(readFileSync(join(certs, `${n}.cert`)));
+      const info = JSON.parse(ok(await s.cli("attestation-reader", "host", "sev-info", hostName, "--json")));
+      const { ark, ask } = emulatedRootCerts("rome");
+      const cek = kdsSignedCek("rome", new Uint8Array(Buffer.from(info.cpu0Id, "hex")));
+      verifySevChain(parseSevChain({ ark, ask, cek, oca: file("oca"), pek: file("pek"), pdh: file("pdh") }), {
+        roots: loadBuiltinRoots("emulated"),
+      });
 
-    const policy = `0x${vm.policy.toString(16)}`;
-    ok(
-      await s.cli(
+      const policy = `0x${vm.policy.toString(16)}`;
+      ok(
+        await s.cli(
+          null,
+          "owner",
+          "session",
+          "--pdh",
+          join(certs, "pdh.cert"),
+          "--policy",
+          policy,
+          "--name",
+          name,
+          "--out",
+          dir,
+        ),
+      );
+      const set = await s.cli(
+        "attestation-admin",
+        "vm",
+        "launch-session",
+        name,
+        "--godh",
+        join(dir, `${name}_godh.b64`),
+        "--session",
+        join(dir, `${name}_session.b64`),
+      );
+      assert.equal(parseFields(ok(set)).get("attestation"), "session-set");
+      assert.match(set.err, /POLICY_FAILURE/, "the note says what a policy mismatch does");
+      ok(await s.cli("operator", "vm", "start", name));
+      assert.equal((await s.vms()).get(name)?.powerState, "paused");
+
+      const table = await s.cli("attestation-reader", "vm", "launch-measurement", name);
+      const f = parseFields(ok(table));
+      assert.match(table.err, /not verified here/);
+      const m = JSON.parse(ok(await s.cli("attestation-reader", "vm", "launch-measurement", name, "--json")));
+      assert.equal(f.get("launch-measure-blob"), m.measurement);
+      // The printed values are exactly `owner verify-measurement`'s flags; the firmware is the owner's own copy.
+      const firmware = join(dir, `${name}-uefi.fd`);
+      writeFileSync(firmware, builtinUefiImage());
+      const verify = await s.cli(
         null,
         "owner",
-        "session",
-        "--pdh",
-        join(certs, "pdh.cert"),
-        "--policy",
-        policy,
-        "--name",
-        "vault",
-        "--out",
-        dir,
-      ),
-    );
-    const set = await s.cli(
-      "attestation-admin",
-      "vm",
-      "launch-session",
-      "vault",
-      "--godh",
-      join(dir, "vault_godh.b64"),
-      "--session",
-      join(dir, "vault_session.b64"),
-    );
-    assert.equal(parseFields(ok(set)).get("attestation"), "session-set");
-    assert.match(set.err, /POLICY_FAILURE/, "the note says what a policy mismatch does");
-    ok(await s.cli("operator", "vm", "start", "vault"));
-    assert.equal((await s.vms()).get("vault")?.powerState, "paused");
-
-    const table = await s.cli("attestation-reader", "vm", "launch-measurement", "vault");
-    const f = parseFields(ok(table));
-    assert.match(table.err, /not verified here/);
-    const m = JSON.parse(
-      ok(await s.cli("attestation-reader", "vm", "launch-measurement", "vault", "--json")),
-    );
-    assert.equal(f.get("launch-measure-blob"), m.measurement);
-    // The printed values are exactly `owner verify-measurement`'s flags; the firmware is the owner's own copy.
-    const firmware = join(dir, "uefi.fd");
-    writeFileSync(firmware, builtinUefiImage());
-    const verify = await s.cli(
-      null,
-      "owner",
-      "verify-measurement",
-      "--tik",
-      join(dir, "vault_tik.bin"),
-      "--launch-measure-blob",
-      f.get("launch-measure-blob") ?? "",
-      "--api-major",
-      f.get("api-major") ?? "",
-      "--api-minor",
-      f.get("api-minor") ?? "",
-      "--build",
-      f.get("build") ?? "",
-      "--policy",
-      f.get("policy") ?? "",
-      "--firmware",
-      firmware,
-      "--vcpus",
-      "1",
-      "--vcpu-type",
-      "EPYC-Rome",
-      "--vmm",
-      "qemu-legacy",
-    );
-    assert.match(ok(verify), /launch measurement matches/);
-
-    const secretFile = join(dir, "disk.key");
-    writeFileSync(secretFile, "CVSECRET: the disk key");
-    ok(
-      await s.cli(
-        null,
-        "owner",
-        "secret",
-        "build",
+        "verify-measurement",
         "--tik",
-        join(dir, "vault_tik.bin"),
-        "--tek",
-        join(dir, "vault_tek.bin"),
+        join(dir, `${name}_tik.bin`),
         "--launch-measure-blob",
-        m.measurement,
-        "--secret",
-        `736869e5-84f0-4973-92ec-06879ce3da0b:${secretFile}`,
-        "--out-header",
-        join(dir, "hdr.b64"),
-        "--out-secret",
-        join(dir, "sec.b64"),
-      ),
-    );
-    // A tampered payload, given as raw bytes: the firmware refuses the MAC and the VM stays paused.
-    const payload = Buffer.from(readFileSync(join(dir, "sec.b64"), "utf8").trim(), "base64");
-    payload[0]! ^= 1;
-    writeFileSync(join(dir, "bad.bin"), payload);
-    const bad = await s.cli(
-      "attestation-admin",
-      "vm",
-      "launch-secret",
-      "vault",
-      "--header",
-      join(dir, "hdr.b64"),
-      "--secret",
-      join(dir, "bad.bin"),
-    );
-    fails(bad, ExitCode.REFUSED, "BAD_MEASUREMENT", /LAUNCH_SECRET/);
-    assert.equal((await s.vms()).get("vault")?.powerState, "paused");
+        f.get("launch-measure-blob") ?? "",
+        "--api-major",
+        f.get("api-major") ?? "",
+        "--api-minor",
+        f.get("api-minor") ?? "",
+        "--build",
+        f.get("build") ?? "",
+        "--policy",
+        f.get("policy") ?? "",
+        "--firmware",
+        firmware,
+        // Plain SEV measures the firmware only; SEV-ES also the VMSAs of the vCPUs.
+        ...(mode === "sev-es" ? ["--vcpus", "1", "--vcpu-type", "EPYC-Rome", "--vmm", "qemu-legacy"] : []),
+      );
+      assert.match(ok(verify), /launch measurement matches/);
 
-    const good = await s.cli(
-      "attestation-admin",
-      "vm",
-      "launch-secret",
-      "vault",
-      "--header",
-      join(dir, "hdr.b64"),
-      "--secret",
-      join(dir, "sec.b64"),
-    );
-    const g = parseFields(ok(good));
-    assert.equal(g.get("power"), "running");
-    assert.equal(g.get("attestation"), "secret-injected");
-    // The guest's efi_secret driver printed the secret's hash on its console; any reader sees the hash, not the key.
-    const digest = createHash("sha256").update("CVSECRET: the disk key").digest("hex");
-    const shown = ok(await s.cli("viewer", "vm", "console", "vault"));
-    assert.ok(
-      shown.includes(`efi_secret: secret 736869e5-84f0-4973-92ec-06879ce3da0b (22 bytes) sha256 ${digest}\n`),
-      shown,
-    );
-    assert.equal(shown.includes("CVSECRET"), false);
-    const sessionB64 = readFileSync(join(dir, "vault_session.b64"), "utf8").trim();
-    const secretB64 = readFileSync(join(dir, "sec.b64"), "utf8").trim();
-    for (const r of [set, table, bad, good]) {
-      assert.equal(`${r.out}${r.err}`.includes(sessionB64), false);
-      assert.equal(`${r.out}${r.err}`.includes(secretB64), false);
-    }
-  });
+      const secretFile = join(dir, `${name}-disk.key`);
+      writeFileSync(secretFile, "CVSECRET: the disk key");
+      ok(
+        await s.cli(
+          null,
+          "owner",
+          "secret",
+          "build",
+          "--tik",
+          join(dir, `${name}_tik.bin`),
+          "--tek",
+          join(dir, `${name}_tek.bin`),
+          "--launch-measure-blob",
+          m.measurement,
+          "--secret",
+          `736869e5-84f0-4973-92ec-06879ce3da0b:${secretFile}`,
+          "--out-header",
+          join(dir, `${name}-hdr.b64`),
+          "--out-secret",
+          join(dir, `${name}-sec.b64`),
+        ),
+      );
+      // A tampered payload, given as raw bytes: the firmware refuses the MAC and the VM stays paused.
+      const payload = Buffer.from(readFileSync(join(dir, `${name}-sec.b64`), "utf8").trim(), "base64");
+      payload[0]! ^= 1;
+      writeFileSync(join(dir, `${name}-bad.bin`), payload);
+      const bad = await s.cli(
+        "attestation-admin",
+        "vm",
+        "launch-secret",
+        name,
+        "--header",
+        join(dir, `${name}-hdr.b64`),
+        "--secret",
+        join(dir, `${name}-bad.bin`),
+      );
+      fails(bad, ExitCode.REFUSED, "BAD_MEASUREMENT", /LAUNCH_SECRET/);
+      assert.equal((await s.vms()).get(name)?.powerState, "paused");
+
+      const good = await s.cli(
+        "attestation-admin",
+        "vm",
+        "launch-secret",
+        name,
+        "--header",
+        join(dir, `${name}-hdr.b64`),
+        "--secret",
+        join(dir, `${name}-sec.b64`),
+      );
+      const g = parseFields(ok(good));
+      assert.equal(g.get("power"), "running");
+      assert.equal(g.get("attestation"), "secret-injected");
+      // The guest's efi_secret driver printed the secret's hash on its console; any reader sees the hash, not the key.
+      const digest = createHash("sha256").update("CVSECRET: the disk key").digest("hex");
+      const shown = ok(await s.cli("viewer", "vm", "console", name));
+      assert.ok(
+        shown.includes(
+          `efi_secret: secret 736869e5-84f0-4973-92ec-06879ce3da0b (22 bytes) sha256 ${digest}\n`,
+        ),
+        shown,
+      );
+      assert.equal(shown.includes("CVSECRET"), false);
+      const sessionB64 = readFileSync(join(dir, `${name}_session.b64`), "utf8").trim();
+      const secretB64 = readFileSync(join(dir, `${name}-sec.b64`), "utf8").trim();
+      for (const r of [set, table, bad, good]) {
+        assert.equal(`${r.out}${r.err}`.includes(sessionB64), false);
+        assert.equal(`${r.out}${r.err}`.includes(secretB64), false);
+      }
+    });
+  }
 
   it("prints what the launch measured and an `owner measure` line that rebuilds the digest (qemu host)", async () => {
     ok(
