@@ -1,7 +1,6 @@
 /**
  * The guest owner's attested launch through the CLI against a listening API with an emulated Rome host, for SEV and
- * SEV-ES: `host
- * sev-info --out` writes sevctl's files, the owner verifies the chain (KDS CEK, emulated root), `owner session`
+ * SEV-ES: `host sev-info --out` writes sevctl's files, the owner verifies the chain (KDS CEK, emulated root), `owner session`
  * makes the session files, `vm launch-session` sends them, the VM starts paused, `vm launch-measurement` prints the
  * values `owner verify-measurement` takes, `owner secret build` makes the packet, a tampered payload is refused
  * with the firmware's code (exit 6) and the VM stays paused, the real one lets it run. Plus the RBAC split and
