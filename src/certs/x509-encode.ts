@@ -1,7 +1,7 @@
 /**
  * The writing half of `der.ts` and `x509.ts`: just enough DER to issue the emulated SEV-SNP certificates (ARK, ASK,
  * VCEK) and CRLs in exactly the shape of AMD's (docs/sev-interface.md §14; AMD's VCEK certificate and KDS interface
- * specification 57230, its VCEK certificate and KDS sections; RFC 5280 §4.1 and §5.1). Definite lengths, minimal encodings, and the
+ * specification 57230, its VCEK certificate and KDS sections; RFC 5280 sections 4.1 and 5.1). Definite lengths, minimal encodings, and the
  * RSASSA-PSS algorithm identifier with explicit SHA-384 / MGF1-SHA-384 / salt 48 / trailer 1 parameters, byte for
  * byte as in AMD's Milan certificates.
  *

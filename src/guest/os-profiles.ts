@@ -209,7 +209,7 @@ export const GUEST_OS_PROFILES: readonly GuestOsProfile[] = [
     sev: true,
     sevEs: false,
     efiSecret: false,
-    source: `kernel 4.12 with SUSE's SEV guest backport [backport]: AMD lists SLES 15 as an SEV guest and host (${SEV_TOOL}), and SLES 12 SP4 already documents AMD memory encryption (https://www.suse.com/releasenotes/x86_64/SUSE-SLES/12-SP4/index.html §5.1); SEV-ES [unconfirmed before SP4], so SEV only`,
+    source: `kernel 4.12 with SUSE's SEV guest backport [backport]: AMD lists SLES 15 as an SEV guest and host (${SEV_TOOL}), and SLES 12 SP4 already documents AMD memory encryption (https://www.suse.com/releasenotes/x86_64/SUSE-SLES/12-SP4/index.html, section 5.1); SEV-ES [unconfirmed before SP4], so SEV only`,
   },
   {
     id: "sles-15-sp4",

@@ -1,6 +1,6 @@
 /**
  * The guest kernel's `efi_secret` driver: what a Linux guest (≥ 5.19, CONFIG_EFI_SECRET) does with the secret area
- * OVMF reserves and the guest owner filled through LAUNCH_SECRET (SEV API 55766 §6.8). The driver maps the area,
+ * OVMF reserves and the guest owner filled through LAUNCH_SECRET (the command of that name in SEV API 55766). The driver maps the area,
  * finds the EFI secret table (header GUID `1e74f542-71dd-4d66-963e-ef4287ff173b`, u32 length, then entries
  * `{GUID, u32 length = 20 + data, data}`) and exposes each entry as `securityfs: secrets/coco/<guid>`.
  *

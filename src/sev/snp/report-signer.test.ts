@@ -1,5 +1,5 @@
 /**
- * The emulated Secure Processor's SEV-SNP report and the emulated manufacturer's VCEK (SNP ABI 56860 §7.3; VCEK
+ * The emulated Secure Processor's SEV-SNP report and the emulated manufacturer's VCEK (SNP ABI 56860 section 7.3; VCEK
  * specification 57230): the report parses back field for field through the verifier's own parser, its signature
  * verifies under the VCEK the emulated KDS issues for that chip and TCB, and the VCEK has the shape of AMD's real
  * Milan VCEK (same names, same extension OIDs in the same order, serial 0, RSA-PSS SHA-384 salt 48). Node's own

@@ -1,6 +1,6 @@
 /**
  * The emulated Secure Processor's SEV-SNP attestation report: built in the ATTESTATION_REPORT layout (SNP ABI 56860
- * §7.3; docs/sev-interface.md §14, the 0x4A0-byte table) and signed with the chip's VCEK, as the firmware answers a
+ * section 7.3; docs/sev-interface.md §14, the 0x4A0-byte table) and signed with the chip's VCEK, as the firmware answers a
  * guest's MSG_REPORT_REQ (SNP ABI 56860, the guest-message chapter). The layout is `SNP_REPORT_LAYOUT` of
  * `certs/snp-report.ts`, the one the verifier parses with; nothing here restates an offset.
  *
