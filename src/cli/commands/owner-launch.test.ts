@@ -212,7 +212,16 @@ describe("ciphervisor owner measure", () => {
       "--policy",
       "1",
     );
-    await fails(2, /--mode must be one of/, "owner", "measure", "--firmware", SEVCTL_OVMF, "--mode", "snp");
+    await fails(
+      2,
+      /--mode must be one of sev, sev-es, snp/,
+      "owner",
+      "measure",
+      "--firmware",
+      SEVCTL_OVMF,
+      "--mode",
+      "tdx",
+    );
     await fails(
       2,
       /missing --api-minor, --build, --mnonce, --policy/,

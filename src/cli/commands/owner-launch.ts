@@ -20,6 +20,12 @@ import { assertLaunchMeasurement } from "../../owner/verify-measurement.ts";
 import { parseBase64Flag, parseChoice, parseHexFlag, parseIntFlag, readInputFile } from "../args.ts";
 import type { CliIo } from "../io.ts";
 import { checkOutputFile, type OutputFileOptions, writeOutputFile } from "../output-files.ts";
+import {
+  addSnpMeasureFlags,
+  refuseSnpOnlyFlags,
+  runSnpMeasure,
+  type SnpMeasureFlags,
+} from "./owner-measure-snp.ts";
 
 /** Guest policy bit 2: SEV-ES required (docs/sev-interface.md §6). */
 const POLICY_ES = 0x04;
@@ -41,7 +47,7 @@ function usage(message: string): CiphervisorError {
   return new CiphervisorError("USAGE", message);
 }
 
-function addImageFlags(cmd: Command): Command {
+function addImageFlags(cmd: Command, modes: readonly string[] = LAUNCH_MODES): Command {
   return cmd
     .option("--firmware <file>", "the OVMF image the VMM loads")
     .option("--kernel <file>", "direct-boot kernel (QEMU -kernel with kernel-hashes=on)")
@@ -49,7 +55,7 @@ function addImageFlags(cmd: Command): Command {
     .option("--append <cmdline>", "kernel command line (needs --kernel)")
     .option(
       "--mode <mode>",
-      `launch mode: ${LAUNCH_MODES.join(" | ")} (default: from the policy's ES bit, else sev)`,
+      `launch mode: ${modes.join(" | ")} (default: from the policy's ES bit, else sev)`,
     )
     .option("--vcpus <n>", "SEV-ES: number of vCPUs (default 1)")
     .option("--vcpu-type <name>", "SEV-ES: QEMU CPU model, e.g. EPYC-v4, EPYC-Milan")
@@ -168,7 +174,10 @@ function writeOutputs(
 const u8 = (v: string, flag: string) => parseIntFlag(v, flag, 0, 0xff);
 const u32 = (v: string, flag: string) => parseIntFlag(v, flag, 0, 0xffffffff);
 
-interface MeasureFlags extends ImageFlags {
+/** `owner measure` also computes the SEV-SNP digest (owner-measure-snp.ts). */
+const MEASURE_MODES = [...LAUNCH_MODES, "snp"] as const;
+
+interface MeasureFlags extends ImageFlags, SnpMeasureFlags {
   tik?: string;
   apiMajor?: string;
   apiMinor?: string;
@@ -179,12 +188,15 @@ interface MeasureFlags extends ImageFlags {
 }
 
 function registerMeasure(owner: Command, io: CliIo): void {
-  addImageFlags(
-    owner
-      .command("measure")
-      .description(
-        "compute the expected launch digest (hex); with --tik … --mnonce, the 32-byte launch measurement instead",
-      ),
+  addSnpMeasureFlags(
+    addImageFlags(
+      owner
+        .command("measure")
+        .description(
+          "compute the expected launch digest (hex; 48 bytes for --mode snp); with --tik … --mnonce, the 32-byte launch measurement instead",
+        ),
+      MEASURE_MODES,
+    ),
   )
     .option("--tik <file>", "TIK file from `owner session` (16 bytes)")
     .option("--api-major <n>", "platform SEV API major (PLATFORM_STATUS)")
@@ -192,8 +204,32 @@ function registerMeasure(owner: Command, io: CliIo): void {
     .option("--build <n>", "platform firmware build")
     .option("--policy <policy>", "guest policy, e.g. 0x5")
     .option("--mnonce <hex>", "the 16-byte MNONCE from LAUNCH_MEASURE")
-    .option("--json", 'print {"launchDigest": hex, "measurement": hex}')
+    .option(
+      "--json",
+      'print {"launchDigest": hex, "measurement": hex} (--mode snp: {"launchDigest", "ovmfHash"})',
+    )
     .action((f: MeasureFlags) => {
+      if (f.mode !== undefined && parseChoice(f.mode, "--mode", MEASURE_MODES) === "snp") {
+        const sevOnly = (
+          [
+            ["--vmm", f.vmm],
+            ["--launch-digest", f.launchDigest],
+            ["--tik", f.tik],
+            ["--api-major", f.apiMajor],
+            ["--api-minor", f.apiMinor],
+            ["--build", f.build],
+            ["--policy", f.policy],
+            ["--mnonce", f.mnonce],
+          ] as const
+        ).filter(([, v]) => v !== undefined);
+        runSnpMeasure(
+          f,
+          sevOnly.map(([n]) => n),
+          io,
+        );
+        return;
+      }
+      refuseSnpOnlyFlags(f);
       const macFlags = [
         ["--tik", f.tik],
         ["--api-major", f.apiMajor],
