@@ -386,6 +386,11 @@ export interface ClaimOptions {
   readonly leaseMs: number;
   /** Only claim operations of these kinds. */
   readonly kinds?: readonly string[];
+  /**
+   * Never these operations: the ones the claimer still runs. A node whose event loop stalled past its own lease
+   * must not claim its running operation a second time (it renews the lease instead, or loses it to another node).
+   */
+  readonly exclude?: readonly string[];
 }
 
 /** The result of processing one item (e.g. one VM) of an operation. */

@@ -67,6 +67,39 @@ describe("operations engine", () => {
       assert.equal((await inv.operations.get(foreign))?.status, "pending", "kinds it cannot run stay queued");
     }));
 
+  // Before the fix the stalled node started the operation again and the two runs never settled: a timeout, not a hang.
+  it(
+    "never claims an operation it still runs, even when its event loop stalled past the lease",
+    { timeout: 20_000 },
+    () =>
+      withInventory(async (inv) => {
+        let starts = 0;
+        const stalling: Runner = async (run) => {
+          starts++;
+          // A synchronous stall (a large JSON.parse, a GC pause) longer than the lease, then more work.
+          const until = Date.now() + 300;
+          while (Date.now() < until) {}
+          await new Promise((r) => setTimeout(r, 150));
+          await inv.operations.recordItems(run.op.id, [{ target: "t", outcome: "ok" }]);
+          return undefined;
+        };
+        const engine = new OperationEngine({
+          inventory: inv,
+          runners: { stalling },
+          worker: "w",
+          leaseMs: 60,
+          pollMs: 5,
+        });
+        const id = (await submit(inv, "stalling")).operation.id;
+        engine.start();
+        const done = await engine.waitFor(id, 30_000);
+        await engine.stop();
+        assert.equal(done.status, "succeeded");
+        assert.equal(starts, 1, "the stalled node did not start its own operation a second time");
+        assert.equal(done.attempts, 1);
+      }),
+  );
+
   it("hands unfinished work back on shutdown, and another worker resumes it", () =>
     withInventory(async (inv) => {
       const seen: string[] = [];

@@ -156,6 +156,7 @@ export class OperationEngine {
           worker: this.worker,
           leaseMs: this.#leaseMs,
           kinds,
+          exclude: [...this.#running.keys()],
         });
       } catch (e) {
         this.#log.error({ err: errorSummary(e) }, "claiming an operation failed");

@@ -163,7 +163,7 @@ export function operationStore(ctx: StoreContext): OperationStore {
       });
       return toPage(rows.map(toOperation), limit, (o) => o.id);
     },
-    async claimNext({ worker, leaseMs, kinds }) {
+    async claimNext({ worker, leaseMs, kinds, exclude }) {
       validName(worker, "worker");
       intInRange(leaseMs, 1, MAX_LEASE_MS, "leaseMs");
       if (kinds !== undefined && kinds.length === 0) return undefined;
@@ -193,6 +193,7 @@ export function operationStore(ctx: StoreContext): OperationStore {
               .orderBy("id")
               .limit(1);
             if (kinds !== undefined) q = q.where("kind", "in", [...kinds]);
+            if (exclude !== undefined && exclude.length > 0) q = q.where("id", "not in", [...exclude]);
             // One statement is atomic on SQLite (single writer). On PostgreSQL the sub-select locks the row it
             // picks and skips rows another node has locked, so concurrent claimers take different operations.
             return ctx.dialect === "postgres" ? q.forUpdate().skipLocked() : q;
