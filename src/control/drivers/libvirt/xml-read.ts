@@ -30,16 +30,37 @@ function attributes(source: string): Record<string, string> {
   return out;
 }
 
-/** The first `<tag …>` (or `<tag/>`) in `xml`; `tag` may carry a prefix (`cv:vm`). */
+/**
+ * The first `<tag …>` (or `<tag/>`) in `xml`; `tag` may carry a prefix (`cv:vm`). A scan, not a regular
+ * expression: on input with many `<tag` and no `>` (hostile or cut short) a backtracking pattern retries the rest
+ * of the text from every occurrence, quadratic in the input; here each character is looked at a bounded number of
+ * times.
+ */
 export function findElement(xml: string, tag: string): XmlElement | undefined {
-  const name = tag.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-  const open = new RegExp(`<${name}(\\s[^>]*?)?(/?)>`).exec(xml);
-  if (!open) return undefined;
-  const attrs = attributes(open[1] ?? "");
-  if (open[2] === "/") return { attrs, inner: "" };
-  const start = open.index + open[0].length;
-  const close = xml.indexOf(`</${tag}>`, start);
-  return { attrs, inner: close < 0 ? "" : xml.slice(start, close) };
+  const opener = `<${tag}`;
+  for (let at = xml.indexOf(opener); at >= 0; at = xml.indexOf(opener, at + 1)) {
+    const after = xml[at + opener.length];
+    // `<tag>`, `<tag/>`, `<tag attr…>`; not `<tagname…>`.
+    if (
+      after !== ">" &&
+      after !== "/" &&
+      after !== " " &&
+      after !== "\t" &&
+      after !== "\n" &&
+      after !== "\r"
+    ) {
+      continue;
+    }
+    const end = xml.indexOf(">", at);
+    // No `>` after this opener: none after any later one either.
+    if (end < 0) return undefined;
+    const selfClosing = xml[end - 1] === "/";
+    const attrs = attributes(xml.slice(at + opener.length, selfClosing ? end - 1 : end));
+    if (selfClosing) return { attrs, inner: "" };
+    const close = xml.indexOf(`</${tag}>`, end + 1);
+    return { attrs, inner: close < 0 ? "" : xml.slice(end + 1, close) };
+  }
+  return undefined;
 }
 
 /** The unescaped, trimmed text of the first `<tag>`, or undefined. */
