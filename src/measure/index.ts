@@ -32,6 +32,27 @@ export {
   parseOvmfFooter,
   requireSevEsResetEip,
 } from "./ovmf-footer.ts";
+export {
+  parseSevMetadata,
+  requireSevMetadata,
+  SEV_METADATA_SIGNATURE,
+  type SevMetadata,
+  type SevMetadataSection,
+  SevMetadataSectionType,
+} from "./ovmf-sev-metadata.ts";
+export {
+  computeSnpLaunchDigest,
+  DEFAULT_SNP_GUEST_FEATURES,
+  type ExpectedSnpLaunch,
+  type ExpectedSnpLaunchInput,
+  expectedSnpLaunch,
+  SNP_LAUNCH_DIGEST_SIZE,
+  SNP_VMM_TYPES,
+  SnpLaunchDigest,
+  SnpPageType,
+  type SnpVmmType,
+  snpOvmfHash,
+} from "./snp-launch-digest.ts";
 export { cpuSignature, QEMU_VCPU_TYPES, type VcpuType, vcpuSignatureOf } from "./vcpu-types.ts";
 export {
   BSP_RESET_EIP,
