@@ -12,8 +12,8 @@
  * | 0x60 | 2  | u16 LENGTH = 0x70 |
  * | 0x62 | 1  | PAGE_TYPE: NORMAL 1, VMSA 2, ZERO 3, UNMEASURED 4, SECRETS 5, CPUID 6 |
  * | 0x63 | 1  | IMI_PAGE: 0 (not an incoming-migration image page) |
- * | 0x64 | 1  | reserved, 0 |
- * | 0x65 | 3  | VMPL3, VMPL2, VMPL1 permissions: 0 each (a launch without VMPLs) |
+ * | 0x64 | 3  | VMPL3, VMPL2, VMPL1 permissions: 0 each (a launch without VMPLs) |
+ * | 0x67 | 1  | reserved, 0 |
  * | 0x68 | 8  | u64 GPA of the page |
  *
  * and the new digest is `SHA-384(PAGE_INFO)`. Unlike SEV's (§8.1), it binds each page's address and type.

@@ -62,6 +62,9 @@ import {
 } from "./handlers/platform.ts";
 import { PlatformIdentity } from "./identity.ts";
 import { KeySlotTable, type MemoryKeySlots } from "./key-slots.ts";
+import { isSnpCmdRange } from "./snp/commands.ts";
+import { SnpFirmware, type SnpFirmwareSnapshot } from "./snp/firmware.ts";
+import type { SnpPlatformConfig } from "./snp/firmware-state.ts";
 import { GUEST_TABLE, type GuestStateName, PLATFORM_TABLE, type PlatformStateName } from "./state-tables.ts";
 import { SevStatus, type SevStatusCode } from "./status.ts";
 
@@ -75,6 +78,8 @@ export interface SecureProcessorConfig {
   /** Cores whose WBINVD DF_FLUSH requires (§7.4). */
   cores?: number;
   vmsaIntegrity?: VmsaIntegrityRecorder;
+  /** SEV-SNP platform facts and the RMP hook (Milan and Genoa; `snp/firmware.ts`, docs/sev-interface.md §14). */
+  snp?: SnpPlatformConfig;
 }
 
 const noop: Handler = () => SevStatus.SUCCESS;
@@ -145,6 +150,7 @@ export class SecureProcessor {
   readonly model: CpuModel;
   readonly minSevAsid: number;
   readonly #fw: FirmwareState;
+  readonly #snp: SnpFirmware;
   /** The last unexpected internal fault (an emulator bug), for diagnosis; never key material. */
   lastInternalFault: string | undefined;
 
@@ -176,6 +182,8 @@ export class SecureProcessor {
       },
     };
     this.#fw = fw;
+    // Forked after every SEV fork, so the SEV firmware's draws are what they were before SNP existed.
+    this.#snp = new SnpFirmware(fw, config.snp ?? {}, forkRandom(root, "snp"));
   }
 
   /** The memory controller's key slots, as the machine may use them: by ASID, never reading a key. */
@@ -204,6 +212,7 @@ export class SecureProcessor {
 
   #dispatch(cmd: number, bufferPa: number): SevStatusCode {
     const fw = this.#fw;
+    if (isSnpCmdRange(cmd)) return this.#snp.issue(cmd, bufferPa);
     if (!isKnownCmd(cmd)) return SevStatus.INVALID_COMMAND;
     const name = cmdName(cmd) as CmdName;
     const allowed = PLATFORM_TABLE[name];
@@ -254,6 +263,11 @@ export class SecureProcessor {
       })),
       asids: fw.asids.snapshot(),
     };
+  }
+
+  /** The SEV-SNP firmware's platform state and guest contexts, without any key; undefined on parts without SNP. */
+  snpSnapshot(): SnpFirmwareSnapshot | undefined {
+    return this.#snp.snapshot();
   }
 
   /** GuestState value of a handle, or undefined (for tests and the hypervisor's bookkeeping). */

@@ -1,0 +1,105 @@
+/**
+ * Everything the emulated SEV-SNP firmware holds, beside the SEV firmware state it shares (system memory, the
+ * memory controller's key slots, the ASID table, the chip identity). Internal to src/sev: no key in here is ever
+ * returned by a command — VEKs stay in key slots, VMPCKs reach only the guest's encrypted secrets page, and the
+ * VCEK is derived inside `report-signer.ts` and dropped.
+ */
+import type { RandomSource } from "../../crypto/random.ts";
+import type { FirmwareState } from "../firmware-state.ts";
+import type { EmulatedSnpGeneration } from "../manufacturer/emulated-snp.ts";
+import type { SevStatusCode } from "../status.ts";
+import type { FirmwareLaunchDigest, SnpLaunchPageTypeName } from "./page-info.ts";
+import type { SnpGuestStateName, SnpPlatformStateName } from "./state-tables.ts";
+
+/** A page SNP_LAUNCH_UPDATE is about to take into the guest. */
+export interface SnpLaunchPage {
+  /** System physical address of the (4 KiB or 2 MiB) page. */
+  pa: number;
+  size: 4096 | 0x200000;
+  /** The guest's ASID: the RMP entry must be assigned to it. */
+  asid: number;
+  pageType: SnpLaunchPageTypeName;
+}
+
+/**
+ * The narrow hook where the RMP (another piece, not implemented here) joins the firmware. SNP_LAUNCH_UPDATE calls
+ * `launchUpdate` once per command, after every check of its own and before it changes anything:
+ *
+ * - the RMP checks the page is assigned to `asid` as a guest-private page of that size (AMD's firmware answers
+ *   INVALID_PAGE_STATE, INVALID_PAGE_SIZE or INVALID_PAGE_OWNER otherwise: return that status and the command
+ *   fails with nothing changed);
+ * - on success it returns the GPA recorded in the page's RMP entry (what PAGE_INFO measures; a VMSA page's is
+ *   0xFFFFFFFFF000 under KVM) and marks the page validated and immutable (and a VMSA page as a VMSA), which the
+ *   firmware does at that point (SNP ABI 56860, section 8.17, its actions).
+ *
+ * Without a hook the firmware measures every page at GPA = its system physical address.
+ */
+export interface SnpRmpHook {
+  launchUpdate(page: SnpLaunchPage): { gpa: bigint } | { status: SevStatusCode };
+}
+
+/** What an SNP platform is, beyond the CPU generation (BIOS and board facts the policy is checked against). */
+export interface SnpPlatformConfig {
+  /** SMT enabled on the host (default true). */
+  smt?: boolean;
+  /** Sockets (default 1). */
+  sockets?: number;
+  /** The TCB the firmware runs at (default: `EMULATED_SNP_TCB` of the generation), as a Milan/Genoa TCB u64. */
+  currentTcb?: bigint;
+  rmp?: SnpRmpHook;
+}
+
+export interface SnpGuestContext {
+  gctxPa: number;
+  state: SnpGuestStateName;
+  policy: bigint;
+  keyGroup: number;
+  vek: Uint8Array;
+  asid: number;
+  active: boolean;
+  imiEn: boolean;
+  gosvw: Uint8Array;
+  ld: FirmwareLaunchDigest;
+  /** VMPCK0–3, 32 bytes each: generated at SNP_LAUNCH_START, placed only in the guest's secrets page. */
+  vmpck: Uint8Array[];
+  /** Per VMPCK: the sequence number of the last response (the next request must carry this + 1). */
+  msgSeqno: bigint[];
+  secretsPages: number;
+  vmsaCount: number;
+  reportId: Uint8Array;
+  reportIdMa: Uint8Array;
+  launchTcb: bigint;
+  // Set by SNP_LAUNCH_FINISH:
+  measurement: Uint8Array | undefined;
+  hostData: Uint8Array;
+  familyId: Uint8Array;
+  imageId: Uint8Array;
+  guestSvn: number;
+  idKeyDigest: Uint8Array;
+  authorKeyDigest: Uint8Array;
+  authorKeyEn: boolean;
+  vcekDisabled: boolean;
+}
+
+export interface SnpFirmwareState {
+  sev: FirmwareState;
+  generation: EmulatedSnpGeneration;
+  state: SnpPlatformStateName;
+  rmpInitialized: boolean;
+  raplDisabled: boolean;
+  ciphertextHiding: boolean;
+  smt: boolean;
+  sockets: number;
+  tcb: { current: bigint; reported: bigint; committed: bigint };
+  guests: Map<number, SnpGuestContext>;
+  rmp: SnpRmpHook | undefined;
+  rng: RandomSource;
+  /** The chip-unique secret MSG_KEY_REQ derives VCEK-rooted keys from. */
+  keyRoot: Uint8Array;
+}
+
+export type SnpHandler = (
+  snp: SnpFirmwareState,
+  buf: import("../command-buffer.ts").CommandBuffer,
+  guest: SnpGuestContext | undefined,
+) => SevStatusCode;
