@@ -5,7 +5,7 @@
  * audit records written with hand-prepared better-sqlite3 statements in batches of 1,000, nothing else. Also the
  * bulk creation of the 10,000 VMs (`serve --demo-vms`). Medians of interleaved rounds, each on a fresh database.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -38,8 +38,8 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)] ?? Number.NaN;
 }
 
-/** A fresh data directory with 2 hosts and 10,000 powered-off VMs; returns the createMany time. */
-async function fleet(dir: string): Promise<{ createMs: number }> {
+/** A fresh data directory with 2 hosts and `vms` powered-off VMs; returns the createMany time. */
+async function fleet(dir: string, vms = VMS): Promise<{ createMs: number }> {
   const inventory = await openInventory(join(dir, "inventory.db"));
   const cp = createControlPlane({
     inventory,
@@ -50,7 +50,7 @@ async function fleet(dir: string): Promise<{ createMs: number }> {
     (await registerHost(cp.context, actor, { name: "rome-1", emulated: { generation: "rome" } })).id,
     (await registerHost(cp.context, actor, { name: "milan-1", emulated: { generation: "milan" } })).id,
   ];
-  const rows: NewVm[] = Array.from({ length: VMS }, (_, i) => ({
+  const rows: NewVm[] = Array.from({ length: vms }, (_, i) => ({
     name: `vm-${String(i).padStart(5, "0")}`,
     spec,
     hostId: hosts[i % 2] ?? null,
@@ -63,7 +63,7 @@ async function fleet(dir: string): Promise<{ createMs: number }> {
 }
 
 /** Through the API: request → 202 → the engine runs the operation → final. */
-async function viaApi(dir: string): Promise<number> {
+async function viaApi(dir: string, vms = VMS): Promise<number> {
   const inventory = await openInventory(join(dir, "inventory.db"));
   const cp = createControlPlane({
     inventory,
@@ -88,7 +88,7 @@ async function viaApi(dir: string): Promise<number> {
     const id = (JSON.parse(res.body) as { operation: { id: string } }).operation.id;
     const op = await cp.engine.waitFor(id, 600_000);
     const ms = performance.now() - t0;
-    if (op.status !== "succeeded" || op.okCount !== VMS)
+    if (op.status !== "succeeded" || op.okCount !== vms)
       throw new Error(`bulk-update ended ${op.status} (${op.okCount} ok)`);
     if (!(await verifyAuditChain(inventory)).ok) throw new Error("audit chain broken");
     return ms;
@@ -106,18 +106,31 @@ function rawFloor(dir: string): number {
   db.pragma("synchronous = NORMAL");
   try {
     const ids = (db.prepare("select id from vms order by id").all() as { id: string }[]).map((r) => r.id);
-    const marks = Array.from({ length: BATCH }, () => "?").join(",");
-    const update = db.prepare(
-      `update vms set security_mode = 'sev-es', policy = 7, updated_at = ?, version = version + 1 where id in (${marks})`,
-    );
     const cols = "(seq, time, actor_id, actor_name, action, target, outcome, details, prev_hash, hash)";
-    const rowMarks = Array.from({ length: BATCH }, () => "(?,?,?,?,?,?,?,?,?,?)").join(",");
-    const insert = db.prepare(`insert into audit ${cols} values ${rowMarks}`);
+    // One pair of statements per batch size (every batch is BATCH rows but perhaps the last).
+    const statements = new Map<number, { update: Database.Statement; insert: Database.Statement }>();
+    const prepared = (n: number) => {
+      let st = statements.get(n);
+      if (!st) {
+        const marks = Array.from({ length: n }, () => "?").join(",");
+        const rowMarks = Array.from({ length: n }, () => "(?,?,?,?,?,?,?,?,?,?)").join(",");
+        st = {
+          update: db.prepare(
+            `update vms set security_mode = 'sev-es', policy = 7, updated_at = ?, version = version + 1 where id in (${marks})`,
+          ),
+          insert: db.prepare(`insert into audit ${cols} values ${rowMarks}`),
+        };
+        statements.set(n, st);
+      }
+      return st;
+    };
+    prepared(Math.min(BATCH, ids.length));
     const headRead = db.prepare("select seq, hash from audit_head where id = 1");
     const headWrite = db.prepare("update audit_head set seq = ?, hash = ? where id = 1");
     const t0 = performance.now();
     for (let i = 0; i < ids.length; i += BATCH) {
       const part = ids.slice(i, i + BATCH);
+      const { update, insert } = prepared(part.length);
       db.transaction(() => {
         const now = new Date().toISOString();
         update.run(now, ...part);
@@ -211,7 +224,83 @@ async function measure(options: BenchRunOptions): Promise<BenchResult> {
   };
 }
 
+/**
+ * Issue 12: the per-VM cost of the same bulk SEV-ES change stays flat from 1,000 to 100,000 VMs (within 1.5×).
+ * At each size one fleet is built and its database copied, so the API run and the raw floor start from the same
+ * file; rounds at each size (1 at 100,000: building that fleet is most of the time).
+ */
+async function scaling(options: BenchRunOptions): Promise<BenchResult> {
+  const sizes = options.quick ? [100, 1000] : [1000, 10_000, 100_000];
+  const perVm = new Map<number, { api: number; raw: number; create: number }>();
+  for (const n of sizes) {
+    const rounds = options.quick || n >= 100_000 ? 1 : ROUNDS;
+    const api: number[] = [];
+    const raw: number[] = [];
+    const create: number[] = [];
+    for (let round = 0; round < rounds; round++) {
+      const dir = mkdtempSync(join(tmpdir(), "cv-bench-"));
+      const copy = mkdtempSync(join(tmpdir(), "cv-bench-"));
+      try {
+        create.push((await fleet(dir, n)).createMs);
+        for (const f of readdirSync(dir)) copyFileSync(join(dir, f), join(copy, f));
+        if (round % 2 === 0) {
+          api.push(await viaApi(dir, n));
+          raw.push(rawFloor(copy));
+        } else {
+          raw.push(rawFloor(copy));
+          api.push(await viaApi(dir, n));
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+        rmSync(copy, { recursive: true, force: true });
+      }
+    }
+    perVm.set(n, { api: median(api) / n, raw: median(raw) / n, create: median(create) / n });
+  }
+  const small = sizes[0]!;
+  const big = sizes.at(-1)!;
+  const label = (n: number) => n.toLocaleString("en-US");
+  const at = (n: number) => perVm.get(n)!;
+  const ratioName = `per-VM cost, ${label(big)} ÷ ${label(small)}`;
+  return {
+    metrics: [
+      ...sizes.map((n) => ({
+        name: `API bulk-update per VM, ${label(n)} VMs`,
+        value: at(n).api,
+        unit: "ms/VM",
+        baseline: at(n).raw,
+        baselineName: `raw SQLite floor per VM, ${label(n)} VMs`,
+      })),
+      ...sizes.slice(1).map((n) => ({
+        name: n === big ? ratioName : `per-VM cost, ${label(n)} ÷ ${label(small)}`,
+        value: at(n).api / at(small).api,
+        unit: "×",
+      })),
+      {
+        name: `raw floor per VM, ${label(big)} ÷ ${label(small)}`,
+        value: at(big).raw / at(small).raw,
+        unit: "×",
+      },
+      ...sizes.map((n) => ({
+        name: `createMany per VM, ${label(n)} VMs`,
+        value: at(n).create,
+        unit: "ms/VM",
+      })),
+    ],
+    targets: [
+      { metric: ratioName, max: 1.5, source: "issue 12: bulk SEV-ES per-VM cost flat 1k → 100k (≤ 1.5×)" },
+    ],
+    notes: `sizes ${sizes.map(label).join(", ")}; one fleet per round, the API run and the raw floor on copies of the same database; medians of ${options.quick ? 1 : ROUNDS} rounds (1 at 100,000)`,
+  };
+}
+
 export const cases: BenchCase[] = [
+  {
+    name: "api-bulk-sev-es-scaling",
+    description:
+      "vms:bulk-update (SEV-ES on) through the API over 1,000 → 10,000 → 100,000 powered-off VMs: ms/VM at each size, beside the raw SQLite floor",
+    run: scaling,
+  },
   {
     name: "api-bulk-update-10k",
     description:
