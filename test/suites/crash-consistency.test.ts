@@ -26,6 +26,7 @@
  *
  * `CIPHERVISOR_CRASH_SEED` replays the kill delays (timing still varies); the seed and every kill (delay, what the
  * file held) are printed, and every failed check names them. `CIPHERVISOR_LONG=1` runs 20,000 VMs and 6 kills.
+ * The PostgreSQL variant is crash-consistency-pg.test.ts; what both use is in crash-support.ts.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -33,9 +34,29 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import Database from "better-sqlite3";
-import { type ServeChild, startServeChild } from "../../src/cli/testing/serve-child.ts";
+import type { ServeChild } from "../../src/cli/testing/serve-child.ts";
 import { SLOT_STATES } from "../../src/control/compat.ts";
-import { defaultPolicy } from "../../src/hypervisor/vm-spec.ts";
+import {
+  type AuditRow,
+  allPages,
+  call,
+  checkStoredState,
+  ES_POLICY,
+  FINAL,
+  type Item,
+  kill,
+  killAll,
+  type Op,
+  type Pool,
+  ROLES,
+  rng,
+  type StoredVm,
+  sleep,
+  startNode,
+  untrack,
+  type VmRow,
+  waitOp as waitFor,
+} from "./crash-support.ts";
 import { recordSuite } from "./reliability-record.ts";
 
 const LONG = process.env.CIPHERVISOR_LONG === "1";
@@ -48,36 +69,17 @@ const LEASE_S = 1;
 /** Fresh fleets tried, halving the first kill's delay each time, before the suite gives up on landing mid-run. */
 const TRIES = 5;
 const SEED = Number(process.env.CIPHERVISOR_CRASH_SEED ?? 0x5e5e5) >>> 0;
-const FINAL = ["succeeded", "partially-failed", "failed", "cancelled"];
-const ROLES = ["operator", "security-admin", "auditor", "attestation-reader"];
 /** How long one wait (for a takeover, for the end) may take before the suite fails with the node's log. */
 const WAIT_MS = LONG ? 300_000 : 30_000;
-const ES_POLICY = defaultPolicy("sev-es");
 
 const dirs: string[] = [];
-/** Every node started, killed at the end if a failed check left it running. */
-const nodes = new Set<ServeChild>();
 after(async () => {
-  for (const n of nodes) await kill(n);
+  await killAll();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-/** mulberry32: a small seeded generator, so a failing run's delays are replayed from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function serve(dir: string, ...extra: string[]): Promise<ServeChild> {
-  const node = await startServeChild([
+function serve(dir: string, ...extra: string[]): Promise<ServeChild> {
+  return startNode([
     "--data-dir",
     dir,
     "--port",
@@ -88,107 +90,11 @@ async function serve(dir: string, ...extra: string[]): Promise<ServeChild> {
     String(LEASE_S),
     ...extra,
   ]);
-  nodes.add(node);
-  return node;
-}
-
-/** SIGKILL: no drain, no lease released; resolved once the process is gone. */
-async function kill(node: ServeChild): Promise<void> {
-  nodes.delete(node);
-  if (node.child.exitCode === null && node.child.signalCode === null) node.child.kill("SIGKILL");
-  await node.exit();
-}
-
-/** One API call with a bearer token; asserts a 2xx answer and returns its JSON body. */
-async function call<T>(
-  node: ServeChild,
-  token: string,
-  method: string,
-  path: string,
-  body?: unknown,
-  headers: Record<string, string> = {},
-): Promise<T> {
-  const r = await fetch(`${node.url}${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${token}`,
-      ...(body === undefined ? {} : { "content-type": "application/json" }),
-      ...headers,
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await r.text();
-  assert.ok(r.status < 300, `${method} ${path}: ${r.status} ${text}`);
-  return JSON.parse(text) as T;
-}
-
-/** Every item of a cursor-paged collection. */
-async function allPages<T>(node: ServeChild, token: string, path: string): Promise<T[]> {
-  const out: T[] = [];
-  let cursor: string | null = null;
-  const sep = path.includes("?") ? "&" : "?";
-  do {
-    const q: string = `${path}${sep}limit=5000${cursor === null ? "" : `&cursor=${encodeURIComponent(cursor)}`}`;
-    const page: { items: T[]; nextCursor: string | null } = await call(node, token, "GET", q);
-    out.push(...page.items);
-    cursor = page.nextCursor;
-  } while (cursor !== null);
-  return out;
-}
-
-interface Op {
-  id: string;
-  status: string;
-  attempts: number;
-  resumeReason?: string;
-  progress: { done: number; total: number; ok: number; failed: number };
-}
-
-interface VmRow {
-  id: string;
-  name: string;
-  hostId: string | null;
-  spec: unknown;
-  powerState: string;
-  securityMode: string;
-  policy: number;
-  labels: Record<string, string>;
-}
-
-interface Item {
-  target: string;
-  outcome: "ok" | "failed";
-  code: string | null;
-  details: Record<string, unknown> | null;
-  recordedAt: string;
-}
-
-interface AuditRow {
-  seq: number;
-  actor: { id: string | null; name: string };
-  action: string;
-  target: string;
-  outcome: string;
-  details: Record<string, unknown> | null;
-}
-
-interface Pool {
-  size: number;
-  used: number;
 }
 
 /** Polls operation `id` until `done(op)` or it is final; fails after WAIT_MS with the node's log. */
-async function waitOp(node: ServeChild, token: string, id: string, what: string, done: (op: Op) => boolean) {
-  const deadline = Date.now() + WAIT_MS;
-  let op: Op | undefined;
-  while (Date.now() < deadline) {
-    op = await call<Op>(node, token, "GET", `/v1/operations/${id}`);
-    if (FINAL.includes(op.status) || done(op)) return op;
-    await sleep(20);
-  }
-  assert.fail(
-    `${what}: not reached in ${WAIT_MS} ms; last ${JSON.stringify(op)}; node stderr: ${node.stderr()}`,
-  );
+function waitOp(node: ServeChild, token: string, id: string, what: string, done: (op: Op) => boolean) {
+  return waitFor(node, token, id, what, done, WAIT_MS);
 }
 
 /** What the inventory file held right after a kill. */
@@ -267,41 +173,15 @@ function readCrash(dir: string, opId: string, v: Variant, delayMs: number, where
     const rows = db
       .prepare("select target, outcome, details, recorded_at from operation_items where operation_id = ?")
       .all(opId) as { target: string; outcome: string; details: string | null; recorded_at: string }[];
-    assert.equal(rows.length, op.done, `the file's done counter and its results ${where}`);
     const items = new Map(rows.map((r) => [r.target, { outcome: r.outcome, recordedAt: r.recorded_at }]));
-    const audited = new Map<string, number>();
     const audit = db
       .prepare("select target from audit where action = ? and json_extract(details, '$.operationId') = ?")
-      .all(v.change, opId) as { target: string }[];
-    for (const a of audit) audited.set(a.target, (audited.get(a.target) ?? 0) + 1);
-    const vms = db.prepare("select id, name, power_state, security_mode, policy from vms").all() as {
-      id: string;
-      name: string;
-      power_state: string;
-      security_mode: string;
-      policy: number;
-    }[];
-    for (const vm of vms) {
-      const records = audited.get(vm.id) ?? 0;
-      const item = items.get(vm.id);
-      const at = `VM ${vm.name} in the crashed file (${vm.security_mode} 0x${vm.policy.toString(16)}, ${vm.power_state}, ${records} ${v.change} records, item ${item?.outcome}) ${where}`;
-      assert.ok(records <= 1, at);
-      if (v.change === "vm.security.enable") {
-        const isOld = vm.security_mode === "none" && vm.policy === 0;
-        const isNew = vm.security_mode === "sev-es" && vm.policy === ES_POLICY;
-        assert.ok(isOld || isNew, `half-written: ${at}`);
-        assert.equal(records, isNew ? 1 : 0, `change without its audit record or the reverse: ${at}`);
-        if (item) assert.equal(item.outcome === "ok", isNew, `result not matching the VM: ${at}`);
-      } else if (item) {
-        // A power-on's result, its audit record and the VM's new power state are one transaction.
-        assert.equal(item.outcome, "ok", at);
-        assert.equal(vm.power_state, "running", at);
-        assert.equal(records, 1, at);
-      } else {
-        assert.equal(records, 0, at);
-        assert.ok(["off", "starting"].includes(vm.power_state), at);
-      }
-    }
+      .pluck()
+      .all(v.change, opId) as string[];
+    const vms = db
+      .prepare("select id, name, power_state, security_mode, policy from vms")
+      .all() as StoredVm[];
+    checkStoredState(v.change, op.done, vms, items, audit, where);
     return { delayMs, ...op, items };
   } finally {
     db.close();
@@ -519,7 +399,7 @@ async function check(v: Variant, run: Run, op: Op, where: () => string): Promise
 
 /** Stops the last node cleanly, then checks the SQLite file it leaves. */
 async function stopAndCheckFile(run: Run, where: () => string): Promise<void> {
-  nodes.delete(run.node);
+  untrack(run.node);
   run.node.child.kill("SIGTERM");
   assert.equal(await run.node.exit(), 0, `clean stop: ${run.node.stderr()} ${where()}`);
   const db = new Database(join(run.dir, "inventory.db"), { readonly: true, fileMustExist: true });

@@ -114,6 +114,10 @@ async function openPostgres(
   // An idle client losing its server emits 'error' on the pool; unhandled, it would kill the process. The next
   // query gets a fresh connection or a reported error.
   pool.on("error", () => {});
+  // A client in use (a query or transaction under way) whose connection drops emits 'error' on itself, where the
+  // pool does not listen: unhandled, that too kills the process. Its queries already fail with the error (mapped
+  // to STORE_UNREACHABLE), and the pool discards it when it is released.
+  pool.on("connect", (client) => client.on("error", () => {}));
   const dialect = new PostgresDialect({ pool });
   const db = new Kysely<Db>({ dialect: options.wrapDialect?.(dialect) ?? dialect });
   try {

@@ -116,6 +116,35 @@ if (unreachable === undefined) {
       }
     });
   });
+
+  describe("inventory on PostgreSQL: a connection dropped under a transaction", () => {
+    it("fails that transaction with STORE_UNREACHABLE, does not crash the process, and serves the next call", async () => {
+      const schema = `cv_test_${process.pid}_${randomBytes(6).toString("hex")}`;
+      const app = `cv_drop_${randomBytes(6).toString("hex")}`;
+      const sep = url.includes("?") ? "&" : "?";
+      const inventory = await openInventory(`${url}${sep}application_name=${app}`, { schema, poolSize: 2 });
+      try {
+        await assert.rejects(
+          inventory.transaction(async (tx) => {
+            await tx.vms.count();
+            // The server ends this connection while the transaction holds it (a restart or failover would too):
+            // pg emits 'error' on the checked-out client, which nobody but open.ts listens to.
+            await admin.query(
+              "select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1",
+              [app],
+            );
+            await new Promise((r) => setTimeout(r, 100));
+            await tx.vms.count();
+          }),
+          (e: unknown) => (e as { code?: string }).code === "STORE_UNREACHABLE",
+        );
+        assert.equal(await inventory.vms.count(), 0);
+      } finally {
+        await inventory.close();
+        await admin.query(`drop schema if exists "${schema}" cascade`);
+      }
+    });
+  });
 } else {
   const message =
     `!!! PostgreSQL at ${shownUrl} is unreachable (${unreachable}).\n` +

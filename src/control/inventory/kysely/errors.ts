@@ -28,9 +28,38 @@ export function isSqliteCorruption(e: unknown): boolean {
   return code.startsWith("SQLITE_CORRUPT") || code === "SQLITE_NOTADB";
 }
 
-/** True for errors raised by better-sqlite3 or pg (they carry a string `code`). */
+/** The socket errors (Node's errno codes) of a database connection refused, reset or cut off on the way. */
+const CONNECTION_ERRNOS = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+]);
+
+/** pg's own errors for a connection that dropped or never came: they carry no code, only these messages. */
+const PG_CONNECTION_LOST =
+  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Client was closed and is not queryable)/;
+
+/**
+ * True when `e` says the PostgreSQL server cannot be reached now — refused, reset, timed out, or the connection
+ * dropped mid-query — rather than that the statement was wrong: the store is fine, the way to it is not.
+ */
+export function isConnectionLoss(e: unknown): boolean {
+  if (e instanceof CiphervisorError) return false;
+  const code = driverCode(e);
+  if (CONNECTION_ERRNOS.has(code) || code.startsWith("08") || code === "57P01" || code === "57P03")
+    return true;
+  return code === "" && e instanceof Error && PG_CONNECTION_LOST.test(e.message);
+}
+
+/** True for errors raised by better-sqlite3 or pg (they carry a string `code`, or say the connection was lost). */
 export function isDriverError(e: unknown): boolean {
-  return !(e instanceof CiphervisorError) && driverCode(e) !== "";
+  return !(e instanceof CiphervisorError) && (driverCode(e) !== "" || isConnectionLoss(e));
 }
 
 /** Maps `e` to a CiphervisorError (a CiphervisorError passes through unchanged). */
@@ -76,7 +105,7 @@ export function mapDbError(e: unknown, context: DbErrorContext = {}): Cipherviso
       { cause: e },
     );
   }
-  if (code.startsWith("08") || code === "57P01" || code === "57P03" || code === "ECONNREFUSED") {
+  if (isConnectionLoss(e)) {
     return new CiphervisorError("STORE_UNREACHABLE", "the PostgreSQL inventory does not answer", {
       cause: e,
     });
