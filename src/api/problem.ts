@@ -175,6 +175,18 @@ const TEXT_RE = new RegExp(TEXT_PATTERN, "u");
 const MAX_ECHOED_PATH = 200;
 
 /**
+ * Field errors a problem lists. Ajv reports every failed field (`allErrors`), and an unknown key's error names the
+ * key: a body of a thousand long unknown keys would come back whole, 100 KiB of the client's own input. The first
+ * ones are listed, each pointer cut like a path, and the detail says how many more there were.
+ */
+export const MAX_FIELD_ERRORS = 8;
+
+/** A field error's pointer as a problem shows it: cut to `MAX_ECHOED_PATH` characters. */
+function shownField(e: FieldError): FieldError {
+  return e.path.length > MAX_ECHOED_PATH ? { ...e, path: `${e.path.slice(0, MAX_ECHOED_PATH)}…` } : e;
+}
+
+/**
  * The request path as a problem may show it: without the query, a segment holding a token-shaped secret blanked
  * (`redact.ts`), cut to `MAX_ECHOED_PATH` characters, control characters dropped (they cannot arrive raw in a URL,
  * but a proxy or a test might hand one over).
@@ -239,10 +251,12 @@ export function toProblem(e: unknown, instance?: string): Problem {
   }
   const fe = e as Partial<FastifyError> | undefined;
   if (fe && Array.isArray(fe.validation)) {
-    const errors = fieldErrors(fe as FastifyError);
+    const all = fieldErrors(fe as FastifyError);
+    const errors = all.slice(0, MAX_FIELD_ERRORS).map(shownField);
     const first = errors[0];
+    const more = all.length > errors.length ? ` (and ${all.length - errors.length} more)` : "";
     const detail = first
-      ? `${first.in}${first.path === "/" ? "" : first.path} ${first.message}`
+      ? `${first.in}${first.path === "/" ? "" : first.path} ${first.message}${more}`
       : "invalid request";
     return problem(400, "INVALID_INPUT", `invalid request: ${detail}`, { errors, ...at });
   }

@@ -5,6 +5,7 @@
  * hash of their own copy.
  */
 import type { Command } from "commander";
+import { CiphervisorError } from "../../errors.ts";
 import { parseChoice, readInputFile } from "../args.ts";
 import type { ApiPlan } from "../client/types.ts";
 import type { CliIo } from "../io.ts";
@@ -22,6 +23,18 @@ import { hex } from "../output/vm-table.ts";
 import { printPlan } from "../output/what-if.ts";
 
 const KINDS = ["firmware", "kernel", "initrd"] as const;
+
+/** The catalog's name rule (control/images/inspect.ts, which a fleet command must not load). */
+const IMAGE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+/**
+ * The URL path of one image. A name outside the catalog's rule names no image; refusing it here also keeps a lone
+ * surrogate (which `encodeURIComponent` throws on) from escaping as an untyped URIError.
+ */
+function imagePath(name: string): string {
+  if (!IMAGE_NAME.test(name)) throw new CiphervisorError("INVALID_INPUT", `'${name}' is not an image name`);
+  return `/v1/images/${name}`;
+}
 
 /** What `/v1/images` answers for one image. */
 export interface ApiImage {
@@ -138,7 +151,7 @@ export function registerImage(program: Command, io: CliIo): void {
       .description("show an image: SHA-256, size, what its footer declares"),
   ).action(async (name: string, flags: CommonFlags) => {
     const mode = modeFor(flags);
-    const r = await apiFor(io, flags).get<ApiImage>(`/v1/images/${encodeURIComponent(name)}`);
+    const r = await apiFor(io, flags).get<ApiImage>(imagePath(name));
     io.out(mode === "json" ? json(r) : imageFields(r));
   });
 
@@ -152,7 +165,7 @@ export function registerImage(program: Command, io: CliIo): void {
   ).action(async (name: string, flags: MutatingFlags) => {
     const mode = modeFor(flags);
     const api = apiFor(io, flags);
-    const path = `/v1/images/${encodeURIComponent(name)}`;
+    const path = imagePath(name);
     if (flags.whatIf) {
       const plan = await api.request<ApiPlan>("DELETE", path, { query: { dryRun: true } });
       printPlan(io, mode, `image delete ${name}`, plan.body);
