@@ -7,7 +7,7 @@
  */
 import { CiphervisorError } from "../../errors.ts";
 import type { Vm } from "../inventory/types.ts";
-import { choosePlacement, noValidHost } from "../placement.ts";
+import { noValidHost } from "../placement.ts";
 import type { Permission } from "../rbac.ts";
 import type { ControlContext } from "../services/context.ts";
 import { checkMigrate, type MigrationMode, migrationTarget } from "../services/migrate.ts";
@@ -57,7 +57,8 @@ export function powerVerdict(verb: PowerVerb | "delete", vm: Vm, ledger: Capacit
         return { outcome: "unchanged", reason: `already ${vm.powerState}` };
       }
       checkPowerOn(vm);
-      const decision = choosePlacement(vm, ledger.views(), { prefer: vm.hostId });
+      // `checkPowerOn` passed: the VM is off and holds no slot of its own.
+      const decision = ledger.choose(vm, { prefer: vm.hostId });
       if (!decision.chosen) throw noValidHost(vm, decision.verdicts);
       const to = decision.chosen.host;
       ledger.take(to.id, vm.securityMode);

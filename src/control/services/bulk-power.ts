@@ -4,11 +4,13 @@
  * order over one capacity ledger (`control/plan/vm.ts`, the same check the single-VM routes and the dry run use):
  * a later VM sees the key slots the earlier ones take, so the operation refuses exactly the VMs its plan refused
  * (NO_VALID_HOST, the operation table's codes, power-state conflicts), records the ones already as asked as
- * unchanged, and carries out the rest `parallel` at a time, each power-on preferring the host its plan chose.
+ * unchanged, and carries out the rest `parallel` at a time, each power-on preferring the host its plan chose. The
+ * power-ons reserve their slots through one `Placer` (`capacity.ts`): one read of every host for the operation.
  * The operation goes on when the client that asked for it goes away; a resumed run skips VMs with a result.
  */
 import { CiphervisorError } from "../../errors.ts";
 import type { AuditEntry } from "../audit/record.ts";
+import { Placer } from "../capacity.ts";
 import type { Operation, OperationItemResult, Vm } from "../inventory/types.ts";
 import type { JsonObject } from "../json.ts";
 import { mapLimit } from "../operations/limit.ts";
@@ -90,9 +92,12 @@ export async function planBulkPower(
 }
 
 const BODIES: Readonly<
-  Record<BulkPowerAction, (c: ControlContext, op: Operation, vm: Vm, hostId: string | null) => Promise<void>>
+  Record<
+    BulkPowerAction,
+    (c: ControlContext, op: Operation, vm: Vm, hostId: string | null, placer?: Placer) => Promise<void>
+  >
 > = {
-  "power-on": (c, op, vm, hostId) => powerOnVm(c, op, vm, hostId ?? vm.hostId),
+  "power-on": (c, op, vm, hostId, placer) => powerOnVm(c, op, vm, hostId ?? vm.hostId, placer),
   "power-off": (c, op, vm) => powerOffVm(c, op, vm),
   restart: (c, op, vm) => restartVm(c, op, vm),
   delete: (c, op, vm) => deleteVm(c, op, vm),
@@ -145,12 +150,14 @@ export function bulkPowerRunner(c: ControlContext) {
       });
       run.progress();
     }
+    // Power-ons take their slots through one placer: one read of every host for the batch, not one per VM.
+    const placer = action === "power-on" && todo.length > 0 ? await Placer.load(c.inventory) : undefined;
     await mapLimit(
       todo,
       parallel,
       async ({ vm, hostId }) => {
         try {
-          await BODIES[action](c, op, vm, hostId);
+          await BODIES[action](c, op, vm, hostId, placer);
         } catch (e) {
           if (!(await run.recordedTargets()).has(vm.id))
             await recordFailure(c, op, { action: `vm.${action}`, target: vm.id }, e);

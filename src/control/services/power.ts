@@ -7,7 +7,7 @@
 import { CiphervisorError } from "../../errors.ts";
 import { assertAllowed } from "../../hypervisor/operation-rules.ts";
 import type { VmStatus } from "../../hypervisor/types.ts";
-import { type Reservation, reserveSlot } from "../capacity.ts";
+import { type Placer, type Reservation, reserveSlot } from "../capacity.ts";
 import { hypervisorSpec } from "../compat.ts";
 import type { DriverHost } from "../drivers/driver.ts";
 import type { Operation, PowerState, Vm } from "../inventory/types.ts";
@@ -132,7 +132,10 @@ export async function launchReserved(
   );
 }
 
-/** Reserves a slot for `vm` (from `from` states) and launches it; failures are recorded, then rethrown. */
+/**
+ * Reserves a slot for `vm` (from `from` states) and launches it; failures are recorded, then rethrown. `placer`:
+ * the batch's placer (many VMs powered on at once, `capacity.ts`) instead of a read of every host for this VM.
+ */
 export async function startVm(
   c: ControlContext,
   op: Operation,
@@ -140,15 +143,22 @@ export async function startVm(
   action: string,
   place: PlaceOptions & { readonly from: readonly PowerState[] },
   details: JsonObject = {},
+  placer?: Placer,
 ): Promise<Vm> {
   let reservation: Reservation;
   try {
-    reservation = await reserveSlot(c.inventory, vm.id, place);
+    reservation = await (placer ? placer.reserve(vm.id, place) : reserveSlot(c.inventory, vm.id, place));
   } catch (e) {
     await recordFailure(c, op, { action, target: vm.id, details }, e);
     throw e;
   }
-  return launchReserved(c, op, reservation, action, details);
+  try {
+    return await launchReserved(c, op, reservation, action, details);
+  } catch (e) {
+    // The launch failed and the VM went back off: its slot is free again for the batch's later VMs.
+    placer?.returned(reservation);
+    throw e;
+  }
 }
 
 /** Marks an item done without a change (the VM is already where the request wants it). */
@@ -186,17 +196,23 @@ export function singleVm(
 }
 
 /**
- * Powers `vm` on: a key slot through placement (`prefer`: the host to try first, default its own), then the launch.
- * Already running or paused: recorded unchanged.
+ * Powers `vm` on: a key slot through placement (`prefer`: the host to try first, default its own; `placer`: the
+ * batch's, when many VMs power on at once), then the launch. Already running or paused: recorded unchanged.
  */
-export async function powerOnVm(c: ControlContext, op: Operation, vm: Vm, prefer = vm.hostId): Promise<void> {
+export async function powerOnVm(
+  c: ControlContext,
+  op: Operation,
+  vm: Vm,
+  prefer = vm.hostId,
+  placer?: Placer,
+): Promise<void> {
   if (vm.powerState === "running" || vm.powerState === "paused") {
     return noChange(c, op, vm.id, `already ${vm.powerState}`);
   }
   // A takeover may find its own reservation (`starting`) from the attempt that died.
   const from: PowerState[] = op.attempts > 1 ? ["off", "starting"] : ["off"];
   if (!from.includes(vm.powerState)) checkPowerOn(vm);
-  await startVm(c, op, vm, "vm.power-on", { from, prefer });
+  await startVm(c, op, vm, "vm.power-on", { from, prefer }, {}, placer);
 }
 
 /** `vm.power-on`. */
