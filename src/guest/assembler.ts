@@ -216,6 +216,8 @@ const NO_OPERANDS: Record<string, number> = {
   pause: Op.PAUSE,
   vmgexit: Op.VMGEXIT,
   ud2: Op.UD2,
+  pvalidate: Op.PVALIDATE,
+  rmpadjust: Op.RMPADJUST,
 };
 const BRANCHES: Record<string, number> = {
   jmp: Op.JMP,

@@ -4,14 +4,18 @@
  */
 import { CiphervisorError } from "../errors.ts";
 
-export type Generation = "naples" | "rome" | "milan" | "genoa";
-export const GENERATIONS: readonly Generation[] = ["naples", "rome", "milan", "genoa"];
+export type Generation = "naples" | "rome" | "milan" | "genoa" | "turin";
+export const GENERATIONS: readonly Generation[] = ["naples", "rome", "milan", "genoa", "turin"];
 
 export interface CpuModel {
   generation: Generation;
   /** Marketing family, e.g. "EPYC 7xx2". */
   family: string;
-  /** CPUID 0x8000001F ECX: number of encrypted guests at once = the maximum ASID. */
+  /**
+   * CPUID 0x8000001F ECX: number of encrypted guests at once = the maximum ASID. With `defaultMinSevAsid` it is all
+   * an ASID pool split needs, including the SNP split of ciphertext hiding (SNP ASIDs 1..MAX_SNP_ASID below the ES
+   * ones; docs/sev-interface.md §7.2).
+   */
   maxAsid: number;
   /** C-bit position, CPUID 0x8000001F EBX[5:0]. */
   cBit: number;
@@ -19,6 +23,15 @@ export interface CpuModel {
   reducedPhysBits: number;
   /** Whether the part and its firmware support SEV-ES (Naples has the hardware, but SEV-ES software support begins with Rome). */
   sevEs: boolean;
+  /** Whether the part and its firmware support SEV-SNP (CPUID 0x8000001F EAX bit 4; Milan and later). */
+  snp: boolean;
+  /**
+   * Whether the SNP firmware offers ciphertext hiding for DRAM (Zen 5 and later): SNP_FEATURE_INFO ECX bit 3 and
+   * SNP_PLATFORM_STATUS CIPHERTEXT_HIDING_CAP, which Linux's ccp driver checks (`include/linux/psp-sev.h`
+   * SNP_CIPHER_TEXT_HIDING_SUPPORTED) before SNP_INIT_EX sets CIPHERTEXT_HIDING_EN with a MAX_SNP_ASID. No CPUID bit
+   * announces it, so this is a fact of the model, not of `cpuid8000001f`.
+   */
+  ciphertextHiding: boolean;
   /** Memory-encryption tweak mode: XE (fixed linear tweak) on Naples, XEX with per-boot constants later (docs/sev-interface.md §13.1). */
   memoryMode: "xe" | "xex";
   /** Default BIOS `min_sev_asid` (ES ASIDs are [1, min)); 1 means no SEV-ES pool. */
@@ -45,6 +58,8 @@ export const CPU_MODELS: Readonly<Record<Generation, CpuModel>> = {
     cBit: 47,
     reducedPhysBits: 5,
     sevEs: false,
+    snp: false,
+    ciphertextHiding: false,
     memoryMode: "xe",
     defaultMinSevAsid: 1,
     api: { major: 0, minor: 17, build: 48 },
@@ -63,6 +78,8 @@ export const CPU_MODELS: Readonly<Record<Generation, CpuModel>> = {
     cBit: 47,
     reducedPhysBits: 5,
     sevEs: true,
+    snp: false,
+    ciphertextHiding: false,
     memoryMode: "xex",
     defaultMinSevAsid: 100,
     api: { major: 0, minor: 24, build: 15 },
@@ -78,6 +95,8 @@ export const CPU_MODELS: Readonly<Record<Generation, CpuModel>> = {
     cBit: 51,
     reducedPhysBits: 5,
     sevEs: true,
+    snp: true,
+    ciphertextHiding: false,
     memoryMode: "xex",
     defaultMinSevAsid: 100,
     api: { major: 1, minor: 51, build: 3 },
@@ -93,6 +112,8 @@ export const CPU_MODELS: Readonly<Record<Generation, CpuModel>> = {
     cBit: 51,
     reducedPhysBits: 6,
     sevEs: true,
+    snp: true,
+    ciphertextHiding: false,
     memoryMode: "xex",
     defaultMinSevAsid: 200,
     api: { major: 1, minor: 55, build: 21 },
@@ -100,6 +121,26 @@ export const CPU_MODELS: Readonly<Record<Generation, CpuModel>> = {
     cpuid8000001f: { eax: 0x030ffffb, ebx: 0x000041b3, ecx: 1006 },
     source:
       "docs/sev-interface.md §7.1 (AMD on LKML: 1006 SEV ASIDs on Genoa and later); CPUID 8000001F (EPYC 9124) from anrieff/libcpuid tests/amd/zen4/epyc-genoa.test",
+  },
+  turin: {
+    generation: "turin",
+    family: "EPYC 9xx5 (Zen 5)",
+    maxAsid: 1006,
+    cBit: 51,
+    reducedPhysBits: 6,
+    sevEs: true,
+    snp: true,
+    ciphertextHiding: true,
+    memoryMode: "xex",
+    defaultMinSevAsid: 200,
+    api: { major: 1, minor: 55, build: 40 },
+    // CPUID(1).EAX of an EPYC 9655: family 0xF + 0x0B = 0x1A, model 0x02, stepping 1.
+    cpuidSignature: 0x00b00f21,
+    // The libcpuid dump's EDX is 1 (that BIOS left no SEV-ES pool); EDX is the BIOS setting, so the default above
+    // is Genoa's, which leaves room for SEV-ES and, with ciphertext hiding, SNP ASIDs.
+    cpuid8000001f: { eax: 0xcffffffb, ebx: 0x000041b3, ecx: 1006 },
+    source:
+      "CPUID 1 and 8000001F (EPYC 9655) from anrieff/libcpuid tests/amd/zen5/epyc-turin.test; ciphertext hiding per Linux include/linux/psp-sev.h (SNP_FEATURE_INFO ECX bit 3) and drivers/crypto/ccp/sev-dev.c; SNP TCB layout per docs/sev-interface.md §14",
   },
 };
 

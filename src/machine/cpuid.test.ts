@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { isEmulatedSnpGeneration } from "../sev/manufacturer/emulated-snp.ts";
 import { CPU_MODELS, GENERATIONS } from "./cpu-models.ts";
 import { asidClass, asidPools, hostCpuid8000001f, SEV_FEATURE_BITS } from "./cpuid.ts";
 
@@ -18,7 +19,7 @@ describe("CPUID 0x8000001F and the CPU table agree (docs/sev-interface.md §7.1)
     });
   }
 
-  it("C-bit 47 on Naples and Rome, 51 from Milan on; 15 / 509 / 509 / 1006 ASIDs", () => {
+  it("C-bit 47 on Naples and Rome, 51 from Milan on; 15 / 509 / 509 / 1006 / 1006 ASIDs", () => {
     assert.deepEqual(
       GENERATIONS.map((g) => [CPU_MODELS[g].cBit, CPU_MODELS[g].maxAsid]),
       [
@@ -26,7 +27,43 @@ describe("CPUID 0x8000001F and the CPU table agree (docs/sev-interface.md §7.1)
         [47, 509],
         [51, 509],
         [51, 1006],
+        [51, 1006],
       ],
+    );
+  });
+
+  it("SEV-SNP (EAX bit 4) agrees with the `snp` fact and with the emulated SNP products; ciphertext hiding is Turin's alone", () => {
+    for (const g of GENERATIONS) {
+      const m = CPU_MODELS[g];
+      assert.equal((m.cpuid8000001f.eax & SEV_FEATURE_BITS.SEV_SNP) !== 0, m.snp, g);
+      assert.equal(isEmulatedSnpGeneration(g), m.snp, g);
+      if (m.ciphertextHiding) assert.ok(m.snp, `${g}: ciphertext hiding is an SNP feature`);
+    }
+    assert.deepEqual(
+      GENERATIONS.filter((g) => CPU_MODELS[g].ciphertextHiding),
+      ["turin"],
+    );
+  });
+
+  it("Turin is an EPYC 9655's leaf (anrieff/libcpuid tests/amd/zen5/epyc-turin.test: CFFFFFFB-000041B3-000003EE)", () => {
+    const t = CPU_MODELS.turin;
+    const leaf = hostCpuid8000001f(t, 1);
+    assert.deepEqual(
+      leaf,
+      { eax: 0xcffffffb, ebx: 0x41b3, ecx: 0x3ee, edx: 1 },
+      "that BIOS's min_sev_asid is 1",
+    );
+    assert.equal((leaf.ebx >> 12) & 0xf, 4, "four VMPLs");
+    // CPUID(1).EAX 0x00B00F21: base family 0xF + extended 0x0B = family 0x1A (Zen 5), model 2, stepping 1.
+    const eax = t.cpuidSignature;
+    assert.equal(((eax >> 8) & 0xf) + ((eax >> 20) & 0xff), 0x1a);
+    assert.equal((((eax >> 16) & 0xf) << 4) | ((eax >> 4) & 0xf), 2);
+    assert.equal(t.memoryMode, CPU_MODELS.genoa.memoryMode);
+    // What an SNP pool split needs is on the model: the highest ASID and the default min_sev_asid.
+    const p = asidPools(t);
+    assert.deepEqual(
+      [p.es.count, p.sev.count],
+      [t.defaultMinSevAsid - 1, t.maxAsid - t.defaultMinSevAsid + 1],
     );
   });
 });

@@ -7,7 +7,7 @@ import type { Vmsa } from "../measure/vmsa.ts";
 import { isNonAutomatic, SvmExit } from "./exit-codes.ts";
 import { MSR_GHCB, MSR_SEV_STATUS } from "./ghcb.ts";
 import { ALU_RI_BASE, ALU_RR_BASE, GPR_NAMES, LENGTH_OF, LONG, NO_REG, Op, Reg } from "./isa.ts";
-import { GuestPageFault, type MemoryPath, NestedPageFault } from "./memory-path.ts";
+import { GuestPageFault, type MemoryPath, NestedPageFault, PageNotValidated } from "./memory-path.ts";
 import { ioioExitInfo } from "./nae-exits.ts";
 import {
   ExceptionFrame,
@@ -18,6 +18,7 @@ import {
   type NativeStep,
   Vector,
 } from "./native-code.ts";
+import { PF_RMP, type Rmp, RmpReturn } from "./rmp.ts";
 import type { VmcbControl } from "./vmcb.ts";
 
 // Local aliases: tooling may compile imported bindings to getters, which would run on every instruction.
@@ -55,6 +56,8 @@ export interface MachineObserver {
   onStore?(gva: number, size: number, value: bigint): void;
   /** An intercepted instruction is about to exit or raise #VC: the guest's registers at that moment. */
   onIntercept?(exitCode: number, gpr: ArrayLike<bigint>, rip: number): void;
+  /** The CPU is delivering an exception inside the guest (e.g. #VC 0x404 for an unvalidated SNP page). */
+  onException?(vector: number, errorCode: bigint, rip: number): void;
 }
 
 export interface ExecutionConfig {
@@ -68,6 +71,10 @@ export interface ExecutionConfig {
   native: NativeGuestCode | undefined;
   observer: MachineObserver | undefined;
   budget: number;
+  /** The host's RMP (SEV-SNP enabled host), for PVALIDATE and RMPADJUST. */
+  rmp?: Rmp | undefined;
+  /** SEV-SNP active for this guest (VMSA SEV_FEATURES bit 0). */
+  snpActive?: boolean;
 }
 
 /** An exception raised by an instruction, to be delivered through the guest's IDT. */
@@ -147,10 +154,10 @@ export class Execution {
             guestMessage: e.message,
           });
         }
-        if (e instanceof GuestException || e instanceof GuestPageFault) {
+        if (e instanceof GuestException || e instanceof GuestPageFault || e instanceof PageNotValidated) {
           const vector = e instanceof GuestPageFault ? Vector.PF : e.vector;
           const code = e instanceof GuestPageFault ? BigInt(e.errorCode) : e.errorCode;
-          if (e instanceof GuestPageFault) this.#c.state.cr2 = BigInt(e.gva);
+          if (!(e instanceof GuestException)) this.#c.state.cr2 = BigInt(e.gva);
           const exit = this.#deliverOrDie(vector, code, before);
           if (exit) return this.#finish(exit);
           continue;
@@ -178,7 +185,12 @@ export class Execution {
         this.#rip = rip;
         return { code: EXIT.NPF, info1: e.errorCode, info2: BigInt(e.gpa), nRip: 0n };
       }
-      if (e instanceof GuestException || e instanceof GuestPageFault || e instanceof TripleFault) {
+      if (
+        e instanceof GuestException ||
+        e instanceof GuestPageFault ||
+        e instanceof PageNotValidated ||
+        e instanceof TripleFault
+      ) {
         this.#rip = rip;
         return {
           code: EXIT.SHUTDOWN,
@@ -199,6 +211,7 @@ export class Execution {
   #deliver(vector: number, errorCode: bigint, rip: number): void {
     const s = this.#c.state;
     const mem = this.#c.mem;
+    this.#c.observer?.onException?.(vector, errorCode, rip);
     const entry = Number(s.idtr.base) + vector * IDT_ENTRY_SIZE;
     const handler = mem.readU64(entry);
     const flags = mem.readU64(entry + 8);
@@ -242,7 +255,10 @@ export class Execution {
       case MSR_GHCB:
         return this.#c.ghcbMsr.value;
       case MSR_SEV_STATUS:
-        return (this.#c.control.sevEnable ? 1n : 0n) | (this.#sevEs ? 2n : 0n);
+        // SEV_STATUS (MSR C001_0131): bit 0 SEV, bit 1 SEV-ES, bit 2 SEV-SNP active.
+        return (
+          (this.#c.control.sevEnable ? 1n : 0n) | (this.#sevEs ? 2n : 0n) | (this.#c.snpActive ? 4n : 0n)
+        );
       case 0xc000_0080:
         return s.efer;
       case 0xc000_0103:
@@ -300,7 +316,7 @@ export class Execution {
       step = native.run(rip, this.#native());
     } catch (e) {
       // A kernel routine that faults on its own memory is a kernel bug: it dies, as a real kernel would.
-      if (e instanceof GuestException || e instanceof GuestPageFault) {
+      if (e instanceof GuestException || e instanceof GuestPageFault || e instanceof PageNotValidated) {
         throw new TripleFault(
           `kernel fault (${e instanceof GuestPageFault ? "#PF" : vectorName(e.vector)}) in kernel code at RIP ${hex(rip)}`,
         );
@@ -583,9 +599,54 @@ export class Execution {
         setReg(a, c.state.dr7);
         return "done";
       }
+      case O.PVALIDATE:
+      case O.RMPADJUST:
+        this.#rmpInstruction(op === O.PVALIDATE);
+        return "done";
       default:
         throw new GuestException(Vector.UD, 0n);
     }
+  }
+
+  /**
+   * PVALIDATE (RAX = GVA, RCX = page size 0 = 4 KiB / 1 = 2 MiB, RDX = 1 validate / 0 invalidate) and RMPADJUST
+   * (RAX = GVA, RCX = attributes: bits 7:0 permission mask, 15:8 target VMPL, 16 VMSA; RDX = page size), APM vol. 3
+   * and vol. 2 sections 15.36.6–15.36.7: RAX ← the return code; PVALIDATE sets CF when Validated did not change
+   * and clears it otherwise. #UD outside an SNP-active guest; an RMP check that fails is #VMEXIT(NPF).
+   */
+  #rmpInstruction(pvalidate: boolean): void {
+    const c = this.#c;
+    const rmp = c.rmp;
+    if (!rmp || !c.snpActive) throw new GuestException(Vector.UD, 0n);
+    const gpr = c.gpr;
+    const { gpa, hpa } = c.mem.translateOperand(Number(gpr[Reg.rax]! & 0x0000_ffff_ffff_ffffn));
+    const asid = c.control.asid;
+    const sizeReg = pvalidate ? gpr[Reg.rcx]! : gpr[Reg.rdx]!;
+    let r: ReturnType<Rmp["pvalidate"]>;
+    if (sizeReg > 1n) {
+      r = { kind: "done", code: RmpReturn.FAIL_INPUT, cf: false };
+    } else {
+      const pageSize = Number(sizeReg) as 0 | 1;
+      // A 2 MiB operand names its whole page: the GVA must be 2 MiB aligned (GPA = the page's first byte).
+      const base = pageSize === 1 ? gpa : gpa - (gpa % PAGE);
+      if (pvalidate) {
+        r = rmp.pvalidate(hpa, { asid, gpa: base, pageSize, validate: (gpr[Reg.rdx]! & 1n) === 1n });
+      } else {
+        const attrs = gpr[Reg.rcx]!;
+        r = rmp.rmpadjust(hpa, {
+          asid,
+          gpa: base,
+          pageSize,
+          perms: Number(attrs & 0xffn),
+          targetVmpl: Number((attrs >> 8n) & 0xffn),
+          vmsa: ((attrs >> 16n) & 1n) === 1n,
+        });
+      }
+    }
+    if (r.kind === "npf") throw new NestedPageFault(gpa - (gpa % PAGE), r.errorBits | PF_RMP | (1n << 32n));
+    c.mem.invalidateTlb();
+    gpr[Reg.rax] = BigInt(r.code);
+    c.state.rflags = r.cf ? c.state.rflags | CF : c.state.rflags & ~CF;
   }
 
   #alu(

@@ -45,10 +45,24 @@ export {
   MSR_SEV_STATUS,
 } from "./ghcb.ts";
 export { decodeInstruction, encodeInstruction, GPR_NAMES, type Instruction, ISA, Op, Reg } from "./isa.ts";
-export { Machine, type MachineConfig, type VmExit } from "./machine.ts";
+export { Machine, type MachineConfig, SEV_FEATURE_SNP_ACTIVE, type VmExit } from "./machine.ts";
 export { NAE_EXITS, naeExit } from "./nae-exits.ts";
 export { NATIVE_CODE_BASE, type NativeCpu, type NativeGuestCode, type NativeStep } from "./native-code.ts";
 export { NestedPageTable, type NptEntry } from "./nested-page-table.ts";
+export {
+  NPF_ENC,
+  NPF_SIZEM,
+  NPF_VMPL,
+  PF_RMP,
+  RMP_RETURN_CODES,
+  Rmp,
+  type RmpEntry,
+  RmpPageSize,
+  RmpReturn,
+  type RmpUpdateInput,
+  VC_PAGE_NOT_VALIDATED,
+  VmplPerm,
+} from "./rmp.ts";
 export { VmsaIntegrityStore } from "./trusted-memory.ts";
 export { DEFAULT_INTERCEPTS, type SecurityMode, Vmcb, type VmcbControl } from "./vmcb.ts";
 export { SEV_FEATURE_VMSA_REG_PROT } from "./vmsa-protection.ts";

@@ -116,6 +116,8 @@ export const Op = {
   VMGEXIT: 0x40,
   RDRAND: 0x41,
   UD2: 0x42,
+  PVALIDATE: 0x43,
+  RMPADJUST: 0x44,
 } as const;
 
 const ALU_DOCS: Record<AluOp, string> = {
@@ -333,6 +335,20 @@ export const ISA: readonly OpcodeRow[] = [
     doc: "a ← 64 random bits from the CPU's generator (never intercepted; deterministic per machine seed)",
   },
   { opcode: Op.UD2, mnemonic: "ud2", form: "none", length: SHORT, doc: "raises #UD (invalid opcode)" },
+  {
+    opcode: Op.PVALIDATE,
+    mnemonic: "pvalidate",
+    form: "none",
+    length: SHORT,
+    doc: "SEV-SNP: validate (rdx = 1) or invalidate (rdx = 0) the page at GVA rax, size rcx (0 = 4 KiB, 1 = 2 MiB); rax ← return code, CF = 1 when the Validated bit did not change; #UD outside SNP",
+  },
+  {
+    opcode: Op.RMPADJUST,
+    mnemonic: "rmpadjust",
+    form: "none",
+    length: SHORT,
+    doc: "SEV-SNP: set the permissions of a lower VMPL on the page at GVA rax (rcx: bits 7:0 mask, 15:8 VMPL, 16 VMSA; rdx: size); rax ← return code; #UD outside SNP",
+  },
 ];
 
 /** Instruction length per opcode byte; 0 = invalid opcode (#UD). */

@@ -13,6 +13,10 @@
  *   wrote (trusted-memory.ts), and at #VMEXIT the CPU re-encrypts it and records it again. Non-automatic intercepts
  *   raise #VC inside the guest instead of exiting. With SEV_FEATURES bit 14 (VMSA register protection, opt-in) a
  *   fresh nonce is mixed into the register fields at every #VMEXIT (vmsa-protection.ts).
+ * - **SEV-SNP**: an SEV-ES guest whose VMSA sets SEV_FEATURES bit 0 (SNPActive, APM vol. 2 section 15.36.2), on a
+ *   host with a Reverse Map Table (`rmp`, rmp.ts). VMRUN refuses it without an RMP or when the VMSA page is not
+ *   assigned to the ASID as a VMSA (Table 15-41); every guest memory access passes the RMP checks (memory-path.ts),
+ *   and PVALIDATE / RMPADJUST work. Guests without SNPActive run exactly as before, an RMP or not.
  *
  * @example
  * ```ts
@@ -33,6 +37,7 @@ import { firmwareHandoff, type HandoffPage } from "./firmware-handoff.ts";
 import { GPR_NAMES } from "./isa.ts";
 import { MemoryPath } from "./memory-path.ts";
 import type { NativeGuestCode } from "./native-code.ts";
+import type { Rmp } from "./rmp.ts";
 import type { VmsaIntegrityStore } from "./trusted-memory.ts";
 import { encodeVmcbControl, SAVE_AREA_SIZE, type Vmcb } from "./vmcb.ts";
 import { protectRegisters, unprotectRegisters, wantsRegisterProtection } from "./vmsa-protection.ts";
@@ -54,7 +59,12 @@ export interface MachineConfig {
   observer?: MachineObserver;
   /** Instructions per VMRUN before the host timer interrupt forces an exit (default 1,000,000). */
   instructionBudget?: number;
+  /** The Reverse Map Table of an SEV-SNP enabled host (rmp.ts); without it SNP-active guests cannot run. */
+  rmp?: Rmp;
 }
+
+/** SEV_FEATURES bit 0 (VMSA offset 0x3B0): SNPActive (APM vol. 2 section 15.36.2, Table B-4). */
+export const SEV_FEATURE_SNP_ACTIVE = 1n;
 
 /** The result of one VMRUN, as the hypervisor learns it from the VMCB control area. */
 export interface VmExit {
@@ -187,21 +197,15 @@ export class Machine {
   vmrun(vmcb: Vmcb): VmExit {
     const c = vmcb.control;
     const refusal = this.#refusal(vmcb);
-    if (refusal !== undefined) {
-      c.exitCode = VMEXIT_INVALID;
-      c.exitInfo1 = 0n;
-      c.exitInfo2 = 0n;
-      return {
-        exitCode: VMEXIT_INVALID,
-        exitInfo1: 0n,
-        exitInfo2: 0n,
-        name: exitCodeName(VMEXIT_INVALID),
-        reason: refusal,
-      };
-    }
+    if (refusal !== undefined) return invalid(vmcb, refusal);
     const mem = this.#c.memory;
     const slots = this.#c.keySlots;
     const state = this.#loadState(vmcb);
+    const snpActive = c.sevEsEnable && (state.sevFeatures & SEV_FEATURE_SNP_ACTIVE) !== 0n;
+    if (snpActive) {
+      const why = this.#snpRefusal(vmcb);
+      if (why !== undefined) return invalid(vmcb, why);
+    }
     const gpr = new BigUint64Array(16);
     GPR_FIELDS.forEach((f, i) => {
       gpr[i] = state[f];
@@ -215,6 +219,8 @@ export class Machine {
       sev: c.sevEnable,
       cBit: this.model.cBit,
       cr3: Number(state.cr3 & 0x000f_ffff_ffff_f000n),
+      rmp: this.#c.rmp,
+      snpActive,
     });
     const exec = new Execution({
       mem: path,
@@ -226,6 +232,8 @@ export class Machine {
       native: this.#c.nativeCode,
       observer: this.#c.observer,
       budget: this.#c.instructionBudget ?? 1_000_000,
+      rmp: this.#c.rmp,
+      snpActive,
     });
     let exit: ExitRequest | undefined;
     const inj = c.eventInj;
@@ -252,6 +260,23 @@ export class Machine {
     };
     if (exit.guestMessage !== undefined) out.guestMessage = exit.guestMessage;
     return out;
+  }
+
+  /**
+   * VMRUN's extra checks of an SNP-active guest (APM vol. 2 section 15.36.12, Table 15-41): SEV-SNP enabled (an
+   * RMP), and the VMSA page Guest-Owned by the ASID with its VMSA flag set. [unconfirmed] The Reverse-Map and
+   * Mutable checks of the table are not applied: KVM records the VMSA at a GPA of its own and the firmware leaves
+   * launched pages Immutable (rmp.ts `firmwareHook`).
+   */
+  #snpRefusal(vmcb: Vmcb): string | undefined {
+    const c = vmcb.control;
+    const rmp = this.#c.rmp;
+    if (!rmp) return "the VMSA asks for SEV-SNP (SEV_FEATURES bit 0) but SEV-SNP is not enabled on this host";
+    const e = rmp.entry(c.vmsaPa);
+    if (!e.assigned || e.asid !== c.asid || !e.vmsa) {
+      return `the VMSA at 0x${c.vmsaPa.toString(16)} is not a VMSA page assigned to ASID ${c.asid} in the RMP`;
+    }
+    return undefined;
   }
 
   #nonce(): bigint {
@@ -284,4 +309,19 @@ export class Machine {
     }
     mem.write(vmcb.saveAreaPa, page.subarray(0, SAVE_AREA_SIZE));
   }
+}
+
+/** The exit of a refused VMRUN: VMEXIT_INVALID, with the reason in words. */
+function invalid(vmcb: Vmcb, reason: string): VmExit {
+  const c = vmcb.control;
+  c.exitCode = VMEXIT_INVALID;
+  c.exitInfo1 = 0n;
+  c.exitInfo2 = 0n;
+  return {
+    exitCode: VMEXIT_INVALID,
+    exitInfo1: 0n,
+    exitInfo2: 0n,
+    name: exitCodeName(VMEXIT_INVALID),
+    reason,
+  };
 }

@@ -9,11 +9,17 @@
  * from DRAM is exactly what the guest's caches would have written back; and anything it wrote to DRAM (a replayed
  * page, a remapped frame) is what the guest reads next run. Caches are tagged by (frame, C-bit): a frame touched
  * both as private and as shared is two lines, as on hardware, with no coherence between them.
+ *
+ * On an SEV-SNP host (`rmp` given) every access that misses the TLB also passes the RMP checks after its nested
+ * translation (APM vol. 2 section 15.36.10, Table 15-39; rmp.ts): a failed ownership or reverse-map check is a
+ * #NPF with the RMP bit, an SNP-active guest's private access to an unvalidated page raises #VC
+ * (`PageNotValidated`). Without an RMP nothing changes.
  */
 import type { MemoryKeySlots } from "../sev/key-slots.ts";
 import { PAGE_SIZE, type SystemMemory } from "./dram.ts";
 import { decodeEntry, GUEST_VIRTUAL_LIMIT, pageTableIndices } from "./guest-paging.ts";
 import type { NestedPageTable } from "./nested-page-table.ts";
+import { PF_RMP, type Rmp, VC_PAGE_NOT_VALIDATED } from "./rmp.ts";
 
 export const Access = { Read: 0, Write: 1, Fetch: 2 } as const;
 export type Access = (typeof Access)[keyof typeof Access];
@@ -30,14 +36,25 @@ export class GuestPageFault {
 /**
  * #NPF: the nested page table has no (writable) entry for a GPA. An automatic #VMEXIT in every mode, which shows
  * the hypervisor the faulting GPA (page granular) — the page-fault side channel SEV-ES does not close.
- * exit_info_1 = error code (bit 0 present, bit 1 write, bit 4 fetch, bit 32 final translation, bit 33 during the
- * guest page walk), exit_info_2 = GPA.
+ * exit_info_1 = error code (bit 0 present, bit 1 write, bit 4 fetch, bit 31 an RMP check failed, bit 32 final
+ * translation, bit 33 during the guest page walk, bit 34 effective C-bit 1, bits 35/36 RMP size / VMPL; rmp.ts),
+ * exit_info_2 = GPA.
  */
 export class NestedPageFault {
   constructor(
     readonly gpa: number,
     readonly errorCode: bigint,
   ) {}
+}
+
+/**
+ * #VC PAGE_NOT_VALIDATED (vector 29, error code 0x404) inside an SNP-active guest: a private access reached a page
+ * assigned to it at the right GPA that it has not validated (APM vol. 2 section 15.36.10); CR2 = the faulting GVA.
+ */
+export class PageNotValidated {
+  readonly vector = 29;
+  readonly errorCode = BigInt(VC_PAGE_NOT_VALIDATED);
+  constructor(readonly gva: number) {}
 }
 
 interface CachedPage {
@@ -64,6 +81,10 @@ export interface MemoryPathConfig {
   cBit: number;
   /** GPA of the guest page directory. */
   cr3: number;
+  /** The host's Reverse Map Table (SEV-SNP enabled host); its checks apply to every guest on the host. */
+  rmp?: Rmp | undefined;
+  /** SEV-SNP active for this guest (VMSA SEV_FEATURES bit 0): private accesses need validated, owned pages. */
+  snpActive?: boolean;
 }
 
 export class MemoryPath {
@@ -104,10 +125,54 @@ export class MemoryPath {
     return e.hpa;
   }
 
+  /**
+   * The RMP checks of an access that reached `hpa` (rmp.ts `guestAccess`). Page-table accesses count as private
+   * (effective C-bit 1) and, for guests that are not SNP-active, as writes (they may set Accessed/Dirty bits).
+   */
+  #rmpCheck(hpa: number, gpa: number, gva: number, priv: boolean, access: Access, duringWalk: boolean): void {
+    const rmp = this.#c.rmp;
+    if (!rmp) return;
+    const snpActive = this.#c.snpActive ?? false;
+    const r = rmp.guestAccess(hpa, {
+      asid: this.#c.asid,
+      gpa,
+      snpActive,
+      private: priv,
+      write: access === Access.Write || (duringWalk && !snpActive),
+    });
+    if (r.ok) return;
+    if (r.fault === "vc") throw new PageNotValidated(gva);
+    const where = duringWalk ? 1n << 33n : 1n << 32n;
+    const fetch = access === Access.Fetch ? 0x10n : 0n;
+    throw new NestedPageFault(gpa - (gpa % PAGE_SIZE), r.errorBits | fetch | where | PF_RMP);
+  }
+
   /** Reads a guest page-table entry: walks are always private (C-bit ignored). */
-  #walkRead(gpa: number): bigint {
-    const hpa = this.#nested(gpa - (gpa % PAGE_SIZE), Access.Read, true);
+  #walkRead(gpa: number, gva: number): bigint {
+    const page = gpa - (gpa % PAGE_SIZE);
+    const hpa = this.#nested(page, Access.Read, true);
+    this.#rmpCheck(hpa, page, gva, true, Access.Read, true);
     return this.#line(hpa, this.#c.sev).view.getBigUint64(gpa % PAGE_SIZE, true);
+  }
+
+  /**
+   * GVA → (GPA, host frame) through the guest page tables and the NPT without the final access's RMP checks: the
+   * operand translation of PVALIDATE and RMPADJUST, which do their own (rmp.ts). Faults like any access.
+   */
+  translateOperand(gva: number): { gpa: number; hpa: number } {
+    if (!Number.isSafeInteger(gva) || gva < 0 || gva >= GUEST_VIRTUAL_LIMIT) throw new GuestPageFault(gva, 0);
+    const { pd, pt } = pageTableIndices(gva);
+    const cBit = this.#c.cBit;
+    const pde = decodeEntry(this.#walkRead(this.#c.cr3 + pd * 8, gva), cBit);
+    if (!pde.present) throw new GuestPageFault(gva, 0);
+    const pte = decodeEntry(this.#walkRead(pde.gpa + pt * 8, gva), cBit);
+    if (!pte.present) throw new GuestPageFault(gva, 0);
+    return { gpa: pte.gpa, hpa: this.#nested(pte.gpa, Access.Read, false) };
+  }
+
+  /** Forgets every translation (not the cached data): after PVALIDATE / RMPADJUST changed what the checks say. */
+  invalidateTlb(): void {
+    this.#tlb.clear();
   }
 
   #translate(gva: number, access: Access): TlbEntry {
@@ -119,14 +184,15 @@ export class MemoryPath {
       throw new GuestPageFault(gva, pfErr);
     const { pd, pt } = pageTableIndices(gva);
     const cBit = this.#c.cBit;
-    const pde = decodeEntry(this.#walkRead(this.#c.cr3 + pd * 8), cBit);
+    const pde = decodeEntry(this.#walkRead(this.#c.cr3 + pd * 8, gva), cBit);
     if (!pde.present) throw new GuestPageFault(gva, pfErr);
-    const pte = decodeEntry(this.#walkRead(pde.gpa + pt * 8), cBit);
+    const pte = decodeEntry(this.#walkRead(pde.gpa + pt * 8, gva), cBit);
     if (!pte.present) throw new GuestPageFault(gva, pfErr);
     if (access === Access.Write && !(pte.writable && pde.writable)) throw new GuestPageFault(gva, pfErr | 1);
     // Code fetches are always private under SEV (§13.1); data follows the guest's C-bit.
     const priv = this.#c.sev && (access === Access.Fetch || pte.cBit);
     const hpa = this.#nested(pte.gpa, access, false);
+    this.#rmpCheck(hpa, pte.gpa, gva, priv, access, false);
     const entry: TlbEntry = { page: this.#line(hpa, priv), writable: pte.writable, gpa: pte.gpa };
     this.#tlb.set(vpn * 3 + access, entry);
     return entry;

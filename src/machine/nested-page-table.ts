@@ -2,7 +2,7 @@
  * The nested page table (NPT): guest-physical → host-physical, 4 KiB pages, owned and edited by the hypervisor.
  * SEV and SEV-ES give the guest no say over it and no integrity check of it (docs/threat-model.md §1.1: "the nested page
  * table is owned by the hypervisor"); remapping a GPA to another frame — SEVered — is one `map` call. SNP's RMP is
- * what later closed that gap.
+ * what later closed that gap (rmp.ts: the guest's next access to the GPA is a #NPF with the RMP bit).
  *
  * A plain map rather than a radix tree in DRAM: the walk's cost and layout are not what the emulator is about, and
  * the CPU flushes its TLB at every VMRUN, so edits take effect at the next run exactly as after an INVLPGA.

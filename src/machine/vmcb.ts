@@ -27,8 +27,8 @@ export type { SecurityMode };
 /** An event the hypervisor asks the CPU to deliver at the next VMRUN (VMCB EVENTINJ, 0xA8). */
 export interface EventInjection {
   vector: number;
-  /** 3 = exception (the only type modelled). */
-  type: 3;
+  /** 0 = external interrupt (INTR), 3 = exception. */
+  type: 0 | 3;
   errorCode?: number;
 }
 
@@ -45,7 +45,7 @@ export interface VmcbControl {
   sevEsEnable: boolean;
   /** 0xB0 nCR3: the nested page table. */
   npt: NestedPageTable;
-  /** 0x108: system physical address of the encrypted VMSA (SEV-ES). */
+  /** 0x108: system physical address of the encrypted VMSA (SEV-ES and SEV-SNP). */
   vmsaPa: number;
   /** 0xA0: the guest's GHCB MSR value at VMGEXIT; the hypervisor's MSR-protocol answer on the way back. */
   ghcbGpa: bigint;
@@ -93,7 +93,9 @@ export class Vmcb {
       intercepts?: Iterable<number>;
     },
   ) {
-    if (opts.mode === "sev-es" && opts.vmsaPa === undefined) {
+    // An SEV-SNP guest runs as an SEV-ES guest (SEV and SEV-ES enabled); SNP itself is the VMSA's SNPActive.
+    const es = opts.mode === "sev-es" || opts.mode === "sev-snp";
+    if (es && opts.vmsaPa === undefined) {
       throw new RangeError("an SEV-ES VMCB needs the VMSA's physical address (vmsaPa)");
     }
     this.control = {
@@ -101,7 +103,7 @@ export class Vmcb {
       msrPassthrough: new Set(),
       asid: opts.asid,
       sevEnable: opts.mode !== "none",
-      sevEsEnable: opts.mode === "sev-es",
+      sevEsEnable: es,
       npt: opts.npt,
       vmsaPa: opts.vmsaPa ?? 0,
       ghcbGpa: 0n,

@@ -15,12 +15,17 @@
  * view.readGuestPhysical(0x100000, 16); // ciphertext of a private page
  * view.remap(0x200000, otherFrame);     // SEVered: nothing stops it before SNP
  * ```
+ *
+ * On an SEV-SNP host (`rmp` given) its writes pass the RMP's host-write check first (src/machine/rmp.ts): writing a
+ * page assigned to a guest is a #PF with the RMP bit (an RMP_VIOLATION error) and nothing is written. Reads and NPT
+ * edits are never refused; a remapped GPA is caught by the guest's own RMP checks.
  */
 import { CiphervisorError } from "../../errors.ts";
 import type { Dram } from "../../machine/dram.ts";
 import { PAGE_SIZE } from "../../machine/dram.ts";
 import { GHCB_SIZE } from "../../machine/ghcb.ts";
 import type { NestedPageTable } from "../../machine/nested-page-table.ts";
+import type { Rmp } from "../../machine/rmp.ts";
 import type { Vmcb } from "../../machine/vmcb.ts";
 
 /** What the view needs of a guest: its VMCB and its NPT (both hypervisor-owned). */
@@ -40,6 +45,7 @@ export class HypervisorView {
   constructor(
     readonly memory: Dram,
     readonly guest: ViewedGuest,
+    readonly rmp?: Rmp,
   ) {}
 
   /** DRAM bytes as stored. */
@@ -47,8 +53,9 @@ export class HypervisorView {
     return this.memory.read(pa, length);
   }
 
-  /** Writes DRAM directly (replays, forged pages): nothing before SNP prevents it. */
+  /** Writes DRAM directly (replays, forged pages): nothing before SNP prevents it; SNP's RMP does. */
   writePhysical(pa: number, data: Uint8Array): void {
+    this.rmp?.checkHostWrite(pa, data.length);
     this.memory.write(pa, data);
   }
 
@@ -72,7 +79,7 @@ export class HypervisorView {
   }
 
   writeGuestPhysical(gpa: number, data: Uint8Array): void {
-    this.memory.write(this.#hpa(gpa, data.length), data);
+    this.writePhysical(this.#hpa(gpa, data.length), data);
   }
 
   /** The host frame a GPA maps to, if any. */

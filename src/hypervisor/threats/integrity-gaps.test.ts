@@ -1,7 +1,8 @@
 /**
  * docs/threat-model.md §8 item 5 (E-INTEGRITY-GAPS), issue 3: SEV and SEV-ES give memory no integrity, so a faithful
  * emulator lets the hypervisor replay old ciphertext, remap guest pages (SEVered) and — in Naples' weak XE mode —
- * move ciphertext blocks with a predictable effect (Du et al. 2017). SNP's RMP closes these; it is not modelled.
+ * move ciphertext blocks with a predictable effect (Du et al. 2017). SNP's Reverse Map Table (src/machine/rmp.ts)
+ * closes these: snp-integrity.test.ts runs the same attacks against an SNP guest and shows each failing.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
