@@ -4,19 +4,25 @@
  * mistaken for AMD's. Private keys go to src/sev/manufacturer/emulated-amd-keys.json (the emulated "AMD", which
  * signs CEKs); the public certificates go to src/certs/builtin/emulated/<generation>/.
  *
- * Run once: `npx tsx scripts/gen-emulated-roots.ts`. Re-running replaces the emulated root, invalidating every
- * chain exported before.
+ * Run: `npx tsx scripts/gen-emulated-roots.ts`. Keys already in the JSON file are kept (their certificates come out
+ * byte for byte the same, the salts being seeded); only a generation without keys gets new ones, as Turin did when
+ * it joined the emulated fleet. Delete the file to replace the whole emulated root, which invalidates every chain
+ * exported before.
  */
 import { generateKeyPairSync } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { encodeAmdCert } from "../src/certs/amd-cert.ts";
 import { sha256 } from "../src/crypto/hash.ts";
 import { seededRandom } from "../src/crypto/random.ts";
 import { rsaKeyPairFromPem } from "../src/crypto/rsa.ts";
 
-const generations = { naples: 2048, rome: 4096, milan: 4096, genoa: 4096 } as const;
-const keys: Record<string, { ark: string; ask: string }> = {};
+const generations = { naples: 2048, rome: 4096, milan: 4096, genoa: 4096, turin: 4096 } as const;
+const keysFile = "src/sev/manufacturer/emulated-amd-keys.json";
+const keys: Record<string, { ark: string; ask: string }> = existsSync(keysFile)
+  ? JSON.parse(readFileSync(keysFile, "utf8"))
+  : {};
 for (const [gen, bits] of Object.entries(generations)) {
+  if (keys[gen]) continue;
   const pem = () =>
     generateKeyPairSync("rsa", { modulusLength: bits, publicExponent: 65537 }).privateKey.export({
       format: "pem",
@@ -24,7 +30,7 @@ for (const [gen, bits] of Object.entries(generations)) {
     }) as string;
   keys[gen] = { ark: pem(), ask: pem() };
 }
-writeFileSync("src/sev/manufacturer/emulated-amd-keys.json", `${JSON.stringify(keys, null, 2)}\n`);
+writeFileSync(keysFile, `${JSON.stringify(keys, null, 2)}\n`);
 for (const gen of Object.keys(generations)) {
   const k = keys[gen]!;
   const ark = rsaKeyPairFromPem(k.ark);

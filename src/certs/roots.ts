@@ -18,7 +18,7 @@ import { CiphervisorError } from "../errors.ts";
 import { toHex } from "../lib/bytes.ts";
 import { type AmdCert, parseAmdCert } from "./amd-cert.ts";
 
-/** CPU generations with AMD roots, oldest first (docs/architecture.md §6 "Names"; Turin roots exist for SEV-SNP). */
+/** CPU generations with AMD roots, oldest first (docs/architecture.md §6 "Names"). */
 export const GENERATIONS = ["naples", "rome", "milan", "genoa", "turin"] as const;
 export type Generation = (typeof GENERATIONS)[number];
 
@@ -39,7 +39,7 @@ export const AMD_KEY_IDS: Readonly<Record<Generation, { readonly ark: string; re
 };
 
 /** Generations for which `scripts/gen-emulated-roots.ts` made an emulated root. */
-export const EMULATED_GENERATIONS: readonly Generation[] = ["naples", "rome", "milan", "genoa"];
+export const EMULATED_GENERATIONS: readonly Generation[] = ["naples", "rome", "milan", "genoa", "turin"];
 
 /** Emulated key ids begin with ASCII "CVEMU" so they can never be mistaken for AMD's (docs/sev-interface.md §15 pitfall 24). */
 const EMULATED_PREFIX = new TextEncoder().encode("CVEMU");
@@ -91,7 +91,7 @@ function readBuiltin(trust: TrustSet, generation: Generation, name: "ark" | "ask
  * table, emulated key ids with the "CVEMU" prefix, and ASK.certifying_id = ARK.key_id. Signatures are checked by
  * the chain verifier, which treats the ARK self-signature as the first link.
  *
- * @throws CiphervisorError NOT_FOUND when the trust set has no root for the generation (no emulated Turin),
+ * @throws CiphervisorError NOT_FOUND when the trust set has no root for the generation,
  *   INTERNAL when a packaged file is missing or is not the pinned root.
  */
 export function loadBuiltinRoot(trust: TrustSet, generation: Generation): TrustedRoot {

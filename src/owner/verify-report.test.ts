@@ -111,6 +111,31 @@ describe("X.509 and the VCEK", () => {
     assert.ok(!verifyX509Signature(ask, ask.publicKey.pub));
   });
 
+  it("AMD's Turin X.509 ARK/ASK hold the legacy Turin keys and chain ARK → ASK → the real Turin VCEK (docs/sev-interface.md §15 pitfall 23)", () => {
+    const pem = (n: string) => parsePemCertificates(new TextDecoder().decode(fixture(`turin-snp/${n}`)));
+    const [askDer, arkDer] = pem("cert_chain_turin");
+    assert.deepEqual(pem("ark.pem"), [arkDer], "ark.pem is the chain's ARK");
+    assert.deepEqual(pem("ask.pem"), [askDer], "ask.pem is the chain's ASK");
+    const ark = parseX509(arkDer!, "ARK");
+    const ask = parseX509(askDer!, "ASK");
+    const legacy = loadBuiltinRoot("amd", "turin");
+    assert.deepEqual(fixture("turin-snp/ark.cert"), legacy.ark.bytes);
+    assert.deepEqual(fixture("turin-snp/ask.cert"), legacy.ask.bytes);
+    assert.equal(ark.subjectCn, "ARK-Turin");
+    assert.equal(ask.subjectCn, "SEV-Turin");
+    assert.ok(ark.publicKey.kind === "rsa" && ask.publicKey.kind === "rsa");
+    assert.equal(toHex(ark.publicKey.pub.modulus), toHex(legacy.ark.pub.modulus));
+    assert.equal(toHex(ask.publicKey.pub.modulus), toHex(legacy.ask.pub.modulus));
+    assert.ok(verifyX509Signature(ark, ark.publicKey.pub));
+    assert.ok(verifyX509Signature(ask, ark.publicKey.pub));
+    const v = parseVcek(fixture("turin-snp/vcek_turin.der"));
+    assert.deepEqual([v.generation, v.productName, v.hwId.length], ["turin", "Turin", 8]);
+    assert.equal(v.tcb.fmc, 0);
+    assert.equal(v.cert.issuerCn, "SEV-Turin");
+    assert.ok(verifyX509Signature(v.cert, ask.publicKey.pub));
+    assert.ok(!verifyX509Signature(v.cert, ark.publicKey.pub));
+  });
+
   it("the DER reader refuses indefinite, overlong and truncated lengths with CERT_INVALID", () => {
     expectError(
       () => parseDer(new Uint8Array([0x30, 0x80, 0, 0]), "x"),

@@ -114,9 +114,9 @@ describe("the emulated KDS", () => {
       const unknown = (cpu0Id[0] === "0" ? "1" : "0") + cpu0Id.slice(1);
       const p = isProblem(await a.call(null, "GET", `/cek/id/${unknown}`), 404, "NOT_FOUND");
       assert.match(String(p.detail), /knows no chip/);
-      for (const product of ["turin", "epyc", "rome2"]) {
+      for (const product of ["bergamo", "epyc", "rome2"]) {
         const q = isProblem(await a.call(null, "GET", `/cek/ask_ark_${product}.cert`), 404, "NOT_FOUND");
-        assert.match(String(q.detail), /Naples, Rome, Milan, Genoa/);
+        assert.match(String(q.detail), /Naples, Rome, Milan, Genoa, Turin/);
       }
       isProblem(await a.call(null, "GET", "/cek/ask_ark/rome"), 404, "NOT_FOUND");
     }));
@@ -210,17 +210,67 @@ describe("the emulated KDS for SEV-SNP (/vcek/v1, VCEK specification 57230 chapt
       }
     }));
 
+  it("serves Turin on its own terms: an 8-byte hwid, fmcSPL, Turin's TCB layout; the report verifies", () =>
+    withApi(async (a) => {
+      const turinSpl = { fmc: 1, bootloader: 2, tee: 0, snp: 5, microcode: 9 };
+      const turinQuery = "fmcSPL=1&blSPL=2&teeSPL=0&snpSPL=5&ucodeSPL=9";
+      const turinTcb = encodeSnpTcb(turinSpl, "turin");
+      const cpu0Id = String((await sevInfo(a, await a.host("turin-snp", "turin"))).cpu0Id);
+      const hwid = cpu0Id.slice(0, 16);
+      const vcek = isCert(await a.call(null, "GET", `/vcek/v1/Turin/${hwid}?${turinQuery}`), "Turin VCEK");
+      const v = parseVcek(vcek);
+      assert.deepEqual([v.productName, toHex(v.hwId), v.tcb], ["Turin", hwid.toLowerCase(), turinSpl]);
+      const chainRes = await a.call(null, "GET", "/vcek/v1/Turin/cert_chain");
+      assert.equal(chainRes.statusCode, 200, chainRes.body);
+      const report = emulatedChipReport("turin", fromHex(cpu0Id), {
+        version: 3,
+        policy: 0x30000n,
+        currentTcb: turinTcb,
+        reportedTcb: turinTcb,
+        committedTcb: turinTcb,
+        launchTcb: turinTcb,
+        measurement: new Uint8Array(48).fill(2),
+      });
+      const ok = verifySnpReport({
+        report,
+        vcek,
+        chain: new Uint8Array(chainRes.rawPayload),
+        trust: "emulated",
+        policy: { minimumTcb: turinSpl },
+      });
+      assert.equal(ok.generation, "turin");
+      // The 64-byte chip id is not a Turin hwid; the FMC SPL is required; a Milan chip is no Turin chip.
+      const long = isProblem(
+        await a.call(null, "GET", `/vcek/v1/Turin/${cpu0Id}?${turinQuery}`),
+        400,
+        "INVALID_INPUT",
+      );
+      assert.match(String(long.detail), /16 hex digits/);
+      const noFmc = isProblem(
+        await a.call(null, "GET", `/vcek/v1/Turin/${hwid}?${query}`),
+        400,
+        "INVALID_INPUT",
+      );
+      assert.match(String(noFmc.detail), /needs fmcSPL/);
+      const milan = String((await sevInfo(a, await a.host("milan-not-turin", "milan"))).cpu0Id);
+      isProblem(
+        await a.call(null, "GET", `/vcek/v1/Turin/${milan.slice(0, 16)}?${turinQuery}`),
+        404,
+        "NOT_FOUND",
+      );
+    }));
+
   it("answers an unknown product 404, a malformed hwid or SPL 400 and an unknown chip 404, as problem+json", () =>
     withApi(async (a) => {
       const milan = String((await sevInfo(a, await a.host("milan-snp", "milan"))).cpu0Id);
       const rome = String((await sevInfo(a, await a.host("rome-snp", "rome"))).cpu0Id);
-      for (const product of ["Rome", "Naples", "Turin", "epyc"]) {
+      for (const product of ["Rome", "Naples", "Bergamo", "epyc"]) {
         const p = isProblem(
           await a.call(null, "GET", `/vcek/v1/${product}/${milan}?${query}`),
           404,
           "NOT_FOUND",
         );
-        assert.match(String(p.detail), /no SEV-SNP product .*\(products: Milan, Genoa\)/);
+        assert.match(String(p.detail), /no SEV-SNP product .*\(products: Milan, Genoa, Turin\)/);
         isProblem(await a.call(null, "GET", `/vcek/v1/${product}/cert_chain`), 404, "NOT_FOUND");
         isProblem(await a.call(null, "GET", `/vcek/v1/${product}/crl`), 404, "NOT_FOUND");
       }

@@ -20,6 +20,7 @@ import {
   KDS_CERT_CONTENT_TYPE,
   KDS_PEM_CONTENT_TYPE,
   KDS_PRODUCTS,
+  VCEK_FMC_SPL_PARAM,
   VCEK_SPL_PARAMS,
 } from "../../sev/manufacturer/emulated-kds.ts";
 import { SNP_KDS_PRODUCTS } from "../../sev/manufacturer/emulated-snp.ts";
@@ -123,15 +124,20 @@ export function kdsRoutes(root: FastifyInstance, deps: OperationDeps): void {
         security: [],
         params: Type.Object({
           product: snpProduct,
-          hwid: Type.String({ description: "hex of the chip's 64-byte chip id (the report's chip_id)" }),
+          hwid: Type.String({
+            description:
+              "hex of the chip's 64-byte chip id (the report's chip_id); on Turin its first 8 bytes",
+          }),
         }),
         querystring: Type.Object(
           Object.fromEntries(
-            Object.keys(VCEK_SPL_PARAMS).map((p) => [
+            Object.keys({ ...VCEK_FMC_SPL_PARAM, ...VCEK_SPL_PARAMS }).map((p) => [
               p,
               // Checked by the KDS itself (parseVcekSpl): a missing, repeated or malformed SPL gets its own message.
               Type.Optional(
-                Type.Unknown({ description: `${p}: decimal security patch level 0-255 (required)` }),
+                Type.Unknown({
+                  description: `${p}: decimal security patch level 0-255 (required${p === "fmcSPL" ? " on Turin" : ""})`,
+                }),
               ),
             ]),
           ),

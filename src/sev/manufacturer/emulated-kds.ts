@@ -6,12 +6,14 @@
  * |---|---|
  * | `/cek/id/{chip id}` | the chip's CEK signed by the ASK, one 0x824-byte SEV certificate (as kdsintf.amd.com) |
  * | `/cek/ask_ark_{product}.cert` | ASK ‖ ARK of the product in AMD's certificate format (AMD's `ask_ark_<product>.cert`) |
- * | `/vcek/v1/{product}/{hwid}?blSPL=…&teeSPL=…&snpSPL=…&ucodeSPL=…` | SEV-SNP: the chip's VCEK for that TCB, DER X.509 |
+ * | `/vcek/v1/{product}/{hwid}?blSPL=…&teeSPL=…&snpSPL=…&ucodeSPL=…` | SEV-SNP: the chip's VCEK for that TCB, DER X.509 (Turin: also `fmcSPL`) |
  * | `/vcek/v1/{product}/cert_chain` | SEV-SNP: the product's X.509 ASK then ARK, PEM |
  * | `/vcek/v1/{product}/crl` | SEV-SNP: the product's CRL, DER, signed by the ARK |
  *
  * The `/vcek/v1` paths and their parameters are those of AMD's VCEK certificate and KDS interface specification
- * (57230, its KDS chapter); SNP products are Milan and Genoa (the emulated SNP generations).
+ * (57230, its KDS chapter); SNP products are Milan, Genoa and Turin (the emulated SNP generations). The hwid is the
+ * 64-byte chip id on Milan and Genoa, its first 8 bytes on Turin (`SNP_PRODUCT_FACTS`); a Turin VCEK request also
+ * names the FMC SPL, and the records are asked about the 8-byte hwid.
  *
  * The chip id is the 64-byte GET_ID value as 128 hex digits. AMD knows every chip it registered at manufacture;
  * this KDS asks its `ChipRecords` which product a chip id belongs to (the control plane answers from the emulated
@@ -38,6 +40,7 @@ import {
   emulatedVcekCert,
   isEmulatedSnpGeneration,
   SNP_KDS_PRODUCTS,
+  SNP_PRODUCT_FACTS,
   type VcekSpl,
 } from "./emulated-snp.ts";
 
@@ -47,6 +50,7 @@ export const KDS_PRODUCTS: Readonly<Record<Generation, string>> = {
   rome: "Rome",
   milan: "Milan",
   genoa: "Genoa",
+  turin: "Turin",
 };
 
 /** The content type both certificate routes answer with (as AMD's KDS does for the CEK). */
@@ -55,7 +59,10 @@ export const KDS_CERT_CONTENT_TYPE = "application/octet-stream";
 /** Size of the GET_ID value that names a chip. */
 export const CHIP_ID_SIZE = 64;
 
-/** Which product (generation) a chip id belongs to, or undefined for a chip the manufacturer never made. */
+/**
+ * Which product (generation) a chip id belongs to, or undefined for a chip the manufacturer never made. Asked with
+ * the 64-byte GET_ID value, or with the 8-byte hwid of a Turin VCEK request (its first 8 bytes).
+ */
 export type ChipRecords = (chipId: Uint8Array) => Generation | undefined;
 
 /** Where a chip's ASK-signed CEK and its product's ASK ‖ ARK are served. */
@@ -93,7 +100,8 @@ export function parseKdsChipId(hex: string): Uint8Array {
 }
 
 /**
- * The generation of a product name (Naples, Rome, Milan, Genoa; any case, as in AMD's file names and KDS paths).
+ * The generation of a product name (Naples, Rome, Milan, Genoa, Turin; any case, as in AMD's file names and KDS
+ * paths).
  * @throws CiphervisorError NOT_FOUND for any other product
  */
 export function kdsProduct(product: string): Generation {
@@ -112,7 +120,7 @@ export function kdsProduct(product: string): Generation {
 /** The content type of `/vcek/v1/{product}/cert_chain` (PEM text). */
 export const KDS_PEM_CONTENT_TYPE = "application/x-pem-file";
 
-/** The four SPL query parameters of the VCEK request, in AMD's spelling, and the TCB fields they set. */
+/** The SPL query parameters of the VCEK request, in AMD's spelling, and the TCB fields they set. */
 export const VCEK_SPL_PARAMS = {
   blSPL: "bootloader",
   teeSPL: "tee",
@@ -120,7 +128,34 @@ export const VCEK_SPL_PARAMS = {
   ucodeSPL: "microcode",
 } as const satisfies Record<string, keyof VcekSpl>;
 
-/** The SNP product of a `/vcek/v1/{product}` path (Milan, Genoa; any case), NOT_FOUND for any other. */
+/** The further SPL parameter of a Turin VCEK request (its TCB has an FMC SPL). */
+export const VCEK_FMC_SPL_PARAM = { fmcSPL: "fmc" } as const satisfies Record<string, keyof VcekSpl>;
+
+/** The SPL parameters a VCEK request of `generation` must carry. */
+export function vcekSplParams(generation: EmulatedSnpGeneration): Readonly<Record<string, keyof VcekSpl>> {
+  return SNP_PRODUCT_FACTS[generation].tcbLayout === "turin"
+    ? { ...VCEK_FMC_SPL_PARAM, ...VCEK_SPL_PARAMS }
+    : VCEK_SPL_PARAMS;
+}
+
+/**
+ * The hwid of a `/vcek/v1/{product}/{hwid}` path: the chip id as 128 hex digits, or on Turin its first 8 bytes as 16.
+ * @throws CiphervisorError INVALID_INPUT
+ */
+export function parseKdsHwId(generation: EmulatedSnpGeneration, hex: string): Uint8Array {
+  const size = SNP_PRODUCT_FACTS[generation].hwIdSize;
+  if (size === CHIP_ID_SIZE) return parseKdsChipId(hex);
+  if (!/^[0-9a-fA-F]*$/.test(hex) || hex.length !== size * 2) {
+    const shown = hex.length > 40 ? `${hex.slice(0, 40)}…` : hex;
+    throw new CiphervisorError(
+      "INVALID_INPUT",
+      `a ${SNP_KDS_PRODUCTS[generation]} hwid is the first ${size} bytes of the chip id as ${size * 2} hex digits; got '${shown}' (${hex.length} characters)`,
+    );
+  }
+  return fromHex(hex, "hwid", size);
+}
+
+/** The SNP product of a `/vcek/v1/{product}` path (Milan, Genoa, Turin; any case), NOT_FOUND for any other. */
 export function kdsSnpProduct(product: string): EmulatedSnpGeneration {
   const p = product.toLowerCase();
   if (!isEmulatedSnpGeneration(p)) {
@@ -134,12 +169,16 @@ export function kdsSnpProduct(product: string): EmulatedSnpGeneration {
 }
 
 /**
- * The TCB of a VCEK request: each of blSPL, teeSPL, snpSPL and ucodeSPL present once, a decimal integer 0–255.
+ * The TCB of a VCEK request: each of blSPL, teeSPL, snpSPL and ucodeSPL (and fmcSPL on Turin) present once, a
+ * decimal integer 0–255.
  * @throws CiphervisorError INVALID_INPUT naming the parameter (`details.field`)
  */
-export function parseVcekSpl(query: Readonly<Record<string, unknown>>): VcekSpl {
+export function parseVcekSpl(
+  query: Readonly<Record<string, unknown>>,
+  generation: EmulatedSnpGeneration = "milan",
+): VcekSpl {
   const out: Partial<Record<keyof VcekSpl, number>> = {};
-  for (const [param, field] of Object.entries(VCEK_SPL_PARAMS)) {
+  for (const [param, field] of Object.entries(vcekSplParams(generation))) {
     const raw = query[param];
     const text = typeof raw === "string" ? raw : undefined;
     if (text === undefined || !/^\d{1,3}$/.test(text) || Number(text) > 255) {
@@ -199,8 +238,8 @@ export class EmulatedKds {
    */
   vcek(product: string, hwidHex: string, query: Readonly<Record<string, unknown>>): Uint8Array {
     const generation = kdsSnpProduct(product);
-    const chipId = parseKdsChipId(hwidHex);
-    const spl = parseVcekSpl(query);
+    const chipId = parseKdsHwId(generation, hwidHex);
+    const spl = parseVcekSpl(query, generation);
     if (this.#chips(chipId) !== generation) {
       throw new CiphervisorError(
         "NOT_FOUND",

@@ -8,7 +8,13 @@
  * |---|---|---|---|---|
  * | ARK | ARK-<Product> → ARK-<Product> | 0x10000 | RSA-4096 | keyUsage (certSign, cRLSign), SKI, basicConstraints CA, CRL DP |
  * | ASK | ARK-<Product> → SEV-<Product> | 0x10001 | RSA-4096 | SKI, AKI, basicConstraints CA pathlen 0, keyUsage certSign, CRL DP |
- * | VCEK | SEV-<Product> → SEV-VCEK | 0 | ECDSA P-384 | 1.3.6.1.4.1.3704.1.{1, 2, 3.1–3.8, 4} |
+ * | VCEK | SEV-<Product> → SEV-VCEK | 0 | ECDSA P-384 | 1.3.6.1.4.1.3704.1.{1, 2, 3.1–3.9, 4} |
+ *
+ * The products differ in their VCEKs (`SNP_PRODUCT_FACTS`), as AMD's real ones do: Milan and Genoa carry
+ * structVersion 0, productName "<Product>-B<stepping>", no FMC SPL and the 64-byte chip id as hwID; Turin (virtee/sev
+ * tests/certs_data/vcek_turin.der) carries structVersion 1, productName "Turin", fmcSPL (.3.9) and an 8-byte hwID,
+ * the first 8 bytes of the chip id, whose other 56 bytes a Turin report leaves zero (VCEK specification 57230, its
+ * hwID table). Turin's TCB u64 has its own layout (docs/sev-interface.md §14, §15 pitfall 22).
  *
  * Every one is signed RSA-PSS SHA-384, MGF1 SHA-384, salt 48. The RSA keys are those of the legacy-format emulated
  * roots (`emulated-amd.ts`), as AMD's X.509 and legacy ARK/ASK share keys, so an owner pins the emulated X.509 ARK
@@ -17,7 +23,7 @@
  *
  * All of it is deterministic (fixed dates, seeded PSS salts), so the KDS answers the same bytes every time.
  */
-import { decodeSnpTcb, encodeSnpTcb, type SnpTcb } from "../../certs/snp-report.ts";
+import { decodeSnpTcb, encodeSnpTcb, type SnpTcb, type TcbLayout } from "../../certs/snp-report.ts";
 import { VCEK_OID } from "../../certs/vcek.ts";
 import {
   amdName,
@@ -43,7 +49,7 @@ import { CPU_MODELS, type Generation } from "../../machine/cpu-models.ts";
 import { deriveVcek, emulatedIssuerKeys } from "./emulated-amd.ts";
 
 /** The emulated generations that have SEV-SNP, and their KDS product names (AMD's spelling). */
-export const SNP_KDS_PRODUCTS = { milan: "Milan", genoa: "Genoa" } as const satisfies Partial<
+export const SNP_KDS_PRODUCTS = { milan: "Milan", genoa: "Genoa", turin: "Turin" } as const satisfies Partial<
   Record<Generation, string>
 >;
 export type EmulatedSnpGeneration = keyof typeof SNP_KDS_PRODUCTS;
@@ -52,19 +58,58 @@ export function isEmulatedSnpGeneration(g: string): g is EmulatedSnpGeneration {
   return Object.hasOwn(SNP_KDS_PRODUCTS, g);
 }
 
+/** What differs between the SNP products' TCBs and VCEKs (see the header). */
+export interface SnpProductFacts {
+  /** The byte layout of every TCB u64 the product's firmware reports. */
+  tcbLayout: TcbLayout;
+  /** Bytes of the chip id the VCEK's hwID and the KDS path carry. */
+  hwIdSize: 8 | 64;
+  /** The VCEK's structVersion extension (.1). */
+  vcekStructVersion: number;
+  /** Whether the VCEK's productName carries the stepping ("Milan-B0") or only the product ("Turin"). */
+  productNameStepping: boolean;
+}
+
+export const SNP_PRODUCT_FACTS: Readonly<Record<EmulatedSnpGeneration, SnpProductFacts>> = {
+  milan: { tcbLayout: "milan", hwIdSize: 64, vcekStructVersion: 0, productNameStepping: true },
+  genoa: { tcbLayout: "milan", hwIdSize: 64, vcekStructVersion: 0, productNameStepping: true },
+  turin: { tcbLayout: "turin", hwIdSize: 8, vcekStructVersion: 1, productNameStepping: false },
+};
+
+/** The size of a chip id (GET_ID) and of a report's CHIP_ID field. */
+const CHIP_ID_BYTES = 64;
+
+/** The hwID of a chip: the first `hwIdSize` bytes of its chip id (of its report's CHIP_ID, or of GET_ID). */
+export function snpHwId(generation: EmulatedSnpGeneration, chipId: Uint8Array): Uint8Array {
+  return chipId.slice(0, SNP_PRODUCT_FACTS[generation].hwIdSize);
+}
+
+/**
+ * The CHIP_ID an SNP report of this chip carries (64 bytes): the chip id on Milan and Genoa; on Turin its 8-byte
+ * hwID followed by zeros. The VCEK is derived from this value, so the report and the KDS agree.
+ */
+export function snpReportChipId(generation: EmulatedSnpGeneration, chipId: Uint8Array): Uint8Array {
+  const out = new Uint8Array(CHIP_ID_BYTES);
+  out.set(snpHwId(generation, chipId));
+  return out;
+}
+
 /** Serial numbers of the emulated X.509 ARK and ASK (those of AMD's Milan ARK and ASK). */
 export const EMULATED_SNP_SERIAL = { ark: 0x10000n, ask: 0x10001n } as const;
 
 /**
  * The VCEK productName: the product and the stepping of the emulated part, e.g. "Milan-B1" for CPUID(1).EAX
- * 0x00A00F11 (stepping 1; AMD's VCEKs read "Milan-B0" for a B0 part).
+ * 0x00A00F11 (stepping 1; AMD's VCEKs read "Milan-B0" for a B0 part); the product alone on Turin ("Turin", as
+ * AMD's Turin VCEKs read).
  */
 export function vcekProductName(generation: EmulatedSnpGeneration): string {
-  return `${SNP_KDS_PRODUCTS[generation]}-B${CPU_MODELS[generation].cpuidSignature & 0xf}`;
+  const product = SNP_KDS_PRODUCTS[generation];
+  if (!SNP_PRODUCT_FACTS[generation].productNameStepping) return product;
+  return `${product}-B${CPU_MODELS[generation].cpuidSignature & 0xf}`;
 }
 
-/** The TCB security patch levels a VCEK is issued for (Milan/Genoa: no FMC). */
-export type VcekSpl = Pick<SnpTcb, "bootloader" | "tee" | "snp" | "microcode">;
+/** The TCB security patch levels a VCEK is issued for: FMC on Turin only (absent, or ignored, on Milan/Genoa). */
+export type VcekSpl = Pick<SnpTcb, "bootloader" | "tee" | "snp" | "microcode" | "fmc">;
 
 const OID_EXT = {
   subjectKeyId: "2.5.29.14",
@@ -169,24 +214,45 @@ export function emulatedSnpRootCerts(generation: EmulatedSnpGeneration): {
   return { ark: r.ark.slice(), ask: r.ask.slice() };
 }
 
-/** The VCEK's AMD extensions in AMD's order: .1, .2, .3.1, .3.2, .3.4–.3.7 (reserved, 0), .3.3, .3.8, .4. */
+/**
+ * The VCEK's AMD extensions in AMD's order. Milan/Genoa: .1, .2, .3.1, .3.2, .3.4–.3.7 (reserved, 0), .3.3, .3.8,
+ * .4. Turin: .1, .2, .3.9, .3.1, .3.2, .3.3, .3.5–.3.7 (reserved, 0), .3.8, .4.
+ */
 function vcekExtensions(
   generation: EmulatedSnpGeneration,
   chipId: Uint8Array,
   spl: VcekSpl,
 ): X509ExtensionInput[] {
+  const facts = SNP_PRODUCT_FACTS[generation];
   const int = (oid: string, v: number) => ({ oid, value: derInt(v) });
-  const reserved = [4, 5, 6, 7].map((n) => int(`1.3.6.1.4.1.3704.1.3.${n}`, 0));
-  return [
-    int(VCEK_OID.structVersion, 0),
+  const reserved = (...n: number[]) => n.map((i) => int(`1.3.6.1.4.1.3704.1.3.${i}`, 0));
+  const head = [
+    int(VCEK_OID.structVersion, facts.vcekStructVersion),
     { oid: VCEK_OID.productName, value: derIa5(vcekProductName(generation)) },
+  ];
+  // hwID is the raw hwID inside the extnValue OCTET STRING, as in AMD's VCEKs.
+  const tail = [
+    int(VCEK_OID.ucodeSpl, spl.microcode),
+    { oid: VCEK_OID.hwId, value: snpHwId(generation, chipId) },
+  ];
+  if (facts.tcbLayout === "turin") {
+    return [
+      ...head,
+      int(VCEK_OID.fmcSpl, spl.fmc ?? 0),
+      int(VCEK_OID.blSpl, spl.bootloader),
+      int(VCEK_OID.teeSpl, spl.tee),
+      int(VCEK_OID.snpSpl, spl.snp),
+      ...reserved(5, 6, 7),
+      ...tail,
+    ];
+  }
+  return [
+    ...head,
     int(VCEK_OID.blSpl, spl.bootloader),
     int(VCEK_OID.teeSpl, spl.tee),
-    ...reserved,
+    ...reserved(4, 5, 6, 7),
     int(VCEK_OID.snpSpl, spl.snp),
-    int(VCEK_OID.ucodeSpl, spl.microcode),
-    // hwID is the raw chip id inside the extnValue OCTET STRING, as in AMD's VCEKs.
-    { oid: VCEK_OID.hwId, value: chipId.slice() },
+    ...tail,
   ];
 }
 
@@ -194,21 +260,23 @@ const vcekCache = new Map<string, Uint8Array>();
 
 /**
  * The VCEK certificate (DER) of chip `chipId` at the TCB `spl`, signed by the product's emulated ASK: what AMD's KDS
- * answers at `/vcek/v1/{product}/{hwid}?blSPL=…&teeSPL=…&snpSPL=…&ucodeSPL=…`. Its key is the one the chip derives
- * for that TCB (`deriveVcek`), so it verifies the chip's reports whose reported_tcb is that TCB.
+ * answers at `/vcek/v1/{product}/{hwid}?blSPL=…&teeSPL=…&snpSPL=…&ucodeSPL=…` (and `fmcSPL=…` on Turin). `chipId`
+ * is the chip id or, on Turin, its 8-byte hwID. Its key is the one the chip derives for that TCB (`deriveVcek` of
+ * `snpReportChipId`), so it verifies the chip's reports whose reported_tcb is that TCB.
  */
 export function emulatedVcekCert(
   generation: EmulatedSnpGeneration,
   chipId: Uint8Array,
   spl: VcekSpl,
 ): Uint8Array {
-  const tcb = encodeSnpTcb(spl, "milan");
-  const key = `${generation}:${Buffer.from(chipId).toString("hex")}:${tcb.toString(16)}`;
+  const tcb = encodeSnpTcb(spl, SNP_PRODUCT_FACTS[generation].tcbLayout);
+  const reportChipId = snpReportChipId(generation, chipId);
+  const key = `${generation}:${Buffer.from(reportChipId).toString("hex")}:${tcb.toString(16)}`;
   const hit = vcekCache.get(key);
   if (hit) return hit.slice();
   const r = snpRoot(generation);
   const product = SNP_KDS_PRODUCTS[generation];
-  const pub = deriveVcek(generation, chipId, tcb).pub;
+  const pub = deriveVcek(generation, reportChipId, tcb).pub;
   const der = encodeX509(
     {
       serial: 0n,
@@ -226,10 +294,10 @@ export function emulatedVcekCert(
   return der.slice();
 }
 
-/** The SPLs of a Milan/Genoa TCB u64. */
-export function vcekSplOfTcb(tcb: bigint): VcekSpl {
-  const { bootloader, tee, snp, microcode } = decodeSnpTcb(tcb, "milan");
-  return { bootloader, tee, snp, microcode };
+/** The SPLs of a TCB u64 in the product's layout (with FMC on Turin). */
+export function vcekSplOfTcb(generation: EmulatedSnpGeneration, tcb: bigint): VcekSpl {
+  const { raw: _raw, ...spl } = decodeSnpTcb(tcb, SNP_PRODUCT_FACTS[generation].tcbLayout);
+  return spl;
 }
 
 /**

@@ -37,6 +37,9 @@ export interface SnpPlatformStatus {
   rmpInitialized: boolean;
   build: number;
   raplDisabled: boolean;
+  /** The part offers ciphertext hiding (CIPHERTEXT_HIDING_CAP) and SNP_INIT_EX enabled it (_EN). */
+  ciphertextHidingCap: boolean;
+  ciphertextHidingEn: boolean;
   guestCount: number;
   currentTcb: bigint;
   reportedTcb: bigint;
@@ -114,10 +117,22 @@ export class SnpClient {
     this.#run("SNP_INIT");
   }
 
-  initEx(opts: { initRmp?: boolean; raplDis?: boolean } = {}): void {
-    this.#run("SNP_INIT_EX", (w) => {
-      w.u32(0, ((opts.initRmp ?? true) ? 1 : 0) | (opts.raplDis ? 4 : 0));
-    });
+  /** SNP_INIT_EX; `maxSnpAsid` sets CIPHERTEXT_HIDING_EN with that MAX_SNP_ASID (Linux's `ciphertext_hiding_asids`). */
+  initEx(opts: { initRmp?: boolean; raplDis?: boolean; maxSnpAsid?: number } = {}): void {
+    this.#run("SNP_INIT_EX", SnpClient.initExBuffer(opts));
+  }
+
+  /** The command-buffer filler of SNP_INIT_EX (shared with `status`). */
+  static initExBuffer(opts: {
+    initRmp?: boolean;
+    raplDis?: boolean;
+    maxSnpAsid?: number;
+  }): (w: ByteWriter) => void {
+    const cth = opts.maxSnpAsid !== undefined;
+    return (w) => {
+      w.u32(0, ((opts.initRmp ?? true) ? 1 : 0) | (opts.raplDis ? 4 : 0) | (cth ? 8 : 0));
+      if (cth) w.u16(0x10, opts.maxSnpAsid!);
+    };
   }
 
   shutdown(): void {
@@ -153,6 +168,8 @@ export class SnpClient {
       rmpInitialized: (r.u8(3) & 1) === 1,
       build: r.u32(4),
       raplDisabled: (r.u32(8) & 0x10) !== 0,
+      ciphertextHidingCap: (r.u32(8) & 0x20) !== 0,
+      ciphertextHidingEn: (r.u32(8) & 0x40) !== 0,
       guestCount: r.u32(0xc),
       currentTcb: r.u64(0x10),
       reportedTcb: r.u64(0x18),

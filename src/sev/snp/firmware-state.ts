@@ -44,7 +44,7 @@ export interface SnpPlatformConfig {
   smt?: boolean;
   /** Sockets (default 1). */
   sockets?: number;
-  /** The TCB the firmware runs at (default: `EMULATED_SNP_TCB` of the generation), as a Milan/Genoa TCB u64. */
+  /** The TCB the firmware runs at (default: `emulatedSnpTcb` of the generation), a TCB u64 in its layout. */
   currentTcb?: bigint;
   rmp?: SnpRmpHook;
 }
@@ -87,7 +87,10 @@ export interface SnpFirmwareState {
   state: SnpPlatformStateName;
   rmpInitialized: boolean;
   raplDisabled: boolean;
+  /** SNP_INIT_EX CIPHERTEXT_HIDING_EN (only on a model with `ciphertextHiding`). */
   ciphertextHiding: boolean;
+  /** With ciphertext hiding, SNP guests take ASIDs 1..maxSnpAsid (SNP_INIT_EX MAX_SNP_ASID); 0 without it. */
+  maxSnpAsid: number;
   smt: boolean;
   sockets: number;
   tcb: { current: bigint; reported: bigint; committed: bigint };

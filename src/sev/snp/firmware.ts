@@ -58,6 +58,9 @@ const HANDLERS: Readonly<Record<SnpCmdName, SnpHandler>> = {
 /** A read-only picture of the SNP firmware (no keys). */
 export interface SnpFirmwareSnapshot {
   state: SnpPlatformStateName;
+  /** Ciphertext hiding enabled by SNP_INIT_EX, and then the highest SNP ASID (0 without it). */
+  ciphertextHiding: boolean;
+  maxSnpAsid: number;
   guests: { gctxPa: number; state: SnpGuestStateName; policy: bigint; asid: number; active: boolean }[];
 }
 
@@ -75,6 +78,7 @@ export class SnpFirmware {
       rmpInitialized: false,
       raplDisabled: false,
       ciphertextHiding: false,
+      maxSnpAsid: 0,
       smt: config.smt ?? true,
       sockets: config.sockets ?? 1,
       tcb: { current: tcb, reported: tcb, committed: tcb },
@@ -85,7 +89,7 @@ export class SnpFirmware {
     };
   }
 
-  /** Whether the part has SEV-SNP (Milan and Genoa do). */
+  /** Whether the part has SEV-SNP (Milan, Genoa and Turin do). */
   get supported(): boolean {
     return this.#snp !== undefined;
   }
@@ -125,6 +129,8 @@ export class SnpFirmware {
     if (!snp) return undefined;
     return {
       state: snp.state,
+      ciphertextHiding: snp.ciphertextHiding,
+      maxSnpAsid: snp.maxSnpAsid,
       guests: [...snp.guests.values()].map((g) => ({
         gctxPa: g.gctxPa,
         state: g.state,

@@ -31,7 +31,7 @@ import { CiphervisorError } from "../../errors.ts";
 import { ByteWriter, bigFromBE, bigToLE } from "../../lib/bytes.ts";
 import { CPU_MODELS } from "../../machine/cpu-models.ts";
 import { deriveVcek } from "../manufacturer/emulated-amd.ts";
-import type { EmulatedSnpGeneration } from "../manufacturer/emulated-snp.ts";
+import { type EmulatedSnpGeneration, snpReportChipId } from "../manufacturer/emulated-snp.ts";
 
 /** The fields a report carries; byte strings shorter than their field are refused, never padded. */
 export interface SnpReportFields {
@@ -152,13 +152,15 @@ export function reportCpuid(generation: EmulatedSnpGeneration): {
 
 /**
  * What the emulated chip `chipId` of `generation` answers to MSG_REPORT_REQ: the report signed with its VCEK for
- * `fields.reportedTcb`, derived here and dropped, so the key never leaves this module.
+ * `fields.reportedTcb`, derived here and dropped, so the key never leaves this module. CHIP_ID is
+ * `snpReportChipId` of the chip id (on Turin its 8-byte hwID, then zeros).
  */
 export function emulatedChipReport(
   generation: EmulatedSnpGeneration,
   chipId: Uint8Array,
   fields: Omit<SnpReportFields, "chipId">,
 ): Uint8Array {
-  const vcek = deriveVcek(generation, chipId, fields.reportedTcb);
-  return signSnpReport({ ...fields, chipId }, vcek.d);
+  const reportChipId = snpReportChipId(generation, chipId);
+  const vcek = deriveVcek(generation, reportChipId, fields.reportedTcb);
+  return signSnpReport({ ...fields, chipId: reportChipId }, vcek.d);
 }

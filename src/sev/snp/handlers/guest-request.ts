@@ -56,6 +56,7 @@ import {
   REPORT_REQ_SIZE,
 } from "../guest-request-messages.ts";
 import { emulatedChipReport, reportCpuid } from "../report-signer.ts";
+import { snpTcbLayout } from "../tcb.ts";
 
 const MAX_SEQNO = (1n << 64n) - 1n;
 
@@ -133,7 +134,7 @@ function reportResponse(snp: SnpFirmwareState, g: SnpGuestContext, requester: nu
     imageId: g.imageId,
     vmpl: req.vmpl,
     currentTcb: snp.tcb.current,
-    platformInfo: snp.smt ? 1n : 0n,
+    platformInfo: platformInfo(snp),
     authorKeyEn: g.authorKeyEn,
     reportData: req.reportData,
     measurement: g.measurement!,
@@ -152,10 +153,26 @@ function reportResponse(snp: SnpFirmwareState, g: SnpGuestContext, requester: nu
   return encodeReportResponse(SevStatus.SUCCESS, report);
 }
 
-function tcbAtMost(a: bigint, b: bigint): boolean {
-  const x = decodeSnpTcb(a, "milan");
-  const y = decodeSnpTcb(b, "milan");
-  return x.bootloader <= y.bootloader && x.tee <= y.tee && x.snp <= y.snp && x.microcode <= y.microcode;
+/**
+ * The report's PLATFORM_INFO (docs/sev-interface.md §14): bit 0 SMT enabled, bit 4 ciphertext hiding enabled for
+ * DRAM (SNP_INIT_EX CIPHERTEXT_HIDING_EN). TSME, ECC, RAPL_DIS and the alias check are not reported.
+ */
+function platformInfo(snp: SnpFirmwareState): bigint {
+  return (snp.smt ? 1n : 0n) | (snp.ciphertextHiding ? 1n << 4n : 0n);
+}
+
+/** Every SPL of TCB `a` is at most that of `b`, in the generation's byte layout (FMC too on Turin). */
+function tcbAtMost(snp: SnpFirmwareState, a: bigint, b: bigint): boolean {
+  const layout = snpTcbLayout(snp.generation);
+  const x = decodeSnpTcb(a, layout);
+  const y = decodeSnpTcb(b, layout);
+  return (
+    (x.fmc ?? 0) <= (y.fmc ?? 0) &&
+    x.bootloader <= y.bootloader &&
+    x.tee <= y.tee &&
+    x.snp <= y.snp &&
+    x.microcode <= y.microcode
+  );
 }
 
 /**
@@ -173,7 +190,7 @@ function keyResponse(snp: SnpFirmwareState, g: SnpGuestContext, requester: numbe
   const sel = req.guestFieldSelect;
   if (sel & ~GUEST_FIELD_SELECT_DEFINED) return bad();
   if (req.guestSvn > g.guestSvn) return bad();
-  if (!tcbAtMost(req.tcbVersion, snp.tcb.current)) return bad();
+  if (!tcbAtMost(snp, req.tcbVersion, snp.tcb.current)) return bad();
   const has = (b: bigint) => (sel & b) !== 0n;
   const mix = new ByteWriter(0x20).u32(0, req.vmpl).u64(8, sel).bytes;
   const parts = [new TextEncoder().encode("ciphervisor-snp-derived-key\0"), mix];

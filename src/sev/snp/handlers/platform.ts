@@ -29,14 +29,28 @@ export function snpInit(snp: SnpFirmwareState): SevStatusCode {
   snp.rmpInitialized = true;
   snp.raplDisabled = false;
   snp.ciphertextHiding = false;
+  snp.maxSnpAsid = 0;
   return SevStatus.SUCCESS;
+}
+
+/**
+ * The MAX_SNP_ASID of an SNP_INIT_EX that sets CIPHERTEXT_HIDING_EN: SNP guests then take ASIDs 1..MAX_SNP_ASID, a
+ * part of the SEV-ES range 1..min_sev_asid − 1, so it must be in 1..min_sev_asid − 1. Linux's ccp driver refuses to
+ * send any other value (it checks MAX_SNP_ASID against CPUID 0x8000001F EDX); the emulated firmware answers it with
+ * INVALID_PARAM [unconfirmed for AMD's firmware]. Undefined when the value is out of range.
+ */
+function maxSnpAsidOf(snp: SnpFirmwareState, buf: CommandBuffer): number | undefined {
+  const max = buf.r.u16(0x10);
+  return max >= 1 && max < snp.sev.asids.minSevAsid ? max : undefined;
 }
 
 /**
  * SNP_INIT_EX: as SNP_INIT, with options. INIT_RMP clear asks to keep an RMP a previous init left (without one:
  * RMP_INIT_REQUIRED); LIST_PADDR_EN names a range list of pages to hand the firmware (range-checked only: the
- * pages' RMP transition belongs to the RMP); RAPL_DIS disables RAPL (a policy may require it); ciphertext hiding is
- * not a feature of the emulated parts (INVALID_PARAM). Reserved bits set → INVALID_PARAM.
+ * pages' RMP transition belongs to the RMP); RAPL_DIS disables RAPL (a policy may require it). CIPHERTEXT_HIDING_EN
+ * turns on ciphertext hiding for DRAM with SNP ASIDs 1..MAX_SNP_ASID (`maxSnpAsidOf`), on a part whose model has
+ * it (`CpuModel.ciphertextHiding`: Turin); on Milan and Genoa it is INVALID_PARAM, as is a bad MAX_SNP_ASID.
+ * MAX_SNP_ASID is ignored without the flag (Linux leaves it 0). Reserved bits set → INVALID_PARAM.
  */
 export function snpInitEx(snp: SnpFirmwareState, buf: CommandBuffer): SevStatusCode {
   const s = sevMustBeUninit(snp);
@@ -48,7 +62,13 @@ export function snpInitEx(snp: SnpFirmwareState, buf: CommandBuffer): SevStatusC
   const listEn = (flags & 2) !== 0;
   const raplDis = (flags & 4) !== 0;
   const ciphertextHiding = (flags & 8) !== 0;
-  if (ciphertextHiding) return SevStatus.INVALID_PARAM;
+  let maxSnpAsid = 0;
+  if (ciphertextHiding) {
+    if (!snp.sev.model.ciphertextHiding) return SevStatus.INVALID_PARAM;
+    const max = maxSnpAsidOf(snp, buf);
+    if (max === undefined) return SevStatus.INVALID_PARAM;
+    maxSnpAsid = max;
+  }
   if (listEn) {
     const list = buf.addr(8);
     if (list === undefined || list % 4096 !== 0 || !rangeOk(snp.sev, list, 8))
@@ -58,7 +78,8 @@ export function snpInitEx(snp: SnpFirmwareState, buf: CommandBuffer): SevStatusC
   snp.state = "INIT";
   snp.rmpInitialized = true;
   snp.raplDisabled = raplDis;
-  snp.ciphertextHiding = false;
+  snp.ciphertextHiding = ciphertextHiding;
+  snp.maxSnpAsid = maxSnpAsid;
   return SevStatus.SUCCESS;
 }
 
@@ -92,6 +113,7 @@ export function snpShutdownEx(snp: SnpFirmwareState, buf: CommandBuffer): SevSta
  * u32 @4, flags u32 @8 (bit 0 MASK_CHIP_ID, 1 MASK_CHIP_KEY, 2 VLEK_EN, 3 FEATURE_INFO, 4 RAPL_DIS,
  * 5 CIPHERTEXT_HIDING_CAP, 6 CIPHERTEXT_HIDING_EN), GUEST_COUNT u32 @0xC, CURRENT_TCB u64 @0x10, REPORTED_TCB u64
  * @0x18. The committed TCB is not part of this structure; it is in every attestation report (COMMITTED_TCB).
+ * CIPHERTEXT_HIDING_CAP is the model's (`CpuModel.ciphertextHiding`); _EN is what SNP_INIT_EX set.
  */
 export function snpPlatformStatus(snp: SnpFirmwareState, buf: CommandBuffer): SevStatusCode {
   const pa = buf.addr(0);
@@ -103,7 +125,12 @@ export function snpPlatformStatus(snp: SnpFirmwareState, buf: CommandBuffer): Se
     .u8(2, SnpPlatformState[snp.state])
     .u8(3, snp.rmpInitialized ? 1 : 0)
     .u32(4, api.build)
-    .u32(8, (snp.raplDisabled ? 1 << 4 : 0) | (snp.ciphertextHiding ? 1 << 6 : 0))
+    .u32(
+      8,
+      (snp.raplDisabled ? 1 << 4 : 0) |
+        (snp.sev.model.ciphertextHiding ? 1 << 5 : 0) |
+        (snp.ciphertextHiding ? 1 << 6 : 0),
+    )
     .u32(0xc, snp.guests.size)
     .u64(0x10, snp.tcb.current)
     .u64(0x18, snp.tcb.reported);
