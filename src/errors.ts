@@ -96,6 +96,10 @@ export const ERROR_CODES = {
   SEV_FIRMWARE: { class: "host-failure", summary: "the firmware refused a command (status name and number)" },
   VMRUN_FAILED: { class: "host-failure", summary: "VMRUN refused the VM's state" },
   GUEST_FAULT: { class: "host-failure", summary: "the guest faulted or crashed while booting" },
+  RMP_VIOLATION: {
+    class: "host-failure",
+    summary: "a hypervisor write hit a page the RMP assigns to a guest or to the Secure Processor (#PF)",
+  },
   // Requirement checks (the hypervisor's, also run by the control plane)
   REQUIREMENT_FAILED: { class: "refused", summary: "one or more requirement checks failed (each listed)" },
   CPU_GENERATION: {

@@ -15,10 +15,12 @@ import { ENTRIES_PER_TABLE, makeEntry } from "../machine/guest-paging.ts";
 import { IDT_ENTRY_SIZE, Vector } from "../machine/native-code.ts";
 import type { SecurityMode } from "../machine/vmcb.ts";
 import type { VmcbSegment, Vmsa } from "../measure/vmsa.ts";
+import { AGENT_VECTOR } from "./agent-mailbox.ts";
 import type { GuestProgram } from "./assembler.ts";
 import { kernelAddress, Routine } from "./kernel/kernel.ts";
 import { printkProgram } from "./kernel/printk.ts";
 import {
+  AGENT_MAILBOX_GPA,
   BOOT_INFO_GPA,
   BOOT_MAGIC,
   BootInfo,
@@ -32,6 +34,8 @@ import {
   PAGE_TABLES_GPA,
   PERCPU_GPA,
   PRINTK_GPA,
+  SNP_REQUEST_GPA,
+  SNP_RESPONSE_GPA,
   STACK_GPA,
   STACK_PAGES,
   STACK_TOP,
@@ -80,6 +84,8 @@ export interface FirmwareArea {
   what: string;
   /** The SEV secret area (OVMF's SEV_SECRET_AREA): the kernel's efi_secret driver reads it at boot. */
   secret?: boolean;
+  /** The SEV-SNP secrets page: the kernel's SNP guest driver reads its VMPCK0 there. */
+  snpSecrets?: boolean;
 }
 
 export function buildGuestImage(
@@ -127,12 +133,28 @@ export function buildGuestImage(
   for (let i = 0; i < STACK_PAGES; i++) add(STACK_GPA + i * PAGE, "stack", false);
   const hasGhcb = sev && profile.sevEs;
   if (hasGhcb) add(GHCB_GPA, "GHCB", true);
+  // An SNP guest's guest agent and message pages (agent-mailbox.ts), shared with the hypervisor.
+  const snpSecrets = opts.firmwareAreas?.find((a) => a.snpSecrets);
+  const snpAgent = mode === "sev-snp" && profile.sevSnp && snpSecrets !== undefined;
+  if (snpAgent) {
+    add(AGENT_MAILBOX_GPA, "guest-agent mailbox", true);
+    add(SNP_REQUEST_GPA, "SNP guest request page", true);
+    add(SNP_RESPONSE_GPA, "SNP guest response page", true);
+  }
 
   const idt = new DataView(new ArrayBuffer(PAGE));
   for (let v = 0; v < 32; v++) {
     const routine = v === Vector.VC && profile.sevEs ? Routine.VC_HANDLER : Routine.GENERIC_EXCEPTION;
     idt.setBigUint64(v * IDT_ENTRY_SIZE, BigInt(kernelAddress(profile, routine)), true);
     idt.setBigUint64(v * IDT_ENTRY_SIZE + 8, 1n, true);
+  }
+  if (snpAgent) {
+    idt.setBigUint64(
+      AGENT_VECTOR * IDT_ENTRY_SIZE,
+      BigInt(kernelAddress(profile, Routine.AGENT_CALLBACK)),
+      true,
+    );
+    idt.setBigUint64(AGENT_VECTOR * IDT_ENTRY_SIZE + 8, 1n, true);
   }
   add(IDT_GPA, "IDT", false, new Uint8Array(idt.buffer));
 
@@ -143,6 +165,7 @@ export function buildGuestImage(
   percpu.setBigUint64(boot + BootInfo.GHCB_GVA, BigInt(hasGhcb ? GHCB_GPA : 0), true);
   percpu.setBigUint64(boot + BootInfo.GHCB_GPA, BigInt(hasGhcb ? GHCB_GPA : 0), true);
   percpu.setBigUint64(boot + BootInfo.DR7, 0x400n, true);
+  if (snpAgent) percpu.setBigUint64(boot + BootInfo.SNP_SECRETS_GPA, BigInt(snpSecrets.gpa), true);
   const secret = opts.firmwareAreas?.find((a) => a.secret && a.size > 0);
   if (secret && profile.efiSecret) {
     percpu.setBigUint64(boot + BootInfo.SECRET_GPA, BigInt(secret.gpa), true);

@@ -12,6 +12,9 @@
  * | 0x10000 | GHCB (SEV-ES kernels) | **shared** |
  * | 0x11000 | kernel log: boot messages waiting to be printed (efi_secret kernels) | private |
  * | 0x12000 | kernel text: `printk`, in the ISA, so each byte leaves through a real OUT exit | private |
+ * | 0x13000 | guest-agent mailbox (SEV-SNP kernels: the host's attestation-report requests, agent-mailbox.ts) | **shared** |
+ * | 0x14000 | SNP guest request message page (SEV-SNP kernels) | **shared** |
+ * | 0x15000 | SNP guest response message page (SEV-SNP kernels) | **shared** |
  * | 0x20000–0x27FFF | kernel-provided stack (RSP starts at 0x28000) | private |
  * | 0x100000 | program code, then the program's data areas | per area |
  */
@@ -26,6 +29,9 @@ export const GHCB_GPA = 0x10000;
 export const KLOG_GPA = 0x11000;
 export const KLOG_SIZE = 4096;
 export const PRINTK_GPA = 0x12000;
+export const AGENT_MAILBOX_GPA = 0x13000;
+export const SNP_REQUEST_GPA = 0x14000;
+export const SNP_RESPONSE_GPA = 0x15000;
 export const STACK_GPA = 0x20000;
 export const STACK_PAGES = 8;
 export const STACK_TOP = STACK_GPA + STACK_PAGES * 4096;
@@ -47,6 +53,10 @@ export const BootInfo = {
   /** Where the firmware's SEV secret area is (0 when the firmware has none), and its size. */
   SECRET_GPA: 0x30,
   SECRET_SIZE: 0x38,
+  /** SEV-SNP: where the firmware's secrets page is (0 without SNP), as OVMF tells Linux (its CC blob). */
+  SNP_SECRETS_GPA: 0x40,
+  /** SEV-SNP: MSG_SEQNO of the last response received under VMPCK0 (the next request carries this + 1). */
+  SNP_MSG_SEQNO: 0x48,
 } as const;
 
 export const BOOT_MAGIC = 0x3130_544f_4f42_5643n;

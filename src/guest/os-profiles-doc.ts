@@ -16,16 +16,17 @@ export function renderGuestOsProfiles(): string {
     "`INVALID_INPUT` listing the valid ones. A distribution row describes the release's GA kernel; `[backport]`",
     "marks a vendor backport, `[unconfirmed]` a value that could not be confirmed, where the row takes the",
     "conservative value. GHCB v2 adds GHCB GPA registration; efi_secret is Linux's CONFIG_EFI_SECRET driver, which",
-    "exposes the SEV launch secret under securityfs (`secrets/coco`).",
+    "exposes the SEV launch secret under securityfs (`secrets/coco`). SEV-SNP guest support (PVALIDATE, the secrets",
+    "page, the sev-guest driver) is upstream from Linux 5.19; distribution backports are not assumed.",
     "",
-    "| id | name | kernel | SEV | SEV-ES | GHCB | efi_secret |",
-    "|---|---|---|---|---|---|---|",
+    "| id | name | kernel | SEV | SEV-ES | SEV-SNP | GHCB | efi_secret |",
+    "|---|---|---|---|---|---|---|---|",
   ];
   for (const p of GUEST_OS_PROFILES) {
     const g = p.ghcbProtocol;
     const ghcb = !g ? "—" : g.min === g.max ? `v${g.min}` : `v${g.min}–v${g.max}`;
     lines.push(
-      `| \`${p.id}\` | ${cell(p.name)} | ${p.kernelVersion} | ${yes(p.sev)} | ${yes(p.sevEs)} | ${ghcb} | ${yes(p.efiSecret)} |`,
+      `| \`${p.id}\` | ${cell(p.name)} | ${p.kernelVersion} | ${yes(p.sev)} | ${yes(p.sevEs)} | ${yes(p.sevSnp)} | ${ghcb} | ${yes(p.efiSecret)} |`,
     );
   }
   lines.push("", "## Sources", "");

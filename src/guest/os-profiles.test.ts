@@ -70,6 +70,7 @@ describe("guest OS profiles: distribution rows agree with their kernels", () => 
     for (const p of GUEST_OS_PROFILES) {
       if (p.family === "windows") {
         assert.match(p.kernelVersion, /^10\.0\.\d+$/, p.id);
+        assert.equal(p.sevSnp, false, `${p.id}: no KVM SEV-SNP guest support is documented for Windows`);
         assert.equal(p.efiSecret, false, `${p.id}: efi_secret is a Linux driver`);
         continue;
       }
@@ -86,6 +87,13 @@ describe("guest OS profiles: distribution rows agree with their kernels", () => 
         assert.ok(v >= 519 || backport, `${p.id}: efi_secret on ${p.kernelVersion}`);
       }
       if (!p.sevEs) assert.equal(p.ghcbProtocol, undefined, `${p.id}: no GHCB without SEV-ES`);
+      // SEV-SNP guest: upstream 5.19, with GHCB v2; every SNP kernel is an SEV-ES kernel.
+      if (p.sevSnp) {
+        assert.ok(v >= 519 || backport, `${p.id}: SEV-SNP on ${p.kernelVersion}`);
+        assert.ok(p.sevEs && (p.ghcbProtocol?.max ?? 0) >= 2, `${p.id}: SEV-SNP needs SEV-ES and GHCB v2`);
+      } else if (v >= 519) {
+        assert.fail(`${p.id}: Linux ${p.kernelVersion} has upstream SEV-SNP guest support`);
+      }
       // A feature the kernel version would have but the row denies must be explained.
       if (v >= 510 && p.sev && !p.sevEs) assert.match(p.source, /\[unconfirmed\]/, p.id);
     }

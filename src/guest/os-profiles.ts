@@ -17,6 +17,7 @@
  * (`npm run docs`).
  */
 import { CiphervisorError } from "../errors.ts";
+import type { SecurityMode } from "../vocabulary.ts";
 
 export interface GuestOsProfile {
   /** Stable, lowercase: `vm create --guest-os` and the API's `spec.guestOs` take it. */
@@ -30,6 +31,11 @@ export interface GuestOsProfile {
   kernelVersion: string;
   sev: boolean;
   sevEs: boolean;
+  /**
+   * The kernel runs as an SEV-SNP guest: PVALIDATE of its memory, the SNP secrets page and the sev-guest driver
+   * (upstream from Linux 5.19, with GHCB protocol 2). Distribution backports are not assumed.
+   */
+  sevSnp: boolean;
   /** GHCB protocol versions the kernel speaks (SEV-ES kernels only). Version 2 adds GHCB GPA registration. */
   ghcbProtocol?: { min: number; max: number };
   /**
@@ -54,6 +60,7 @@ export const GUEST_OS_PROFILES: readonly GuestOsProfile[] = [
     kernelVersion: "5.19",
     sev: true,
     sevEs: true,
+    sevSnp: true,
     ghcbProtocol: { min: 1, max: 2 },
     efiSecret: true,
     source: `${GHCB_V2}; GHCB GPA registration is MSR protocol 0x012, #VC handler arch/x86/kernel/sev.c (docs/sev-interface.md §12.4); efi_secret assumes a kernel built with CONFIG_EFI_SECRET`,
@@ -65,6 +72,7 @@ export const GUEST_OS_PROFILES: readonly GuestOsProfile[] = [
     kernelVersion: "5.10",
     sev: true,
     sevEs: true,
+    sevSnp: false,
     ghcbProtocol: { min: 1, max: 1 },
     efiSecret: false,
     source:
@@ -77,6 +85,7 @@ export const GUEST_OS_PROFILES: readonly GuestOsProfile[] = [
     kernelVersion: "4.16",
     sev: true,
     sevEs: false,
+    sevSnp: false,
     efiSecret: false,
     source: `SEV guest memory encryption (arch/x86/mm/mem_encrypt.c) is upstream with the KVM SEV host side from Linux 4.16 (AMD's table lists SEV guest support from 4.15, ${SEV_TOOL}); no #VC handler before 5.10`,
   },
@@ -87,6 +96,7 @@ export const GUEST_OS_PROFILES: readonly GuestOsProfile[] = [
     kernelVersion: "10.0.20348",
     sev: false,
     sevEs: false,
+    sevSnp: false,
     efiSecret: false,
     source:
       "docs/product-behaviour.md: SEV-ES guests must be Linux; Windows is not enlightened for SEV without a paravisor, and does not boot under plain SEV",
@@ -98,6 +108,7 @@ export const GUEST_OS_PROFILES: readonly GuestOsProfile[] = [
     kernelVersion: "10.0.17763",
     sev: false,
     sevEs: false,
+    sevSnp: false,
     efiSecret: false,
     source: "as Windows Server 2022 (docs/product-behaviour.md)",
   },
@@ -109,6 +120,7 @@ export const GUEST_OS_PROFILES: readonly GuestOsProfile[] = [
     kernelVersion: "4.15",
     sev: true,
     sevEs: false,
+    sevSnp: false,
     efiSecret: false,
     source: `AMD's SME/SEV OS support table lists Ubuntu 18.04 and Linux 4.15 as SEV guests (${SEV_TOOL}); no #VC handler before Linux 5.10`,
   },
@@ -119,6 +131,7 @@ export const GUEST_OS_PROFILES: readonly GuestOsProfile[] = [
     kernelVersion: "5.4",
     sev: true,
     sevEs: false,
+    sevSnp: false,
     efiSecret: false,
     source:
       "GA kernel 5.4 (https://9to5linux.com/ubuntu-20-04-will-ship-with-linux-kernel-5-4); SEV guests need kernel ≥ 5.4 on Google Cloud (https://cloud.google.com/confidential-computing/confidential-vm/docs/create-custom-confidential-vm-images); SEV-ES guest support is upstream from 5.10 — no backport to the GA 5.4 kernel found [unconfirmed], so SEV only (HWE kernels differ)",
@@ -130,6 +143,7 @@ export const GUEST_OS_PROFILES: readonly GuestOsProfile[] = [
     kernelVersion: "5.15",
     sev: true,
     sevEs: true,
+    sevSnp: false,
     ghcbProtocol: { min: 1, max: 1 },
     efiSecret: false,
     source: `GA kernel 5.15 (https://www.phoronix.com/news/Ubuntu-22.04-LTS-Linux-5.15, https://9to5linux.com/looks-like-ubuntu-22-04-lts-will-be-powered-by-linux-5-15-lts-ship-with-gnome-42); SEV-ES guest upstream from 5.10; ${GHCB_V2}, so v1 and no efi_secret (Ubuntu backports not checked [unconfirmed])`,
@@ -141,6 +155,7 @@ export const GUEST_OS_PROFILES: readonly GuestOsProfile[] = [
     kernelVersion: "6.8",
     sev: true,
     sevEs: true,
+    sevSnp: true,
     ghcbProtocol: { min: 1, max: 2 },
     efiSecret: false,
     source: `GA kernel 6.8 (https://development.chkoushik.com/?p=671: "ships with the Linux kernel 6.8"); SEV-ES upstream from 5.10; ${GHCB_V2}; whether Ubuntu builds CONFIG_EFI_SECRET [unconfirmed], so efiSecret false`,
@@ -152,6 +167,7 @@ export const GUEST_OS_PROFILES: readonly GuestOsProfile[] = [
     kernelVersion: "4.19",
     sev: true,
     sevEs: false,
+    sevSnp: false,
     efiSecret: false,
     source:
       "shipped with Linux 4.19 (https://blog.v-gar.de/2024/06/debian-10-buster-lts-erreicht-end-of-life-eol/; release notes https://www.debian.org/releases/buster/); SEV guest upstream from 4.15/4.16, SEV-ES only from 5.10",
@@ -163,6 +179,7 @@ export const GUEST_OS_PROFILES: readonly GuestOsProfile[] = [
     kernelVersion: "5.10",
     sev: true,
     sevEs: true,
+    sevSnp: false,
     ghcbProtocol: { min: 1, max: 1 },
     efiSecret: false,
     source:
@@ -175,6 +192,7 @@ export const GUEST_OS_PROFILES: readonly GuestOsProfile[] = [
     kernelVersion: "6.1",
     sev: true,
     sevEs: true,
+    sevSnp: true,
     ghcbProtocol: { min: 1, max: 2 },
     efiSecret: false,
     source: `Linux 6.1 LTS (https://www.debian.org/releases/bookworm/amd64/release-notes.en.txt; https://www.html.it/magazine/debian-12-bookworm-arrivato-linux-6-1-e-kde-plasma-5-27/); ${GHCB_V2}; whether Debian builds CONFIG_EFI_SECRET [unconfirmed], so efiSecret false`,
@@ -186,6 +204,7 @@ export const GUEST_OS_PROFILES: readonly GuestOsProfile[] = [
     kernelVersion: "4.18",
     sev: true,
     sevEs: false,
+    sevSnp: false,
     efiSecret: false,
     source: `kernel 4.18 (https://docs.redhat.com/en/documentation/Red_Hat_Enterprise_Linux/8/html/managing_monitoring_and_updating_the_kernel/assembly_the-linux-kernel_managing-monitoring-and-updating-the-kernel); AMD lists RHEL 8 as an SEV guest (${SEV_TOOL}); 4.18 predates the 5.10 #VC handler and no SEV-ES guest backport in 8.x was found [unconfirmed], so SEV only`,
   },
@@ -196,6 +215,7 @@ export const GUEST_OS_PROFILES: readonly GuestOsProfile[] = [
     kernelVersion: "5.14",
     sev: true,
     sevEs: true,
+    sevSnp: false,
     ghcbProtocol: { min: 1, max: 1 },
     efiSecret: false,
     source:
@@ -208,6 +228,7 @@ export const GUEST_OS_PROFILES: readonly GuestOsProfile[] = [
     kernelVersion: "4.12",
     sev: true,
     sevEs: false,
+    sevSnp: false,
     efiSecret: false,
     source: `kernel 4.12 with SUSE's SEV guest backport [backport]: AMD lists SLES 15 as an SEV guest and host (${SEV_TOOL}), and SLES 12 SP4 already documents AMD memory encryption (https://www.suse.com/releasenotes/x86_64/SUSE-SLES/12-SP4/index.html, section 5.1); SEV-ES [unconfirmed before SP4], so SEV only`,
   },
@@ -218,6 +239,7 @@ export const GUEST_OS_PROFILES: readonly GuestOsProfile[] = [
     kernelVersion: "5.14",
     sev: true,
     sevEs: true,
+    sevSnp: false,
     ghcbProtocol: { min: 1, max: 1 },
     efiSecret: false,
     source:
@@ -240,10 +262,15 @@ export function guestOsProfile(id: string): GuestOsProfile {
 /** Whether a profile can run in a security mode, and why not, in words. */
 export function supportsMode(
   p: GuestOsProfile,
-  mode: "none" | "sev" | "sev-es",
+  mode: SecurityMode,
 ): { ok: true } | { ok: false; reason: string } {
   if (mode === "sev" && !p.sev) return { ok: false, reason: `guest OS ${p.name} does not support SEV` };
   if (mode === "sev-es" && !p.sevEs)
     return { ok: false, reason: `guest OS ${p.name} does not support SEV-ES` };
+  if (mode === "sev-snp" && !p.sevSnp)
+    return {
+      ok: false,
+      reason: `guest OS ${p.name} does not support SEV-SNP (upstream Linux 5.19 or later)`,
+    };
   return { ok: true };
 }

@@ -3,8 +3,10 @@
  * (CPU, DRAM, memory controller), the AMD Secure Processor and the VMs, and is the only place those meet:
  *
  * - requirement checks run before any firmware call (requirements.ts);
- * - encrypted VMs launch through the firmware as QEMU/KVM do (launch.ts), then the guest firmware hands off to the
- *   OS inside the guest (machine/firmware-handoff.ts);
+ * - encrypted VMs launch through the firmware as QEMU/KVM do (launch.ts; SEV-SNP VMs snp-launch.ts, with the RMP
+ *   of machine/rmp.ts), then the guest firmware hands off to the OS inside the guest (machine/firmware-handoff.ts);
+ * - an SEV-SNP guest's attestation report is the guest's to request: the host asks its guest agent through a shared
+ *   mailbox and relays the sealed SNP guest request (`attestationReport`, kvm/snp-guest-request.ts);
  * - every operation goes through the one operation table (operation-rules.ts): refused cells change nothing;
  * - power-off is DEACTIVATE → WBINVD on every core → DF_FLUSH → DECOMMISSION, and the ASID returns to its pool.
  *
@@ -22,9 +24,18 @@
 
 import { forkRandom, seededRandom } from "../crypto/random.ts";
 import { CiphervisorError } from "../errors.ts";
+import {
+  AGENT_MAILBOX_SIZE,
+  AGENT_VECTOR,
+  AgentError,
+  AgentState,
+  decodeAgentAnswer,
+  encodeAgentRequest,
+} from "../guest/agent-mailbox.ts";
 import { assemble } from "../guest/assembler.ts";
-import { buildGuestImage } from "../guest/image.ts";
+import { buildGuestImage, type FirmwareArea } from "../guest/image.ts";
 import { GuestKernels } from "../guest/kernel/kernel.ts";
+import { AGENT_MAILBOX_GPA } from "../guest/layout.ts";
 import { guestOsProfile } from "../guest/os-profiles.ts";
 import { toHex } from "../lib/bytes.ts";
 import { type CpuModel, cpuModel, type Generation } from "../machine/cpu-models.ts";
@@ -32,21 +43,26 @@ import { Dram, PAGE_SIZE } from "../machine/dram.ts";
 import { SvmExit } from "../machine/exit-codes.ts";
 import { Machine } from "../machine/machine.ts";
 import { NestedPageTable } from "../machine/nested-page-table.ts";
+import { Rmp, RmpReturn } from "../machine/rmp.ts";
 import { VmsaIntegrityStore } from "../machine/trusted-memory.ts";
 import { SAVE_AREA_SIZE, Vmcb } from "../machine/vmcb.ts";
+import { requireSevMetadata } from "../measure/ovmf-sev-metadata.ts";
 import { DEFAULT_HOST_VMM_PROFILE, HOST_VMM_PROFILES, type HostVmmProfile } from "../measure/vmsa.ts";
 import { AsidAllocator } from "../sev/asid-allocator.ts";
 import { SevClient } from "../sev/client.ts";
-import { PolicyBit } from "../sev/policy.ts";
+import { isEmulatedSnpGeneration } from "../sev/manufacturer/emulated-snp.ts";
 import { SecureProcessor } from "../sev/secure-processor.ts";
+import { SnpClient } from "../sev/snp/client.ts";
 import { DEFAULT_WORKLOAD } from "./default-workload.ts";
 import { FramePool } from "./frames.ts";
 import { HypervisorView } from "./introspection/hypervisor-view.ts";
 import { HostDevices } from "./kvm/devices.ts";
 import { handleExit } from "./kvm/exit-handler.ts";
+import type { SnpGuestRequestChannel } from "./kvm/snp-guest-request.ts";
 import { guestCpuOf, mapGuestPage, measuredLaunch, resolveFirmware } from "./launch.ts";
-import { assertAllowed, type Operation, type SecurityMode } from "./operation-rules.ts";
+import { assertAllowed, type Operation, policyAllowsDebug, type SecurityMode } from "./operation-rules.ts";
 import { assertRequirements, type RequirementFinding, requirementFindings } from "./requirements.ts";
+import { snpLaunch } from "./snp-launch.ts";
 import type {
   DrainStep,
   HostCapabilities,
@@ -81,6 +97,11 @@ export interface HostConfig {
    * (docs/sev-interface.md §8.5): `qemu-legacy` (default, QEMU's default `sev-guest`) or `qemu` (KVM_SEV_INIT2).
    */
   vmmProfile?: HostVmmProfile;
+  /**
+   * Linux 6.18's `kvm_amd.ciphertext_hiding_asids`: ASIDs 1..N serve SEV-SNP guests only, with Ciphertext Hiding
+   * (Turin and later). Default 0: SEV-ES and SEV-SNP share the ES range.
+   */
+  ciphertextHidingAsids?: number;
 }
 
 /** A launched VM's host-side state. */
@@ -96,6 +117,14 @@ interface Launched {
   launchDigest: string | undefined;
   launchInputs: LaunchInputs | undefined;
   exits: number;
+  /** SEV-SNP guests: the guest context, the secrets page and KVM's guest-request pages. */
+  snp?: LaunchedSnp;
+}
+
+interface LaunchedSnp {
+  gctxPa: number;
+  secretsGpa: number;
+  channel: SnpGuestRequestChannel;
 }
 
 interface VmRecord {
@@ -107,7 +136,7 @@ interface VmRecord {
 }
 
 function clonePolicyDebugAllowed(spec: LaunchSpec): boolean {
-  return (effectivePolicy(spec) & PolicyBit.NODBG) === 0;
+  return policyAllowsDebug(spec.security, effectivePolicy(spec));
 }
 
 export class Host {
@@ -117,6 +146,8 @@ export class Host {
   readonly #dram: Dram;
   readonly #sp: SecureProcessor;
   readonly #client: SevClient;
+  /** The SEV-SNP firmware client and the Reverse Map Table, on parts with SNP (Milan and later). */
+  readonly #snp: { client: SnpClient; rmp: Rmp } | undefined;
   readonly #asids: AsidAllocator;
   readonly #machine: Machine;
   readonly #frames: FramePool;
@@ -138,14 +169,18 @@ export class Host {
     const memory = (config.memoryMiB ?? 4096) * MiB;
     this.#dram = new Dram(memory);
     const integrity = new VmsaIntegrityStore();
+    const rmp = isEmulatedSnpGeneration(config.generation) ? new Rmp({ end: memory }) : undefined;
     this.#sp = new SecureProcessor({
       generation: config.generation,
       seed: `${config.seed}`,
       memory: this.#dram,
       minSevAsid: config.minSevAsid,
+      ...(config.ciphertextHidingAsids ? { ciphertextHidingAsids: config.ciphertextHidingAsids } : {}),
       vmsaIntegrity: integrity,
+      ...(rmp ? { snp: { rmp: rmp.firmwareHook() } } : {}),
     });
     this.#client = new SevClient(this.#sp, this.#dram, SCRATCH);
+    this.#snp = rmp ? { client: new SnpClient(this.#sp, this.#dram, SCRATCH), rmp } : undefined;
     this.#asids = new AsidAllocator(this.#client);
     this.#machine = new Machine({
       model: this.model,
@@ -155,10 +190,13 @@ export class Host {
       vmsaIntegrity: integrity,
       rng: forkRandom(seededRandom(`host\0${config.seed}`), "cpu"),
       nativeCode: new GuestKernels(),
+      ...(rmp ? { rmp } : {}),
     });
     this.#frames = new FramePool(FRAMES_BASE, memory);
     this.#nextPlainAsid = this.model.maxAsid + 1;
-    // The host's SEV driver initializes the platform at boot, with SEV-ES when the part has it (KVM's SEV_INIT).
+    // The host's SEV driver initializes the platform at boot: SNP_INIT first on parts with SNP (Linux's ccp driver
+    // must: SNP cannot be initialised after SEV), then INIT, with SEV-ES when the part has it (KVM's SEV_INIT).
+    this.#snp?.client.init();
     this.#client.init({ es: this.model.sevEs, tmrPa: TMR_PA });
   }
 
@@ -170,11 +208,11 @@ export class Host {
    */
   platform(): HostPlatform {
     const st = this.#client.platformStatus();
-    const pool = (p: "es" | "sev"): PoolReport => {
+    const pool = (p: "es" | "sev" | "snp"): PoolReport => {
       const u = this.#asids.usage(p);
       return { first: u.first, last: u.last, size: u.size, used: u.inUse + u.reclaim, free: u.free };
     };
-    const pools = { sev: pool("sev"), sevEs: pool("es") };
+    const pools = { sev: pool("sev"), sevEs: pool("es"), snp: pool("snp") };
     const esReason = !this.model.sevEs
       ? `${this.model.generation} (${this.model.family}) has no SEV-ES; it needs rome or later`
       : pools.sevEs.size === 0
@@ -187,6 +225,8 @@ export class Host {
       sevSupported: true,
       sevEsSupported: esReason === undefined,
       ...(esReason ? { sevEsUnavailableReason: esReason } : {}),
+      sevSnpSupported: this.model.snp,
+      ciphertextHidingAsids: this.#sp.ciphertextHidingAsids,
       sevState: st.state === "UNINIT" ? "uninitialized" : st.state === "INIT" ? "initialized" : "working",
       firmware: { apiMajor: st.apiMajor, apiMinor: st.apiMinor, build: st.build },
       cBit: this.model.cBit,
@@ -240,8 +280,12 @@ export class Host {
         `a VM named '${valid.name}' already exists on host ${this.name}`,
       );
     }
-    // Catch a bad firmware image or guest program now, not at power-on.
-    if (valid.firmware.kind === "efi") resolveFirmware(valid);
+    // Catch a bad firmware image or guest program now, not at power-on. An SEV-SNP VM's firmware must carry the
+    // SEV metadata its launch needs (QEMU refuses one without: SEV_METADATA_MISSING).
+    if (valid.firmware.kind === "efi") {
+      const fw = resolveFirmware(valid);
+      if (valid.security === "sev-snp") requireSevMetadata(fw.bytes, fw.footer);
+    }
     assemble(valid.program ?? DEFAULT_WORKLOAD);
     this.#vms.set(valid.name, {
       spec: valid,
@@ -304,9 +348,10 @@ export class Host {
     assertRequirements(name, this.requirementFindings(spec));
     const npt = new NestedPageTable();
     const plain = spec.security === "none";
+    const snp = spec.security === "sev-snp";
     const asid = plain
       ? this.#nextPlainAsid++
-      : this.#asids.allocate(spec.security === "sev-es" ? "es" : "sev");
+      : this.#asids.allocate(snp ? "snp" : spec.security === "sev-es" ? "es" : "sev");
     const ctx = {
       client: this.#client,
       memory: this.#dram,
@@ -317,29 +362,33 @@ export class Host {
     };
     let launched: Launched;
     try {
-      const measured = plain ? undefined : measuredLaunch(ctx, spec, asid, effectivePolicy(spec));
-      if (plain) this.#loadPlainFirmware(spec, npt);
-      const vmcbPa = this.#frames.alloc();
-      this.#dram.write(vmcbPa, new Uint8Array(PAGE_SIZE));
-      const vmcb = new Vmcb(vmcbPa, {
-        asid,
-        mode: spec.security,
-        npt,
-        ...(measured?.vmsaPas[0] !== undefined ? { vmsaPa: measured.vmsaPas[0] } : {}),
-      });
-      launched = {
-        vmcb,
-        npt,
-        devices: new HostDevices(this.model, spec.security),
-        registeredGhcb: { gpa: undefined },
-        asid,
-        handle: measured?.handle,
-        vmsaPas: measured?.vmsaPas ?? [],
-        measurement: measured?.measurement,
-        launchDigest: measured?.launchDigest,
-        launchInputs: measured?.inputs,
-        exits: 0,
-      };
+      if (snp) {
+        launched = this.#snpStart(spec, npt, asid);
+      } else {
+        const measured = plain ? undefined : measuredLaunch(ctx, spec, asid, effectivePolicy(spec));
+        if (plain) this.#loadPlainFirmware(spec, npt);
+        const vmcbPa = this.#frames.alloc();
+        this.#dram.write(vmcbPa, new Uint8Array(PAGE_SIZE));
+        const vmcb = new Vmcb(vmcbPa, {
+          asid,
+          mode: spec.security,
+          npt,
+          ...(measured?.vmsaPas[0] !== undefined ? { vmsaPa: measured.vmsaPas[0] } : {}),
+        });
+        launched = {
+          vmcb,
+          npt,
+          devices: new HostDevices(this.model, spec.security),
+          registeredGhcb: { gpa: undefined },
+          asid,
+          handle: measured?.handle,
+          vmsaPas: measured?.vmsaPas ?? [],
+          measurement: measured?.measurement,
+          launchDigest: measured?.launchDigest,
+          launchInputs: measured?.inputs,
+          exits: 0,
+        };
+      }
     } catch (e) {
       this.#releaseMemory(npt, []);
       if (!plain) this.#asids.release(asid, true);
@@ -357,6 +406,56 @@ export class Host {
     }
     this.#finish(vm);
     return { status: this.status(name) };
+  }
+
+  /**
+   * An SEV-SNP launch (snp-launch.ts) through SNP_LAUNCH_FINISH: the VMCB runs the guest as an SEV-ES guest whose
+   * VMSA carries SNPActive. KVM keeps two host pages for the guest's SNP guest requests.
+   */
+  #snpStart(spec: LaunchSpec, npt: NestedPageTable, asid: number): Launched {
+    const snp = this.#snp;
+    if (!snp) throw new CiphervisorError("INTERNAL", `host ${this.name} has no SEV-SNP firmware`);
+    const devices = new HostDevices(this.model, spec.security);
+    const m = snpLaunch(
+      {
+        snp: snp.client,
+        rmp: snp.rmp,
+        memory: this.#dram,
+        frames: this.#frames,
+        npt,
+        generation: this.model.generation,
+        cpuid: (leaf, subleaf) => devices.cpuid(leaf, subleaf, 1n),
+      },
+      spec,
+      asid,
+    );
+    const vmcbPa = this.#frames.alloc();
+    this.#dram.write(vmcbPa, new Uint8Array(PAGE_SIZE));
+    const requestBuffer = this.#frames.alloc();
+    const responseBuffer = this.#frames.alloc();
+    const gctxPa = m.gctxPa;
+    return {
+      vmcb: new Vmcb(vmcbPa, { asid, mode: spec.security, npt, vmsaPa: m.vmsaPas[0]! }),
+      npt,
+      devices,
+      registeredGhcb: { gpa: undefined },
+      asid,
+      handle: undefined,
+      vmsaPas: m.vmsaPas,
+      measurement: undefined,
+      launchDigest: m.launchDigest,
+      launchInputs: m.inputs,
+      exits: 0,
+      snp: {
+        gctxPa,
+        secretsGpa: m.secretsGpa,
+        channel: {
+          guestRequest: (req, rsp) => snp.client.guestRequest(gctxPa, req, rsp),
+          requestBuffer,
+          responseBuffer,
+        },
+      },
+    };
   }
 
   /** The paused launch's MEASURE ‖ MNONCE, base64 (what `virsh domlaunchsecinfo` reports). */
@@ -400,22 +499,23 @@ export class Host {
     const l = vm.launched!;
     if (l.handle !== undefined) this.#client.launchFinish(l.handle);
     const profile = guestOsProfile(vm.spec.guestOs);
-    // The kernel maps the firmware's secret area (as Linux's efi_secret does) so the guest can read its secrets.
+    // The kernel maps the firmware's secret area (as Linux's efi_secret does) so the guest can read its secrets;
+    // an SNP kernel maps the SNP secrets page instead (OVMF tells it where), for its VMPCKs.
     const secretArea =
-      vm.spec.firmware.kind === "efi" ? resolveFirmware(vm.spec).footer.secretArea : undefined;
+      vm.spec.firmware.kind === "efi" && !l.snp ? resolveFirmware(vm.spec).footer.secretArea : undefined;
+    const firmwareAreas: FirmwareArea[] = l.snp
+      ? [{ gpa: l.snp.secretsGpa, size: PAGE_SIZE, what: "SNP secrets page", snpSecrets: true }]
+      : secretArea && secretArea.size > 0
+        ? [{ gpa: secretArea.base, size: secretArea.size, what: "SEV secret area", secret: true }]
+        : [];
     const image = buildGuestImage(assemble(vm.spec.program ?? DEFAULT_WORKLOAD), {
       profile,
       mode: vm.spec.security,
       model: this.model,
-      ...(secretArea && secretArea.size > 0
-        ? {
-            firmwareAreas: [
-              { gpa: secretArea.base, size: secretArea.size, what: "SEV secret area", secret: true },
-            ],
-          }
-        : {}),
+      ...(firmwareAreas.length > 0 ? { firmwareAreas } : {}),
     });
     for (const p of image.pages) mapGuestPage({ frames: this.#frames, npt: l.npt }, p.gpa);
+    if (l.snp) this.#snpAcceptPages(l, image.pages);
     const ok = this.#machine.firmwareHandoff(
       l.vmcb,
       image.pages
@@ -430,6 +530,26 @@ export class Host {
       return;
     }
     this.run(vm.spec.name, BOOT_EXITS);
+  }
+
+  /**
+   * SEV-SNP: the private pages the guest firmware hands the OS. The hypervisor assigns each to the guest in the RMP
+   * at its GPA (RMPUPDATE, as KVM does when the guest's memory becomes private), and the guest firmware accepts it
+   * with PVALIDATE, as OVMF validates the memory it gives the OS — part of the hand-off performed inside the guest.
+   * Pages the launch already took (validated by SNP_LAUNCH_UPDATE) are left as they are.
+   */
+  #snpAcceptPages(l: Launched, pages: readonly { gpa: number; launchEncrypted: boolean }[]): void {
+    const rmp = this.#snp!.rmp;
+    for (const p of pages) {
+      if (!p.launchEncrypted) continue;
+      const hpa = l.npt.translate(p.gpa)!;
+      const e = rmp.entry(hpa);
+      if (e.assigned && e.asid === l.asid && e.gpa === p.gpa) continue;
+      if (rmp.rmpupdate(hpa, { assigned: true, asid: l.asid, gpa: p.gpa }) !== RmpReturn.SUCCESS) {
+        throw new CiphervisorError("INTERNAL", `RMPUPDATE of GPA 0x${p.gpa.toString(16)} failed`);
+      }
+      rmp.pvalidate(hpa, { asid: l.asid, gpa: p.gpa, validate: true });
+    }
   }
 
   /** Loads an ordinary VM's firmware in plaintext (no measurement for ordinary VMs). */
@@ -457,6 +577,7 @@ export class Host {
       devices: l.devices,
       cBit: this.model.cBit,
       registeredGhcb: l.registeredGhcb,
+      ...(l.snp ? { snp: l.snp.channel } : {}),
     };
     for (let i = 0; i < maxExits; i++) {
       const exit = this.#machine.vmrun(l.vmcb);
@@ -489,7 +610,14 @@ export class Host {
       this.#asids.release(l.asid, true);
       this.#client.decommission(l.handle);
     }
-    this.#releaseMemory(l.npt, [l.vmcb.pa, ...l.vmsaPas]);
+    const extra = [l.vmcb.pa, ...l.vmsaPas];
+    if (l.snp) {
+      // SNP_DECOMMISSION deactivates the guest; the ASID is recycled after WBINVD and DF_FLUSH.
+      this.#snp!.client.decommission(l.snp.gctxPa);
+      this.#asids.release(l.asid, true);
+      extra.push(l.snp.gctxPa, l.snp.channel.requestBuffer, l.snp.channel.responseBuffer);
+    }
+    this.#releaseMemory(l.npt, extra);
     vm.launched = undefined;
     vm.power = "stopped";
     vm.reason = undefined;
@@ -506,16 +634,21 @@ export class Host {
     return this.status(name);
   }
 
+  /**
+   * Zeroes and frees a VM's frames. On an SNP host each page the RMP assigned goes back to the hypervisor first
+   * (RMPUPDATE); a page the RMP keeps (an Immutable launch page, which only the Secure Processor's PAGE_RECLAIM
+   * could release, not emulated) stays out of the pool rather than being handed to another guest.
+   */
   #releaseMemory(npt: NestedPageTable, extra: number[]): void {
     const zero = new Uint8Array(PAGE_SIZE);
-    for (const [, e] of npt.entries()) {
-      this.#dram.write(e.hpa, zero);
-      this.#frames.free(e.hpa);
-    }
-    for (const f of extra) {
+    const rmp = this.#snp?.rmp;
+    const release = (f: number) => {
+      if (rmp?.entry(f).assigned && rmp.rmpupdate(f, { assigned: false }) !== RmpReturn.SUCCESS) return;
       this.#dram.write(f, zero);
       this.#frames.free(f);
-    }
+    };
+    for (const [, e] of npt.entries()) release(e.hpa);
+    for (const f of extra) release(f);
   }
 
   // --- configuration and table operations --------------------------------------------------------------------------
@@ -618,6 +751,12 @@ export class Host {
     assertAllowed(name, vm.spec.security, "memory-dump", clonePolicyDebugAllowed(vm.spec));
     const l = vm.launched;
     if (!l) throw new CiphervisorError("CONFLICT", `VM '${name}' is powered off`);
+    if (l.snp) {
+      throw new CiphervisorError(
+        "MEMORY_DUMP_UNSUPPORTED",
+        `memory-dump refused for SEV-SNP VM '${name}': SNP_DBG_DECRYPT is not implemented by the emulated firmware`,
+      );
+    }
     const out = new Map<number, Uint8Array>();
     const bounce = this.#frames.alloc();
     try {
@@ -736,11 +875,81 @@ export class Host {
         security: s.security,
         power: s.power,
         path: "restart-elsewhere",
-        reason: `${s.security.toUpperCase()} VMs cannot be live-migrated: shut down and restarted on a host with a free ${s.security === "sev-es" ? "SEV-ES" : "SEV"} ASID`,
-        pool: s.security,
+        reason: `${s.security.toUpperCase()} VMs cannot be live-migrated: shut down and restarted on a host with a free ${s.security === "sev-snp" ? "SEV-SNP" : s.security === "sev-es" ? "SEV-ES" : "SEV"} ASID`,
+        pool: s.security === "sev-snp" ? "sev-es" : s.security,
         needsOwner: Boolean(spec.session || spec.attestation),
       };
     });
+  }
+
+  // --- SEV-SNP attestation --------------------------------------------------------------------------------------
+
+  /**
+   * A signed SEV-SNP attestation report of a running SNP VM, with the caller's 64 bytes as REPORT_DATA. The
+   * hypervisor cannot ask the firmware for it: only the guest holds VMPCK0. So, as a host's guest agent runs
+   * `snpguest report` inside the guest, the host writes the request into the guest-agent mailbox (a shared page,
+   * guest/agent-mailbox.ts) and raises the hypervisor callback interrupt; the guest kernel seals MSG_REPORT_REQ
+   * under VMPCK0 from its secrets page and makes the SNP guest request exit, which the host relays to the firmware
+   * (SNP_GUEST_REQUEST, kvm/snp-guest-request.ts); the guest opens the response and answers in the mailbox.
+   *
+   * @throws CiphervisorError INVALID_INPUT (not 64 bytes), CONFLICT (not a running SNP VM), GUEST_OS_UNSUPPORTED
+   *   (the kernel has no SNP guest driver), SEV_FIRMWARE (the firmware refused the request), REPORT_INVALID (the
+   *   guest did not answer, or its answer did not authenticate)
+   */
+  attestationReport(name: string, reportData: Uint8Array): { report: Uint8Array } {
+    const vm = this.#vm(name);
+    if (reportData.length !== 64) {
+      throw new CiphervisorError("INVALID_INPUT", `REPORT_DATA is 64 bytes, got ${reportData.length}`, {
+        details: { field: "reportData" },
+      });
+    }
+    const l = vm.launched;
+    if (!l?.snp || vm.power !== "running") {
+      throw new CiphervisorError(
+        "CONFLICT",
+        `VM '${name}' is not a running SEV-SNP VM (${vm.spec.security}, ${vm.power}); only SNP guests have attestation reports`,
+      );
+    }
+    const mailbox = l.npt.translate(AGENT_MAILBOX_GPA);
+    if (mailbox === undefined) {
+      throw new CiphervisorError(
+        "GUEST_OS_UNSUPPORTED",
+        `guest OS of VM '${name}' has no SEV-SNP guest agent (no mailbox page)`,
+      );
+    }
+    this.#dram.write(mailbox, encodeAgentRequest(reportData));
+    l.vmcb.control.eventInj = { vector: AGENT_VECTOR, type: 0 };
+    this.run(name, BOOT_EXITS);
+    const answer = decodeAgentAnswer(this.#dram.read(mailbox, AGENT_MAILBOX_SIZE));
+    this.#dram.write(mailbox, new Uint8Array(AGENT_MAILBOX_SIZE));
+    if (answer.state === AgentState.DONE && answer.report) return { report: answer.report };
+    const status = this.status(name);
+    if (answer.state === AgentState.PENDING) {
+      throw new CiphervisorError(
+        "REPORT_INVALID",
+        `the guest of VM '${name}' did not answer the attestation request (${status.power}${status.reason ? `: ${status.reason}` : ""})`,
+      );
+    }
+    const detail = `0x${answer.detail.toString(16)}`;
+    switch (answer.error) {
+      case AgentError.UNSUPPORTED:
+        throw new CiphervisorError(
+          "GUEST_OS_UNSUPPORTED",
+          `guest OS of VM '${name}' cannot request SEV-SNP reports`,
+        );
+      case AgentError.GUEST_REQUEST_FAILED:
+      case AgentError.REPORT_REFUSED:
+        throw new CiphervisorError(
+          "SEV_FIRMWARE",
+          `SNP_GUEST_REQUEST for VM '${name}' failed: ${answer.error === AgentError.REPORT_REFUSED ? "MSG_REPORT_RSP status" : "SW_EXITINFO2"} ${detail}`,
+          { details: { detail } },
+        );
+      default:
+        throw new CiphervisorError(
+          "REPORT_INVALID",
+          `the guest of VM '${name}' could not open the firmware's response (error ${answer.error})`,
+        );
+    }
   }
 
   // --- what the hypervisor may look at ------------------------------------------------------------------------

@@ -33,6 +33,7 @@ export const QEMU_VCPU_MODEL: Readonly<Record<Generation, string>> = {
   rome: "EPYC-Rome",
   milan: "EPYC-Milan",
   genoa: "EPYC-Genoa",
+  turin: "EPYC-Turin",
 };
 
 /** The vCPU guests of a `generation` host see: its QEMU CPU model and that model's CPUID(1).EAX identity. */

@@ -23,8 +23,8 @@ export function renderOperationRules(): string {
   }
   lines.push(
     "",
-    "A memory dump of an encrypted VM is allowed when its guest policy permits debug (NODBG clear): it then goes",
-    "through the firmware's DBG_DECRYPT.",
+    "A memory dump of an encrypted VM is allowed when its guest policy permits debug (SEV and SEV-ES: NODBG clear;",
+    "SEV-SNP: DEBUG set): it then goes through the firmware's DBG_DECRYPT (SNP_DBG_DECRYPT).",
     "",
     "## Reasons",
     "",

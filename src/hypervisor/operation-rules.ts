@@ -8,7 +8,8 @@
  * register state while the guest lives — which SEV (memory) and SEV-ES (memory and registers) exist to prevent.
  */
 import { CiphervisorError, type ErrorCode } from "../errors.ts";
-
+import { PolicyBit } from "../sev/policy.ts";
+import { SnpPolicyBit } from "../sev/snp/policy.ts";
 import { SECURITY_MODES, type SecurityMode } from "../vocabulary.ts";
 
 export { SECURITY_MODES, type SecurityMode };
@@ -55,8 +56,15 @@ const refuse = (code: RefusalCode, reason: string): Rule => ({ allowed: false, c
 
 const MEM = "its memory is encrypted with a key only the AMD Secure Processor holds";
 const REGS = "its memory and CPU register state are encrypted with a key only the AMD Secure Processor holds";
+const SNP =
+  "its memory and CPU register state are encrypted with a key only the AMD Secure Processor holds, and the Reverse Map Table stops the hypervisor writing or remapping them";
+/**
+ * SNP can migrate only through a migration agent the guest trusts (policy MIGRATE_MA; SNP ABI 56860 section 4.9),
+ * which no deployment runs: QEMU, KVM and vSphere 9 refuse SNP live migration.
+ */
+const SNP_NO_MIGRATION_AGENT = `SEV-SNP live migration needs a migration agent (policy MIGRATE_MA) that no deployment runs, and ${SNP}`;
 
-function encrypted(why: string): Record<Operation, Rule> {
+function encrypted(why: string, liveMigrationWhy = why): Record<Operation, Rule> {
   return {
     "power-on": ok,
     "power-off": ok,
@@ -64,7 +72,7 @@ function encrypted(why: string): Record<Operation, Rule> {
     "reconfigure-powered-off": ok,
     "live-migrate": refuse(
       "LIVE_MIGRATION_UNSUPPORTED",
-      `live migration (vMotion) copies running memory and registers, but ${why}; power it off and cold-migrate instead`,
+      `live migration (vMotion) copies running memory and registers, but ${liveMigrationWhy}; power it off and cold-migrate instead`,
     ),
     "cold-migrate": ok,
     "memory-snapshot": refuse(
@@ -105,7 +113,7 @@ function encrypted(why: string): Record<Operation, Rule> {
     // Overridden per policy: allowed when the guest policy permits debug (NODBG clear), see ruleFor().
     "memory-dump": refuse(
       "MEMORY_DUMP_UNSUPPORTED",
-      `a memory dump needs the firmware's DBG_DECRYPT, which this VM's policy forbids (NODBG), and ${why}`,
+      `a memory dump needs the firmware's DBG_DECRYPT, which this VM's policy forbids (NODBG, or SNP's DEBUG clear), and ${why}`,
     ),
   };
 }
@@ -115,10 +123,21 @@ export const OPERATION_RULES: Readonly<Record<SecurityMode, Readonly<Record<Oper
   none: Object.fromEntries(OPERATIONS.map((o) => [o, ok])) as Record<Operation, Rule>,
   sev: encrypted(MEM),
   "sev-es": encrypted(REGS),
+  "sev-snp": encrypted(SNP, SNP_NO_MIGRATION_AGENT),
 };
 
 /**
- * The rule for one VM. `debugAllowed` is the guest policy's NODBG bit cleared: then a memory dump goes through
+ * Whether a guest policy lets the firmware decrypt guest memory for debugging: SEV/SEV-ES policy NODBG (bit 0)
+ * clear (docs/sev-interface.md §6); SNP policy DEBUG (bit 19) set — its bit 0 is ABI_MINOR (docs/sev-interface.md §14).
+ */
+export function policyAllowsDebug(mode: SecurityMode, policy: number): boolean {
+  if (mode === "none") return false;
+  if (mode === "sev-snp") return (BigInt(policy) & SnpPolicyBit.DEBUG) !== 0n;
+  return (policy & PolicyBit.NODBG) === 0;
+}
+
+/**
+ * The rule for one VM. `debugAllowed` is `policyAllowsDebug` of its policy: then a memory dump goes through
  * DBG_DECRYPT and is allowed (docs/product-behaviour.md §4; docs/sev-interface.md §6).
  */
 export function ruleFor(mode: SecurityMode, operation: Operation, debugAllowed = false): Rule {
@@ -143,10 +162,17 @@ export function assertAllowed(
   }
 }
 
+/** KubeVirt's `LiveMigratable=False` reasons per mode (SNP's named the same way). */
+const NOT_LIVE_MIGRATABLE: Partial<Record<SecurityMode, string>> = {
+  sev: "SEVNotLiveMigratable",
+  "sev-es": "SEVESNotLiveMigratable",
+  "sev-snp": "SEVSNPNotLiveMigratable",
+};
+
 /** A migratability condition as KubeVirt reports it (`LiveMigratable=False`, reason). */
 export function liveMigratable(mode: SecurityMode): { status: boolean; reason?: string } {
   const r = OPERATION_RULES[mode]["live-migrate"];
   return r.allowed
     ? { status: true }
-    : { status: false, reason: mode === "sev-es" ? "SEVESNotLiveMigratable" : "SEVNotLiveMigratable" };
+    : { status: false, reason: NOT_LIVE_MIGRATABLE[mode] ?? "SEVNotLiveMigratable" };
 }

@@ -57,7 +57,7 @@ export function requirementFindings(host: HostFacts, spec: LaunchSpec): Requirem
   const mode = spec.security;
   const profile = guestOsProfile(spec.guestOs);
   if (mode === "none") return out;
-  const what = mode === "sev-es" ? "SEV-ES" : "SEV";
+  const what = mode === "sev-snp" ? "SEV-SNP" : mode === "sev-es" ? "SEV-ES" : "SEV";
   const { model, capabilities: caps } = host;
 
   if (!model) {
@@ -74,7 +74,12 @@ export function requirementFindings(host: HostFacts, spec: LaunchSpec): Requirem
         message: `host ${host.name}: the SEV platform is not initialized`,
       });
     }
-    if (mode === "sev-es" && !model.sevEs) {
+    if (mode === "sev-snp" && !model.snp) {
+      out.push({
+        code: "CPU_GENERATION",
+        message: `host ${host.name} is ${model.generation} (${model.family}); SEV-SNP needs milan (EPYC 7xx3) or later`,
+      });
+    } else if (mode === "sev-es" && !model.sevEs) {
       out.push({
         code: "CPU_GENERATION",
         message: `host ${host.name} is ${model.generation} (${model.family}); SEV-ES needs rome (EPYC 7xx2) or later`,
@@ -84,8 +89,18 @@ export function requirementFindings(host: HostFacts, spec: LaunchSpec): Requirem
         code: "SEV_ES_POOL_EMPTY",
         message: `host ${host.name} has no SEV-ES ASIDs: its BIOS sets min_sev_asid = ${caps.minSevAsid} (SEV-ES needs min_sev_asid ≥ 2)`,
       });
+    } else if (mode === "sev-snp" && caps.pools.snp.size === 0) {
+      // SNP shares the ES range unless Ciphertext Hiding splits it; an empty SNP pool is min_sev_asid = 1 or a
+      // range that serves SEV-ES guests on this host.
+      out.push({
+        code: "SEV_ES_POOL_EMPTY",
+        message:
+          caps.minSevAsid <= 1
+            ? `host ${host.name} has no SEV-SNP ASIDs: its BIOS sets min_sev_asid = ${caps.minSevAsid} (SEV-SNP needs min_sev_asid ≥ 2)`
+            : `host ${host.name} has no SEV-SNP ASIDs: its ES range serves SEV-ES guests`,
+      });
     } else {
-      const pool = mode === "sev-es" ? caps.pools.sevEs : caps.pools.sev;
+      const pool = mode === "sev" ? caps.pools.sev : mode === "sev-snp" ? caps.pools.snp : caps.pools.sevEs;
       if (pool.free === 0) {
         out.push({
           code: "ASID_POOL_EXHAUSTED",

@@ -57,7 +57,11 @@ export interface LaunchSpec {
   guestOs: string;
   devices: DeviceSpec[];
   security: SecurityMode;
-  /** SEV guest policy; default NODBG|NOKS, plus ES for sev-es (docs/sev-interface.md §6). */
+  /**
+   * The guest policy: for SEV and SEV-ES the u32 of docs/sev-interface.md §6 (default NODBG|NOKS, plus ES for
+   * sev-es); for SEV-SNP the policy of SNP_LAUNCH_START (docs/sev-interface.md §14; default 0x30000 as QEMU's
+   * `sev-snp-guest`: SMT allowed and the must-be-one bit 17).
+   */
   policy?: number;
   /** A guest owner's session; without it the firmware chooses the transport keys. */
   session?: GuestOwnerSession;
@@ -65,10 +69,24 @@ export interface LaunchSpec {
   attestation?: boolean;
   directBoot?: DirectBootSpec;
   /**
+   * SEV-SNP launch options, with the meaning of QEMU's `sev-snp-guest` properties (SNP ABI 56860 section 8.18
+   * SNP_LAUNCH_FINISH): `hostData` (host-data, 32 bytes the report carries as HOST_DATA), `idBlock` (id-block, the
+   * 0x60-byte ID block), `idAuth` (id-auth, its 0x1000-byte authentication information) and `authorKeyEnabled`
+   * (author-key-enabled: the ID key is signed by an author key in `idAuth`).
+   */
+  snp?: SnpLaunchOptions;
+  /**
    * The guest program the OS runs, in the guest ISA's assembly (docs/guest-isa.md). Default: a small workload that
    * counts in private memory, writes "OK" to the serial port and idles.
    */
   program?: string;
+}
+
+export interface SnpLaunchOptions {
+  hostData?: Uint8Array;
+  idBlock?: Uint8Array;
+  idAuth?: Uint8Array;
+  authorKeyEnabled?: boolean;
 }
 
 export type SevState = "uninitialized" | "initialized" | "working";
@@ -89,6 +107,8 @@ export interface HostCapabilities {
   family: string;
   sevSupported: boolean;
   sevEsSupported: boolean;
+  /** The CPU and firmware run SEV-SNP guests (Milan and later). */
+  sevSnpSupported: boolean;
   /** Why SEV-ES is unavailable (CPU generation, or BIOS min_sev_asid = 1). */
   sevEsUnavailableReason?: string;
   sevState: SevState;
@@ -98,7 +118,13 @@ export interface HostCapabilities {
   minSevAsid: number;
   maxSevGuests: number;
   maxSevEsGuests: number;
-  pools: { sev: PoolReport; sevEs: PoolReport };
+  /**
+   * Per pool. `snp` is its own range under Ciphertext Hiding (`ciphertextHidingAsids` > 0); otherwise it reports
+   * the ES range that SEV-ES and SEV-SNP guests share (docs/sev-interface.md §7.2).
+   */
+  pools: { sev: PoolReport; sevEs: PoolReport; snp: PoolReport };
+  /** ASIDs 1..N set apart for SEV-SNP under Ciphertext Hiding (Linux 6.18 `ciphertext_hiding_asids`); 0 when off. */
+  ciphertextHidingAsids: number;
   /** base64 of the PDH certificate and of the chain PEK ‖ OCA ‖ CEK, as `virsh nodesevinfo` reports them. */
   pdh: string;
   certChain: string;
@@ -132,8 +158,14 @@ export interface GuestCpu {
  * guest owner rebuilds the digest from their own copies of the images. Hashes are hex SHA-256.
  */
 export interface LaunchInputs {
-  security: "sev" | "sev-es";
+  security: "sev" | "sev-es" | "sev-snp";
+  /**
+   * The VMSA profile measured. SEV-SNP VMs are always created through KVM_SEV_INIT2, so an SNP launch measures the
+   * `qemu` profile on every host (sev-snp-measure's `--vmm-type QEMU`).
+   */
   vmmProfile: HostVmmProfile;
+  /** SEV-SNP: the VMSAs' SEV_FEATURES (sev-snp-measure `--guest-features`; 0x1 = SNPActive). */
+  guestFeatures?: number;
   vcpus: number;
   cpu: GuestCpu;
   images: {

@@ -2,6 +2,8 @@
 import { CiphervisorError } from "../errors.ts";
 import { guestOsProfile } from "../guest/os-profiles.ts";
 import { PolicyBit } from "../sev/policy.ts";
+import { ID_AUTH_SIZE, ID_BLOCK_SIZE } from "../sev/snp/id-block.ts";
+import { SnpPolicyBit } from "../sev/snp/policy.ts";
 import { SECURITY_MODES } from "./operation-rules.ts";
 import type { LaunchSpec } from "./types.ts";
 
@@ -9,8 +11,17 @@ export const MAX_VCPUS = 64;
 export const MAX_MEMORY_MIB = 1024 * 1024;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
-/** The safe default policy: NODBG and NOKS, plus ES for SEV-ES (docs/sev-interface.md §6). */
+/** SEV-SNP's default: QEMU's `sev-snp-guest` policy 0x30000 (SMT allowed, bit 17 set; docs/sev-interface.md §14). */
+export const DEFAULT_SNP_POLICY = 0x30000;
+/** SNP policy bits 63:26 are reserved (SNP ABI 56860, the guest policy structure). */
+const SNP_POLICY_MAX = 2 ** 26 - 1;
+
+/**
+ * The safe default policy: NODBG and NOKS, plus ES for SEV-ES (docs/sev-interface.md §6); 0x30000 for SEV-SNP (no
+ * DEBUG, §14).
+ */
 export function defaultPolicy(mode: LaunchSpec["security"]): number {
+  if (mode === "sev-snp") return DEFAULT_SNP_POLICY;
   const base = PolicyBit.NODBG | PolicyBit.NOKS;
   return mode === "sev-es" ? base | PolicyBit.ES : base;
 }
@@ -37,7 +48,7 @@ export function validateVmSpec(spec: LaunchSpec): LaunchSpec {
     bad("hardwareVersion", `must be 4..99, got ${spec.hardwareVersion}`);
   }
   if (!SECURITY_MODES.includes(spec.security))
-    bad("security", `must be none, sev or sev-es, got '${spec.security}'`);
+    bad("security", `must be ${SECURITY_MODES.join(", ")}, got '${spec.security}'`);
   guestOsProfile(spec.guestOs);
   if (spec.firmware.kind === "efi" && spec.firmware.image) {
     const n = spec.firmware.image.length;
@@ -56,9 +67,44 @@ export function validateVmSpec(spec: LaunchSpec): LaunchSpec {
   if (spec.security === "sev" && (policy & PolicyBit.ES) !== 0) {
     bad("policy", "a plain SEV VM must not set the ES bit (0x4)");
   }
+  if (spec.security === "sev-snp") validateSnp(spec, policy);
+  else if (spec.snp) bad("snp", "SEV-SNP launch options need security 'sev-snp'");
   if (spec.session && spec.security === "none") bad("session", "an ordinary VM has no launch session");
   if (spec.attestation && spec.security === "none") bad("attestation", "an ordinary VM cannot be attested");
   if (spec.directBoot && spec.firmware.kind !== "efi")
     bad("directBoot", "measured direct boot needs EFI firmware");
   return { ...spec, policy, devices: [...spec.devices] };
+}
+
+/** The SEV-SNP rules: the policy's reserved bits, and QEMU's checks of host-data, id-block, id-auth, author-key. */
+function validateSnp(spec: LaunchSpec, policy: number): void {
+  if (policy > SNP_POLICY_MAX) bad("policy", "SEV-SNP policy bits 63:26 are reserved and must be zero");
+  if ((BigInt(policy) & SnpPolicyBit.RESERVED_MBO) === 0n) {
+    bad("policy", "an SEV-SNP policy must set bit 17 (0x20000), which is reserved and must be one");
+  }
+  if (spec.session)
+    bad("session", "SEV-SNP has no SEV launch session (GODH); the guest attests with reports");
+  if (spec.attestation) {
+    bad(
+      "attestation",
+      "an SEV-SNP launch does not pause for LAUNCH_MEASURE: the guest owner verifies an attestation report",
+    );
+  }
+  const o = spec.snp;
+  if (!o) return;
+  if (o.hostData !== undefined && o.hostData.length !== 32) {
+    bad("snp.hostData", `host data is 32 bytes, got ${o.hostData.length}`);
+  }
+  if (o.idBlock !== undefined && o.idBlock.length !== ID_BLOCK_SIZE) {
+    bad("snp.idBlock", `an ID block is ${ID_BLOCK_SIZE} bytes, got ${o.idBlock.length}`);
+  }
+  if (o.idAuth !== undefined && o.idAuth.length !== ID_AUTH_SIZE) {
+    bad("snp.idAuth", `the ID authentication information is ${ID_AUTH_SIZE} bytes, got ${o.idAuth.length}`);
+  }
+  if ((o.idBlock === undefined) !== (o.idAuth === undefined)) {
+    bad("snp.idAuth", "an ID block and its ID authentication information go together");
+  }
+  if (o.authorKeyEnabled && o.idBlock === undefined) {
+    bad("snp.authorKeyEnabled", "the author key signs the ID key, so it needs an ID block");
+  }
 }

@@ -16,6 +16,10 @@
  * hypervisor's answer, copies the outputs back and skips the instruction. All of its state across the VMGEXIT is in
  * the exception frame and boot information (private memory) and in registers (the VMSA).
  *
+ * SEV-SNP guest agent. On the hypervisor callback interrupt an SNP kernel answers the host's attestation-report
+ * request in its guest-agent mailbox: it seals MSG_REPORT_REQ under VMPCK0 from its own secrets page and makes the
+ * SNP guest request exit (snp-guest.ts), then returns from the interrupt.
+ *
  * A kernel without SEV-ES support has no #VC handler: vector 29 reaches its generic exception handler, which stops
  * the VM with "guest OS … does not support SEV-ES: unhandled #VC on CPUID at RIP …".
  */
@@ -44,6 +48,7 @@ import {
 import { BOOT_MAGIC, BootInfo, KLOG_GPA, KLOG_SIZE, PERCPU_GPA, PRINTK_GPA } from "../layout.ts";
 import { GUEST_OS_PROFILES, type GuestOsProfile } from "../os-profiles.ts";
 import { efiSecretMessages } from "./efi-secret.ts";
+import { agentCallback, agentReportDone, type SnpKernelIo } from "./snp-guest.ts";
 import { type VcContext, vcExit } from "./vc-exits.ts";
 
 /** Kernel routines; their addresses are NATIVE_CODE_BASE + profile index · 0x10000 + routine · 0x10. */
@@ -58,6 +63,10 @@ export const Routine = {
   TERMINATED: 7,
   /** Back from printk: clear its registers and enter the program. */
   PROGRAM_START: 8,
+  /** The hypervisor callback interrupt (SEV-SNP guests): the guest agent's request (snp-guest.ts). */
+  AGENT_CALLBACK: 9,
+  /** Back from the SNP guest request exit. */
+  AGENT_REPORT_DONE: 10,
 } as const;
 export type RoutineId = (typeof Routine)[keyof typeof Routine];
 
@@ -147,6 +156,11 @@ class KernelStep {
         return { kind: "hlt", resume: this.#at(Routine.TERMINATED) };
       case Routine.PROGRAM_START:
         return this.#programStart();
+      case Routine.AGENT_CALLBACK:
+        return this.#agentCallback();
+      case Routine.AGENT_REPORT_DONE:
+        agentReportDone(this.#snpIo());
+        return this.#iret(Number(this.#frame(ExceptionFrame.RIP)));
       default:
         return { kind: "shutdown", message: `kernel: no routine at offset ${routine}` };
     }
@@ -213,6 +227,23 @@ class KernelStep {
     const lines = efiSecretMessages(this.cpu.read(Number(this.#boot(BootInfo.SECRET_GPA)), size));
     const text = Buffer.from(lines.map((l) => `${l}\n`).join(""), "utf8");
     return text.subarray(0, KLOG_SIZE);
+  }
+
+  #snpIo(): SnpKernelIo {
+    return {
+      cpu: this.cpu,
+      boot: (f) => this.#boot(f),
+      setBoot: (f, v) => this.#setBoot(f, v),
+      protocol: Number(this.#boot(BootInfo.PROTOCOL)),
+    };
+  }
+
+  #agentCallback(): NativeStep {
+    if (agentCallback(this.#snpIo())) {
+      this.cpu.wrmsr(MSR_GHCB, this.#boot(BootInfo.GHCB_GPA));
+      return { kind: "vmgexit", resume: this.#at(Routine.AGENT_REPORT_DONE) };
+    }
+    return this.#iret(Number(this.#frame(ExceptionFrame.RIP)));
   }
 
   #programStart(): NativeStep {

@@ -128,6 +128,13 @@ export function* canaryExperimentSteps(
   if (opts.mode === "sev-es" && !pools.sevEs.available) {
     throw new CiphervisorError("REQUIREMENT_FAILED", `cannot run an SEV-ES guest: ${pools.sevEs.reason}`);
   }
+  if (opts.mode === "sev-snp") {
+    // The lab boots SEV and SEV-ES guests by hand; SNP guests launch through the host (src/hypervisor/snp-launch.ts).
+    throw new CiphervisorError(
+      "REQUIREMENT_FAILED",
+      "the register-leak lab runs ordinary, SEV and SEV-ES guests; an SEV-SNP guest's registers are protected as SEV-ES's are",
+    );
+  }
   const profile = guestOsProfile(guestOs);
   const support = supportsMode(profile, opts.mode);
   if (!support.ok) throw new CiphervisorError("REQUIREMENT_FAILED", support.reason);

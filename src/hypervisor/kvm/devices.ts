@@ -97,8 +97,9 @@ export class HostDevices {
       case 0x8000_0000:
         return [0x8000_001f, vendor[0], vendor[1], vendor[2]];
       case 0x8000_001f: {
-        // What QEMU passes a guest: SEV / SEV-ES bits, the C-bit position, reduced-phys-bits 1.
-        const eax = this.mode === "none" ? 0 : this.mode === "sev" ? 0x2 : 0xa;
+        // What QEMU passes a guest: SEV / SEV-ES / SEV-SNP bits (1, 3, 4), the C-bit position, reduced-phys-bits 1.
+        const eax =
+          this.mode === "none" ? 0 : this.mode === "sev" ? 0x2 : this.mode === "sev-snp" ? 0x1a : 0xa;
         const ebx = this.mode === "none" ? 0 : (this.model.cBit & 0x3f) | (1 << 6);
         return [eax, ebx, 0, 0];
       }

@@ -18,6 +18,7 @@ import type { NestedPageTable } from "../../machine/nested-page-table.ts";
 import { SAVE_AREA_SIZE, type Vmcb } from "../../machine/vmcb.ts";
 import { decodeVmsa, encodeVmsa, type Vmsa } from "../../measure/vmsa.ts";
 import type { HostDevices, HostRegs } from "./devices.ts";
+import type { SnpGuestRequestChannel } from "./snp-guest-request.ts";
 import { type GhcbExchange, handleVmgexit } from "./vmgexit.ts";
 
 /** One guest as the host knows it. */
@@ -29,6 +30,8 @@ export interface HostVm {
   cBit: number;
   /** GHCB GPA registered through the MSR protocol (GHCB v2). */
   registeredGhcb: { gpa: bigint | undefined };
+  /** SEV-SNP guests: where the SNP guest request exit goes (snp-guest-request.ts). */
+  snp?: SnpGuestRequestChannel;
 }
 
 export type HostOutcome = { action: "resume" } | { action: "stop"; reason: string };
@@ -145,6 +148,7 @@ export function handleExit(
           c.ghcbGpa = v;
         },
         registeredGhcb: vm.registeredGhcb,
+        ...(vm.snp ? { snp: vm.snp } : {}),
         afterSnapshot: hooks.afterSnapshot,
       });
       const out: HandledExit = {

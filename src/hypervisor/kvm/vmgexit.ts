@@ -10,6 +10,8 @@
  *    the guest's valid bitmap, validates the snapshot (usage, sw_exit_code/info_1/info_2, per-exit required fields),
  *    and answers malformed input with the GHCB error response (sw_exit_info_1 = 2, sw_exit_info_2 = reason) — never
  *    an exception. A valid request is emulated and RAX/RBX/RCX/RDX are returned, each with its valid bit.
+ * 3. For an SEV-SNP guest, the SNP guest request (SW_EXITCODE 0x8000_0011) is relayed to the firmware
+ *    (snp-guest-request.ts); any other guest gets INVALID_EVENT for it, as for any unknown exit.
  */
 import type { SystemMemory } from "../../machine/dram.ts";
 import {
@@ -28,6 +30,11 @@ import {
 import { GHCB_RETURNED_FIELDS, naeExit } from "../../machine/nae-exits.ts";
 import type { NestedPageTable } from "../../machine/nested-page-table.ts";
 import type { HostDevices, HostRegs } from "./devices.ts";
+import {
+  handleSnpGuestRequest,
+  SNP_GUEST_REQUEST_EXIT,
+  type SnpGuestRequestChannel,
+} from "./snp-guest-request.ts";
 
 /** What the host saw and answered for one GHCB request — the hypervisor's whole view of that exit. */
 export interface GhcbExchange {
@@ -57,6 +64,8 @@ export interface VmgexitContext {
   respond(value: bigint): void;
   /** The GPA registered with MSR protocol 0x012, if any. */
   registeredGhcb: { gpa: bigint | undefined };
+  /** SEV-SNP guests: the firmware channel the SNP guest request exit is relayed through. */
+  snp?: SnpGuestRequestChannel;
   /** Tests only: runs between the snapshot and the decision (a guest thread racing the host). */
   afterSnapshot?: () => void;
 }
@@ -113,12 +122,19 @@ function msrProtocol(c: VmgexitContext): VmgexitOutcome {
   return { kind: "resume", msrProtocol: { request: v, response } };
 }
 
-/** The reason code of a malformed request, or undefined when the snapshot is a valid request (KVM's checks). */
-function validate(s: GhcbView): number | undefined {
+/** The checks every GHCB request passes: the usage and the three software exit fields. */
+function validateHeader(s: GhcbView): number | undefined {
   if (s.usage !== GHCB_DEFAULT_USAGE) return GhcbError.INVALID_USAGE;
   if (!s.isValid("swExitCode") || !s.isValid("swExitInfo1") || !s.isValid("swExitInfo2")) {
     return GhcbError.MISSING_INPUT;
   }
+  return undefined;
+}
+
+/** The reason code of a malformed request, or undefined when the snapshot is a valid request (KVM's checks). */
+function validate(s: GhcbView): number | undefined {
+  const header = validateHeader(s);
+  if (header !== undefined) return header;
   const code = s.get("swExitCode");
   const row = code <= 0xffffffffn ? naeExit(Number(code)) : undefined;
   if (!row) return GhcbError.INVALID_EVENT;
@@ -161,10 +177,17 @@ export function handleVmgexit(c: VmgexitContext): VmgexitOutcome {
   };
   live.clearValidBitmap();
 
-  const bad = validate(snapshot);
+  const snpRequest = c.snp !== undefined && exchange.exitCode === SNP_GUEST_REQUEST_EXIT;
+  const bad = snpRequest ? validateHeader(snapshot) : validate(snapshot);
   let stop: string | undefined;
   if (bad !== undefined) {
     exchange.response = { info1: BigInt(GhcbResponse.MALFORMED_INPUT), info2: BigInt(bad) };
+  } else if (snpRequest && c.snp) {
+    exchange.response = handleSnpGuestRequest(
+      { memory: c.memory, npt: c.npt, snp: c.snp },
+      exchange.exitInfo1,
+      exchange.exitInfo2,
+    );
   } else {
     const result = c.devices.emulate(Number(exchange.exitCode), exchange.exitInfo1, { ...seen });
     const out: HostRegs = { ...seen, ...result.regs };
