@@ -1,11 +1,14 @@
 /**
  * The words every layer shares, defined once: a VM's security mode and its power state as the control plane
  * records it. Pure data (no imports), so the emulated machine, the hypervisor, the control plane, the API schemas
- * and the CLI all read the same lists — and a mode added here (`sev-snp`, later) reaches each of them.
+ * and the CLI all read the same lists — and a mode added here reaches each of them.
  */
 
-/** A VM's memory-encryption mode: none, SEV (memory), SEV-ES (memory and register state). */
-export const SECURITY_MODES = ["none", "sev", "sev-es"] as const;
+/**
+ * A VM's memory-encryption mode: none, SEV (memory), SEV-ES (memory and register state), SEV-SNP (memory and
+ * register state, plus the integrity of guest memory through the Reverse Map Table, and signed attestation reports).
+ */
+export const SECURITY_MODES = ["none", "sev", "sev-es", "sev-snp"] as const;
 export type SecurityMode = (typeof SECURITY_MODES)[number];
 
 /**

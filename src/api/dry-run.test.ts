@@ -412,6 +412,13 @@ describe("?dryRun=true on every mutating route", () => {
           expect: ["refused"],
         },
         {
+          // An SEV-ES VM has no report to give: refused; an SNP VM's would be "unchanged" (a read).
+          route: "POST /v1/vms/:id/attestation-report",
+          as: "attestation-admin",
+          request: async () => ({ url: `/v1/vms/${att.id}/attestation-report`, body: {} }),
+          expect: ["refused"],
+        },
+        {
           route: "POST /v1/operations/:id/cancel",
           as: "all",
           request: async () => ({ url: `/v1/operations/${done.id}/cancel` }),

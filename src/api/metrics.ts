@@ -5,6 +5,7 @@
  */
 
 import { hostViews } from "../control/capacity.ts";
+import { POOLS, poolSize } from "../control/compat.ts";
 import type { ControlPlane } from "../control/control-plane.ts";
 import { POWER_STATES, SECURITY_MODES } from "../control/inventory/types.ts";
 
@@ -68,10 +69,10 @@ export class ApiMetrics {
     out.push("# TYPE ciphervisor_host_asids gauge");
     for (const v of await hostViews(inv)) {
       const h = label(v.host.name);
-      out.push(`ciphervisor_host_asids{host="${h}",pool="sev",state="size"} ${v.host.sevAsids}`);
-      out.push(`ciphervisor_host_asids{host="${h}",pool="sev",state="used"} ${v.used.sev}`);
-      out.push(`ciphervisor_host_asids{host="${h}",pool="sev-es",state="size"} ${v.host.esAsids}`);
-      out.push(`ciphervisor_host_asids{host="${h}",pool="sev-es",state="used"} ${v.used.sevEs}`);
+      for (const { pool, mode } of POOLS) {
+        out.push(`ciphervisor_host_asids{host="${h}",pool="${mode}",state="size"} ${poolSize(v.host, pool)}`);
+        out.push(`ciphervisor_host_asids{host="${h}",pool="${mode}",state="used"} ${v.used[pool]}`);
+      }
     }
     return `${out.join("\n")}\n`;
   }

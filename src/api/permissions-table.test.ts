@@ -44,6 +44,7 @@ const TABLE: Readonly<Record<string, Need>> = {
   // Attestation (the guest owner's flow)
   "PUT /v1/vms/:id/launch-session": "attestation.session",
   "GET /v1/vms/:id/launch-measurement": "attestation.read",
+  "POST /v1/vms/:id/attestation-report": "attestation.read",
   "POST /v1/vms/:id/launch-secret": "attestation.secret",
   "POST /v1/vms/:id/launch-finish": "attestation.secret",
   "GET /v1/hosts/:id/sev-info": "attestation.read",

@@ -33,7 +33,7 @@ describe("selectors", () => {
     for (const bad of [
       "",
       "mdoe=none",
-      "mode=sev-snp",
+      "mode=sev-tdx",
       "power=on",
       "os=beos",
       "host",

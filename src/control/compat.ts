@@ -46,7 +46,18 @@ export interface CompatFinding {
 export interface PoolUse {
   readonly sev: number;
   readonly sevEs: number;
+  readonly snp: number;
 }
+
+/** No slot taken. */
+export const NO_POOL_USE: PoolUse = Object.freeze({ sev: 0, sevEs: 0, snp: 0 });
+
+/** The pools, in the order reports list them, and the mode each serves. */
+export const POOLS: readonly { readonly pool: keyof PoolUse; readonly mode: SecurityMode }[] = [
+  { pool: "snp", mode: "sev-snp" },
+  { pool: "sevEs", mode: "sev-es" },
+  { pool: "sev", mode: "sev" },
+];
 
 /** The parts of a VM the checks read. */
 export type VmShape = Pick<Vm, "id" | "name" | "spec" | "securityMode" | "policy"> &
@@ -55,22 +66,31 @@ export type VmShape = Pick<Vm, "id" | "name" | "spec" | "securityMode" | "policy
 /** Power states in which an encrypted VM holds its ASID: from the reservation until its power-off commits. */
 export const SLOT_STATES: readonly PowerState[] = ["starting", "running", "paused", "stopping"];
 
+const MODE_NAME: Readonly<Record<SecurityMode, string>> = {
+  none: "ordinary",
+  sev: "SEV",
+  "sev-es": "SEV-ES",
+  "sev-snp": "SEV-SNP",
+};
+
 /** The human name of a mode, as messages use it. */
 export function modeName(mode: SecurityMode): string {
-  return mode === "sev-es" ? "SEV-ES" : mode === "sev" ? "SEV" : "ordinary";
+  return MODE_NAME[mode];
 }
 
 /** The pool an encrypted VM draws its ASID from (none for ordinary VMs). */
 export function poolOf(mode: SecurityMode): keyof PoolUse | undefined {
-  return mode === "sev-es" ? "sevEs" : mode === "sev" ? "sev" : undefined;
+  return POOLS.find((p) => p.mode === mode)?.pool;
 }
 
 /**
- * The host's ASID pools as the inventory knows them. The ES pool is ASIDs 1..esAsids (min_sev_asid = esAsids + 1);
- * the SEV pool follows it.
+ * The host's ASID pools as the inventory knows them (docs/product-behaviour.md §5.2). The low range is ASIDs
+ * 1..esAsids (min_sev_asid = esAsids + 1) and the SEV pool follows it. Under Ciphertext Hiding the low range splits:
+ * SNP 1..snpAsids, SEV-ES the rest, and both modes run. Otherwise the whole range serves the host's one `esMode`
+ * (SEV-ES and SEV-SNP guests exclude each other per host since CVE-2025-48514) and the other pool is empty.
  */
 export function poolReports(
-  host: Pick<Host, "sevAsids" | "esAsids">,
+  host: Pick<Host, "sevAsids" | "esAsids" | "snpAsids" | "esMode">,
   used: PoolUse,
 ): HostFacts["capabilities"]["pools"] {
   const report = (first: number, size: number, inUse: number): PoolReport => ({
@@ -80,10 +100,22 @@ export function poolReports(
     used: inUse,
     free: Math.max(0, size - inUse),
   });
+  const split = host.snpAsids > 0;
+  const snpSize = split ? host.snpAsids : host.esMode === "snp" ? host.esAsids : 0;
+  const esSize = split ? host.esAsids - host.snpAsids : host.esMode === "snp" ? 0 : host.esAsids;
   return {
-    sevEs: report(1, host.esAsids, used.sevEs),
+    snp: report(1, snpSize, used.snp),
+    sevEs: report(split ? host.snpAsids + 1 : 1, esSize, used.sevEs),
     sev: report(host.esAsids + 1, host.sevAsids, used.sev),
   };
+}
+
+/** The size of one pool on a host, as `poolReports` splits the low range. */
+export function poolSize(
+  host: Pick<Host, "sevAsids" | "esAsids" | "snpAsids" | "esMode">,
+  pool: keyof PoolUse,
+): number {
+  return poolReports(host, NO_POOL_USE)[pool].size;
 }
 
 /**
@@ -151,7 +183,8 @@ const REFERENCE_HOST: HostFacts = {
     sevState: "working",
     minSevAsid: 100,
     pools: {
-      sevEs: { first: 1, last: 99, size: 99, used: 0, free: 99 },
+      snp: { first: 1, last: 49, size: 49, used: 0, free: 49 },
+      sevEs: { first: 50, last: 99, size: 50, used: 0, free: 50 },
       sev: { first: 100, last: 1006, size: 907, used: 0, free: 907 },
     },
   },
@@ -203,15 +236,21 @@ export function hostFindings(
   if (host.connection !== "connected") {
     out.push({ code: "HOST_DISCONNECTED", message: `host ${host.name} is disconnected` });
   }
-  if (vm.securityMode === "sev-es" && host.esMode === "snp") {
+  if (host.snpAsids === 0 && vm.securityMode === "sev-es" && host.esMode === "snp") {
     out.push({
       code: "HOST_MODE",
-      message: `host ${host.name} runs SEV-SNP guests in its ES pool; SEV-ES and SEV-SNP cannot share a host (CVE-2025-48514)`,
+      message: `host ${host.name} runs SEV-SNP guests in its ES pool; SEV-ES and SEV-SNP cannot share a host (CVE-2025-48514) unless Ciphertext Hiding splits the pool`,
+    });
+  }
+  if (host.snpAsids === 0 && vm.securityMode === "sev-snp" && host.esMode === "sev-es") {
+    out.push({
+      code: "HOST_MODE",
+      message: `host ${host.name} runs SEV-ES guests in its ES pool; SEV-SNP needs an SNP host or Ciphertext Hiding's SNP pool (SEV-ES and SEV-SNP cannot share a pool, CVE-2025-48514)`,
     });
   }
   // Without a slot requirement, present the pool as having room so that only structural findings remain.
   const pool = poolOf(vm.securityMode);
-  const effectiveUse: PoolUse = options.needSlot || pool === undefined ? used : { sev: 0, sevEs: 0 };
+  const effectiveUse: PoolUse = options.needSlot || pool === undefined ? used : NO_POOL_USE;
   for (const f of run(hostFacts(host, effectiveUse), vm)) out.push(f);
   if (vm.securityMode !== "none" && vm.spec.secureBoot === true) {
     out.push({
@@ -230,7 +269,7 @@ export function modeChangeFindings(
   next: VmShape,
   powerState: PowerState,
   host: Host | undefined,
-  used: PoolUse = { sev: 0, sevEs: 0 },
+  used: PoolUse = NO_POOL_USE,
 ): CompatFinding[] {
   const out: CompatFinding[] = [];
   if (powerState !== "off") {

@@ -32,6 +32,7 @@ function host(i: number, generation: Generation, sev: number, es: number, mainte
     vmmProfile: "qemu-legacy",
     sevAsids: sev,
     esAsids: CPU_MODELS[generation].sevEs ? es : 0,
+    snpAsids: 0,
     maintenance: maintenance ? "in-maintenance" : "none",
     connection: "connected",
     firmware: null,
@@ -84,8 +85,8 @@ describe("placement (pure): 1,000 random create/destroy sequences over small poo
         fc.array(stepArb, { maxLength: 40 }),
         (hs, steps) => {
           const hosts = hs.map((h, i) => host(i, h.generation, h.sev, h.es, h.maintenance && i > 0));
-          const used = new Map<string, { sev: number; sevEs: number }>(
-            hosts.map((h) => [h.id, { sev: 0, sevEs: 0 }]),
+          const used = new Map<string, { sev: number; sevEs: number; snp: number }>(
+            hosts.map((h) => [h.id, { sev: 0, sevEs: 0, snp: 0 }]),
           );
           const running: { hostId: string; mode: SecurityMode }[] = [];
           let n = 0;
@@ -113,17 +114,17 @@ describe("placement (pure): 1,000 random create/destroy sequences over small poo
             };
             const views: HostView[] = hosts.map((h) => ({
               host: h,
-              used: { ...(used.get(h.id) ?? { sev: 0, sevEs: 0 }) },
+              used: { ...(used.get(h.id) ?? { sev: 0, sevEs: 0, snp: 0 }) },
               active: 0,
             }));
             const decision = choosePlacement(vm, views);
             const anyFits = hosts.some((h) =>
-              modelFits(h, used.get(h.id) ?? { sev: 0, sevEs: 0 }, step.mode, spec),
+              modelFits(h, used.get(h.id) ?? { sev: 0, sevEs: 0, snp: 0 }, step.mode, spec),
             );
             if (decision.chosen) {
               const h = decision.chosen.host;
               assert.ok(
-                modelFits(h, used.get(h.id) ?? { sev: 0, sevEs: 0 }, step.mode, spec),
+                modelFits(h, used.get(h.id) ?? { sev: 0, sevEs: 0, snp: 0 }, step.mode, spec),
                 `placed on ${h.name} against the rules`,
               );
               const pool = poolOf(step.mode);
@@ -163,7 +164,7 @@ describe("placement (pure): 1,000 random create/destroy sequences over small poo
     ];
     const views = hosts.map((h) => ({
       host: h,
-      used: { sev: 0, sevEs: h.id === "host_3" ? 2 : 0 },
+      used: { sev: 0, sevEs: h.id === "host_3" ? 2 : 0, snp: 0 },
       active: 0,
     }));
     const vm: VmShape = { id: "vm_x", name: "db", spec: linuxSpec, securityMode: "sev-es", policy: 7 };
@@ -176,7 +177,7 @@ describe("placement (pure): 1,000 random create/destroy sequences over small poo
 
   it("prefers the VM's registration host, then the most free slots in the VM's pool", () => {
     const hosts = [host(1, "rome", 10, 3, false), host(2, "milan", 10, 8, false)];
-    const views = hosts.map((h) => ({ host: h, used: { sev: 0, sevEs: 0 }, active: 0 }));
+    const views = hosts.map((h) => ({ host: h, used: { sev: 0, sevEs: 0, snp: 0 }, active: 0 }));
     const vm: VmShape = { id: "vm_x", name: "db", spec: linuxSpec, securityMode: "sev-es", policy: 7 };
     assert.equal(choosePlacement(vm, views).chosen?.host.name, "h2");
     assert.equal(choosePlacement(vm, views, { prefer: "host_1" }).chosen?.host.name, "h1");

@@ -9,7 +9,15 @@
  * inventory and reserves the chosen slot under a lock.
  */
 import { CiphervisorError } from "../errors.ts";
-import { type CompatFinding, hostFindings, modeName, type PoolUse, poolOf, type VmShape } from "./compat.ts";
+import {
+  type CompatFinding,
+  hostFindings,
+  modeName,
+  type PoolUse,
+  poolOf,
+  poolSize,
+  type VmShape,
+} from "./compat.ts";
 import type { Host } from "./inventory/types.ts";
 
 /** One host as placement sees it: its facts, its taken slots, and how many VMs are powered on there. */
@@ -46,9 +54,19 @@ export interface PlacementDecision {
   readonly verdicts: CandidateVerdict[];
 }
 
-function free(view: HostView, pool: keyof PoolUse): number {
-  const size = pool === "sev" ? view.host.sevAsids : view.host.esAsids;
-  return size - view.used[pool];
+/**
+ * The size of each key-slot pool on a host, by pool: the ES pool is ASIDs 1..esAsids, the SEV pool the rest up to
+ * the platform's maximum (docs/sev-interface.md §7). A pool added to `PoolUse` must be given its size here.
+ */
+export const POOL_SIZE: Readonly<Record<keyof PoolUse, (host: Host) => number>> = {
+  sev: (host) => poolSize(host, "sev"),
+  sevEs: (host) => poolSize(host, "sevEs"),
+  snp: (host) => poolSize(host, "snp"),
+};
+
+/** Free slots of `pool` on the host of `view`. */
+export function freeSlots(view: Pick<HostView, "host" | "used">, pool: keyof PoolUse): number {
+  return POOL_SIZE[pool](view.host) - view.used[pool];
 }
 
 /**
@@ -92,7 +110,7 @@ export function choosePlacement(
       best = v;
       continue;
     }
-    const better = pool === undefined ? v.active < best.active : free(v, pool) > free(best, pool);
+    const better = pool === undefined ? v.active < best.active : freeSlots(v, pool) > freeSlots(best, pool);
     if (better) best = v;
   }
   return { chosen: best, verdicts };

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { isCiphervisorError } from "../errors.ts";
-import { configFindings, hypervisorSpec, modeChangeFindings, poolReports } from "./compat.ts";
+import { configFindings, hypervisorSpec, modeChangeFindings, NO_POOL_USE, poolReports } from "./compat.ts";
 import { classifyChange, resolvePolicy, validatePolicy } from "./security-change.ts";
 import { linuxSpec } from "./testing/control-fixture.ts";
 
@@ -41,6 +41,72 @@ describe("security changes", () => {
       ["vm.security.policy"],
     ],
     ["no change", ["sev", 0x3], ["sev", 0x3], "vm.policy.change", []],
+    // SEV-SNP policies (docs/sev-interface.md §14): their own format, bit 0 is ABI_MINOR, not NODBG.
+    ["SEV-ES → SEV-SNP", ["sev-es", 0x7], ["sev-snp", 0x30000], "vm.security.enable", ["vm.security.enable"]],
+    ["enable SEV-SNP", ["none", 0], ["sev-snp", 0x30000], "vm.security.enable", ["vm.security.enable"]],
+    [
+      "enable SEV-SNP with DEBUG",
+      ["none", 0],
+      ["sev-snp", 0x30000 | (1 << 19)],
+      "vm.security.enable",
+      ["vm.debug.allow", "vm.security.enable"],
+    ],
+    [
+      "SEV-SNP → SEV-ES",
+      ["sev-snp", 0x30000],
+      ["sev-es", 0x7],
+      "vm.security.downgrade",
+      ["vm.security.downgrade"],
+    ],
+    [
+      "SNP: set DEBUG",
+      ["sev-snp", 0x30000],
+      ["sev-snp", 0xb0000],
+      "vm.security.downgrade",
+      ["vm.debug.allow"],
+    ],
+    [
+      "SNP: set MIGRATE_MA",
+      ["sev-snp", 0x30000],
+      ["sev-snp", 0x70000],
+      "vm.security.downgrade",
+      ["vm.security.downgrade"],
+    ],
+    [
+      "SNP: forbid SMT",
+      ["sev-snp", 0x30000],
+      ["sev-snp", 0x20000],
+      "vm.policy.change",
+      ["vm.security.policy"],
+    ],
+    [
+      "SNP: allow SMT",
+      ["sev-snp", 0x20000],
+      ["sev-snp", 0x30000],
+      "vm.security.downgrade",
+      ["vm.security.downgrade"],
+    ],
+    [
+      "SNP: clear SINGLE_SOCKET",
+      ["sev-snp", 0x130000],
+      ["sev-snp", 0x30000],
+      "vm.security.downgrade",
+      ["vm.security.downgrade"],
+    ],
+    [
+      "SNP: lower ABI minimum",
+      ["sev-snp", 0x30155],
+      ["sev-snp", 0x30100],
+      "vm.security.downgrade",
+      ["vm.security.downgrade"],
+    ],
+    [
+      "SNP: raise ABI minimum (bit 0 is not NODBG)",
+      ["sev-snp", 0x30000],
+      ["sev-snp", 0x30001],
+      "vm.policy.change",
+      ["vm.security.policy"],
+    ],
   ];
   for (const [name, [bm, bp], [am, ap], action, perms] of cases) {
     it(name, () => {
@@ -73,6 +139,15 @@ describe("security changes", () => {
       );
     }
     validatePolicy("sev-es", 0x0118_003f);
+    assert.equal(resolvePolicy({ mode: "sev-es", policy: 0x7 }, "sev-snp", undefined), 0x30000);
+    for (const policy of [0x10000, 0x30000 | (1 << 26), 0x7]) {
+      assert.throws(
+        () => validatePolicy("sev-snp", policy),
+        (e: unknown) => isCiphervisorError(e, "INVALID_INPUT") && e.details?.field === "policy",
+        `sev-snp ${policy}`,
+      );
+    }
+    validatePolicy("sev-snp", 0x3ff_ffff);
   });
 });
 
@@ -85,10 +160,34 @@ describe("compatibility checks", () => {
       [s.name, s.security, s.policy, s.firmware.kind, s.devices],
       ["vm_1", "sev-es", 0x7, "efi", []],
     );
-    assert.deepEqual(poolReports({ sevAsids: 410, esAsids: 99 }, { sev: 3, sevEs: 99 }), {
+    const rome = { sevAsids: 410, esAsids: 99, snpAsids: 0, esMode: "sev-es" as const };
+    assert.deepEqual(poolReports(rome, { sev: 3, sevEs: 99, snp: 0 }), {
+      snp: { first: 0, last: 0, size: 0, used: 0, free: 0 },
       sevEs: { first: 1, last: 99, size: 99, used: 99, free: 0 },
       sev: { first: 100, last: 509, size: 410, used: 3, free: 407 },
     });
+    // An SNP host: the low range serves SEV-SNP guests, SEV-ES has none (CVE-2025-48514).
+    assert.deepEqual(poolReports({ ...rome, esMode: "snp" }, { sev: 0, sevEs: 0, snp: 5 }).snp, {
+      first: 1,
+      last: 99,
+      size: 99,
+      used: 5,
+      free: 94,
+    });
+    assert.equal(poolReports({ ...rome, esMode: "snp" }, NO_POOL_USE).sevEs.size, 0);
+    // Ciphertext Hiding splits the low range: SNP 1..40, SEV-ES 41..99, whatever esMode says.
+    const split = poolReports({ ...rome, snpAsids: 40 }, { sev: 1, sevEs: 2, snp: 3 });
+    assert.deepEqual(
+      [
+        split.snp.first,
+        split.snp.last,
+        split.snp.free,
+        split.sevEs.first,
+        split.sevEs.last,
+        split.sevEs.free,
+      ],
+      [1, 40, 37, 41, 99, 57],
+    );
   });
 
   it("reports only the VM's own configuration when it has no host, and the power state for a mode change", () => {

@@ -1,13 +1,20 @@
 /**
  * The host's ASID allocator, as KVM does it (docs/sev-interface.md §7.2, §7.4; torvalds/linux `sev_asid_new`,
- * `sev_flush_asids`): ES guests take from [1, min_sev_asid), plain SEV guests from [min_sev_asid, max]; the pools
- * never borrow from each other. A released ASID waits in a reclaim set until WBINVD on every core and DF_FLUSH;
+ * `sev_flush_asids`): ES guests take from [1, min_sev_asid), plain SEV guests from [min_sev_asid, max]; SEV-SNP
+ * guests share the ES range, or under Ciphertext Hiding take [1, N] while ES keeps [N+1, min_sev_asid) (Linux 6.18).
+ * The pools never borrow from each other. A released ASID waits in a reclaim set until WBINVD on every core and DF_FLUSH;
  * when a pool is empty the allocator tries exactly one recycle, then refuses with a typed capacity error.
  */
 import { CiphervisorError } from "../errors.ts";
 import type { SevClient } from "./client.ts";
 
-export type AsidPool = "es" | "sev";
+/**
+ * `snp` is its own range under Ciphertext Hiding and the `es` range otherwise (SEV-ES and SEV-SNP guests then share
+ * it, as KVM does: one in-use set, so an ASID is never handed out twice).
+ */
+export type AsidPool = "es" | "sev" | "snp";
+
+const POOL_NAME: Readonly<Record<AsidPool, string>> = { es: "SEV-ES", sev: "SEV", snp: "SEV-SNP" };
 
 export interface PoolUsage {
   pool: AsidPool;
@@ -26,9 +33,10 @@ export class AsidAllocator {
 
   constructor(private readonly client: SevClient) {}
 
+  /** An empty pool is first = last = 0: the loops below then visit nothing. */
   #range(pool: AsidPool): { first: number; last: number } {
     const p = this.client.sp.pools[pool];
-    return { first: p.first, last: p.last };
+    return p.size === 0 ? { first: 1, last: 0 } : { first: p.first, last: p.last };
   }
 
   #findFree(pool: AsidPool): number | undefined {
@@ -56,7 +64,7 @@ export class AsidAllocator {
     }
     if (asid === undefined) {
       const u = this.usage(pool);
-      const what = pool === "es" ? "SEV-ES" : "SEV";
+      const what = POOL_NAME[pool];
       const reason =
         u.size === 0
           ? `this host has no ${what} ASIDs (BIOS min_sev_asid = ${this.client.sp.minSevAsid})`
@@ -79,6 +87,7 @@ export class AsidAllocator {
   usage(pool: AsidPool): PoolUsage {
     const { first, last } = this.#range(pool);
     const size = Math.max(0, last - first + 1);
+    if (size === 0) return { pool, first: 0, last: 0, size, inUse: 0, reclaim: 0, free: 0 };
     let inUse = 0;
     let reclaim = 0;
     for (const a of this.#inUse) if (a >= first && a <= last) inUse++;

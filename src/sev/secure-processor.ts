@@ -23,6 +23,7 @@
  * ```
  */
 import { forkRandom, type RandomSource, seededRandom } from "../crypto/random.ts";
+import { CiphervisorError } from "../errors.ts";
 import { type CpuModel, checkMinSevAsid, cpuModel, type Generation } from "../machine/cpu-models.ts";
 import { AsidTable } from "./asid-table.ts";
 import { CommandBuffer } from "./command-buffer.ts";
@@ -80,6 +81,39 @@ export interface SecureProcessorConfig {
   vmsaIntegrity?: VmsaIntegrityRecorder;
   /** SEV-SNP platform facts and the RMP hook (Milan and Genoa; `snp/firmware.ts`, docs/sev-interface.md §14). */
   snp?: SnpPlatformConfig;
+  /**
+   * SNP ASIDs set apart for Ciphertext Hiding, as Linux 6.18's `kvm_amd.ciphertext_hiding_asids` does: ASIDs
+   * 1..N serve SEV-SNP guests only, N+1..min_sev_asid-1 SEV-ES guests. 0 (the default): SEV-ES and SEV-SNP guests
+   * share 1..min_sev_asid-1. Must leave at least one ES ASID (N < min_sev_asid - 1).
+   */
+  ciphertextHidingAsids?: number;
+}
+
+/** The three ASID pools (docs/sev-interface.md §7.2); `snp` equals `es` unless Ciphertext Hiding splits them. */
+export interface AsidPools {
+  es: { first: number; last: number; size: number };
+  sev: { first: number; last: number; size: number };
+  snp: { first: number; last: number; size: number };
+}
+
+/**
+ * INVALID_INPUT unless n = 0, or the CPU has Ciphertext Hiding and 0 < n < min_sev_asid - 1 (Linux 6.18 refuses a
+ * split that leaves SEV-ES no ASID, and ignores the parameter on CPUs without the feature).
+ */
+function checkCiphertextHidingAsids(model: CpuModel, minSevAsid: number, n: number): number {
+  if (n !== 0 && (model as { ciphertextHiding?: boolean }).ciphertextHiding !== true) {
+    throw new CiphervisorError(
+      "INVALID_INPUT",
+      `${model.generation} has no SEV-SNP Ciphertext Hiding (EPYC 9005 "Turin" and later): ciphertext_hiding_asids must be 0`,
+    );
+  }
+  if (!Number.isInteger(n) || n < 0 || (n > 0 && n >= minSevAsid - 1)) {
+    throw new CiphervisorError(
+      "INVALID_INPUT",
+      `ciphertext_hiding_asids = ${n} must be 0 or 1..${Math.max(0, minSevAsid - 2)} (below min_sev_asid - 1 = ${minSevAsid - 1})`,
+    );
+  }
+  return n;
 }
 
 const noop: Handler = () => SevStatus.SUCCESS;
@@ -149,6 +183,8 @@ export function emulatedChipId(seed: string | number): Uint8Array {
 export class SecureProcessor {
   readonly model: CpuModel;
   readonly minSevAsid: number;
+  /** ASIDs 1..N reserved for SNP guests under Ciphertext Hiding; 0 when SNP and SEV-ES share the ES range. */
+  readonly ciphertextHidingAsids: number;
   readonly #fw: FirmwareState;
   readonly #snp: SnpFirmware;
   /** The last unexpected internal fault (an emulator bug), for diagnosis; never key material. */
@@ -157,6 +193,11 @@ export class SecureProcessor {
   constructor(config: SecureProcessorConfig) {
     this.model = cpuModel(config.generation);
     this.minSevAsid = checkMinSevAsid(this.model, config.minSevAsid ?? this.model.defaultMinSevAsid);
+    this.ciphertextHidingAsids = checkCiphertextHidingAsids(
+      this.model,
+      this.minSevAsid,
+      config.ciphertextHidingAsids ?? 0,
+    );
     const root = platformRandom(config.seed);
     const chipId = forkRandom(root, "chip-id").bytes(64);
     const identityRng = forkRandom(root, "identity");
@@ -275,16 +316,16 @@ export class SecureProcessor {
     return this.#fw.guests.get(handle)?.state;
   }
 
-  /** The ASID pools as the CPU and BIOS define them. */
-  get pools(): {
-    es: { first: number; last: number; size: number };
-    sev: { first: number; last: number; size: number };
-  } {
+  /** The ASID pools as the CPU, the BIOS (min_sev_asid) and Ciphertext Hiding define them. */
+  get pools(): AsidPools {
     const min = this.minSevAsid;
     const max = this.model.maxAsid;
+    const snp = this.ciphertextHidingAsids;
+    const es = { first: snp + 1, last: min - 1, size: min - 1 - snp };
     return {
-      es: { first: 1, last: min - 1, size: min - 1 },
+      es: es.size > 0 ? es : { first: 0, last: 0, size: 0 },
       sev: { first: min, last: max, size: max - min + 1 },
+      snp: snp > 0 ? { first: 1, last: snp, size: snp } : { ...es },
     };
   }
 }

@@ -10,7 +10,7 @@ import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { LaunchSecret } from "../../control/drivers/driver.ts";
 import type { Actor } from "../../control/inventory/types.ts";
-import { planFinishLaunch, planLaunchSession } from "../../control/plan/admin.ts";
+import { planAttestationReport, planFinishLaunch, planLaunchSession } from "../../control/plan/admin.ts";
 import {
   AuditedFailure,
   failureCode,
@@ -20,11 +20,14 @@ import {
   sevInfo,
 } from "../../control/services/attestation.ts";
 import { checkLaunchSecret, checkLaunchSession } from "../../control/services/attestation-input.ts";
+import { attestationReport, parseReportData } from "../../control/services/attestation-report.ts";
 import { CiphervisorError } from "../../errors.ts";
 import { answerDryRun, DryRunQuery, isDryRun, orPlan } from "../dry-run.ts";
 import type { OperationDeps } from "../operation-response.ts";
 import { ProblemError, problemType, toProblem } from "../problem.ts";
 import {
+  AttestationReportBody,
+  AttestationReportSchema,
   LaunchFinishAnswer,
   LaunchMeasurementSchema,
   LaunchSecretBody,
@@ -117,6 +120,34 @@ export function attestationRoutes(root: FastifyInstance, deps: OperationDeps): v
       },
     },
     async (req) => launchMeasurement(ctx, actorOf(req), req.params.id),
+  );
+
+  app.post(
+    "/v1/vms/:id/attestation-report",
+    {
+      config: { permission: "attestation.read", action: "vm.attestation-report.read" },
+      schema: {
+        tags: ["attestation"],
+        summary:
+          "A running SEV-SNP guest's signed attestation report with the caller's REPORT_DATA, and the VCEK and ASK/ARK to verify it with (never a verdict)",
+        params: IdParams,
+        querystring: DryRunQuery,
+        body: AttestationReportBody,
+        response: { 200: orPlan(AttestationReportSchema), ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const reportData = parseReportData(req.body?.reportData?.toLowerCase());
+      if (isDryRun(req)) {
+        return answerDryRun(
+          req,
+          reply,
+          ctx.inventory,
+          (await planAttestationReport(ctx, req.params.id)).plan,
+        );
+      }
+      return attestationReport(ctx, actorOf(req), req.params.id, reportData);
+    },
   );
 
   async function finish(

@@ -95,6 +95,7 @@ export function hostRoutes(root: FastifyInstance, deps: OperationDeps): void {
         ...(b.address === undefined ? {} : { address: b.address }),
         ...(b.clusterId === undefined ? {} : { clusterId: b.clusterId }),
         ...(b.emulated === undefined ? {} : { emulated: b.emulated }),
+        ...(b.esMode === undefined ? {} : { esMode: b.esMode }),
       };
       if (isDryRun(req)) return answerDryRun(req, reply, inv, (await planRegisterHost(ctx, request)).plan);
       const host = await registerHost(ctx, principal.actor, request);

@@ -31,6 +31,7 @@ const SAVE_AREA: Record<SecurityMode, { kind: "vmcb" | "vmsa-ciphertext"; label:
   none: { kind: "vmcb", label: "VMCB save area (plaintext)" },
   sev: { kind: "vmcb", label: "VMCB save area (plaintext)" },
   "sev-es": { kind: "vmsa-ciphertext", label: "VMSA (ciphertext)" },
+  "sev-snp": { kind: "vmsa-ciphertext", label: "VMSA (ciphertext)" },
 };
 
 const HYPERVISOR_COLUMN: Record<SecurityMode, string> = {
@@ -38,6 +39,8 @@ const HYPERVISOR_COLUMN: Record<SecurityMode, string> = {
   sev: "Plain SEV: private pages are ciphertext in DRAM, but at every exit the CPU leaves all registers in the VMCB save area in plaintext.",
   "sev-es":
     "SEV-ES: registers stay in the VMSA, encrypted with the VM's key; the hypervisor reads ciphertext there and only the GHCB fields the guest marked valid.",
+  "sev-snp":
+    "SEV-SNP: as SEV-ES, registers stay in the encrypted VMSA and the hypervisor reads only valid GHCB fields; the Reverse Map Table also refuses its writes to guest pages.",
 };
 
 const VERDICT: Record<SecurityMode, string> = {
@@ -45,6 +48,8 @@ const VERDICT: Record<SecurityMode, string> = {
   sev: "Plain SEV: memory is encrypted, but every register lands in the VMCB save area in plaintext at every exit.",
   "sev-es":
     "SEV-ES: registers stay in the encrypted VMSA; the hypervisor sees only what the guest put in the GHCB with a valid bit.",
+  "sev-snp":
+    "SEV-SNP: registers stay in the encrypted VMSA and guest pages cannot be written or remapped by the hypervisor; it sees only valid GHCB fields.",
 };
 
 const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");

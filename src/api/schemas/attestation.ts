@@ -155,5 +155,51 @@ export const SevInfoSchema = Type.Object({
   minSevAsid: Type.Integer(),
   maxSevGuests: Type.Integer(),
   maxSevEsGuests: Type.Integer(),
-  pools: Type.Object({ sev: PoolSchema, sevEs: PoolSchema }),
+  pools: Type.Object({ sev: PoolSchema, sevEs: PoolSchema, snp: PoolSchema }),
+});
+
+const Hex = (bytes: number, description: string) =>
+  Type.String({ pattern: `^[0-9a-f]{${bytes * 2}}$`, description });
+
+export const AttestationReportBody = Type.Object(
+  {
+    reportData: Type.Optional(
+      Type.String({
+        pattern: "^[0-9a-fA-F]{128}$",
+        description:
+          "REPORT_DATA, 64 bytes as 128 hex digits, chosen by the guest owner (a nonce, a hash of a key); default all zero",
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const AttestationReportSchema = Type.Object({
+  vm: Type.String(),
+  hostId: Type.String(),
+  host: Type.String(),
+  report: Type.String({
+    description:
+      "The signed SEV-SNP attestation report (0x4A0 bytes), base64: `owner verify-report --report`",
+  }),
+  fields: Type.Object({
+    reportData: Hex(64, "REPORT_DATA as the guest asked for it"),
+    measurement: Hex(48, "MEASUREMENT: the launch digest"),
+    hostData: Hex(32, "HOST_DATA set at SNP_LAUNCH_FINISH"),
+    policy: Type.String(),
+    vmpl: Type.Integer(),
+    chipId: Hex(64, "CHIP_ID"),
+    reportedTcb: Type.Record(Type.String(), Type.Union([Type.Integer(), Type.String()])),
+  }),
+  certificates: Type.Optional(
+    Type.Object({
+      vcek: Type.String({
+        description: "The VCEK for REPORTED_TCB, DER, base64: `owner verify-report --vcek`",
+      }),
+      vcekPath: Type.String({ description: "Where the emulated KDS serves the same VCEK" }),
+      certChain: Type.String({
+        description: "The product's ASK then ARK, PEM: `owner verify-report --chain`",
+      }),
+    }),
+  ),
 });

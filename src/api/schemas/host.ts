@@ -1,6 +1,6 @@
 /** Host request and response schemas. */
 import { Type } from "typebox";
-import { HOST_DRIVERS } from "../../control/inventory/types.ts";
+import { HOST_DRIVERS, HOST_ES_MODES } from "../../control/inventory/types.ts";
 import { GENERATIONS } from "../../machine/cpu-models.ts";
 import { HOST_VMM_PROFILES } from "../../measure/vmsa.ts";
 import { Text } from "./common.ts";
@@ -46,8 +46,11 @@ export const HostSchema = Type.Object(
         "The SEV firmware's API version and build as the host last reported them (PLATFORM_STATUS; libvirt: domcapabilities). Part of the host record, so inventory.read shows it; null when the host has no SEV, or was registered by an older release and not reached since",
     }),
     pools: Type.Object(
-      { sev: PoolSchema, sevEs: PoolSchema },
-      { description: "ASID pools as placement counts them" },
+      { sev: PoolSchema, sevEs: PoolSchema, snp: PoolSchema },
+      {
+        description:
+          "ASID pools as placement counts them. The low range 1..min_sev_asid-1 serves the host's esMode (sev-es or snp) unless Ciphertext Hiding splits it: snp 1..N, sevEs N+1..min_sev_asid-1",
+      },
     ),
     activeVms: Type.Integer(),
     createdAt: Type.String(),
@@ -71,9 +74,23 @@ export const RegisterHostBody = Type.Object(
           minSevAsid: Type.Optional(Type.Integer({ minimum: 1, maximum: 1007 })),
           memoryMiB: Type.Optional(Type.Integer({ minimum: 64, maximum: 1024 * 1024 })),
           vmmProfile: Type.Optional(VmmProfileSchema),
+          ciphertextHidingAsids: Type.Optional(
+            Type.Integer({
+              minimum: 0,
+              maximum: 1006,
+              description:
+                "Linux 6.18's kvm_amd.ciphertext_hiding_asids: ASIDs 1..N serve SEV-SNP guests only, with Ciphertext Hiding (turin)",
+            }),
+          ),
         },
         { additionalProperties: false },
       ),
+    ),
+    esMode: Type.Optional(
+      Type.Enum([...HOST_ES_MODES], {
+        description:
+          "What the low ASID range serves when Ciphertext Hiding does not split it: sev-es (default) or snp (an SNP host; SEV-ES and SEV-SNP exclude each other per host, CVE-2025-48514)",
+      }),
     ),
   },
   { additionalProperties: false },

@@ -37,6 +37,7 @@ const SAVE_AREA_NAME: Record<SecurityMode, string> = {
   none: "VMCB save area (plaintext)",
   sev: "VMCB save area (plaintext)",
   "sev-es": "VMSA (ciphertext)",
+  "sev-snp": "VMSA (ciphertext)",
 };
 
 function pad(s: string, n: number): string {
@@ -110,6 +111,8 @@ const VERDICT: Record<SecurityMode, string> = {
   sev: "Plain SEV: memory is encrypted, but every register lands in the VMCB save area in plaintext at every exit.",
   "sev-es":
     "SEV-ES: registers stay in the encrypted VMSA; the hypervisor sees only what the guest put in the GHCB with a valid bit.",
+  "sev-snp":
+    "SEV-SNP: registers stay in the encrypted VMSA and guest pages cannot be written or remapped by the hypervisor; it sees only valid GHCB fields.",
 };
 
 function pct(a: number, b: number): string {

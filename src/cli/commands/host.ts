@@ -28,15 +28,17 @@ import { printPlan } from "../output/what-if.ts";
 import { runOperation } from "../run-operation.ts";
 import { registerHostSevInfo } from "./vm-attest-host.ts";
 
-const GENERATIONS = ["naples", "rome", "milan", "genoa"] as const;
+const GENERATIONS = ["naples", "rome", "milan", "genoa", "turin"] as const;
 const DRIVERS = ["emulated", "libvirt"] as const;
+const ES_MODES = ["sev-es", "snp"] as const;
 /** The API's VMM profiles (docs/sev-interface.md §8.5); the server checks them again. */
 const VMM_PROFILES = ["qemu-legacy", "qemu"] as const satisfies readonly ApiHost["vmmProfile"][];
 
 function pools(h: ApiHost): string {
   const p = (x: ApiHost["pools"]["sev"]) =>
     x.size === 0 ? "none" : `${x.used}/${x.size} used (ASIDs ${x.first}..${x.last})`;
-  return `SEV-ES ${p(h.pools.sevEs)}; SEV ${p(h.pools.sev)}`;
+  const snp = h.pools.snp.size > 0 ? `SEV-SNP ${p(h.pools.snp)}; ` : "";
+  return `${snp}SEV-ES ${p(h.pools.sevEs)}; SEV ${p(h.pools.sev)}`;
 }
 
 function registerMaintenance(host: Command, io: CliIo): void {
@@ -149,6 +151,14 @@ export function registerHost(program: Command, io: CliIo): void {
         .option("--min-sev-asid <n>", "emulated BIOS min_sev_asid (SEV-ES ASIDs are 1..n-1)")
         .option("--seed <seed>", "emulated host seed (default: its name)")
         .option(
+          "--es-mode <mode>",
+          "what the ES ASID range serves: sev-es (default) or snp — an SNP host; SEV-ES and SEV-SNP exclude each other per host (CVE-2025-48514)",
+        )
+        .option(
+          "--ciphertext-hiding-asids <n>",
+          "emulated turin: ASIDs 1..n for SEV-SNP with Ciphertext Hiding, SEV-ES keeps the rest of the ES range (Linux 6.18)",
+        )
+        .option(
           "--vmm-profile <profile>",
           "emulated: how its QEMU builds SEV-ES VMSAs — qemu-legacy (QEMU's default sev-guest, the default) or qemu (KVM_SEV_INIT2)",
         ),
@@ -163,6 +173,8 @@ export function registerHost(program: Command, io: CliIo): void {
         minSevAsid?: string;
         seed?: string;
         vmmProfile?: string;
+        esMode?: string;
+        ciphertextHidingAsids?: string;
       },
     ) => {
       const mode = modeFor(flags);
@@ -195,13 +207,30 @@ export function registerHost(program: Command, io: CliIo): void {
               ...(flags.vmmProfile === undefined
                 ? {}
                 : { vmmProfile: parseChoice(flags.vmmProfile, "--vmm-profile", VMM_PROFILES) }),
+              ...(flags.ciphertextHidingAsids === undefined
+                ? {}
+                : {
+                    ciphertextHidingAsids: parseIntFlag(
+                      flags.ciphertextHidingAsids,
+                      "--ciphertext-hiding-asids",
+                      0,
+                      1006,
+                    ),
+                  }),
             }
           : undefined;
+      if (flags.ciphertextHidingAsids !== undefined && emulated === undefined) {
+        throw new CiphervisorError(
+          "USAGE",
+          "--ciphertext-hiding-asids builds an emulated host: give --generation too",
+        );
+      }
       const body = {
         name: flags.name,
         driver,
         ...(flags.uri === undefined ? {} : { address: flags.uri }),
         ...(emulated ? { emulated } : {}),
+        ...(flags.esMode === undefined ? {} : { esMode: parseChoice(flags.esMode, "--es-mode", ES_MODES) }),
       };
       const api = apiFor(io, flags);
       if (flags.whatIf) {

@@ -288,7 +288,7 @@ export function registerServe(program: Command, io: CliIo): void {
     .option("--data-dir <dir>", "data directory (default $CIPHERVISOR_DATA_DIR or ~/.ciphervisor)")
     .option(
       "--db <url>",
-      "inventory database: a file path (default DIR/inventory.db) or postgres://… for several nodes",
+      "inventory database: a file path (default DIR/inventory.db) or postgres://… for several nodes (?schema=NAME: the tables in schema NAME, created if missing, so several inventories or test runs share one database)",
     )
     .option("--host <addr>", "listen address", "127.0.0.1")
     .option("--port <n>", "listen port (0 picks a free one)", "8080")

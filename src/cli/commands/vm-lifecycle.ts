@@ -1,20 +1,21 @@
 /**
  * `vm create`, `vm migrate`, `vm snapshot`, `vm clone`: one VM each, in the shapes scripts use —
- * `vm create NAME --host HOST --guest-os OS [--vcpus N --memory MiB] [--sev-es on]`,
+ * `vm create NAME --host HOST --guest-os OS [--vcpus N --memory MiB] [--sev-es on | --sev-snp on]`,
  * `vm migrate NAME [--to HOST] --live|--cold` (live = vMotion, refused for SEV/SEV-ES VMs by the operation table).
  * Each takes `--what-if`: the server's dry run of the same request (its checks and plan), printed; nothing changes.
  */
 import type { Command } from "commander";
 import { CiphervisorError } from "../../errors.ts";
-import { collect, parseChoice, parseIntFlag, parseLabels, parseOnOff, parsePolicy } from "../args.ts";
+import { collect, parseChoice, parseIntFlag, parseLabels, parsePolicy } from "../args.ts";
 import { findHost, findVm } from "../client/lookup.ts";
-import type { ApiCreateVm, ApiVmSpec, SecurityMode } from "../client/types.ts";
+import type { ApiCreateVm, ApiVmSpec } from "../client/types.ts";
 import { dryRun } from "../dry-run.ts";
 import type { CliIo } from "../io.ts";
 import { apiCommand, apiFor, type MutatingFlags, modeFor, mutatingOptions } from "../options.ts";
 import { json, type OutputMode } from "../output/format.ts";
 import { printPlan } from "../output/what-if.ts";
 import { runOperation } from "../run-operation.ts";
+import { createModeOf, securityOptions } from "../security-flags.ts";
 
 const GUEST_OS_HELP = "guest OS profile (docs/guest-os-profiles.md), e.g. linux-5.19, ubuntu-22.04, rhel-9";
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
@@ -24,6 +25,7 @@ interface CreateFlags extends MutatingFlags {
   guestOs: string;
   vcpus: string;
   memory: string;
+  sevSnp?: string;
   sevEs?: string;
   sev?: string;
   policy?: string;
@@ -53,14 +55,6 @@ function bootOf(flags: CreateFlags): ApiVmSpec["boot"] {
   return Object.keys(boot).length > 0 ? boot : undefined;
 }
 
-function securityModeOf(flags: { sevEs?: string; sev?: string }): SecurityMode {
-  const es = flags.sevEs === undefined ? undefined : parseOnOff(flags.sevEs, "--sev-es");
-  const sev = flags.sev === undefined ? undefined : parseOnOff(flags.sev, "--sev");
-  if (es === true && sev === true)
-    throw new CiphervisorError("USAGE", "give --sev-es on or --sev on, not both");
-  return es === true ? "sev-es" : sev === true ? "sev" : "none";
-}
-
 /** Sends `path` as a dry run, or for real; the real answer is printed by `onDone`. */
 async function perform(
   io: CliIo,
@@ -85,17 +79,20 @@ function done(io: CliIo, mode: OutputMode, doc: unknown, line: string): void {
 function registerCreate(vm: Command, io: CliIo): void {
   mutatingOptions(
     apiCommand(
-      vm
-        .command("create")
-        .argument("<name>", "the new VM's name")
-        .description("create a VM (powered off)")
-        .option("--host <host>", "register it on this host")
-        .requiredOption("--guest-os <os>", GUEST_OS_HELP)
-        .option("--vcpus <n>", "virtual CPUs", "2")
-        .option("--memory <MiB>", "memory in MiB", "64")
-        .option("--sev-es <on|off>", "create it with SEV-ES (memory and register encryption)")
-        .option("--sev <on|off>", "create it with SEV (memory encryption)")
-        .option("--policy <policy>", "SEV guest policy: 0x5, or flags such as NODBG,NOKS,ES")
+      securityOptions(
+        vm
+          .command("create")
+          .argument("<name>", "the new VM's name")
+          .description("create a VM (powered off)")
+          .option("--host <host>", "register it on this host")
+          .requiredOption("--guest-os <os>", GUEST_OS_HELP)
+          .option("--vcpus <n>", "virtual CPUs", "2")
+          .option("--memory <MiB>", "memory in MiB", "64"),
+      )
+        .option(
+          "--policy <policy>",
+          "guest policy: SEV/SEV-ES 0x5 or flags such as NODBG,NOKS,ES; SEV-SNP a number such as 0x30000",
+        )
         .option("--firmware <efi|bios>", "firmware", "efi")
         .option("--hardware-version <n>", "virtual hardware version", "19")
         .option(
@@ -113,7 +110,7 @@ function registerCreate(vm: Command, io: CliIo): void {
   ).action(async (name: string, flags: CreateFlags) => {
     const mode = modeFor(flags);
     if (!NAME.test(name)) throw new CiphervisorError("INVALID_INPUT", `'${name}' is not a VM name`);
-    const securityMode = securityModeOf(flags);
+    const securityMode = createModeOf(flags);
     const spec: ApiVmSpec = {
       vcpus: parseIntFlag(flags.vcpus, "--vcpus", 1, 64),
       memoryMiB: parseIntFlag(flags.memory, "--memory", 16, 1024 * 1024),

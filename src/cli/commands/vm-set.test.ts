@@ -349,7 +349,7 @@ describe("ciphervisor vm set", () => {
         await bad(2, "INVALID_INPUT", "test-1", "--sev-es", "yes");
         await bad(2, "INVALID_INPUT", "test-1", "--policy", "NODBG,SPEED");
         await bad(2, "INVALID_INPUT", "test-1", "--policy", "0x1ffffffff");
-        await bad(2, "INVALID_INPUT", "--selector", "mode=sev-snp", "--sev-es", "on");
+        await bad(2, "INVALID_INPUT", "--selector", "mode=sev-tdx", "--sev-es", "on");
         await bad(4, "NOT_FOUND", "nope", "--sev-es", "on");
         await bad(2, "CONFIRMATION_REQUIRED", "--all", "--sev-es", "on");
         await bad(6, "POWER_STATE", "web-1", "--sev-es", "on");

@@ -1,5 +1,6 @@
 /**
- * `vm set … --sev-es on|off | --sev on|off | --policy P [--restart --parallel N]`: turn SEV or SEV-ES on or off, or
+ * `vm set … --sev-snp on|off | --sev-es on|off | --sev on|off | --policy P [--restart --parallel N]`: turn SEV,
+ * SEV-ES or SEV-SNP on or off, or
  * change the guest policy, for one VM or ten thousand (docs/architecture.md, "Turn SEV-ES on for 10,000 VMs").
  *
  * The CLI decides nothing: the change is ONE `vms:bulk-update` operation on the server, which checks each VM (power
@@ -14,9 +15,9 @@
  */
 import type { Command } from "commander";
 import { CiphervisorError } from "../../errors.ts";
-import { parseIntFlag, parseOnOff, parsePolicy } from "../args.ts";
+import { parseIntFlag, parsePolicy } from "../args.ts";
 import { chunks, runBulk } from "../bulk-operation.ts";
-import type { ApiBulkSet, ApiSelector, SecurityMode } from "../client/types.ts";
+import type { ApiBulkSet, ApiSelector } from "../client/types.ts";
 import { dryRun } from "../dry-run.ts";
 import type { CliIo } from "../io.ts";
 import {
@@ -32,25 +33,23 @@ import {
 import { json } from "../output/format.ts";
 import { hex } from "../output/vm-table.ts";
 import { mergePlans, printPlan } from "../output/what-if.ts";
+import { anyOff, type SecurityFlags, securityOptions, setModeOf } from "../security-flags.ts";
 import { resolveTargets, targetSpec } from "../selectors.ts";
 import { requireYes } from "./vm-each.ts";
 
 type SetFlags = MutatingFlags &
-  TargetFlags & { sevEs?: string; sev?: string; policy?: string; restart?: boolean; parallel: string };
+  TargetFlags &
+  SecurityFlags & { policy?: string; restart?: boolean; parallel: string };
 
-/** What `--sev-es`, `--sev` and `--policy` ask for. */
-export function bulkSetOf(flags: { sevEs?: string; sev?: string; policy?: string }): ApiBulkSet {
-  const es = flags.sevEs === undefined ? undefined : parseOnOff(flags.sevEs, "--sev-es");
-  const sev = flags.sev === undefined ? undefined : parseOnOff(flags.sev, "--sev");
-  if (es === true && sev === false)
-    throw new CiphervisorError("USAGE", "SEV-ES builds on SEV: --sev-es on contradicts --sev off");
-  let securityMode: SecurityMode | undefined;
-  if (es === true) securityMode = "sev-es";
-  else if (sev === true) securityMode = "sev";
-  else if (es === false || sev === false) securityMode = "none";
+/** What `--sev-snp`, `--sev-es`, `--sev` and `--policy` ask for. */
+export function bulkSetOf(flags: SecurityFlags & { policy?: string }): ApiBulkSet {
+  const securityMode = setModeOf(flags);
   const policy = flags.policy === undefined ? undefined : parsePolicy(flags.policy);
   if (securityMode === undefined && policy === undefined) {
-    throw new CiphervisorError("USAGE", "say what to set: --sev-es on|off, --sev on|off and/or --policy P");
+    throw new CiphervisorError(
+      "USAGE",
+      "say what to set: --sev-snp on|off, --sev-es on|off, --sev on|off and/or --policy P",
+    );
   }
   return {
     ...(securityMode === undefined ? {} : { securityMode }),
@@ -70,15 +69,18 @@ export function registerVmSet(vm: Command, io: CliIo): void {
   mutatingOptions(
     apiCommand(
       targetOptions(
-        vm
-          .command("set")
-          .argument("[names...]", "VM names or ids")
-          .description(
-            "turn SEV / SEV-ES on or off, or change the guest policy (powered-off VMs; --restart for running ones)",
+        securityOptions(
+          vm
+            .command("set")
+            .argument("[names...]", "VM names or ids")
+            .description(
+              "turn SEV / SEV-ES / SEV-SNP on or off, or change the guest policy (powered-off VMs; --restart for running ones)",
+            ),
+        )
+          .option(
+            "--policy <policy>",
+            "guest policy: SEV/SEV-ES 0x5 or flags such as NODBG,NOKS,ES; SEV-SNP a number such as 0x30000",
           )
-          .option("--sev-es <on|off>", "SEV-ES: memory and CPU register state encrypted")
-          .option("--sev <on|off>", "SEV: memory encrypted")
-          .option("--policy <policy>", "SEV guest policy: 0x5, or flags such as NODBG,NOKS,ES")
           .option(
             "--restart",
             "also change running VMs: power off, change, start again (within key-slot capacity), on the server",
@@ -119,7 +121,7 @@ export function registerVmSet(vm: Command, io: CliIo): void {
       );
       return;
     }
-    const weakening = set.securityMode === "none" || flags.sevEs === "off" || flags.sev === "off";
+    const weakening = set.securityMode === "none" || anyOff(flags);
     requireYes(
       flags.yes,
       weakening || spec.kind === "all",

@@ -5,6 +5,7 @@
 import type { Command } from "commander";
 import type { CliIo } from "../io.ts";
 import { registerVmAttest } from "./vm-attest.ts";
+import { registerVmAttestationReport } from "./vm-attest-report.ts";
 import { registerVmEach } from "./vm-each.ts";
 import { registerVmLifecycle } from "./vm-lifecycle.ts";
 import { registerVmRead } from "./vm-read.ts";
@@ -19,4 +20,5 @@ export function registerVm(program: Command, io: CliIo): void {
   registerVmSet(vm, io);
   registerVmEach(vm, io);
   registerVmAttest(vm, io);
+  registerVmAttestationReport(vm, io);
 }

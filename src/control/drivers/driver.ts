@@ -56,6 +56,12 @@ export interface DriverHost {
   start(name: string): Promise<StartResult>;
   /** The paused launch's MEASURE ‖ MNONCE, base64 (`virsh domlaunchsecinfo`); CONFLICT when not paused for it. */
   launchMeasurement(name: string): Promise<string>;
+  /**
+   * A running SEV-SNP guest's signed attestation report with the caller's 64-byte REPORT_DATA. The host cannot ask
+   * the firmware for it: it asks the guest's agent, which sends MSG_REPORT_REQ sealed with its VMPCK (SNP ABI 56860
+   * section 7.3). CONFLICT for any other VM.
+   */
+  attestationReport(name: string, reportData: Uint8Array): Promise<Uint8Array>;
   /** Ends an attested launch (LAUNCH_SECRET if given, then LAUNCH_FINISH) and runs the guest. */
   finishLaunch(name: string, secret?: LaunchSecret): Promise<VmStatus>;
   /** Powers off; for an encrypted VM DEACTIVATE → WBINVD → DF_FLUSH → DECOMMISSION, and its ASID is free again. */

@@ -15,6 +15,9 @@ export function createEmulatedHost(options: EmulatedHostOptions): EmulatedMachin
     ...(options.minSevAsid === undefined ? {} : { minSevAsid: options.minSevAsid }),
     ...(options.memoryMiB === undefined ? {} : { memoryMiB: options.memoryMiB }),
     ...(options.vmmProfile === undefined ? {} : { vmmProfile: options.vmmProfile }),
+    ...(options.ciphertextHidingAsids === undefined
+      ? {}
+      : { ciphertextHidingAsids: options.ciphertextHidingAsids }),
   });
 }
 

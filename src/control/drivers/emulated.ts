@@ -36,6 +36,8 @@ export interface EmulatedHostOptions {
   readonly memoryMiB?: number;
   /** How the emulated host's QEMU builds SEV-ES VMSAs (docs/sev-interface.md §8.5). Default `qemu-legacy`. */
   readonly vmmProfile?: HostVmmProfile;
+  /** ASIDs 1..N for SEV-SNP under Ciphertext Hiding (Turin and later; Linux 6.18). Default 0: none set apart. */
+  readonly ciphertextHidingAsids?: number;
 }
 
 /**
@@ -52,6 +54,7 @@ export interface EmulatedMachine {
   undefine(name: string): void;
   start(name: string): StartResult;
   launchMeasurement(name: string): string;
+  attestationReport(name: string, reportData: Uint8Array): { report: Uint8Array };
   finishLaunch(name: string, secret?: { header: Uint8Array; payload: Uint8Array }): VmStatus;
   stop(name: string): VmStatus;
   reset(name: string): VmStatus;
@@ -130,6 +133,9 @@ class EmulatedHost implements DriverHost {
   }
   launchMeasurement(name: string): Promise<string> {
     return call(this.address, () => this.machine.launchMeasurement(name));
+  }
+  attestationReport(name: string, reportData: Uint8Array): Promise<Uint8Array> {
+    return call(this.address, () => this.machine.attestationReport(name, reportData).report);
   }
   finishLaunch(name: string, secret?: LaunchSecret): Promise<VmStatus> {
     return call(this.address, () =>
@@ -257,17 +263,23 @@ export class EmulatedDriver implements HostDriver {
   #record(h: EmulatedHost): void {
     if (this.#recorded.has(h)) return;
     if (!h.built && this.#identify !== undefined) {
-      this.#chips.set(Buffer.from(this.#identify(h.options)).toString("hex"), h.options.generation);
+      this.#chip(Buffer.from(this.#identify(h.options)).toString("hex"), h.options.generation);
       this.#recorded.add(h);
       return;
     }
     try {
       const caps = h.machine.capabilities();
-      this.#chips.set(caps.cpu0Id.toLowerCase(), caps.generation);
+      this.#chip(caps.cpu0Id.toLowerCase(), caps.generation);
       this.#recorded.add(h);
     } catch {
       // A machine that cannot report now is read again on the next lookup.
     }
+  }
+
+  /** Records a chip, and a Turin chip under its 8-byte hwid too (the id its VCEK requests carry). */
+  #chip(hex: string, generation: Generation): void {
+    this.#chips.set(hex, generation);
+    if (generation === "turin") this.#chips.set(hex.slice(0, 16), generation);
   }
 
   /** Addresses of every emulated host. */

@@ -244,7 +244,8 @@ export function runInventoryContract(name: string, backend: ContractBackend): vo
         // migration (their tables gone too), and a host row written by that older release.
         await db.sql([
           "delete from hosts",
-          // Undo 0004 (its indexes before their columns: SQLite drops no indexed column), 0003 and 0002.
+          // Undo 0005, then 0004 (its indexes before their columns: SQLite drops no indexed column), 0003 and 0002.
+          "alter table hosts drop column snp_asids",
           ...["vms_host_id", "vms_power_state_id", "vms_guest_os_id", "vms_policy_id"].map(
             (i) => `drop index ${i}`,
           ),
@@ -276,6 +277,7 @@ export function runInventoryContract(name: string, backend: ContractBackend): vo
         assert.equal(old?.vmmProfile, "qemu-legacy");
         assert.equal(old?.name, "rome-old");
         assert.equal(old?.firmware, null);
+        assert.equal(old?.snpAsids, 0, "a host from before 0005 has no SNP pool of its own");
         assert.deepEqual(
           (await node.vms.list({}, {}, "-guestOs")).items.map((v) => v.name),
           ["old-0", "old-1"],

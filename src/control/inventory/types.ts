@@ -152,8 +152,16 @@ export interface Host {
   readonly vmmProfile: HostVmmProfile;
   /** Size of the SEV-only ASID pool, read from the platform. */
   readonly sevAsids: number;
-  /** Size of the SEV-ES/SNP ASID pool, read from the platform (0 when the BIOS split leaves none). */
+  /**
+   * Size of the low ASID range 1..min_sev_asid-1 that SEV-ES and SEV-SNP guests draw from, read from the platform
+   * (0 when the BIOS split leaves none).
+   */
   readonly esAsids: number;
+  /**
+   * ASIDs 1..snpAsids of that range set apart for SEV-SNP under Ciphertext Hiding (Linux 6.18): then SEV-ES keeps
+   * snpAsids+1..esAsids and both modes run on the host. 0: the whole range serves the one mode `esMode` names.
+   */
+  readonly snpAsids: number;
   readonly maintenance: HostMaintenanceState;
   readonly connection: HostConnectionState;
   /**
@@ -180,6 +188,8 @@ export interface NewHost {
   readonly vmmProfile?: HostVmmProfile;
   readonly sevAsids: number;
   readonly esAsids: number;
+  /** Default 0 (no Ciphertext Hiding split). */
+  readonly snpAsids?: number;
   readonly maintenance?: HostMaintenanceState;
   readonly connection?: HostConnectionState;
   /** Default null (not reported). */

@@ -7,6 +7,7 @@ import { CiphervisorError } from "../../errors.ts";
 import type { Operation, TokenRecord } from "../inventory/types.ts";
 import { parseRoles } from "../rbac.ts";
 import { checkSessionTarget, launchPolicy, pausedForAttestation } from "../services/attestation.ts";
+import { reportTarget } from "../services/attestation-report.ts";
 import type { ControlContext } from "../services/context.ts";
 import { getVm } from "../services/context.ts";
 import { type CreateTokenRequest, checkTokenRequest } from "../services/tokens.ts";
@@ -94,4 +95,23 @@ export async function planFinishLaunch(
     },
   );
   return single(secret ? "vm.launch-secret.inject" : "vm.launch-finish", e);
+}
+
+/** `POST /v1/vms/{id}/attestation-report?dryRun=true`: whom the report would be asked of; nothing changes either way. */
+export async function planAttestationReport(c: ControlContext, vmId: string): Promise<RequestPlan> {
+  const vm = await getVm(c.inventory, vmId);
+  const e = await evaluate(
+    { target: vm.id, name: vm.name, kind: "vm", hostId: vm.hostId, powerState: vm.powerState },
+    async () => {
+      const { host } = await reportTarget(c, vm.id);
+      return {
+        outcome: "unchanged",
+        action:
+          "ask the guest for a signed report (MSG_REPORT_REQ through SNP_GUEST_REQUEST); nothing changes",
+        hostId: host.id,
+        host: host.name,
+      };
+    },
+  );
+  return single("vm.attestation-report.read", e);
 }

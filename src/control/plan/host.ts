@@ -109,7 +109,8 @@ export async function planRegisterHost(c: ControlContext, req: RegisterHostReque
         sevState: caps.sevState,
         vmmProfile: caps.vmmProfile,
         sevAsids: caps.pools.sev.size,
-        esAsids: caps.pools.sevEs.size,
+        esAsids: caps.pools.sevEs.size + caps.ciphertextHidingAsids,
+        snpAsids: caps.ciphertextHidingAsids,
       },
     };
   });

@@ -5,10 +5,11 @@
  */
 
 import { allHosts, summarizeUsage } from "../capacity.ts";
-import { type PoolUse, poolOf } from "../compat.ts";
+import { NO_POOL_USE, POOLS, type PoolUse, poolOf, poolSize, type VmShape } from "../compat.ts";
 import type { InventoryScope } from "../inventory/inventory.ts";
 import type { Host, SecurityMode, VmUsage } from "../inventory/types.ts";
-import type { HostView } from "../placement.ts";
+import type { HostView, PlaceOptions } from "../placement.ts";
+import { type LedgerChoice, SlotLedger } from "../slot-ledger.ts";
 import type { PoolImpact } from "./types.ts";
 
 interface Entry {
@@ -23,7 +24,7 @@ interface Entry {
   touched: boolean;
 }
 
-const ZERO: PoolUse = { sev: 0, sevEs: 0 };
+const ZERO: PoolUse = NO_POOL_USE;
 
 function add(p: PoolUse, pool: keyof PoolUse, n: number): PoolUse {
   return { ...p, [pool]: Math.max(0, p[pool] + n) };
@@ -31,6 +32,8 @@ function add(p: PoolUse, pool: keyof PoolUse, n: number): PoolUse {
 
 export class CapacityLedger {
   readonly #hosts = new Map<string, Entry>();
+  /** The hosts ordered for placement, built at the first `choose` and kept in step with every change after. */
+  #ordered: SlotLedger | undefined;
 
   private constructor(hosts: readonly Host[], usage: readonly VmUsage[]) {
     const use = summarizeUsage(usage);
@@ -71,6 +74,21 @@ export class CapacityLedger {
     return [...this.#hosts.values()].map((e) => ({ host: e.host, used: e.used, active: e.active }));
   }
 
+  /**
+   * Where placement puts `vm` now: `choosePlacement(vm, views(), options)`, decided from hosts kept in placement's
+   * order (`SlotLedger`), so a plan over 10,000 VMs does not check and sort every host per VM.
+   */
+  choose(vm: VmShape, options: PlaceOptions = {}): LedgerChoice {
+    this.#ordered ??= new SlotLedger(this.views());
+    // As `choosePlacement` over `views()`: a slot the VM may hold stays counted (`hostId: null`).
+    return this.#ordered.choose({ ...vm, hostId: null }, options);
+  }
+
+  /** Tells the ordered hosts that `e`'s counts changed. */
+  #sync(e: Entry): void {
+    this.#ordered?.refresh(e.host.id, { host: e.host, used: e.used, active: e.active });
+  }
+
   #entry(hostId: string | null): Entry | undefined {
     if (hostId === null) return undefined;
     const e = this.#hosts.get(hostId);
@@ -88,6 +106,7 @@ export class CapacityLedger {
       e.held = add(e.held, pool, 1);
     }
     e.active += 1;
+    this.#sync(e);
   }
 
   /** A VM of `mode` powers off at `hostId`: its slot returns to the pool. */
@@ -97,6 +116,7 @@ export class CapacityLedger {
     const pool = poolOf(mode);
     if (pool !== undefined) e.used = add(e.used, pool, -1);
     e.active = Math.max(0, e.active - 1);
+    this.#sync(e);
   }
 
   /** `delta` VMs of `mode` are registered at (or, negative, leave) `hostId`. */
@@ -122,27 +142,31 @@ export class CapacityLedger {
     const toPool = poolOf(to);
     const fromPool = poolOf(from);
     if (toPool !== undefined && toPool !== fromPool) {
-      const size = toPool === "sev" ? e.host.sevAsids : e.host.esAsids;
+      const size = poolSize(e.host, toPool);
       if (size - e.held[toPool] < 1) return { ok: false, size, held: e.held[toPool] };
       e.held = add(e.held, toPool, 1);
       e.used = add(e.used, toPool, 1);
     }
     if (fromPool !== undefined && fromPool !== toPool) e.used = add(e.used, fromPool, -1);
+    this.#sync(e);
     this.register(hostId, from, -1);
     this.register(hostId, to, 1);
     return { ok: true };
   }
 
-  /** Both pools of every host the plan touched, in host-name order. */
+  /**
+   * The pools of every host the plan touched, in host-name order: SEV-ES and SEV always, SEV-SNP where the host has
+   * an SNP pool or SNP VMs (most hosts have neither, and a row of zeros would only be noise).
+   */
   rows(): PoolImpact[] {
     const out: PoolImpact[] = [];
     const touched = [...this.#hosts.values()].filter((e) => e.touched);
     touched.sort((a, b) => (a.host.name < b.host.name ? -1 : a.host.name > b.host.name ? 1 : 0));
     for (const e of touched) {
-      for (const [k, pool, size] of [
-        ["sevEs", "sev-es", e.host.esAsids],
-        ["sev", "sev", e.host.sevAsids],
-      ] as const) {
+      for (const { pool: k, mode } of POOLS) {
+        const size = poolSize(e.host, k);
+        if (k === "snp" && size === 0 && e.vmsBefore.snp === 0 && e.vms.snp === 0) continue;
+        const pool = mode as PoolImpact["pool"];
         out.push({
           hostId: e.host.id,
           host: e.host.name,

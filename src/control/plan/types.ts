@@ -48,7 +48,7 @@ export interface PlanItem {
 export interface PoolImpact {
   readonly hostId: string;
   readonly host: string;
-  readonly pool: "sev" | "sev-es";
+  readonly pool: "sev" | "sev-es" | "sev-snp";
   /** Slots in the pool (read from the platform). */
   readonly size: number;
   /** Slots taken now (powered-on VMs of the pool's mode), and once the plan is done. */

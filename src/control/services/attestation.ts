@@ -68,6 +68,7 @@ export interface SevInfo {
   readonly pools: {
     readonly sev: { readonly size: number; readonly used: number; readonly free: number };
     readonly sevEs: { readonly size: number; readonly used: number; readonly free: number };
+    readonly snp: { readonly size: number; readonly used: number; readonly free: number };
   };
 }
 
@@ -124,7 +125,8 @@ function b64(bytes: Uint8Array): string {
   return Buffer.from(bytes).toString("base64");
 }
 
-async function audit(
+/** One audit record of an attestation read or step (failures of mutating calls are recorded by the API). */
+export async function audit(
   c: ControlContext,
   actor: Actor,
   action: string,
@@ -192,7 +194,7 @@ export async function sevInfo(c: ControlContext, actor: Actor, hostId: string): 
     minSevAsid: caps.minSevAsid,
     maxSevGuests: caps.maxSevGuests,
     maxSevEsGuests: caps.maxSevEsGuests,
-    pools: { sev: pool(caps.pools.sev), sevEs: pool(caps.pools.sevEs) },
+    pools: { sev: pool(caps.pools.sev), sevEs: pool(caps.pools.sevEs), snp: pool(caps.pools.snp) },
   };
 }
 
@@ -217,11 +219,23 @@ export function launchPolicy(vm: Pick<Vm, "policy" | "securityMode">): number {
   return vm.policy === 0 && vm.securityMode !== "none" ? defaultPolicy(vm.securityMode) : vm.policy;
 }
 
+/**
+ * The SEV/SEV-ES attested launch (session, LAUNCH_MEASURE, LAUNCH_SECRET) needs an SEV or SEV-ES VM. An SEV-SNP
+ * guest has no LAUNCH_MEASURE or LAUNCH_SECRET (SNP ABI 56860): it proves itself with a signed report, fetched
+ * from the running guest (`vm attestation-report`), and its owner releases secrets to it after checking that.
+ */
 function refuseOrdinary(vm: Vm): void {
   if (vm.securityMode === "none") {
     throw new CiphervisorError(
       "CONFLICT",
-      `VM '${vm.name}' is an ordinary VM; attestation needs SEV or SEV-ES (turn it on first)`,
+      `VM '${vm.name}' is an ordinary VM; attestation needs SEV, SEV-ES or SEV-SNP (turn it on first)`,
+      { details: { vm: vm.id, mode: vm.securityMode } },
+    );
+  }
+  if (vm.securityMode === "sev-snp") {
+    throw new CiphervisorError(
+      "CONFLICT",
+      `VM '${vm.name}' is an SEV-SNP VM, attested with a signed report from the running guest: use 'vm attestation-report' (POST /v1/vms/{id}/attestation-report), not the SEV launch measurement`,
       { details: { vm: vm.id, mode: vm.securityMode } },
     );
   }
@@ -329,7 +343,12 @@ export async function launchMeasurement(
     policy: status?.policy ?? launchPolicy(vm),
     loaderSha256: images?.firmware.sha256 ?? builtinLoaderSha256(),
     attestationState: vm.attestationState,
-    securityMode: inputs?.security ?? (vm.securityMode === "sev-es" ? "sev-es" : "sev"),
+    securityMode:
+      inputs?.security === "sev" || inputs?.security === "sev-es"
+        ? inputs.security
+        : vm.securityMode === "sev-es"
+          ? "sev-es"
+          : "sev",
     vmmProfile: inputs?.vmmProfile ?? caps.vmmProfile,
     vcpus: inputs?.vcpus ?? vm.spec.vcpus,
     ...(inputs

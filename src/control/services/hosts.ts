@@ -10,7 +10,14 @@ import { viewsOf } from "../capacity.ts";
 import { poolReports } from "../compat.ts";
 import type { DriverCapabilities } from "../drivers/driver.ts";
 import { EmulatedDriver, type EmulatedHostOptions } from "../drivers/emulated.ts";
-import type { Actor, Host, HostDriver as HostDriverKind, HostFirmware, NewHost } from "../inventory/types.ts";
+import type {
+  Actor,
+  Host,
+  HostDriver as HostDriverKind,
+  HostEsMode,
+  HostFirmware,
+  NewHost,
+} from "../inventory/types.ts";
 import { type ControlContext, getHost } from "./context.ts";
 
 export interface RegisterHostRequest {
@@ -27,7 +34,14 @@ export interface RegisterHostRequest {
     readonly memoryMiB?: number;
     /** How its QEMU builds SEV-ES VMSAs: `qemu-legacy` (default) or `qemu` (KVM_SEV_INIT2). */
     readonly vmmProfile?: HostVmmProfile;
+    /** ASIDs 1..N set apart for SEV-SNP under Ciphertext Hiding (Turin and later). */
+    readonly ciphertextHidingAsids?: number;
   };
+  /**
+   * Which mode the host's low ASID range serves when Ciphertext Hiding does not split it: `sev-es` (default) or
+   * `snp` (an SNP host: SEV-ES launches refused, CVE-2025-48514).
+   */
+  readonly esMode?: HostEsMode;
 }
 
 /**
@@ -35,12 +49,12 @@ export interface RegisterHostRequest {
  * generation `unknown` and empty SEV and SEV-ES pools: it takes ordinary VMs only.
  */
 export function hostFromCapabilities(
-  req: Pick<RegisterHostRequest, "name" | "clusterId">,
+  req: Pick<RegisterHostRequest, "name" | "clusterId" | "esMode">,
   driver: HostDriverKind,
   address: string,
   caps: Pick<
     DriverCapabilities,
-    "generation" | "sevState" | "vmmProfile" | "pools" | "sevSupported" | "firmware"
+    "generation" | "sevState" | "vmmProfile" | "pools" | "sevSupported" | "firmware" | "ciphertextHidingAsids"
   >,
 ): NewHost {
   return {
@@ -50,11 +64,13 @@ export function hostFromCapabilities(
     address,
     cpuGeneration: caps.generation,
     sevState: caps.sevState,
-    // The emulated hosts (and the SEV-ES-era hosts this release drives) use their low pool for SEV-ES guests.
-    esMode: "sev-es",
+    // The low pool serves SEV-ES guests unless the host is registered as an SNP host.
+    esMode: req.esMode ?? "sev-es",
     vmmProfile: caps.vmmProfile,
     sevAsids: caps.pools.sev.size,
-    esAsids: caps.pools.sevEs.size,
+    // The whole low range 1..min_sev_asid-1; Ciphertext Hiding's SNP share of it is `snpAsids`.
+    esAsids: caps.pools.sevEs.size + caps.ciphertextHidingAsids,
+    snpAsids: caps.ciphertextHidingAsids,
     firmware: hostFirmware(caps),
   };
 }
@@ -105,6 +121,9 @@ export async function registerHost(c: ControlContext, actor: Actor, req: Registe
         ...(req.emulated.minSevAsid === undefined ? {} : { minSevAsid: req.emulated.minSevAsid }),
         ...(req.emulated.memoryMiB === undefined ? {} : { memoryMiB: req.emulated.memoryMiB }),
         ...(req.emulated.vmmProfile === undefined ? {} : { vmmProfile: req.emulated.vmmProfile }),
+        ...(req.emulated.ciphertextHidingAsids === undefined
+          ? {}
+          : { ciphertextHidingAsids: req.emulated.ciphertextHidingAsids }),
       };
       driver.addHost(options);
       built = true;

@@ -6,7 +6,7 @@
  */
 import { CiphervisorError } from "../../errors.ts";
 import { validateVmSpec } from "../../hypervisor/vm-spec.ts";
-import { configFindings, hostFindings, hypervisorSpec } from "../compat.ts";
+import { configFindings, hostFindings, hypervisorSpec, NO_POOL_USE } from "../compat.ts";
 import type { NewVm, Operation, SecurityMode, Vm, VmSpec } from "../inventory/types.ts";
 import type { JsonObject } from "../json.ts";
 import type { RunContext } from "../operations/types.ts";
@@ -106,7 +106,7 @@ export async function checkCreateHost(c: ControlContext, checked: CheckedCreate)
     securityMode: checked.vm.securityMode,
     policy: checked.vm.policy,
   };
-  const findings = hostFindings(host, { sev: 0, sevEs: 0 }, shape, { needSlot: false });
+  const findings = hostFindings(host, NO_POOL_USE, shape, { needSlot: false });
   if (findings.length > 0) {
     throw new CiphervisorError(
       "REQUIREMENT_FAILED",

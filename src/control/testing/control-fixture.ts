@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
+import type { Generation } from "../../machine/cpu-models.ts";
 import {
   type ControlPlane,
   type ControlPlaneOptions,
@@ -86,7 +87,7 @@ export interface Fixture {
   readonly driver: EmulatedDriver;
   readonly cp: ControlPlane;
   /** Registers an emulated host (built on the fixture's driver). */
-  host(name: string, generation: "naples" | "rome" | "milan" | "genoa", minSevAsid?: number): Promise<string>;
+  host(name: string, generation: Generation, minSevAsid?: number): Promise<string>;
   /** Creates a VM directly in the inventory (powered off). */
   vm(name: string, mode?: SecurityMode, extra?: Partial<Omit<Vm, "id" | "name">>): Promise<Vm>;
   /** Submits an operation and waits for it to end. */
@@ -127,7 +128,7 @@ export function fixtureOn(
         name,
         spec: linuxSpec,
         securityMode: mode,
-        policy: mode === "sev-es" ? 0x7 : mode === "sev" ? 0x3 : 0,
+        policy: mode === "sev-snp" ? 0x30000 : mode === "sev-es" ? 0x7 : mode === "sev" ? 0x3 : 0,
         ...extra,
       });
     },

@@ -1,7 +1,12 @@
 /** How the dashboard writes SEV values: modes as badges, the guest policy as hex with its named bits. */
 import type { SecurityMode } from "./types.ts";
 
-export const MODE_LABEL: Record<SecurityMode, string> = { none: "none", sev: "SEV", "sev-es": "SEV-ES" };
+export const MODE_LABEL: Record<SecurityMode, string> = {
+  none: "none",
+  sev: "SEV",
+  "sev-es": "SEV-ES",
+  "sev-snp": "SEV-SNP",
+};
 
 /** The SEV guest policy bits (docs/sev-interface.md §6). */
 export const POLICY_BITS = [

@@ -57,7 +57,7 @@ export interface CapacityRow {
 
 export function capacityRows(capacity: readonly PoolImpact[]): CapacityRow[] {
   return capacity.map((c) => ({
-    label: `${c.host} ${c.pool === "sev-es" ? "SEV-ES" : "SEV"} key slots`,
+    label: `${c.host} ${MODE_LABEL[c.pool]} key slots`,
     before: `${c.used} / ${c.size}`,
     after: `${c.usedAfter} / ${c.size}`,
     full: c.usedAfter >= c.size,

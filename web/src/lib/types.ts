@@ -1,6 +1,6 @@
 /** The API's response shapes the dashboard reads (src/api/schemas/ is the source of truth; fields it ignores are left out). */
 
-export type SecurityMode = "none" | "sev" | "sev-es";
+export type SecurityMode = "none" | "sev" | "sev-es" | "sev-snp";
 
 export interface Problem {
   readonly type?: string;
@@ -57,7 +57,7 @@ export interface Host {
   readonly connection: string;
   /** The SEV firmware's API version and build from the host record; null when the host has not reported them. */
   readonly firmware: { readonly apiMajor: number; readonly apiMinor: number; readonly build: number } | null;
-  readonly pools: { readonly sev: Pool; readonly sevEs: Pool };
+  readonly pools: { readonly sev: Pool; readonly sevEs: Pool; readonly snp: Pool };
   readonly activeVms: number;
 }
 
@@ -113,7 +113,7 @@ export interface PlanItem {
 export interface PoolImpact {
   readonly hostId: string;
   readonly host: string;
-  readonly pool: "sev" | "sev-es";
+  readonly pool: "sev" | "sev-es" | "sev-snp";
   readonly size: number;
   readonly used: number;
   readonly usedAfter: number;

@@ -113,6 +113,7 @@ export function HostsPage() {
               </dl>
               <Gauge label="SEV" pool={h.pools.sev} />
               <Gauge label="SEV-ES" pool={h.pools.sevEs} />
+              {h.pools.snp.size > 0 ? <Gauge label="SEV-SNP" pool={h.pools.snp} /> : null}
               <div class="buttons">
                 {h.maintenance === "none" ? (
                   <ActionButton action="host.maintenance" onClick={() => review(h, "enter-maintenance")}>

@@ -111,7 +111,7 @@ export function HypervisorViewPage({ id }: { id: string }) {
           ))}
           <section class="panel" aria-label="GHCB">
             <h3>GHCB: fields the guest marked valid</h3>
-            {view.mode === "sev-es" ? (
+            {view.mode === "sev-es" || view.mode === "sev-snp" ? (
               view.ghcb.exposed.length ? (
                 <p>
                   The guest copied {view.ghcb.exposed.length} register values into the shared GHCB with their

@@ -257,6 +257,7 @@ export function VmsPage() {
             <option value="none">none</option>
             <option value="sev">SEV</option>
             <option value="sev-es">SEV-ES</option>
+            <option value="sev-snp">SEV-SNP</option>
           </select>
         </label>
         <label>

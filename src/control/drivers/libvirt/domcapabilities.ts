@@ -166,7 +166,14 @@ export function toHostCapabilities(
     minSevAsid,
     maxSevGuests: c.maxGuests,
     maxSevEsGuests: c.maxESGuests,
-    pools: { sev: pool(minSevAsid, c.maxGuests, usage.sev), sevEs: pool(1, c.maxESGuests, usage.sevEs) },
+    // libvirt's <sev> reports no SNP pool of its own: SNP guests share the ES range (this driver launches none).
+    pools: {
+      sev: pool(minSevAsid, c.maxGuests, usage.sev),
+      sevEs: pool(1, c.maxESGuests, usage.sevEs),
+      snp: pool(1, 0, 0),
+    },
+    sevSnpSupported: false,
+    ciphertextHidingAsids: 0,
     pdh: node?.pdh ?? "",
     certChain: node?.certChain ?? "",
     cpu0Id: node?.cpu0Id ?? "",

@@ -217,6 +217,12 @@ export class LibvirtHost implements DriverHost {
     }
   }
 
+  /** This driver defines no SEV-SNP domains (`<launchSecurity type='sev-snp'>`), so none has a report to give. */
+  async attestationReport(name: string, _reportData: Uint8Array): Promise<Uint8Array> {
+    await this.#require(name);
+    throw unsupported(this.address, "an SEV-SNP attestation report (SNP guests through the libvirt driver)");
+  }
+
   async launchMeasurement(name: string): Promise<string> {
     const s = await this.#require(name);
     if (s.power !== "paused") {

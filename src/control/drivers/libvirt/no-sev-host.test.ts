@@ -38,6 +38,7 @@ const noSevHost: Host = {
   vmmProfile: "qemu-legacy",
   sevAsids: 0,
   esAsids: 0,
+  snpAsids: 0,
   maintenance: "none",
   connection: "connected",
   firmware: null,
@@ -48,7 +49,7 @@ const noSevHost: Host = {
 
 describe("a host that reports no SEV (unknown CPU generation)", () => {
   it("refuses SEV and SEV-ES VMs with SEV_UNSUPPORTED only, and places ordinary VMs", () => {
-    const view = { host: noSevHost, used: { sev: 0, sevEs: 0 }, active: 0 };
+    const view = { host: noSevHost, used: { sev: 0, sevEs: 0, snp: 0 }, active: 0 };
     for (const mode of ["sev", "sev-es"] as const) {
       const findings = hostFindings(noSevHost, view.used, vm(mode), { needSlot: true });
       assert.deepEqual(
@@ -69,7 +70,7 @@ describe("a host that reports no SEV (unknown CPU generation)", () => {
   it("still checks the VM's own configuration there (a legacy-BIOS SEV VM is told both)", () => {
     const bios: VmShape = { ...vm("sev"), spec: { ...linuxSpec, firmware: "bios" } };
     assert.deepEqual(
-      hostFindings(noSevHost, { sev: 0, sevEs: 0 }, bios, { needSlot: true }).map((f) => f.code),
+      hostFindings(noSevHost, { sev: 0, sevEs: 0, snp: 0 }, bios, { needSlot: true }).map((f) => f.code),
       ["SEV_UNSUPPORTED", "EFI_REQUIRED"],
     );
   });

@@ -41,6 +41,7 @@ function toHost(r: Selectable<HostTable>): Host {
     vmmProfile: oneOf(r.vmm_profile, HOST_VMM_PROFILES, "vmmProfile"),
     sevAsids: Number(r.sev_asids),
     esAsids: Number(r.es_asids),
+    snpAsids: Number(r.snp_asids),
     maintenance: oneOf(r.maintenance, HOST_MAINTENANCE_STATES, "maintenance"),
     connection: oneOf(r.connection_state, HOST_CONNECTION_STATES, "connection"),
     firmware: firmwareOf(r),
@@ -81,6 +82,7 @@ function hostColumns(p: HostPatch): Partial<HostTable> {
   if (p.vmmProfile !== undefined) c.vmm_profile = oneOf(p.vmmProfile, HOST_VMM_PROFILES, "vmmProfile");
   if (p.sevAsids !== undefined) c.sev_asids = intInRange(p.sevAsids, 0, MAX_ASIDS, "sevAsids");
   if (p.esAsids !== undefined) c.es_asids = intInRange(p.esAsids, 0, MAX_ASIDS, "esAsids");
+  if (p.snpAsids !== undefined) c.snp_asids = intInRange(p.snpAsids, 0, MAX_ASIDS, "snpAsids");
   if (p.maintenance !== undefined)
     c.maintenance = oneOf(p.maintenance, HOST_MAINTENANCE_STATES, "maintenance");
   if (p.connection !== undefined)
@@ -137,6 +139,7 @@ export function hostStore(ctx: StoreContext): HostStore {
         vmm_profile: cols.vmm_profile ?? DEFAULT_HOST_VMM_PROFILE,
         sev_asids: cols.sev_asids ?? 0,
         es_asids: cols.es_asids ?? 0,
+        snp_asids: cols.snp_asids ?? 0,
         maintenance: cols.maintenance ?? "none",
         connection_state: cols.connection_state ?? "connected",
         ...firmwareColumns(h.firmware ?? null),

@@ -272,6 +272,19 @@ function vmSortAndHostFirmware(dialect: InventoryDialect): Migration {
   };
 }
 
+/**
+ * The SNP pool a host sets apart under Ciphertext Hiding (Linux 6.18 `kvm_amd.ciphertext_hiding_asids`): ASIDs
+ * 1..snp_asids serve SEV-SNP guests only. 0 — every host before this migration — means SNP shares the ES range.
+ */
+const hostSnpAsids: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    await db.schema
+      .alterTable("hosts")
+      .addColumn("snp_asids", "integer", (c) => c.notNull().defaultTo(0))
+      .execute();
+  },
+};
+
 /** The migration provider for `dialect`. */
 export function inventoryMigrations(dialect: InventoryDialect): MigrationProvider {
   return {
@@ -280,6 +293,7 @@ export function inventoryMigrations(dialect: InventoryDialect): MigrationProvide
       "0002_host_vmm_profile": hostVmmProfile,
       "0003_images": images,
       "0004_vm_sort_host_firmware": vmSortAndHostFirmware(dialect),
+      "0005_host_snp_asids": hostSnpAsids,
     }),
   };
 }

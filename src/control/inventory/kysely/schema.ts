@@ -26,6 +26,7 @@ export interface HostTable {
   vmm_profile: string;
   sev_asids: number;
   es_asids: number;
+  snp_asids: number;
   maintenance: string;
   connection_state: string;
   /** Added by migration 0004: the SEV firmware's API version and build; null until the host reports them. */
