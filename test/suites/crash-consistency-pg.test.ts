@@ -28,6 +28,10 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import pg from "pg";
 import type { ServeChild } from "../../src/cli/testing/serve-child.ts";
+import {
+  postgresUnreachable,
+  unreachableReason,
+} from "../../src/control/inventory/testing/postgres-server.ts";
 import { PG_URL } from "../../src/control/testing/control-fixture.ts";
 import {
   type AuditRow,
@@ -67,7 +71,6 @@ const OUTAGE_MS = 3_000;
 const CALL_BOUND_MS = 2_000;
 const CHANGE = "vm.security.enable";
 
-const shownUrl = PG_URL.replace(/\/\/([^:/@]+):[^@]*@/, "//$1:***@");
 const admin = new pg.Pool({ connectionString: PG_URL, max: 2, connectionTimeoutMillis: 5000 });
 admin.on("error", () => {});
 
@@ -81,15 +84,6 @@ after(async () => {
   await admin.end();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
-
-async function reachable(): Promise<string | undefined> {
-  try {
-    await admin.query("select 1");
-    return undefined;
-  } catch (e) {
-    return e instanceof Error ? e.message : String(e);
-  }
-}
 
 /** A private schema (dropped after the file) and a data directory for one test's nodes. */
 function privateStore(): { schema: string; dir: string } {
@@ -289,7 +283,7 @@ async function probe(
 const ran: Record<string, number | string> = { seed: SEED, VMs: VMS, "kills per run": KILLS };
 const done: string[] = [];
 
-const unreachable = await reachable();
+const unreachable = await unreachableReason(admin);
 if (unreachable === undefined) {
   describe(`crash consistency on PostgreSQL (seed ${SEED})`, { timeout: LONG ? 1_800_000 : 120_000 }, () => {
     it(`bulk-update SEV-ES over ${VMS} VMs, SIGKILLed and taken over ${KILLS - 1} times: every VM wholly old or new, one audit record per change, no result twice`, async () => {
@@ -457,16 +451,5 @@ if (unreachable === undefined) {
     });
   });
 } else {
-  const message =
-    `!!! PostgreSQL at ${shownUrl} is unreachable (${unreachable}).\n` +
-    "!!! The PostgreSQL crash-consistency suite did NOT run. Start a server with scripts/ci-postgres.sh (as root)\n" +
-    "!!! or point CIPHERVISOR_TEST_PG at one.";
-  console.error(message);
-  if (process.env.CI === "true") {
-    it("PostgreSQL is reachable (required under CI=true)", () => {
-      assert.fail(message);
-    });
-  } else {
-    it.skip(`PostgreSQL crash consistency (server unreachable: ${unreachable})`);
-  }
+  postgresUnreachable("PostgreSQL crash-consistency suite", PG_URL, unreachable);
 }

@@ -10,23 +10,14 @@ import pg from "pg";
 import { type ContractBackend, runInventoryContract } from "./contract.ts";
 import type { Inventory } from "./inventory.ts";
 import { openInventory } from "./open.ts";
+import { postgresUnreachable, unreachableReason } from "./testing/postgres-server.ts";
 
 const url =
   process.env.CIPHERVISOR_TEST_PG ?? "postgres://ciphervisor:ciphervisor@127.0.0.1:5432/ciphervisor_test";
-const shownUrl = url.replace(/\/\/([^:/@]+):[^@]*@/, "//$1:***@");
 
 const admin = new pg.Pool({ connectionString: url, max: 2, connectionTimeoutMillis: 5000 });
 admin.on("error", () => {});
 after(() => admin.end());
-
-async function reachable(): Promise<string | undefined> {
-  try {
-    await admin.query("select 1");
-    return undefined;
-  } catch (e) {
-    return e instanceof Error ? e.message : String(e);
-  }
-}
 
 function schemaClient(schema: string): pg.Client {
   return new pg.Client({ connectionString: url, options: `-c search_path=${schema}` });
@@ -89,7 +80,7 @@ const postgresBackend: ContractBackend = {
   },
 };
 
-const unreachable = await reachable();
+const unreachable = await unreachableReason(admin);
 if (unreachable === undefined) {
   runInventoryContract("PostgreSQL", postgresBackend);
 
@@ -146,16 +137,5 @@ if (unreachable === undefined) {
     });
   });
 } else {
-  const message =
-    `!!! PostgreSQL at ${shownUrl} is unreachable (${unreachable}).\n` +
-    "!!! The PostgreSQL inventory contract suite did NOT run. Start a server with scripts/ci-postgres.sh (as root)\n" +
-    "!!! or point CIPHERVISOR_TEST_PG at one.";
-  console.error(message);
-  if (process.env.CI === "true") {
-    it("PostgreSQL is reachable (required under CI=true)", () => {
-      assert.fail(message);
-    });
-  } else {
-    it.skip(`PostgreSQL inventory contract (server unreachable: ${unreachable})`);
-  }
+  postgresUnreachable("PostgreSQL inventory contract", url, unreachable);
 }

@@ -8,58 +8,13 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { fixedXeTweakConstants, tweak } from "../../crypto/xex.ts";
 import { createLab } from "../../hypervisor/introspection/lab.ts";
-import { SvmExit } from "../../machine/exit-codes.ts";
 import { handleExit } from "../kvm/exit-handler.ts";
+import { mustHlt, REPLAY, SEVERED, u64 } from "./integrity-attacks.ts";
+
+const esStep = (lab: ReturnType<typeof createLab>) => () =>
+  handleExit(lab.vm, lab.machine.vmrun(lab.vm.vmcb));
 
 const TRIALS = 1000;
-
-function u64(bytes: Uint8Array): bigint {
-  return new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
-}
-
-/** Runs the guest to its next HLT, handling every other exit. */
-function toHlt(lab: ReturnType<typeof createLab>): void {
-  for (let i = 0; i < 20; i++) {
-    const h = handleExit(lab.vm, lab.machine.vmrun(lab.vm.vmcb));
-    if (h.exit.exitCode === SvmExit.HLT) return;
-    assert.equal(h.outcome.action, "resume", h.outcome.action === "stop" ? h.outcome.reason : "");
-  }
-  assert.fail("no HLT");
-}
-
-const REPLAY = `
-.private cell, 4096
-.shared  mailbox, 4096
-start:
-loop:
-    rdrand rax
-    store [cell], rax           ; value A
-    hlt                         ; the hypervisor copies the ciphertext of cell
-    rdrand rax
-    store [cell], rax           ; value B overwrites it
-    hlt                         ; the hypervisor writes A's ciphertext back
-    load  rbx, [cell]
-    store [mailbox], rbx        ; the guest's own service reports what it read
-    hlt
-    jmp   loop
-`;
-
-const SEVERED = `
-.private secret, 4096
-.private response, 4096
-.shared  mailbox, 4096
-start:
-    mov   rax, 0x5afe5afe5afe5afe
-    store [response], rax       ; what the echo service should send
-loop:
-    rdrand rax
-    store [secret], rax         ; a fresh secret the guest never sends
-    hlt                         ; a request arrives
-    load  rbx, [response]
-    store [mailbox], rbx        ; echo service: response buffer → shared mailbox
-    hlt
-    jmp   loop
-`;
 
 describe("memory integrity gaps before SNP (E-INTEGRITY-GAPS)", () => {
   for (const mode of ["sev", "sev-es"] as const) {
@@ -75,11 +30,11 @@ describe("memory integrity gaps before SNP (E-INTEGRITY-GAPS)", () => {
       const cell = sym.get("cell")!;
       let replayed = 0;
       for (let t = 0; t < TRIALS; t++) {
-        toHlt(lab);
+        mustHlt(esStep(lab));
         const old = lab.view.readGuestPhysical(cell, 4096);
-        toHlt(lab);
+        mustHlt(esStep(lab));
         lab.view.writeGuestPhysical(cell, old);
-        toHlt(lab);
+        mustHlt(esStep(lab));
         const reported = u64(lab.view.readGuestPhysical(sym.get("mailbox")!, 8));
         const [a, b] = values.slice(-2);
         assert.notEqual(a, b);
@@ -101,10 +56,10 @@ describe("memory integrity gaps before SNP (E-INTEGRITY-GAPS)", () => {
       const original = lab.view.frameOf(response)!;
       let leaked = 0;
       for (let t = 0; t < TRIALS; t++) {
-        toHlt(lab);
+        mustHlt(esStep(lab));
         // Odd trials: point the response buffer's GPA at the secret's frame; even: put it back (guest notices nothing).
         lab.view.remap(response, t % 2 === 0 ? lab.view.frameOf(sym.get("secret")!)! : original);
-        toHlt(lab);
+        mustHlt(esStep(lab));
         const sent = u64(lab.view.readGuestPhysical(sym.get("mailbox")!, 8));
         if (t % 2 === 0 && sent === secrets.at(-1)) leaked++;
         if (t % 2 === 1) assert.equal(sent, 0x5afe5afe5afe5afen);
@@ -135,9 +90,9 @@ start:
     });
     const sym = lab.image.program.symbols;
     const page = sym.get("page")!;
-    toHlt(lab);
+    mustHlt(esStep(lab));
     lab.view.writeGuestPhysical(page + 0x40, lab.view.readGuestPhysical(page, 16));
-    toHlt(lab);
+    mustHlt(esStep(lab));
     const hpa = lab.view.frameOf(page)!;
     const t = fixedXeTweakConstants();
     const ta = tweak(t, hpa);

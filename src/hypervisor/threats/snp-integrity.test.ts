@@ -15,70 +15,17 @@ import { createLab, type Lab } from "../../hypervisor/introspection/lab.ts";
 import { createSnpLab, type SnpLab } from "../../hypervisor/introspection/snp-lab.ts";
 import { SvmExit } from "../../machine/exit-codes.ts";
 import { NPF_ENC, PF_RMP, RmpReturn, VC_PAGE_NOT_VALIDATED } from "../../machine/rmp.ts";
-import type { HandledExit } from "../kvm/exit-handler.ts";
 import { handleExit } from "../kvm/exit-handler.ts";
+
+import { mustHlt, REPLAY, SEVERED, toHlt, u64 } from "./integrity-attacks.ts";
 
 const TRIALS = 200;
 const CONTROL_TRIALS = 20;
-
-function u64(bytes: Uint8Array): bigint {
-  return new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
-}
-
-/** Runs the guest to its next HLT, handling every other exit; returns the exit that stopped it instead, if any. */
-function toHlt(step: () => HandledExit): HandledExit | undefined {
-  for (let i = 0; i < 20; i++) {
-    const h = step();
-    if (h.exit.exitCode === SvmExit.HLT) return undefined;
-    if (h.outcome.action === "stop") return h;
-  }
-  assert.fail("no HLT");
-}
-
-function mustHlt(step: () => HandledExit): void {
-  const stopped = toHlt(step);
-  assert.equal(stopped, undefined, stopped?.outcome.action === "stop" ? stopped.outcome.reason : "");
-}
 
 const esStep = (lab: Lab) => () => handleExit(lab.vm, lab.machine.vmrun(lab.vm.vmcb));
 
 const rmpViolation = (e: unknown) => isCiphervisorError(e, "RMP_VIOLATION") && /RMP/.test(e.message);
 
-const REPLAY = `
-.private cell, 4096
-.shared  mailbox, 4096
-start:
-loop:
-    rdrand rax
-    store [cell], rax           ; value A
-    hlt                         ; the hypervisor copies the ciphertext of cell
-    rdrand rax
-    store [cell], rax           ; value B overwrites it
-    hlt                         ; the hypervisor tries to write A's ciphertext back
-    load  rbx, [cell]
-    store [mailbox], rbx        ; the guest's own service reports what it read
-    hlt
-    jmp   loop
-`;
-
-const SEVERED = `
-.private secret, 4096
-.private response, 4096
-.shared  mailbox, 4096
-start:
-    mov   rax, 0x5afe5afe5afe5afe
-    store [response], rax       ; what the echo service should send
-loop:
-    rdrand rax
-    store [secret], rax         ; a fresh secret the guest never sends
-    hlt                         ; a request arrives
-    load  rbx, [response]
-    store [mailbox], rbx        ; echo service: response buffer → shared mailbox
-    hlt
-    jmp   loop
-`;
-
-/** SEVERED, but the echo service first checks with PVALIDATE that `response` is still the page it validated. */
 const SEVERED_CHECKED = `
 .private secret, 4096
 .private response, 4096
