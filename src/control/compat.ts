@@ -83,16 +83,25 @@ export function poolOf(mode: SecurityMode): keyof PoolUse | undefined {
   return POOLS.find((p) => p.mode === mode)?.pool;
 }
 
+type PoolHost = Pick<Host, "sevAsids" | "esAsids" | "snpAsids" | "esMode">;
+
+/** The size of each pool on a host: the split `poolReports` describes, without building the reports. */
+export function poolSizes(host: PoolHost): PoolUse {
+  const split = host.snpAsids > 0;
+  return {
+    snp: split ? host.snpAsids : host.esMode === "snp" ? host.esAsids : 0,
+    sevEs: split ? host.esAsids - host.snpAsids : host.esMode === "snp" ? 0 : host.esAsids,
+    sev: host.sevAsids,
+  };
+}
+
 /**
  * The host's ASID pools as the inventory knows them (docs/product-behaviour.md §5.2). The low range is ASIDs
  * 1..esAsids (min_sev_asid = esAsids + 1) and the SEV pool follows it. Under Ciphertext Hiding the low range splits:
  * SNP 1..snpAsids, SEV-ES the rest, and both modes run. Otherwise the whole range serves the host's one `esMode`
  * (SEV-ES and SEV-SNP guests exclude each other per host since CVE-2025-48514) and the other pool is empty.
  */
-export function poolReports(
-  host: Pick<Host, "sevAsids" | "esAsids" | "snpAsids" | "esMode">,
-  used: PoolUse,
-): HostFacts["capabilities"]["pools"] {
+export function poolReports(host: PoolHost, used: PoolUse): HostFacts["capabilities"]["pools"] {
   const report = (first: number, size: number, inUse: number): PoolReport => ({
     first: size === 0 ? 0 : first,
     last: size === 0 ? 0 : first + size - 1,
@@ -100,22 +109,17 @@ export function poolReports(
     used: inUse,
     free: Math.max(0, size - inUse),
   });
-  const split = host.snpAsids > 0;
-  const snpSize = split ? host.snpAsids : host.esMode === "snp" ? host.esAsids : 0;
-  const esSize = split ? host.esAsids - host.snpAsids : host.esMode === "snp" ? 0 : host.esAsids;
+  const size = poolSizes(host);
   return {
-    snp: report(1, snpSize, used.snp),
-    sevEs: report(split ? host.snpAsids + 1 : 1, esSize, used.sevEs),
-    sev: report(host.esAsids + 1, host.sevAsids, used.sev),
+    snp: report(1, size.snp, used.snp),
+    sevEs: report(host.snpAsids > 0 ? host.snpAsids + 1 : 1, size.sevEs, used.sevEs),
+    sev: report(host.esAsids + 1, size.sev, used.sev),
   };
 }
 
-/** The size of one pool on a host, as `poolReports` splits the low range. */
-export function poolSize(
-  host: Pick<Host, "sevAsids" | "esAsids" | "snpAsids" | "esMode">,
-  pool: keyof PoolUse,
-): number {
-  return poolReports(host, NO_POOL_USE)[pool].size;
+/** The size of one pool on a host. */
+export function poolSize(host: PoolHost, pool: keyof PoolUse): number {
+  return poolSizes(host)[pool];
 }
 
 /**

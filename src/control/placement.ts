@@ -54,19 +54,9 @@ export interface PlacementDecision {
   readonly verdicts: CandidateVerdict[];
 }
 
-/**
- * The size of each key-slot pool on a host, by pool: the ES pool is ASIDs 1..esAsids, the SEV pool the rest up to
- * the platform's maximum (docs/sev-interface.md §7). A pool added to `PoolUse` must be given its size here.
- */
-export const POOL_SIZE: Readonly<Record<keyof PoolUse, (host: Host) => number>> = {
-  sev: (host) => poolSize(host, "sev"),
-  sevEs: (host) => poolSize(host, "sevEs"),
-  snp: (host) => poolSize(host, "snp"),
-};
-
 /** Free slots of `pool` on the host of `view`. */
 export function freeSlots(view: Pick<HostView, "host" | "used">, pool: keyof PoolUse): number {
-  return POOL_SIZE[pool](view.host) - view.used[pool];
+  return poolSize(view.host, pool) - view.used[pool];
 }
 
 /**

@@ -10,15 +10,7 @@
  * fits — the same verdicts, from `choosePlacement` itself. It is pure; `capacity.ts` reads the views and reserves
  * the chosen slot under a lock.
  */
-import {
-  hostFindings,
-  NO_POOL_USE,
-  type PoolUse,
-  poolOf,
-  poolReports,
-  SLOT_STATES,
-  type VmShape,
-} from "./compat.ts";
+import { hostFindings, type PoolUse, poolOf, poolSizes, SLOT_STATES, type VmShape } from "./compat.ts";
 import type { Host, Vm } from "./inventory/types.ts";
 import { type CandidateVerdict, choosePlacement, type HostView, type PlaceOptions } from "./placement.ts";
 
@@ -33,16 +25,6 @@ interface Slot {
   used: Record<Pool, number>;
   active: number;
   gone: boolean;
-}
-
-const POOL_KEYS = Object.keys(NO_POOL_USE) as Pool[];
-
-/** Every pool's size on `host`, from one `poolReports` (what `poolSize` reads pool by pool). */
-function sizes(host: Host): Record<Pool, number> {
-  const reports = poolReports(host, NO_POOL_USE);
-  const out = {} as Record<Pool, number>;
-  for (const p of POOL_KEYS) out[p] = reports[p].size;
-  return out;
 }
 
 /** Free slots of `pool` on `s`, as `freeSlots` counts them on a view. */
@@ -190,7 +172,7 @@ export class SlotLedger {
     this.#slots = sorted.map((v, rank) => ({
       rank,
       host: v.host,
-      size: sizes(v.host),
+      size: poolSizes(v.host),
       used: { ...v.used },
       active: v.active,
       gone: false,
@@ -237,7 +219,7 @@ export class SlotLedger {
       return;
     }
     s.host = view.host;
-    s.size = sizes(view.host);
+    s.size = poolSizes(view.host);
     s.used = { ...view.used };
     s.active = view.active;
     s.gone = false;

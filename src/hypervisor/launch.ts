@@ -27,6 +27,26 @@ import { BUILTIN_UEFI_NAME, builtinUefiImage } from "./builtin-uefi.ts";
 import type { FramePool } from "./frames.ts";
 import type { GuestCpu, LaunchInputs, LaunchSpec } from "./types.ts";
 
+/**
+ * The SHA-256 of every image a launch measures, as `LaunchInputs` reports them: the firmware, and for a measured
+ * direct boot the kernel-hashes table's entries (SEV, SEV-ES and SNP launches alike).
+ */
+export function measuredImages(
+  firmware: { name: string; bytes: Uint8Array },
+  directBoot: LaunchSpec["directBoot"],
+): LaunchInputs["images"] {
+  const images: LaunchInputs["images"] = {
+    firmware: { name: firmware.name, sha256: toHex(sha256(firmware.bytes)) },
+  };
+  if (directBoot) {
+    const h = directBootHashes(directBoot);
+    images.kernel = { sha256: toHex(h.kernel) };
+    images.initrd = { sha256: toHex(h.initrd) };
+    images.cmdline = { sha256: toHex(h.cmdline) };
+  }
+  return images;
+}
+
 /** The QEMU CPU model a host of each generation presents to its guests (what the SEV-ES VMSA's RDX carries). */
 export const QEMU_VCPU_MODEL: Readonly<Record<Generation, string>> = {
   naples: "EPYC",
@@ -156,14 +176,8 @@ export function measuredLaunch(
     vmmProfile: ctx.vmmProfile,
     vcpus: spec.vcpus,
     cpu,
-    images: { firmware: { name: firmware.name, sha256: toHex(sha256(firmware.bytes)) } },
+    images: measuredImages(firmware, spec.directBoot),
   };
-  if (spec.directBoot) {
-    const h = directBootHashes(spec.directBoot);
-    inputs.images.kernel = { sha256: toHex(h.kernel) };
-    inputs.images.initrd = { sha256: toHex(h.initrd) };
-    inputs.images.cmdline = { sha256: toHex(h.cmdline) };
-  }
 
   const { handle } = client.launchStart({
     policy,

@@ -1,31 +1,10 @@
-/**
- * The launch of an SEV-SNP VM as QEMU/KVM do it (SNP ABI 56860 sections 8.14–8.18; docs/sev-interface.md §14,
- * §14.1; QEMU `target/i386/sev.c` `sev_snp_launch_start` / `snp_populate_metadata_pages` / `sev_snp_launch_finish`,
- * KVM `arch/x86/kvm/svm/sev.c` `snp_launch_start` / `snp_launch_update` / `snp_launch_finish`):
- *
- * SNP_GCTX_CREATE → SNP_LAUNCH_START (the policy) → SNP_ACTIVATE (an ASID of the SEV-ES range, which SNP guests
- * share) → SNP_LAUNCH_UPDATE of the whole firmware image as NORMAL pages, mapped so that it ends at 4 GiB → each
- * section of the OVMF SEV metadata (docs/sev-interface.md §8.6) in block order: SNP_SEC_MEM as ZERO pages, the
- * SECRETS page, the CPUID page (filled with the vCPU's CPUID as QEMU fills it; not measured), SVSM_CAA as ZERO
- * pages, SNP_KERNEL_HASHES as a NORMAL page holding the kernel-hashes table for a measured direct boot (a ZERO page
- * otherwise) → one VMSA page per vCPU (QEMU's reset state with SEV_FEATURES = SNPActive, measured at KVM's VMSA GPA)
- * → SNP_LAUNCH_FINISH with the optional ID block, ID authentication, author key and HOST_DATA.
- *
- * Before each SNP_LAUNCH_UPDATE the hypervisor assigns the page to the guest in the RMP at its GPA (RMPUPDATE, as
- * KVM's `rmp_make_private` does); the firmware's RMP hook then checks that assignment, measures the page at the
- * entry's GPA and marks it validated and immutable (src/machine/rmp.ts). So the final digest is the one
- * `owner measure --mode snp` (sev-snp-measure) computes from the same firmware, vCPU count, vCPU type and guest
- * features; every launch records those inputs (`LaunchInputs`) so the host can tell the owner what it measured.
- * SNP VMs are always created through KVM_SEV_INIT2, so the VMSAs are the `qemu` profile's on every host.
- */
-import { sha256 } from "../crypto/hash.ts";
 import { CiphervisorError } from "../errors.ts";
 import { ByteWriter, toHex } from "../lib/bytes.ts";
 import type { Generation } from "../machine/cpu-models.ts";
 import { PAGE_SIZE, type SystemMemory } from "../machine/dram.ts";
 import type { NestedPageTable } from "../machine/nested-page-table.ts";
 import { type Rmp, RmpReturn } from "../machine/rmp.ts";
-import { buildKernelHashesTable, directBootHashes } from "../measure/kernel-hashes.ts";
+import { buildKernelHashesTable } from "../measure/kernel-hashes.ts";
 import { requireSevEsResetEip } from "../measure/ovmf-footer.ts";
 import { requireSevMetadata, type SevMetadataSection } from "../measure/ovmf-sev-metadata.ts";
 import { SNP_VMSA_GPA, SnpLaunchDigest, snpFirmwareGpa } from "../measure/snp-launch-digest.ts";
@@ -36,7 +15,7 @@ import { SnpCmd } from "../sev/snp/commands.ts";
 import type { SnpLaunchPageTypeName } from "../sev/snp/page-info.ts";
 import { SevStatus, statusName } from "../sev/status.ts";
 import type { FramePool } from "./frames.ts";
-import { type FirmwareImage, guestCpuOf, mapGuestPage, resolveFirmware } from "./launch.ts";
+import { type FirmwareImage, guestCpuOf, mapGuestPage, measuredImages, resolveFirmware } from "./launch.ts";
 import type { LaunchInputs, LaunchSpec } from "./types.ts";
 
 /** SEV_FEATURES of every VMSA QEMU/KVM launch: SNPActive (sev-snp-measure's default `--guest-features 0x1`). */
@@ -158,14 +137,8 @@ export function snpLaunch(ctx: SnpLaunchContext, spec: LaunchSpec, asid: number)
     guestFeatures: Number(SNP_GUEST_FEATURES),
     vcpus: spec.vcpus,
     cpu,
-    images: { firmware: { name: firmware.name, sha256: toHex(sha256(firmware.bytes)) } },
+    images: measuredImages(firmware, spec.directBoot),
   };
-  if (spec.directBoot) {
-    const h = directBootHashes(spec.directBoot);
-    inputs.images.kernel = { sha256: toHex(h.kernel) };
-    inputs.images.initrd = { sha256: toHex(h.initrd) };
-    inputs.images.cmdline = { sha256: toHex(h.cmdline) };
-  }
 
   const gctxPa = ctx.frames.alloc();
   memory.write(gctxPa, new Uint8Array(PAGE_SIZE));

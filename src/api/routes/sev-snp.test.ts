@@ -6,17 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { linuxSpec } from "../../control/testing/control-fixture.ts";
 import { isCiphervisorError } from "../../errors.ts";
 import { verifySnpReport } from "../../owner/verify-report.ts";
 import { type ApiFixture, json, withApi } from "../testing/api-fixture.ts";
-
-const linuxish = {
-  vcpus: 1,
-  memoryMiB: 32,
-  guestOs: "linux-5.19",
-  firmware: "efi",
-  hardwareVersion: 19,
-} as const;
 
 async function register(a: ApiFixture, body: Record<string, unknown>): Promise<Record<string, unknown>> {
   const r = await a.call("admin", "POST", "/v1/hosts", body);
@@ -51,10 +44,10 @@ describe("SEV-SNP in the control plane", () => {
         [1, 2, 3, 4, 5],
       );
       const snp = await Promise.all(
-        ["s1", "s2", "s3"].map((n) => a.vm(n, "sev-snp", { hostId, spec: linuxish })),
+        ["s1", "s2", "s3"].map((n) => a.vm(n, "sev-snp", { hostId, spec: linuxSpec })),
       );
       const es = await Promise.all(
-        ["e1", "e2", "e3"].map((n) => a.vm(n, "sev-es", { hostId, spec: linuxish })),
+        ["e1", "e2", "e3"].map((n) => a.vm(n, "sev-es", { hostId, spec: linuxSpec })),
       );
       for (const vm of [snp[0], es[0], snp[1], es[1]]) {
         const on = await powerOn(a, vm!.id);
@@ -87,7 +80,7 @@ describe("SEV-SNP in the control plane", () => {
       const esPools = await pools(a, esHost);
       assert.equal(esPools.snp.size, 0);
       // The only host's ES range serves SEV-ES guests: an SNP VM has nowhere to go, and the reason says why.
-      const snpVm = await a.vm("snp-1", "sev-snp", { spec: linuxish });
+      const snpVm = await a.vm("snp-1", "sev-snp", { spec: linuxSpec });
       const r1 = await powerOn(a, snpVm.id);
       assert.equal(r1.statusCode, 409, r1.body);
       assert.equal(json(r1).code, "NO_VALID_HOST", r1.body);
@@ -105,14 +98,14 @@ describe("SEV-SNP in the control plane", () => {
       assert.equal((await a.inventory.vms.get(snpVm.id))?.hostId, snpHost);
       assert.equal((await pools(a, snpHost)).snp.used, 1);
       // An SEV-ES VM is never placed on the SNP host: a dry run of its power-on names that host's refusal.
-      const esVm = await a.vm("es-1", "sev-es", { spec: linuxish });
+      const esVm = await a.vm("es-1", "sev-es", { spec: linuxSpec });
       const plan = await a.call("operator", "POST", `/v1/vms/${esVm.id}/power-on?dryRun=true`);
       assert.equal(plan.statusCode, 200, plan.body);
       const on = await powerOn(a, esVm.id);
       assert.equal(on.statusCode, 200, on.body);
       assert.equal((await a.inventory.vms.get(esVm.id))?.hostId, esHost);
       // With the SEV-ES host in maintenance, the SEV-ES VM is refused on the SNP host by its mode.
-      const es2 = await a.vm("es-2", "sev-es", { spec: linuxish });
+      const es2 = await a.vm("es-2", "sev-es", { spec: linuxSpec });
       const m = await a.call("all", "POST", `/v1/hosts/${esHost}/enter-maintenance`, {});
       assert.ok(m.statusCode < 300, m.body);
       const r2 = await powerOn(a, es2.id);
@@ -126,7 +119,7 @@ describe("SEV-SNP in the control plane", () => {
       const hostId = String(
         (await register(a, { name: "milan-snp", emulated: { generation: "milan" }, esMode: "snp" })).id,
       );
-      const vm = await a.vm("enclave", "sev-snp", { hostId, spec: linuxish });
+      const vm = await a.vm("enclave", "sev-snp", { hostId, spec: linuxSpec });
       const nonce = "ab".repeat(64);
       const before = await a.call("attestation-reader", "POST", `/v1/vms/${vm.id}/attestation-report`, {
         reportData: nonce,
@@ -184,7 +177,7 @@ describe("SEV-SNP in the control plane", () => {
         (e: unknown) => isCiphervisorError(e, "REPORT_INVALID"),
       );
       // An SEV-ES VM has no report: it is attested through its launch measurement.
-      const es = await a.vm("es-vm", "sev-es", { spec: linuxish });
+      const es = await a.vm("es-vm", "sev-es", { spec: linuxSpec });
       const notSnp = await a.call("attestation-reader", "POST", `/v1/vms/${es.id}/attestation-report`, {});
       assert.equal(notSnp.statusCode, 409);
       assert.match(notSnp.body, /launch-measurement/);

@@ -16,7 +16,7 @@
  */
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { CiphervisorError } from "../../errors.ts";
-import { PolicyBit } from "../../sev/policy.ts";
+import { policyAllowsDebug } from "../../hypervisor/operation-rules.ts";
 import type { AuditEntry } from "../audit/record.ts";
 import { modeChangeFindings, modeName } from "../compat.ts";
 import type { InventoryScope } from "../inventory/inventory.ts";
@@ -123,8 +123,8 @@ export interface RequestPermissions {
 /**
  * The permissions the request needs whatever it matches (each VM's change is checked again on its own). Setting
  * a mode may turn protection on for one VM and weaken it for another, so the caller must be able to make at least
- * one of the changes it can cause; turning protection off is only ever a downgrade; and a policy with NODBG clear
- * asks to allow debug, which always needs its own permission.
+ * one of the changes it can cause; turning protection off is only ever a downgrade; and a policy that allows debug
+ * (NODBG clear; SNP: DEBUG set) always needs its own permission.
  */
 export function requestPermissionNeeds(set: BulkSet): RequestPermissions {
   if (set.securityMode === undefined && set.policy === undefined) {
@@ -144,9 +144,16 @@ export function requestPermissionNeeds(set: BulkSet): RequestPermissions {
   if (set.securityMode === "none") anyOf = ["vm.security.downgrade"];
   else if (set.securityMode === "sev")
     anyOf = ["vm.security.enable", "vm.security.downgrade", "vm.security.policy"];
-  else if (set.securityMode === "sev-es") anyOf = ["vm.security.enable", "vm.security.policy"];
+  else if (set.securityMode === "sev-es")
+    anyOf = ["vm.security.enable", "vm.security.downgrade", "vm.security.policy"];
+  else if (set.securityMode === "sev-snp") anyOf = ["vm.security.enable", "vm.security.policy"];
   else anyOf = ["vm.security.policy", "vm.security.downgrade"];
-  if (set.policy !== undefined && set.securityMode !== "none" && (set.policy & PolicyBit.NODBG) === 0) {
+  // Without a mode the policy keeps each VM's format; the per-VM classification judges SNP policies exactly.
+  if (
+    set.policy !== undefined &&
+    set.securityMode !== "none" &&
+    policyAllowsDebug(set.securityMode ?? "sev", set.policy)
+  ) {
     all.push("vm.debug.allow");
   }
   return { all, anyOf };

@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CiphervisorError, isCiphervisorError } from "../../../errors.ts";
-import { assertAllowed, type Operation } from "../../../hypervisor/operation-rules.ts";
+import { assertAllowed, type Operation, policyAllowsDebug } from "../../../hypervisor/operation-rules.ts";
 import {
   assertRequirements,
   type RequirementFinding,
@@ -17,7 +17,6 @@ import {
 import type { LaunchSpec, StartResult, VmStatus } from "../../../hypervisor/types.ts";
 import { validateVmSpec } from "../../../hypervisor/vm-spec.ts";
 import { CPU_MODELS } from "../../../machine/cpu-models.ts";
-import { PolicyBit } from "../../../sev/policy.ts";
 import type { DriverCapabilities, DriverFinding, DriverHost, LaunchSecret, PerformArgs } from "../driver.ts";
 import { hashBootFiles, placeBootFiles } from "./boot-files.ts";
 import { type DomainFacts, domainFacts, powerState } from "./domain-state.ts";
@@ -307,7 +306,12 @@ export class LibvirtHost implements DriverHost {
 
   async perform(name: string, operation: Operation, args: PerformArgs = {}): Promise<VmStatus> {
     const f = await this.#facts(name);
-    assertAllowed(name, f.security, operation, f.policy !== undefined && (f.policy & PolicyBit.NODBG) === 0);
+    assertAllowed(
+      name,
+      f.security,
+      operation,
+      f.policy !== undefined && policyAllowsDebug(f.security, f.policy),
+    );
     switch (operation) {
       case "power-on":
         return (await this.start(name)).status;
