@@ -144,8 +144,7 @@ export function requestPermissionNeeds(set: BulkSet): RequestPermissions {
   if (set.securityMode === "none") anyOf = ["vm.security.downgrade"];
   else if (set.securityMode === "sev")
     anyOf = ["vm.security.enable", "vm.security.downgrade", "vm.security.policy"];
-  else if (set.securityMode === "sev-es")
-    anyOf = ["vm.security.enable", "vm.security.downgrade", "vm.security.policy"];
+  else if (set.securityMode === "sev-es") anyOf = ["vm.security.enable", "vm.security.policy"];
   else if (set.securityMode === "sev-snp") anyOf = ["vm.security.enable", "vm.security.policy"];
   else anyOf = ["vm.security.policy", "vm.security.downgrade"];
   // Without a mode the policy keeps each VM's format; the per-VM classification judges SNP policies exactly.
