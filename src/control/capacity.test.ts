@@ -189,6 +189,14 @@ describe("batch reservation: the same choices as one VM at a time", () => {
         return out;
       });
       assert.deepEqual(placer, preferred, `seed ${seed}: Placer with prefer`);
+      // The same calls made at once: they commit in groups, each VM judged in call order as if alone.
+      const grouped = await withInventory(f, async (inv) => {
+        const p = await Placer.load(inv);
+        return Promise.all(
+          f.batch.map((v) => outcome(p.reserve(v.id as string, { from: FROM, prefer: v.hostId }))),
+        );
+      });
+      assert.deepEqual(grouped, preferred, `seed ${seed}: Placer, calls at once`);
       const placed = expected.filter((o) => o.startsWith("host_")).length;
       const refused = expected.filter((o) => o.startsWith("NO_VALID_HOST")).length;
       const conflicts = expected.filter((o) => o.startsWith("CONFLICT")).length;
@@ -294,6 +302,103 @@ describe("batch reservation: the same choices as one VM at a time", () => {
         assert.match(e.message, /a: host a: all 1 SEV-ES ASIDs .*b: host b: all 1.*c: host c: all 1/);
         return true;
       });
+    });
+  });
+
+  it("a group whose transaction fails writes nothing, and each of its VMs is then reserved on its own", async () => {
+    const f = fleet(7, 30, 60);
+    const ids = f.batch.map((v) => v.id as string);
+    const expected = await withInventory(f, async (inv) => {
+      const out: Outcome[] = [];
+      for (const id of ids) out.push(await reference(inv, id));
+      return out;
+    });
+    const got = await withInventory(f, async (inv) => {
+      let groups = 0;
+      // The store fails the first transaction that reserves more than one VM, after its writes (rolled back).
+      const flaky = new Proxy(inv, {
+        get(target, key) {
+          if (key !== "transaction") {
+            const v = Reflect.get(target, key);
+            return typeof v === "function" ? v.bind(target) : v;
+          }
+          return <T>(fn: (tx: Parameters<Parameters<Inventory["transaction"]>[0]>[0]) => Promise<T>) =>
+            target.transaction(async (tx) => {
+              let locked = 0;
+              const counting = new Proxy(tx.vms, {
+                get(vms, k) {
+                  if (k === "lockMany")
+                    return (xs: readonly string[]) => {
+                      locked = xs.length;
+                      return vms.lockMany(xs);
+                    };
+                  const v = Reflect.get(vms, k);
+                  return typeof v === "function" ? v.bind(vms) : v;
+                },
+              });
+              const result = await fn({ ...tx, vms: counting } as typeof tx);
+              if (locked > 1 && groups++ === 0) throw new Error("disk I/O error");
+              return result;
+            });
+        },
+      });
+      const results = await reserveSlots(flaky, ids, { from: FROM });
+      assert.ok(groups > 1, `groups committed after the failed one: ${groups}`);
+      for (const v of await hostViews(inv)) {
+        assert.ok(
+          v.used.sevEs <= v.host.esAsids,
+          `${v.host.name}: ${v.used.sevEs} of ${v.host.esAsids} ES slots`,
+        );
+      }
+      return results.map((r) => (r.ok ? r.reservation.host.id : `${r.error.code}: ${r.error.message}`));
+    });
+    assert.deepEqual(got, expected);
+  });
+
+  it("one VM asked for twice in one group is reserved once; the second call is a CONFLICT", async () => {
+    const f: Fleet = {
+      hosts: [{ id: "host_a", name: "a", cpuGeneration: "milan", sevAsids: 10, esAsids: 4 }],
+      existing: [],
+      batch: [vmRow("es-0", "sev-es"), vmRow("es-1", "sev-es")],
+    };
+    await withInventory(f, async (inv) => {
+      const results = await reserveSlots(inv, ["vm_es-0", "vm_es-0", "vm_missing", "vm_es-1"], {
+        from: ["off"],
+      });
+      assert.deepEqual(
+        results.map((r) => (r.ok ? r.reservation.host.name : `${r.error.code}: ${r.error.message}`)),
+        ["a", "CONFLICT: VM 'es-0' is starting", "NOT_FOUND: VM vm_missing not found", "a"],
+      );
+      assert.equal((await hostViews(inv))[0]?.used.sevEs, 2);
+    });
+  });
+
+  it("a group whose host lost its last slot commits the VMs before it, then re-plans that VM from a fresh read", async () => {
+    const f: Fleet = {
+      hosts: [
+        { id: "host_a", name: "a", cpuGeneration: "milan", sevAsids: 10, esAsids: 1 },
+        { id: "host_b", name: "b", cpuGeneration: "milan", sevAsids: 10, esAsids: 1 },
+        { id: "host_c", name: "c", cpuGeneration: "milan", sevAsids: 10, esAsids: 1 },
+      ],
+      existing: [vmRow("intruder", "sev-es")],
+      batch: Array.from({ length: 3 }, (_, i) => vmRow(`es-${i}`, "sev-es")),
+    };
+    await withInventory(f, async (inv) => {
+      const mine = await Placer.load(inv);
+      // After our read: a writer takes b's only slot. Our ledger still plans es-0 → a, es-1 → b.
+      await inv.vms.update("vm_intruder", { hostId: "host_b", powerState: "starting" });
+      const results = await Promise.all(
+        ["vm_es-0", "vm_es-1", "vm_es-2"].map((id) => outcome(mine.reserve(id, { from: ["off"] }))),
+      );
+      assert.deepEqual(results.slice(0, 2), ["host_a", "host_c"]);
+      assert.match(
+        results[2] ?? "",
+        /^NO_VALID_HOST: .*a: host a: all 1 SEV-ES ASIDs .*b: host b: all 1.*c: host c: all 1/,
+      );
+      for (const v of await hostViews(inv))
+        assert.equal(v.used.sevEs, 1, `${v.host.name} holds exactly one ES slot`);
+      assert.equal((await inv.vms.get("vm_es-1"))?.powerState, "starting");
+      assert.equal((await inv.vms.get("vm_es-2"))?.powerState, "off");
     });
   });
 });

@@ -5,10 +5,10 @@
  * underneath (defence in depth).
  *
  * A placer reads every host and its usage once and chooses from that read with the slots it handed out since
- * counted (`slot-ledger.ts`). Each reservation is then a short transaction: lock the VM, lock the chosen host (row
- * lock on PostgreSQL; SQLite's write transaction excludes other writers), recount that host's slots, and only then
- * mark the VM `starting` on it. Two nodes racing for a host's last slot serialise on the host row, and the loser
- * reads that host afresh and re-plans.
+ * counted (`slot-ledger.ts`). Reservations are then short transactions — one per group of VMs asked for together:
+ * lock the VMs, lock the chosen hosts (row locks on PostgreSQL; SQLite's write transaction excludes other writers),
+ * recount those hosts' slots, and only then mark the VMs `starting` on them. Two nodes racing for a host's last
+ * slot serialise on the host row, and the loser reads that host afresh and re-plans.
  */
 import { CiphervisorError, isCiphervisorError } from "../errors.ts";
 import { NO_POOL_USE, type PoolUse, poolOf, SLOT_STATES } from "./compat.ts";
@@ -19,6 +19,8 @@ import { SlotLedger } from "./slot-ledger.ts";
 
 /** Power states in which a VM counts as powered on (for spreading ordinary VMs). */
 const ON_STATES: readonly PowerState[] = [...SLOT_STATES, "suspended"];
+
+type Pool = keyof PoolUse;
 
 /** Per host: taken slots per pool, and powered-on VMs. */
 export function summarizeUsage(rows: readonly VmUsage[]): Map<string, { used: PoolUse; active: number }> {
@@ -112,6 +114,43 @@ type Attempt =
   /** A lost race on `hostId`; `fresh`: that host as it is now (undefined: it no longer exists). */
   | { readonly ok: false; readonly hostId: string; readonly fresh: HostView | undefined };
 
+/** A VM of a group and the host the ledger chose for it. */
+interface Planned {
+  readonly p: Pending;
+  readonly vm: Vm;
+  readonly host: string;
+}
+
+/**
+ * How many of `planned` (in order) still fit on their hosts as recounted under the hosts' locks (`fresh`), each
+ * counted with the group's VMs before it; a host missing from `fresh` no longer exists.
+ */
+function checkPlanned(planned: readonly Planned[], fresh: readonly HostView[]): number {
+  const views = new Map(fresh.map((v) => [v.host.id, { ...v, used: { ...v.used } }]));
+  for (const [i, x] of planned.entries()) {
+    const view = views.get(x.host);
+    if (!view) return i;
+    if (!choosePlacement(x.vm, withoutOwnSlot(x.vm, [view]), { only: [x.host] }).chosen) return i;
+    const pool = poolOf(x.vm.securityMode);
+    const before = countOf(x.vm.securityMode, x.vm.powerState);
+    const after = countOf(x.vm.securityMode, "starting");
+    const from = x.vm.hostId === null ? undefined : views.get(x.vm.hostId);
+    if (from && pool !== undefined) from.used[pool] = Math.max(0, from.used[pool] - before.slots);
+    if (from) from.active = Math.max(0, from.active - before.active);
+    if (pool !== undefined) view.used[pool] += after.slots;
+    view.active += after.active;
+  }
+  return planned.length;
+}
+
+/** A reservation asked for and not yet answered. */
+interface Pending {
+  readonly vmId: string;
+  readonly options: ReserveOptions;
+  readonly resolve: (r: Reservation) => void;
+  readonly reject: (e: unknown) => void;
+}
+
 /**
  * A ledger older than this that finds no host is read again before it refuses, so a slot given back since counts
  * as a fresh `reserveSlot` would count it.
@@ -119,24 +158,40 @@ type Attempt =
 const REFUSAL_MAX_AGE_MS = 1000;
 
 /**
+ * The most reservations one transaction makes. A group holds the store's write lock (SQLite) or its VMs' row locks
+ * (PostgreSQL) for its whole length — about 0.1 ms a VM — so this bounds how long another writer waits.
+ */
+const MAX_GROUP = 256;
+
+/**
  * Reservations for many VMs against ONE read of every host and its usage (`hostViews`): a `SlotLedger` counts the
  * slots handed out since and keeps each VM shape's candidates ordered, so a VM costs a look at the best host and
- * the same lock-and-recount transaction `reserveSlot` runs on that host alone. Without other writers each VM gets
- * exactly the host a `reserveSlot` call at its turn would give it. Another writer can still take the chosen host's
- * last slot between the read and the lock: the recount sees it, that host is read afresh and the VM re-planned.
- * Reservations run one at a time in call order (callers may launch in parallel), so the ledger stays exact.
+ * a lock-and-recount of that host alone. Without other writers each VM gets exactly the host a `reserveSlot` call
+ * at its turn would give it. Another writer can still take the chosen host's last slot between the read and the
+ * lock: the recount sees it, that host is read afresh and the VM re-planned.
+ *
+ * Reservations are answered in call order, so the ledger stays exact. Calls that arrive together — or while a
+ * transaction is running — are made in ONE transaction (group commit, at most `MAX_GROUP`): the VMs are locked at
+ * once, then each VM in order is checked, placed and recounted as alone; a VM that is refused (its state, or a
+ * lost race past its attempts) writes nothing, so it cannot undo another's reservation. A group that fails as a
+ * whole (the store) is retried one VM per transaction, each with its own outcome, after the hosts are read again.
  *
  * @example
  * ```ts
  * const placer = await Placer.load(inventory);
- * for (const id of ids) await placer.reserve(id, { from: ["off"] });
+ * const reservations = await Promise.all(ids.map((id) => placer.reserve(id, { from: ["off"] })));
  * ```
  */
 export class Placer {
   readonly #inventory: Inventory;
   #ledger: SlotLedger;
   #readAt: number;
-  #queue: Promise<unknown> = Promise.resolve();
+  /** The ledger may count reservations a failed group rolled back: read every host again before the next choice. */
+  #stale = false;
+  readonly #pending: Pending[] = [];
+  #pumping = false;
+  /** What the group being planned counted in the ledger before its hosts were recounted (undone after). */
+  #guesses: { hostId: string | null; pool: Pool | undefined; slots: number; active: number }[] = [];
 
   private constructor(inventory: Inventory, views: readonly HostView[]) {
     this.#inventory = inventory;
@@ -159,9 +214,13 @@ export class Placer {
    * NO_VALID_HOST (with a reason per host) when nothing fits; CONFLICT when the VM is not in an expected state.
    */
   reserve(vmId: string, options: ReserveOptions): Promise<Reservation> {
-    const run = this.#queue.then(() => this.#reserve(vmId, options));
-    this.#queue = run.catch(() => undefined);
-    return run;
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ vmId, options, resolve, reject });
+      if (this.#pumping) return;
+      this.#pumping = true;
+      // After the caller's current turn: the calls it makes together land in one group.
+      queueMicrotask(() => void this.#pump());
+    });
   }
 
   /** A reserved VM that did not launch went back `off` (its slot was given back in the inventory): count it. */
@@ -171,7 +230,174 @@ export class Placer {
     this.#ledger.adjust(host.id, poolOf(vm.securityMode), -c.slots, -c.active);
   }
 
+  async #pump(): Promise<void> {
+    try {
+      while (this.#pending.length > 0) {
+        const batch = this.#pending.splice(0, MAX_GROUP);
+        const rest = batch.length === 1 ? batch : await this.#group(batch);
+        // The first VM the group could not decide (and everything after it, to keep call order) goes on alone.
+        const [first, ...after] = rest;
+        if (!first) continue;
+        this.#pending.unshift(...after);
+        await this.#answer(first, () => this.#reserve(first.vmId, first.options));
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  async #answer(p: Pending, fn: () => Promise<Reservation>): Promise<void> {
+    try {
+      p.resolve(await fn());
+    } catch (e) {
+      p.reject(e);
+    }
+  }
+
+  /**
+   * Reserves `batch` in one transaction, in order, and answers each VM once it commits. Returns the VMs left
+   * unanswered: from the first one the ordered candidates could not decide (it needs every host's checks, or a
+   * fresh read) or whose host changed under it (a lost race) to the end.
+   *
+   * Four steps, each one statement or a few for the whole group: lock the VMs; choose each VM's host from the
+   * ledger in order, counting as it goes; lock the chosen hosts and recount them — the numbers no other
+   * reservation can change until we commit — and check each VM again, in order, against those numbers; mark the
+   * VMs that passed `starting` on their hosts. The ledger's guesses are then replaced by what was counted.
+   */
+  async #group(batch: readonly Pending[]): Promise<readonly Pending[]> {
+    if (this.#stale) return batch;
+    const refusals = new Map<Pending, CiphervisorError>();
+    let planned: Planned[] = [];
+    let stopped = batch.length;
+    let reserved: Reservation[] = [];
+    let fresh: HostView[] = [];
+    try {
+      await this.#inventory.transaction(async (tx) => {
+        const locked = new Map((await tx.vms.lockMany(batch.map((p) => p.vmId))).map((v) => [v.id, v]));
+        ({ planned, stopped } = this.#plan(batch, locked, refusals));
+        const hosts = await tx.hosts.lockMany([...new Set(planned.map((x) => x.host))]);
+        fresh = await viewsOf(tx, hosts);
+        const passed = checkPlanned(planned, fresh);
+        if (passed < planned.length) stopped = batch.indexOf((planned[passed] as Planned).p);
+        planned = planned.slice(0, passed);
+        const byHost = new Map(hosts.map((h) => [h.id, h]));
+        await tx.vms.updateMany(
+          planned.map((x) => ({ id: x.vm.id, patch: { hostId: x.host, powerState: "starting" as const } })),
+        );
+        const after = new Map((await tx.vms.lockMany(planned.map((x) => x.vm.id))).map((v) => [v.id, v]));
+        reserved = planned.map((x) => ({
+          vm: after.get(x.vm.id) as Vm,
+          host: byHost.get(x.host) as Host,
+          previous: { hostId: x.vm.hostId, powerState: x.vm.powerState },
+        }));
+      });
+    } catch {
+      // Nothing of the group was written; the ledger counted its guesses. Each VM goes again on its own.
+      this.#guesses = [];
+      this.#stale = true;
+      return batch;
+    }
+    // The ledger: the guesses out, the hosts as counted under their locks in, then the reservations that passed.
+    for (const x of this.#guesses.reverse()) this.#ledger.adjust(x.hostId, x.pool, -x.slots, -x.active);
+    this.#guesses = [];
+    for (const v of fresh) this.#ledger.refresh(v.host.id, v);
+    for (const r of reserved) this.#countMove(r);
+    const answered = new Map(planned.map((x, i) => [x.p, reserved[i] as Reservation]));
+    for (const p of batch.slice(0, stopped)) {
+      const r = answered.get(p);
+      if (r) p.resolve(r);
+      else p.reject(refusals.get(p) ?? notFound(p.vmId));
+    }
+    return batch.slice(stopped);
+  }
+
+  /**
+   * Chooses a host for each VM of `batch` in order from the ledger, counting each choice as a guess (so the next VM
+   * sees it), until one the ordered candidates cannot decide. A VM that is missing or in the wrong state is refused
+   * and counts nothing; the same VM asked for twice is judged the second time as the first left it.
+   */
+  #plan(
+    batch: readonly Pending[],
+    locked: Map<string, Vm>,
+    refusals: Map<Pending, CiphervisorError>,
+  ): { planned: Planned[]; stopped: number } {
+    const planned: Planned[] = [];
+    for (const [i, p] of batch.entries()) {
+      const vm = locked.get(p.vmId);
+      const refused = vm ? stateError(vm, p.options.from) : notFound(p.vmId);
+      if (refused || !vm) {
+        refusals.set(p, refused ?? notFound(p.vmId));
+        continue;
+      }
+      const chosen = this.#ledger.pick(vm, p.options);
+      if (!chosen) return { planned, stopped: i };
+      planned.push({ p, vm, host: chosen.host.id });
+      const pool = poolOf(vm.securityMode);
+      const before = countOf(vm.securityMode, vm.powerState);
+      const after = countOf(vm.securityMode, "starting");
+      this.#guess(vm.hostId, pool, -before.slots, -before.active);
+      this.#guess(chosen.host.id, pool, after.slots, after.active);
+      locked.set(vm.id, { ...vm, hostId: chosen.host.id, powerState: "starting" });
+    }
+    return { planned, stopped: batch.length };
+  }
+
+  #guess(hostId: string | null, pool: Pool | undefined, slots: number, active: number): void {
+    this.#ledger.adjust(hostId, pool, slots, active);
+    this.#guesses.push({ hostId, pool, slots, active });
+  }
+
+  /**
+   * Under the VM's lock: the chosen host (`target`, or the ledger's pick), locked and recounted — this is the
+   * number no other reservation can change until the transaction commits — and the VM marked `starting` there.
+   */
+  async #attempt(
+    tx: InventoryScope,
+    locked: Vm,
+    options: ReserveOptions,
+    target: HostView | undefined,
+  ): Promise<Attempt> {
+    const chosen = target ?? this.#ledger.pick(locked, options);
+    if (!chosen) return { ok: false, undecided: locked };
+    const [host] = await tx.hosts.lockMany([chosen.host.id]);
+    if (!host) return { ok: false, hostId: chosen.host.id, fresh: undefined };
+    const [fresh] = await viewsOf(tx, [host]);
+    if (!fresh) return { ok: false, hostId: host.id, fresh: undefined };
+    const again = choosePlacement(locked, withoutOwnSlot(locked, [fresh]), { only: [host.id] });
+    if (!again.chosen) return { ok: false, hostId: host.id, fresh };
+    const reserved = await tx.vms.update(locked.id, { hostId: host.id, powerState: "starting" });
+    return {
+      ok: true,
+      fresh,
+      reservation: { vm: reserved, host, previous: { hostId: locked.hostId, powerState: locked.powerState } },
+    };
+  }
+
+  /** The host as read under its lock replaces the ledger's, then the VM's move is counted. */
+  #count(result: Extract<Attempt, { ok: true }>): void {
+    this.#ledger.refresh(result.reservation.host.id, result.fresh);
+    this.#countMove(result.reservation);
+  }
+
+  /** A reservation's move: its slot (if it held one) leaves its previous host and is taken at its new one. */
+  #countMove(reservation: Reservation): void {
+    const { vm: reserved, host, previous } = reservation;
+    const pool = poolOf(reserved.securityMode);
+    const before = countOf(reserved.securityMode, previous.powerState);
+    const after = countOf(reserved.securityMode, reserved.powerState);
+    this.#ledger.adjust(previous.hostId, pool, -before.slots, -before.active);
+    this.#ledger.adjust(host.id, pool, after.slots, after.active);
+  }
+
+  async #reread(): Promise<void> {
+    this.#ledger = new SlotLedger(await hostViews(this.#inventory));
+    this.#readAt = performance.now();
+    this.#stale = false;
+  }
+
+  /** One VM in transactions of its own: the path for what a group cannot decide, and after a failed group. */
   async #reserve(vmId: string, options: ReserveOptions): Promise<Reservation> {
+    if (this.#stale) await this.#reread();
     const attempts = options.attempts ?? 5;
     let reread = false;
     // A host decided outside the transaction (by every host's checks) when the ordered candidates could not.
@@ -182,27 +408,10 @@ export class Placer {
       decided = undefined;
       const result = await this.#inventory.transaction(async (tx): Promise<Attempt> => {
         const [locked] = await tx.vms.lockMany([vmId]);
-        if (!locked) throw new CiphervisorError("NOT_FOUND", `VM ${vmId} not found`);
-        assertState(locked, options.from);
-        const chosen = target ?? this.#ledger.pick(locked, options);
-        if (!chosen) return { ok: false, undecided: locked };
-        const [host] = await tx.hosts.lockMany([chosen.host.id]);
-        if (!host) return { ok: false, hostId: chosen.host.id, fresh: undefined };
-        // Recount under the host lock: this is the number no other reservation can change until we commit.
-        const [fresh] = await viewsOf(tx, [host]);
-        if (!fresh) return { ok: false, hostId: host.id, fresh: undefined };
-        const again = choosePlacement(locked, withoutOwnSlot(locked, [fresh]), { only: [host.id] });
-        if (!again.chosen) return { ok: false, hostId: host.id, fresh };
-        const reserved = await tx.vms.update(vmId, { hostId: host.id, powerState: "starting" });
-        return {
-          ok: true,
-          fresh,
-          reservation: {
-            vm: reserved,
-            host,
-            previous: { hostId: locked.hostId, powerState: locked.powerState },
-          },
-        };
+        if (!locked) throw notFound(vmId);
+        const refused = stateError(locked, options.from);
+        if (refused) throw refused;
+        return this.#attempt(tx, locked, options, target);
       });
       if (!result.ok && "undecided" in result) {
         // Nothing fits by the ordered candidates (or the options need every host): decide over every host,
@@ -215,35 +424,35 @@ export class Placer {
         }
         if (!reread && performance.now() - this.#readAt > REFUSAL_MAX_AGE_MS) {
           reread = true;
-          this.#ledger = new SlotLedger(await hostViews(this.#inventory));
-          this.#readAt = performance.now();
+          await this.#reread();
           continue;
         }
         throw noValidHost(vm, choice.verdicts);
       }
       attempt++;
       if (result.ok) {
-        // The host as read under its lock replaces the ledger's, then the VM's move is counted.
-        const { vm: reserved, host, previous } = result.reservation;
-        this.#ledger.refresh(host.id, result.fresh);
-        const pool = poolOf(reserved.securityMode);
-        const before = countOf(reserved.securityMode, previous.powerState);
-        const after = countOf(reserved.securityMode, reserved.powerState);
-        this.#ledger.adjust(previous.hostId, pool, -before.slots, -before.active);
-        this.#ledger.adjust(host.id, pool, after.slots, after.active);
+        this.#count(result);
         return result.reservation;
       }
       // A lost race: re-plan from a fresh read of that host.
       this.#ledger.refresh(result.hostId, result.fresh);
     }
-    throw new CiphervisorError(
-      "CONFLICT",
-      `could not reserve a host for VM ${vmId}: placement kept changing; retry`,
-      {
-        details: { retryable: true },
-      },
-    );
+    throw keptChanging(vmId);
   }
+}
+
+function keptChanging(vmId: string): CiphervisorError {
+  return new CiphervisorError(
+    "CONFLICT",
+    `could not reserve a host for VM ${vmId}: placement kept changing; retry`,
+    {
+      details: { retryable: true },
+    },
+  );
+}
+
+function notFound(vmId: string): CiphervisorError {
+  return new CiphervisorError("NOT_FOUND", `VM ${vmId} not found`);
 }
 
 /** One VM's outcome in `reserveSlots`. */
@@ -252,9 +461,10 @@ export type SlotResult =
   | { readonly ok: false; readonly error: CiphervisorError };
 
 /**
- * Reserves a slot for each of `vmIds` in order, over one read of the hosts (`Placer`): the choices are those of
- * `reserveSlot` called for each VM in turn, at a cost that does not grow with the fleet per VM. A VM that cannot
- * be reserved gets its error (NO_VALID_HOST, CONFLICT, NOT_FOUND) and the rest go on.
+ * Reserves a slot for each of `vmIds` in order, over one read of the hosts (`Placer`), asked for all at once so they
+ * commit in groups: the choices are those of `reserveSlot` called for each VM in turn, at a cost that does not grow
+ * with the fleet per VM. A VM that cannot be reserved gets its error (NO_VALID_HOST, CONFLICT, NOT_FOUND) and the
+ * rest go on.
  */
 export async function reserveSlots(
   inventory: Inventory,
@@ -262,16 +472,12 @@ export async function reserveSlots(
   options: ReserveOptions,
 ): Promise<SlotResult[]> {
   const placer = await Placer.load(inventory);
-  const out: SlotResult[] = [];
-  for (const id of vmIds) {
-    try {
-      out.push({ ok: true, reservation: await placer.reserve(id, options) });
-    } catch (e) {
-      if (!isCiphervisorError(e)) throw e;
-      out.push({ ok: false, error: e });
-    }
-  }
-  return out;
+  const settled = await Promise.allSettled(vmIds.map((id) => placer.reserve(id, options)));
+  return settled.map((s) => {
+    if (s.status === "fulfilled") return { ok: true, reservation: s.value };
+    if (!isCiphervisorError(s.reason)) throw s.reason;
+    return { ok: false, error: s.reason };
+  });
 }
 
 /**
@@ -286,10 +492,10 @@ export async function reserveSlot(
   return (await Placer.load(inventory)).reserve(vmId, options);
 }
 
-function assertState(vm: Vm, from: readonly PowerState[]): void {
-  if (!from.includes(vm.powerState)) {
-    throw new CiphervisorError("CONFLICT", `VM '${vm.name}' is ${vm.powerState}`, {
-      details: { vm: vm.id, powerState: vm.powerState },
-    });
-  }
+/** CONFLICT when `vm` is not in one of the states `from`. */
+function stateError(vm: Vm, from: readonly PowerState[]): CiphervisorError | undefined {
+  if (from.includes(vm.powerState)) return undefined;
+  return new CiphervisorError("CONFLICT", `VM '${vm.name}' is ${vm.powerState}`, {
+    details: { vm: vm.id, powerState: vm.powerState },
+  });
 }
