@@ -764,6 +764,22 @@ export function runInventoryContract(name: string, backend: ContractBackend): vo
           ],
         );
         assert.deepEqual(items[1]?.details, { host: "milan-1" });
+        op = await inv.operations.recordItems(operation.id, [
+          { target: "vm_e", outcome: "ok", details: { unchanged: "already sev-es" } },
+          { target: "vm_f", outcome: "ok", details: { unchanged: false, before: { unchanged: true } } },
+          { target: "vm_g", outcome: "ok", details: { unchanged: true } },
+        ]);
+        const summary = await inv.operations.itemSummary(operation.id);
+        assert.deepEqual([summary.ok, summary.unchanged], [5, 2]);
+        assert.deepEqual(
+          summary.failures.map((i) => [i.target, i.code, i.reason]),
+          [["vm_c", "REQUIREMENT_FAILED", "BIOS firmware"]],
+        );
+        assert.deepEqual(await inv.operations.itemSummary("op_missing"), {
+          ok: 0,
+          unchanged: 0,
+          failures: [],
+        });
         const done = await inv.operations.finish(operation.id, { worker: "w" });
         assert.equal(done.status, "partially-failed");
         assert.ok(done.finishedAt);

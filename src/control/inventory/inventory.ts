@@ -112,6 +112,13 @@ export interface VmStore {
   delete(id: string): Promise<void>;
 }
 
+/** `OperationStore.itemSummary`. */
+export interface ItemSummary {
+  readonly ok: number;
+  readonly unchanged: number;
+  readonly failures: readonly OperationItem[];
+}
+
 export interface OperationStore {
   /**
    * Creates a pending operation. With an idempotency key that already exists, returns that operation
@@ -137,6 +144,11 @@ export interface OperationStore {
    */
   recordItems(id: string, results: readonly OperationItemResult[]): Promise<Operation>;
   items(id: string, page?: PageRequest): Promise<Page<OperationItem>>;
+  /**
+   * An operation's items counted by outcome, how many ok items needed no change (a truthy `details.unchanged`, as
+   * runners mark them), and every failed item in target order — without reading the ok items' results.
+   */
+  itemSummary(id: string): Promise<ItemSummary>;
   /** Marks a running (or pending) operation finished. CONFLICT when already final or claimed by another worker. */
   finish(id: string, options?: FinishOptions): Promise<Operation>;
   /** Cancels a pending operation. CONFLICT once it runs or finished. */

@@ -300,6 +300,28 @@ export function operationStore(ctx: StoreContext): OperationStore {
       });
       return toPage(rows.map(toOperationItem), limit, (i) => i.target);
     },
+    async itemSummary(id) {
+      return guardDb(async () => {
+        const items = ctx.db.selectFrom("operation_items").where("operation_id", "=", id);
+        const [counted] = await items
+          .select((eb) => eb.fn.countAll<number | string | bigint>().as("n"))
+          .where("outcome", "=", "ok")
+          .execute();
+        // Details are canonical JSON: only an item whose text names the key can be unchanged. The text is a
+        // filter, the parsed value decides (a nested "unchanged", or `false`, does not count).
+        const marked = await items
+          .select("details")
+          .where("outcome", "=", "ok")
+          .where("details", "like", '%"unchanged":%')
+          .execute();
+        let unchanged = 0;
+        for (const r of marked) {
+          if (r.details !== null && (JSON.parse(r.details) as { unchanged?: unknown }).unchanged) unchanged++;
+        }
+        const failed = await items.selectAll().where("outcome", "=", "failed").orderBy("target").execute();
+        return { ok: Number(counted?.n ?? 0), unchanged, failures: failed.map(toOperationItem) };
+      });
+    },
     async finish(id, options = {}) {
       return atomic(ctx, async (db) => {
         const scoped = operationStore({ ...ctx, db });
