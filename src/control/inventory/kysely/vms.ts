@@ -6,7 +6,6 @@ import type { Expression, ExpressionBuilder, Kysely, Selectable, SqlBool } from 
 import { sql } from "kysely";
 import { CiphervisorError } from "../../../errors.ts";
 import { newId } from "../../ids.ts";
-import { canonicalJson } from "../../json.ts";
 import type { VmStore } from "../inventory.ts";
 import {
   type NewVm,
@@ -372,10 +371,12 @@ export function vmStore(ctx: StoreContext): VmStore {
       return out;
     },
     async updateMany(updates: readonly VmUpdate[]) {
-      // Group VMs by identical patch so that 10,000 VMs turned to SEV-ES cost ten statements, not 10,000.
+      // Group VMs by identical patch so that 10,000 VMs turned to SEV-ES cost ten statements, not 10,000. The key
+      // is JSON.stringify, not the canonical form: equal patches written in another key order only make another
+      // group (still correct), and callers build theirs in one order, at a quarter of the cost per VM.
       const groups = new Map<string, { cols: Partial<VmTable>; ids: string[] }>();
       for (const u of updates) {
-        const key = canonicalJson(u.patch);
+        const key = JSON.stringify(u.patch);
         let g = groups.get(key);
         if (!g) {
           g = { cols: vmColumns(u.patch), ids: [] };
