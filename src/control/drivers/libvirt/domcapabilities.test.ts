@@ -59,6 +59,24 @@ describe("libvirt domcapabilities", () => {
     assert.equal(no.supported, false);
   });
 
+  it("names the generation from QEMU's CPU model, Turin included (its SEV numbers equal Genoa's)", () => {
+    const base = { supported: true, cbitpos: 51, reducedPhysBits: 1, maxGuests: 1006, maxESGuests: 0 };
+    const cases: [string | undefined, string][] = [
+      ["EPYC-Turin", "turin"],
+      ["EPYC-Turin-v1", "turin"],
+      ["EPYC-Genoa", "genoa"],
+      ["EPYC-Milan-v2", "milan"],
+      [undefined, "genoa"],
+    ];
+    for (const [cpuModel, generation] of cases) {
+      assert.equal(
+        inferGeneration({ ...base, ...(cpuModel ? { cpuModel } : {}) }),
+        generation,
+        String(cpuModel),
+      );
+    }
+  });
+
   it("never guesses a generation without SEV: not naples for a bare answer, not rome for an EPYC-Rome host model", () => {
     const bare = parseDomCapabilities("<domainCapabilities><features/></domainCapabilities>");
     assert.equal(inferGeneration(bare), "unknown");

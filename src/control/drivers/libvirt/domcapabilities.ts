@@ -106,7 +106,7 @@ export function parseNodeSevInfo(text: string): NodeSevInfo {
 
 /**
  * The EPYC generation: from libvirt's CPU model name when it gives one, else from the SEV numbers (C-bit 47 is
- * Naples/Rome, 51 Milan/Genoa; Naples has no SEV-ES pool; Genoa has more than 509 ASIDs). `unknown` when libvirt
+ * Naples/Rome, 51 Milan/Genoa/Turin; Naples has no SEV-ES pool; Genoa has more than 509 ASIDs). `unknown` when libvirt
  * reports no SEV (no `<sev>`, `supported='no'`, or no domain capabilities at all): an Intel host, SEV off in the BIOS
  * or KVM, libvirt's test driver. The generations are SEV parts; without SEV the numbers that tell them apart are
  * absent, and a host model such as `EPYC-Rome` is only libvirt's nearest named CPU, so nothing is guessed.
@@ -114,7 +114,9 @@ export function parseNodeSevInfo(text: string): NodeSevInfo {
 export function inferGeneration(c: SevDomainCapabilities): HostGeneration {
   if (!c.supported) return "unknown";
   const m = c.cpuModel?.toLowerCase() ?? "";
-  for (const g of ["genoa", "milan", "rome"] as const) if (m.includes(g)) return g;
+  // QEMU names each part (EPYC-Rome … EPYC-Turin). Turin's SEV numbers equal Genoa's (C-bit 51, 1006 ASIDs), so
+  // only the name tells them apart; without it a Turin host is taken for the Genoa it resembles.
+  for (const g of ["turin", "genoa", "milan", "rome"] as const) if (m.includes(g)) return g;
   if (m === "epyc" || m.startsWith("epyc-v") || m === "epyc-ibpb") return "naples";
   const total = c.maxGuests + c.maxESGuests;
   if (c.cbitpos === 51) return total > CPU_MODELS.milan.maxAsid ? "genoa" : "milan";
