@@ -15,10 +15,10 @@ import {
   type RequirementFinding,
   requirementFindings,
 } from "../hypervisor/requirements.ts";
-import type { LaunchSpec, PoolReport } from "../hypervisor/types.ts";
+import type { LaunchSpec, PoolReport, SnpLaunchOptions } from "../hypervisor/types.ts";
 import { defaultPolicy } from "../hypervisor/vm-spec.ts";
 import { CPU_MODELS } from "../machine/cpu-models.ts";
-import type { Host, PowerState, SecurityMode, Vm, VmSpec } from "./inventory/types.ts";
+import type { Host, PowerState, SecurityMode, Vm, VmSnpOptions, VmSpec } from "./inventory/types.ts";
 
 /** Codes of the control plane's findings: the hypervisor's, and the ones only the control plane can check. */
 export type CompatCode =
@@ -156,6 +156,8 @@ export function hypervisorSpec(vm: VmShape): LaunchSpec {
     security: vm.securityMode,
     ...(encrypted ? { policy: vm.policy === 0 ? defaultPolicy(vm.securityMode) : vm.policy } : {}),
     ...(encrypted && s.attestation ? { attestation: true } : {}),
+    // Stored with the VM whatever its mode (a bulk change away from SNP and back keeps them); only SNP uses them.
+    ...(vm.securityMode === "sev-snp" && s.snp ? { snp: snpLaunchOptions(s.snp) } : {}),
     // The owner's session is good for one launch: only while it is fresh (`session-set`) does it reach LAUNCH_START.
     ...(encrypted && s.launchSession && vm.attestationState === "session-set"
       ? {
@@ -165,6 +167,18 @@ export function hypervisorSpec(vm: VmShape): LaunchSpec {
           },
         }
       : {}),
+  };
+}
+
+const fromBase64 = (b64: string) => new Uint8Array(Buffer.from(b64, "base64"));
+
+/** The hypervisor's SNP launch options from the stored base64 text (their sizes are the hypervisor's checks). */
+function snpLaunchOptions(o: VmSnpOptions): SnpLaunchOptions {
+  return {
+    ...(o.hostData === undefined ? {} : { hostData: fromBase64(o.hostData) }),
+    ...(o.idBlock === undefined ? {} : { idBlock: fromBase64(o.idBlock) }),
+    ...(o.idAuth === undefined ? {} : { idAuth: fromBase64(o.idAuth) }),
+    ...(o.authorKeyEnabled ? { authorKeyEnabled: true } : {}),
   };
 }
 

@@ -5,10 +5,14 @@
  * fetched with the owner's REPORT_DATA that the owner's own verifier accepts against the emulated AMD roots.
  */
 import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
 import { describe, it } from "node:test";
 import { linuxSpec } from "../../control/testing/control-fixture.ts";
 import { isCiphervisorError } from "../../errors.ts";
+import { DEFAULT_SNP_POLICY } from "../../hypervisor/vm-spec.ts";
+import { toHex } from "../../lib/bytes.ts";
 import { verifySnpReport } from "../../owner/verify-report.ts";
+import { encodeIdBlock, encodeSnpPublicKey, signIdAuth, snpKeyDigest } from "../../sev/snp/id-block.ts";
 import { type ApiFixture, json, withApi } from "../testing/api-fixture.ts";
 
 async function register(a: ApiFixture, body: Record<string, unknown>): Promise<Record<string, unknown>> {
@@ -187,5 +191,114 @@ describe("SEV-SNP in the control plane", () => {
           (x) => x.action === "vm.attestation-report.read" && x.outcome === "ok" && x.target === vm.id,
         ),
       );
+    }));
+
+  it("SNP launch options with QEMU's names: HOST_DATA in every report, an owner-signed ID block, and launches it does not describe refused", () =>
+    withApi(async (a) => {
+      const hostId = String(
+        (await register(a, { name: "milan-id", emulated: { generation: "milan" }, esMode: "snp" })).id,
+      );
+      const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
+      const hostData = new Uint8Array(32).fill(0x5a);
+      const report = async (id: string) => {
+        const r = await a.call("attestation-reader", "POST", `/v1/vms/${id}/attestation-report`, {
+          reportData: "00".repeat(64),
+        });
+        assert.equal(r.statusCode, 200, r.body);
+        return (json(r) as { fields: Record<string, string> }).fields;
+      };
+      const plain = await a.vm("plain", "sev-snp", {
+        hostId,
+        spec: { ...linuxSpec, snp: { hostData: b64(hostData) } },
+      });
+      assert.equal((await powerOn(a, plain.id)).statusCode, 200);
+      const first = await report(plain.id);
+      assert.equal(first.hostData, "5a".repeat(32));
+      assert.equal(first.idKeyDigest, "00".repeat(48), "no ID block: no ID key");
+
+      // The owner signs what this launch must be: its digest and policy.
+      const { privateKey } = generateKeyPairSync("ec", { namedCurve: "secp384r1" });
+      const jwk = privateKey.export({ format: "jwk" }) as { d: string; x: string; y: string };
+      const u = (s: string) => new Uint8Array(Buffer.from(s, "base64url"));
+      const idKey = { d: u(jwk.d), pub: { x: u(jwk.x), y: u(jwk.y) } };
+      const idBlock = (ld: Uint8Array, policy = BigInt(DEFAULT_SNP_POLICY)) =>
+        encodeIdBlock({
+          ld,
+          familyId: new Uint8Array(16),
+          imageId: new Uint8Array(16),
+          version: 1,
+          guestSvn: 0,
+          policy,
+        });
+      const measured = new Uint8Array(Buffer.from(first.measurement ?? "", "hex"));
+      const good = idBlock(measured);
+      const signed = await a.vm("signed", "sev-snp", {
+        hostId,
+        spec: { ...linuxSpec, snp: { idBlock: b64(good), idAuth: b64(signIdAuth(good, idKey)) } },
+      });
+      assert.equal((await powerOn(a, signed.id)).statusCode, 200);
+      const second = await report(signed.id);
+      assert.equal(second.measurement, first.measurement);
+      assert.equal(second.idKeyDigest, toHex(snpKeyDigest(encodeSnpPublicKey(idKey.pub))));
+
+      // The firmware refuses what the ID block does not describe: another digest, another policy, a bad signature.
+      const other = new Uint8Array(measured);
+      other[0] = (other[0] ?? 0) ^ 1;
+      const wrongPolicy = idBlock(measured, BigInt(DEFAULT_SNP_POLICY) | 1n);
+      const cases: [string, Record<string, string>, RegExp][] = [
+        [
+          "digest",
+          { idBlock: b64(idBlock(other)), idAuth: b64(signIdAuth(idBlock(other), idKey)) },
+          /launch digest is not this launch/,
+        ],
+        [
+          "policy",
+          { idBlock: b64(wrongPolicy), idAuth: b64(signIdAuth(wrongPolicy, idKey)) },
+          /policy is not the guest's/,
+        ],
+        [
+          "signature",
+          { idBlock: b64(good), idAuth: b64(signIdAuth(other.slice(0, 0x60), idKey)) },
+          /signature does not verify/,
+        ],
+      ];
+      for (const [name, snp, why] of cases) {
+        const vm = await a.vm(`bad-${name}`, "sev-snp", { hostId, spec: { ...linuxSpec, snp } });
+        const on = await powerOn(a, vm.id);
+        assert.notEqual(on.statusCode, 200, `${name}: ${on.body}`);
+        assert.match(on.body, why, name);
+        assert.equal((await a.inventory.vms.get(vm.id))?.powerState, "off", `${name}: back off`);
+      }
+
+      // The API checks the options before anything is created.
+      const refused: [Record<string, unknown>, string, string][] = [
+        [
+          { securityMode: "sev-es", spec: { ...linuxSpec, snp: { hostData: b64(hostData) } } },
+          "spec.snp",
+          "not SNP",
+        ],
+        [
+          { securityMode: "sev-snp", spec: { ...linuxSpec, snp: { hostData: b64(hostData.slice(1)) } } },
+          "spec.snp.hostData",
+          "31 bytes",
+        ],
+        [
+          { securityMode: "sev-snp", spec: { ...linuxSpec, snp: { idBlock: b64(good) } } },
+          "spec.snp.idAuth",
+          "no id-auth",
+        ],
+      ];
+      for (const [body, field, what] of refused) {
+        const r = await a.call("all", "POST", "/v1/vms", { name: "refused", ...body });
+        assert.equal(r.statusCode, 400, `${what}: ${r.body}`);
+        assert.equal(json(r).code, "INVALID_INPUT", what);
+        assert.match(r.body, new RegExp(field.replace(/\./g, "\\.")), what);
+      }
+      const notB64 = await a.call("all", "POST", "/v1/vms", {
+        name: "refused",
+        securityMode: "sev-snp",
+        spec: { ...linuxSpec, snp: { hostData: "not base64!" } },
+      });
+      assert.equal(notB64.statusCode, 400, notB64.body);
     }));
 });

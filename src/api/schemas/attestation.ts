@@ -186,6 +186,8 @@ export const AttestationReportSchema = Type.Object({
     reportData: Hex(64, "REPORT_DATA as the guest asked for it"),
     measurement: Hex(48, "MEASUREMENT: the launch digest"),
     hostData: Hex(32, "HOST_DATA set at SNP_LAUNCH_FINISH"),
+    idKeyDigest: Hex(48, "ID_KEY_DIGEST: SHA-384 of the ID key that signed the ID block (zeros without one)"),
+    authorKeyDigest: Hex(48, "AUTHOR_KEY_DIGEST: SHA-384 of the author key (zeros without one)"),
     policy: Type.String(),
     vmpl: Type.Integer(),
     chipId: Hex(64, "CHIP_ID"),

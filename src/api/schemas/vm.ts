@@ -28,6 +28,15 @@ export const PolicySchema = Type.Integer({
   description: "SEV guest policy (u32)",
 });
 
+/** Standard base64 text (RFC 4648 section 4, padded), as QEMU's sev-snp-guest properties take it. */
+function Base64(o: { maxLength: number; description: string }) {
+  return Type.String({
+    pattern: "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+    minLength: 4,
+    ...o,
+  });
+}
+
 export const VmSpecSchema = Type.Object(
   {
     vcpus: Type.Integer({ minimum: 1, maximum: MAX_VCPUS }),
@@ -84,6 +93,31 @@ export const VmSpecSchema = Type.Object(
           ),
         },
         { additionalProperties: false, description: "Boot images by catalog name (`/v1/images`)" },
+      ),
+    ),
+    snp: Type.Optional(
+      Type.Object(
+        {
+          hostData: Type.Optional(
+            Base64({ maxLength: 44, description: "QEMU host-data: 32 bytes the reports carry as HOST_DATA" }),
+          ),
+          idBlock: Type.Optional(
+            Base64({
+              maxLength: 128,
+              description: "QEMU id-block: the owner's 96-byte ID block (SNP ABI 56860)",
+            }),
+          ),
+          idAuth: Type.Optional(
+            Base64({ maxLength: 5464, description: "QEMU id-auth: the ID block's 4096-byte authentication" }),
+          ),
+          authorKeyEnabled: Type.Optional(
+            Type.Boolean({ description: "QEMU author-key-enabled: id-auth carries the author key too" }),
+          ),
+        },
+        {
+          additionalProperties: false,
+          description: "SEV-SNP launch options (SNP_LAUNCH_FINISH), sev-snp VMs only",
+        },
       ),
     ),
   },

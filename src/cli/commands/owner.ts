@@ -2,6 +2,7 @@
 import type { Command } from "commander";
 import type { CliIo } from "../io.ts";
 import { registerOwnerChainCommands } from "./owner-chain.ts";
+import { registerOwnerIdBlock } from "./owner-idblock.ts";
 import { registerOwnerLaunchCommands } from "./owner-launch.ts";
 
 export function registerOwner(program: Command, io: CliIo): void {
@@ -12,4 +13,5 @@ export function registerOwner(program: Command, io: CliIo): void {
     );
   registerOwnerChainCommands(owner, io);
   registerOwnerLaunchCommands(owner, io);
+  registerOwnerIdBlock(owner, io);
 }

@@ -23,6 +23,8 @@ interface AttestationReport {
     reportData: string;
     measurement: string;
     hostData: string;
+    idKeyDigest: string;
+    authorKeyDigest: string;
     policy: string;
     vmpl: number;
     chipId: string;
@@ -88,6 +90,8 @@ export function registerVmAttestationReport(vm: Command, io: CliIo): void {
         ["measurement", r.fields.measurement],
         ["report-data", r.fields.reportData],
         ["host-data", r.fields.hostData],
+        ["id-key-digest", r.fields.idKeyDigest],
+        ["author-key-digest", r.fields.authorKeyDigest],
         ["policy", r.fields.policy],
         ["vmpl", r.fields.vmpl],
         ["reported-tcb", `${r.fields.reportedTcb.raw} (${tcb})`],

@@ -16,11 +16,12 @@ import { json, type OutputMode } from "../output/format.ts";
 import { printPlan } from "../output/what-if.ts";
 import { runOperation } from "../run-operation.ts";
 import { createModeOf, securityOptions } from "../security-flags.ts";
+import { type SnpLaunchFlags, snpLaunchOptions, snpOf } from "../snp-launch-flags.ts";
 
 const GUEST_OS_HELP = "guest OS profile (docs/guest-os-profiles.md), e.g. linux-5.19, ubuntu-22.04, rhel-9";
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
-interface CreateFlags extends MutatingFlags {
+interface CreateFlags extends MutatingFlags, SnpLaunchFlags {
   host?: string;
   guestOs: string;
   vcpus: string;
@@ -77,7 +78,7 @@ function done(io: CliIo, mode: OutputMode, doc: unknown, line: string): void {
 }
 
 function registerCreate(vm: Command, io: CliIo): void {
-  mutatingOptions(
+  const create = mutatingOptions(
     apiCommand(
       securityOptions(
         vm
@@ -107,7 +108,8 @@ function registerCreate(vm: Command, io: CliIo): void {
         .option("--append <cmdline>", "direct boot: the kernel command line (needs --kernel)")
         .option("--label <key=value>", "a label (repeatable)", collect),
     ),
-  ).action(async (name: string, flags: CreateFlags) => {
+  );
+  snpLaunchOptions(create).action(async (name: string, flags: CreateFlags) => {
     const mode = modeFor(flags);
     if (!NAME.test(name)) throw new CiphervisorError("INVALID_INPUT", `'${name}' is not a VM name`);
     const securityMode = createModeOf(flags);
@@ -121,6 +123,8 @@ function registerCreate(vm: Command, io: CliIo): void {
     };
     const boot = bootOf(flags);
     if (boot) spec.boot = boot;
+    const snp = snpOf(flags);
+    if (snp) spec.snp = snp;
     const policy = flags.policy === undefined ? undefined : parsePolicy(flags.policy);
     const labels = parseLabels(flags.label ?? []);
     const host = flags.host === undefined ? undefined : await findHost(apiFor(io, flags), flags.host);

@@ -244,6 +244,8 @@ export type VmSpec = {
   readonly attestation?: boolean;
   /** What the VM boots from the image catalog, when not the built-in emulated UEFI alone. */
   readonly boot?: VmBoot;
+  /** SEV-SNP launch options, with the names of QEMU's `sev-snp-guest` properties; only for `sev-snp` VMs. */
+  readonly snp?: VmSnpOptions;
   /**
    * The guest owner's session for the next launch (LAUNCH_START), base64. Set only through the attestation API;
    * used once, while `attestationState` is `session-set`. Never part of an API response (not in the schema).
@@ -262,6 +264,20 @@ export type VmBoot = {
   readonly initrd?: string;
   /** The kernel command line (measured with its NUL); only with `kernel`. */
   readonly cmdline?: string;
+};
+
+/**
+ * What SNP_LAUNCH_FINISH takes from the host for a VM (SNP ABI 56860, SNP_LAUNCH_FINISH), as QEMU's `sev-snp-guest`
+ * object takes them: base64 text. `hostData` (host-data, 32 bytes) is carried into every attestation report as
+ * HOST_DATA; `idBlock` (id-block, 96 bytes) with `idAuth` (id-auth, 4096 bytes) is the guest owner's signed
+ * statement of the expected launch digest and policy — the launch fails if either differs — and its key's digest
+ * is reported as ID_KEY_DIGEST; `authorKeyEnabled` (author-key-enabled) says `idAuth` also carries the author key.
+ */
+export type VmSnpOptions = {
+  readonly hostData?: string;
+  readonly idBlock?: string;
+  readonly idAuth?: string;
+  readonly authorKeyEnabled?: boolean;
 };
 
 /** A guest owner's launch session as sevctl writes it: the GODH certificate (0x824 bytes), the session blob (0x80). */

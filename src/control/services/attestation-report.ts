@@ -37,6 +37,9 @@ export interface AttestationReportInfo {
     readonly reportData: string;
     readonly measurement: string;
     readonly hostData: string;
+    /** ID_KEY_DIGEST and AUTHOR_KEY_DIGEST: SHA-384 of the owner's keys that signed the ID block (zeros without). */
+    readonly idKeyDigest: string;
+    readonly authorKeyDigest: string;
     readonly policy: string;
     readonly vmpl: number;
     readonly chipId: string;
@@ -104,6 +107,8 @@ export async function attestationReport(
       reportData: toHex(r.reportData),
       measurement: toHex(r.measurement),
       hostData: toHex(r.hostData),
+      idKeyDigest: toHex(r.idKeyDigest),
+      authorKeyDigest: toHex(r.authorKeyDigest),
       policy: `0x${r.policy.toString(16)}`,
       vmpl: r.vmpl,
       chipId: toHex(r.chipId),

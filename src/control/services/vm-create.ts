@@ -41,6 +41,15 @@ export function checkCreate(req: CreateVmRequest): CheckedCreate {
   const policy = resolvePolicy({ mode: "none", policy: 0 }, mode, req.policy);
   validatePolicy(mode, policy);
   const shape = { id: "vm_check", name: req.name, spec: req.spec, securityMode: mode, policy };
+  if (req.spec.snp !== undefined && mode !== "sev-snp") {
+    throw new CiphervisorError(
+      "INVALID_INPUT",
+      `spec.snp: SEV-SNP launch options need security mode sev-snp, not ${mode}`,
+      {
+        details: { field: "spec.snp" },
+      },
+    );
+  }
   try {
     validateVmSpec(hypervisorSpec(shape));
   } catch (e) {
