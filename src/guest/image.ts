@@ -21,6 +21,7 @@ import { kernelAddress, Routine } from "./kernel/kernel.ts";
 import { printkProgram } from "./kernel/printk.ts";
 import {
   AGENT_MAILBOX_GPA,
+  apPages,
   BOOT_INFO_GPA,
   BOOT_MAGIC,
   BootInfo,
@@ -29,11 +30,14 @@ import {
   GUEST_SPACE_LIMIT,
   IDT_GPA,
   KLOG_GPA,
+  MAX_APS,
   MAX_PAGE_TABLES,
   PAGE_DIRECTORY_GPA,
   PAGE_TABLES_GPA,
   PERCPU_GPA,
   PRINTK_GPA,
+  SNP_BOOT_TABLE_GPA,
+  SNP_PSC_GPA,
   SNP_REQUEST_GPA,
   SNP_RESPONSE_GPA,
   STACK_GPA,
@@ -41,6 +45,7 @@ import {
   STACK_TOP,
 } from "./layout.ts";
 import type { GuestOsProfile } from "./os-profiles.ts";
+import { encodeSnpBootTable } from "./snp-boot-table.ts";
 
 const PAGE = 4096;
 
@@ -57,6 +62,11 @@ export interface GuestPage {
    * LAUNCH_SECRET). The host must not overwrite their contents.
    */
   preserve?: boolean;
+  /**
+   * SEV-SNP: private memory the firmware leaves unaccepted — the host assigns it to the guest in the RMP, nobody
+   * loads it, and the kernel PVALIDATEs it at boot (its boot table's accept list).
+   */
+  unaccepted?: boolean;
 }
 
 export interface GuestImage {
@@ -95,6 +105,8 @@ export function buildGuestImage(
     mode: SecurityMode;
     model: CpuModel;
     firmwareAreas?: readonly FirmwareArea[];
+    /** vCPUs of the VM: an SEV-SNP kernel starts the APs itself (SNP AP creation) and gets their pages. */
+    vcpus?: number;
   },
 ): GuestImage {
   const { profile, mode, model } = opts;
@@ -117,9 +129,19 @@ export function buildGuestImage(
     page.set(program.code.subarray(i * PAGE, (i + 1) * PAGE));
     add(CODE_BASE + i * PAGE, "code", false, page);
   }
+  // SEV-SNP: the kernel accepts the program's private data areas itself, makes its shared buffers shared itself
+  // and starts its APs itself (snp-boot-table.ts).
+  const snpBoot = mode === "sev-snp" && profile.sevSnp;
+  const accept: { gpa: number; pages: number }[] = [];
+  const share: number[] = [];
   for (const r of program.regions) {
     for (let o = 0; o < r.size; o += PAGE)
       add(r.gva + o, `${r.shared ? "shared" : "private"} ${r.name}`, r.shared);
+    if (snpBoot && !r.shared) {
+      const n = Math.ceil(r.size / PAGE);
+      for (let o = 0; o < n * PAGE; o += PAGE) pages.get(r.gva + o)!.unaccepted = true;
+      accept.push({ gpa: r.gva, pages: n });
+    }
   }
   const top = Math.max(...[...pages.keys()].map((g) => g + PAGE));
   if (top > GUEST_SPACE_LIMIT) {
@@ -132,14 +154,37 @@ export function buildGuestImage(
   // Kernel pages.
   for (let i = 0; i < STACK_PAGES; i++) add(STACK_GPA + i * PAGE, "stack", false);
   const hasGhcb = sev && profile.sevEs;
-  if (hasGhcb) add(GHCB_GPA, "GHCB", true);
+  // Under SNP the GHCB reaches the kernel private; it converts it through the MSR protocol before first use.
+  if (hasGhcb) add(GHCB_GPA, "GHCB", !snpBoot);
   // An SNP guest's guest agent and message pages (agent-mailbox.ts), shared with the hypervisor.
   const snpSecrets = opts.firmwareAreas?.find((a) => a.snpSecrets);
-  const snpAgent = mode === "sev-snp" && profile.sevSnp && snpSecrets !== undefined;
+  const snpAgent = snpBoot && snpSecrets !== undefined;
   if (snpAgent) {
-    add(AGENT_MAILBOX_GPA, "guest-agent mailbox", true);
-    add(SNP_REQUEST_GPA, "SNP guest request page", true);
-    add(SNP_RESPONSE_GPA, "SNP guest response page", true);
+    for (const [gpa, what] of [
+      [AGENT_MAILBOX_GPA, "guest-agent mailbox"],
+      [SNP_REQUEST_GPA, "SNP guest request page"],
+      [SNP_RESPONSE_GPA, "SNP guest response page"],
+    ] as const) {
+      add(gpa, what, false);
+      share.push(gpa);
+    }
+  }
+  const apCount = snpBoot ? Math.min(Math.max((opts.vcpus ?? 1) - 1, 0), MAX_APS) : 0;
+  for (let id = 1; id <= apCount; id++) {
+    const ap = apPages(id);
+    add(ap.vmsa, `AP ${id} VMSA`, false);
+    add(ap.ghcb, `AP ${id} GHCB`, false);
+    add(ap.percpu, `AP ${id} per-CPU`, false);
+    share.push(ap.ghcb);
+  }
+  if (snpBoot) {
+    add(
+      SNP_BOOT_TABLE_GPA,
+      "SNP boot table",
+      false,
+      encodeSnpBootTable({ ghcbPrivate: hasGhcb, accept, share, apCount }),
+    );
+    add(SNP_PSC_GPA, "SNP page state change request", false);
   }
 
   const idt = new DataView(new ArrayBuffer(PAGE));
@@ -166,10 +211,14 @@ export function buildGuestImage(
   percpu.setBigUint64(boot + BootInfo.GHCB_GPA, BigInt(hasGhcb ? GHCB_GPA : 0), true);
   percpu.setBigUint64(boot + BootInfo.DR7, 0x400n, true);
   if (snpAgent) percpu.setBigUint64(boot + BootInfo.SNP_SECRETS_GPA, BigInt(snpSecrets.gpa), true);
+  if (snpBoot) percpu.setBigUint64(boot + BootInfo.SNP_BOOT_TABLE, BigInt(SNP_BOOT_TABLE_GPA), true);
   const secret = opts.firmwareAreas?.find((a) => a.secret && a.size > 0);
-  if (secret && profile.efiSecret) {
+  const efiSecret = secret !== undefined && profile.efiSecret;
+  if (efiSecret) {
     percpu.setBigUint64(boot + BootInfo.SECRET_GPA, BigInt(secret.gpa), true);
     percpu.setBigUint64(boot + BootInfo.SECRET_SIZE, BigInt(secret.size), true);
+  }
+  if (efiSecret || apCount > 0) {
     // Where its boot messages wait, and the printk that writes them out through real OUT exits.
     add(KLOG_GPA, "kernel log", false);
     const printk = new Uint8Array(PAGE);
@@ -201,6 +250,13 @@ export function buildGuestImage(
     }
     const i = Math.floor(p.gpa / PAGE) % ENTRIES_PER_TABLE;
     t.setBigUint64(i * 8, makeEntry(p.gpa, { cBit: model.cBit, private: p.cBit }), true);
+  }
+  // An SNP kernel edits its own page tables (the C-bit of each page it converts), so it maps them too.
+  if (snpBoot) {
+    const low = tables.get(0)!;
+    for (const gpa of [PAGE_DIRECTORY_GPA, ...[...tables.keys()].map((pd) => PAGE_TABLES_GPA + pd * PAGE)]) {
+      low.setBigUint64((gpa / PAGE) * 8, makeEntry(gpa, { cBit: model.cBit, private: true }), true);
+    }
   }
   const dir = new DataView(new ArrayBuffer(PAGE));
   for (const [pd, t] of tables) {

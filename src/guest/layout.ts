@@ -15,8 +15,14 @@
  * | 0x13000 | guest-agent mailbox (SEV-SNP kernels: the host's attestation-report requests, agent-mailbox.ts) | **shared** |
  * | 0x14000 | SNP guest request message page (SEV-SNP kernels) | **shared** |
  * | 0x15000 | SNP guest response message page (SEV-SNP kernels) | **shared** |
+ * | 0x16000 | SNP boot table: memory to accept, pages to share, APs to start (snp-boot-table.ts) | private |
+ * | 0x17000 | SNP page state change: the kernel's private copy of its request (kernel/snp-memory.ts) | private |
  * | 0x20000–0x27FFF | kernel-provided stack (RSP starts at 0x28000) | private |
+ * | 0x30000–0xEFFFF | SEV-SNP APs, 3 pages each from APIC ID 1: VMSA, GHCB, per-CPU page | private (GHCB made shared) |
  * | 0x100000 | program code, then the program's data areas | per area |
+ *
+ * Under SEV-SNP the GHCB and the guest-agent pages reach the kernel private, as the rest of its memory: the kernel
+ * makes them shared at boot with page state changes, as Linux does with its boot GHCB and its driver buffers.
  */
 
 export const IDT_GPA = 0x1000;
@@ -32,6 +38,18 @@ export const PRINTK_GPA = 0x12000;
 export const AGENT_MAILBOX_GPA = 0x13000;
 export const SNP_REQUEST_GPA = 0x14000;
 export const SNP_RESPONSE_GPA = 0x15000;
+export const SNP_BOOT_TABLE_GPA = 0x16000;
+export const SNP_PSC_GPA = 0x17000;
+/** The APs' pages: VMSA, GHCB, per-CPU page, for APIC IDs 1, 2, … (63 at most: 64 vCPUs). */
+export const AP_PAGES_GPA = 0x30000;
+export const AP_PAGES_PER_CPU = 3;
+export const MAX_APS = 63;
+
+/** The three pages of the AP with this APIC ID (≥ 1). */
+export function apPages(apicId: number): { vmsa: number; ghcb: number; percpu: number } {
+  const base = AP_PAGES_GPA + (apicId - 1) * AP_PAGES_PER_CPU * 4096;
+  return { vmsa: base, ghcb: base + 4096, percpu: base + 2 * 4096 };
+}
 export const STACK_GPA = 0x20000;
 export const STACK_PAGES = 8;
 export const STACK_TOP = STACK_GPA + STACK_PAGES * 4096;
@@ -57,6 +75,20 @@ export const BootInfo = {
   SNP_SECRETS_GPA: 0x40,
   /** SEV-SNP: MSG_SEQNO of the last response received under VMPCK0 (the next request carries this + 1). */
   SNP_MSG_SEQNO: 0x48,
+  /** SEV-SNP: where the boot table is (0: nothing to accept, share or start — the kernel skips those steps). */
+  SNP_BOOT_TABLE: 0x50,
+  /** SEV-SNP: the hypervisor's feature bitmap (GHCB MSR protocol 0x081). */
+  HV_FEATURES: 0x58,
+  /** The C-bit position, from the SEV_INFO response (what the kernel sets and clears in its page tables). */
+  C_BIT: 0x60,
+  /** SEV-SNP: pages of the boot table's accept list validated so far (a restarted step continues there). */
+  ACCEPT_DONE: 0x68,
+  /** SEV-SNP: the APIC ID of the next AP to start; bitmaps of the APs that came online and that failed. */
+  SMP_NEXT: 0x70,
+  SMP_ONLINE: 0x78,
+  SMP_FAILED: 0x80,
+  /** Where a program's call into the kernel (set_memory_shared / _private) returns. */
+  KAPI_RETURN: 0x88,
 } as const;
 
 export const BOOT_MAGIC = 0x3130_544f_4f42_5643n;

@@ -5,10 +5,15 @@
  * - requirement checks run before any firmware call (requirements.ts);
  * - encrypted VMs launch through the firmware as QEMU/KVM do (launch.ts; SEV-SNP VMs snp-launch.ts, with the RMP
  *   of machine/rmp.ts), then the guest firmware hands off to the OS inside the guest (machine/firmware-handoff.ts);
+ * - an SEV-SNP guest's memory is only assigned by the host (RMPUPDATE, snp-guest-memory.ts): the guest firmware and
+ *   kernel validate it, and the guest changes page states and starts its APs itself through GHCB version 2 (the
+ *   kicked APs run right after the exit that created them: kvm/snp-vcpus.ts);
  * - an SEV-SNP guest's attestation report is the guest's to request: the host asks its guest agent through a shared
  *   mailbox and relays the sealed SNP guest request (`attestationReport`, kvm/snp-guest-request.ts);
  * - every operation goes through the one operation table (operation-rules.ts): refused cells change nothing;
- * - power-off is DEACTIVATE → WBINVD on every core → DF_FLUSH → DECOMMISSION, and the ASID returns to its pool.
+ * - power-off is DEACTIVATE → WBINVD on every core → DF_FLUSH → DECOMMISSION, and the ASID returns to its pool; an
+ *   SEV-SNP VM's is SNP_DECOMMISSION → WBINVD → DF_FLUSH, then every page it or the firmware held goes back to the
+ *   hypervisor (SNP_PAGE_RECLAIM, RMPUPDATE: snp-reclaim.ts) before its frames are zeroed and reused.
  *
  * Hypervisor code here reads guest state only as real hardware allows (introspection.ts): the key slots go to the
  * machine and the firmware, never to this class's own logic.
@@ -41,9 +46,11 @@ import { toHex } from "../lib/bytes.ts";
 import { type CpuModel, cpuModel, type Generation } from "../machine/cpu-models.ts";
 import { Dram, PAGE_SIZE } from "../machine/dram.ts";
 import { SvmExit } from "../machine/exit-codes.ts";
+import { KVM_HV_FEATURES } from "../machine/ghcb.ts";
 import { Machine } from "../machine/machine.ts";
 import { NestedPageTable } from "../machine/nested-page-table.ts";
-import { Rmp, RmpReturn } from "../machine/rmp.ts";
+import { Rmp, type RmpEntry } from "../machine/rmp.ts";
+import { snpFirmwareRmpHook } from "../machine/rmp-firmware-hook.ts";
 import { VmsaIntegrityStore } from "../machine/trusted-memory.ts";
 import { SAVE_AREA_SIZE, Vmcb } from "../machine/vmcb.ts";
 import { requireSevMetadata } from "../measure/ovmf-sev-metadata.ts";
@@ -53,16 +60,26 @@ import { SevClient } from "../sev/client.ts";
 import { isEmulatedSnpGeneration } from "../sev/manufacturer/emulated-snp.ts";
 import { SecureProcessor } from "../sev/secure-processor.ts";
 import { SnpClient } from "../sev/snp/client.ts";
-import { DEFAULT_WORKLOAD } from "./default-workload.ts";
+import { DEFAULT_WORKLOAD, defaultWorkloadProgram } from "./default-workload.ts";
 import { FramePool } from "./frames.ts";
 import { HypervisorView } from "./introspection/hypervisor-view.ts";
 import { HostDevices } from "./kvm/devices.ts";
 import { handleExit } from "./kvm/exit-handler.ts";
+import type { SnpGuestKvm } from "./kvm/snp-context.ts";
 import type { SnpGuestRequestChannel } from "./kvm/snp-guest-request.ts";
+import {
+  runKickedAps,
+  SnpVcpu,
+  SnpVcpuSet,
+  updateProtectedGuestState,
+  type VcpuStatus,
+} from "./kvm/snp-vcpus.ts";
 import { guestCpuOf, mapGuestPage, measuredLaunch, resolveFirmware } from "./launch.ts";
 import { assertAllowed, type Operation, policyAllowsDebug, type SecurityMode } from "./operation-rules.ts";
 import { assertRequirements, type RequirementFinding, requirementFindings } from "./requirements.ts";
-import { snpLaunch } from "./snp-launch.ts";
+import { assignSnpImage } from "./snp-guest-memory.ts";
+import { SNP_GUEST_FEATURES, snpLaunch } from "./snp-launch.ts";
+import { returnSnpPages } from "./snp-reclaim.ts";
 import type {
   DrainStep,
   HostCapabilities,
@@ -102,6 +119,12 @@ export interface HostConfig {
    * (Turin and later). Default 0: SEV-ES and SEV-SNP share the ES range.
    */
   ciphertextHidingAsids?: number;
+  /**
+   * The GHCB hypervisor features this host's KVM advertises to SEV-SNP guests (MSR protocol 0x080 / 0x081; bits of
+   * `GhcbHvFeature`). Default KVM's: SNP and SNP AP creation. Without AP creation an SNP guest cannot start its
+   * APs itself, and the host refuses the event.
+   */
+  snpHvFeatures?: bigint;
 }
 
 /** A launched VM's host-side state. */
@@ -125,6 +148,10 @@ interface LaunchedSnp {
   gctxPa: number;
   secretsGpa: number;
   channel: SnpGuestRequestChannel;
+  /** KVM's view of the guest for page state changes and AP creation. */
+  kvm: SnpGuestKvm;
+  /** Every vCPU, BSP first (its VMCB is `Launched.vmcb`); each AP has a VMCB page of its own. */
+  vcpus: SnpVcpuSet;
 }
 
 interface VmRecord {
@@ -152,6 +179,9 @@ export class Host {
   readonly #machine: Machine;
   readonly #frames: FramePool;
   readonly #vms = new Map<string, VmRecord>();
+  readonly #snpHvFeatures: bigint;
+  /** Frames an SNP guest left that the RMP would not give back: never reused (Linux's `snp_leak_pages`). */
+  readonly #leaked = new Set<number>();
   /** ASIDs for ordinary VMs come from above the SEV range, as KVM's non-SEV ASIDs do. */
   #nextPlainAsid: number;
 
@@ -166,6 +196,7 @@ export class Host {
       );
     }
     this.vmmProfile = profile;
+    this.#snpHvFeatures = config.snpHvFeatures ?? KVM_HV_FEATURES;
     const memory = (config.memoryMiB ?? 4096) * MiB;
     this.#dram = new Dram(memory);
     const integrity = new VmsaIntegrityStore();
@@ -177,7 +208,7 @@ export class Host {
       minSevAsid: config.minSevAsid,
       ...(config.ciphertextHidingAsids ? { ciphertextHidingAsids: config.ciphertextHidingAsids } : {}),
       vmsaIntegrity: integrity,
-      ...(rmp ? { snp: { rmp: rmp.firmwareHook() } } : {}),
+      ...(rmp ? { snp: { rmp: snpFirmwareRmpHook(rmp) } } : {}),
     });
     this.#client = new SevClient(this.#sp, this.#dram, SCRATCH);
     this.#snp = rmp ? { client: new SnpClient(this.#sp, this.#dram, SCRATCH), rmp } : undefined;
@@ -259,8 +290,9 @@ export class Host {
     return this.#client;
   }
 
+  /** The checks need only platform facts: not the certificate chain `capabilities()` exports at every call. */
   requirementFindings(spec: LaunchSpec): RequirementFinding[] {
-    const caps = this.capabilities();
+    const caps = this.platform();
     return requirementFindings({ name: this.name, model: this.model, capabilities: caps }, spec);
   }
 
@@ -390,8 +422,9 @@ export class Host {
         };
       }
     } catch (e) {
-      this.#releaseMemory(npt, []);
+      // The ASID first: its release flushes (WBINVD, DF_FLUSH) before any of the guest's frames is reused.
       if (!plain) this.#asids.release(asid, true);
+      this.#releaseMemory(npt, []);
       throw e;
     }
     vm.launched = launched;
@@ -410,7 +443,8 @@ export class Host {
 
   /**
    * An SEV-SNP launch (snp-launch.ts) through SNP_LAUNCH_FINISH: the VMCB runs the guest as an SEV-ES guest whose
-   * VMSA carries SNPActive. KVM keeps two host pages for the guest's SNP guest requests.
+   * VMSA carries SNPActive. KVM keeps two host pages for the guest's SNP guest requests, and a VMCB for each AP, which
+   * waits on its launched VMSA until the guest creates it (SNP AP creation).
    */
   #snpStart(spec: LaunchSpec, npt: NestedPageTable, asid: number): Launched {
     const snp = this.#snp;
@@ -429,16 +463,39 @@ export class Host {
       spec,
       asid,
     );
-    const vmcbPa = this.#frames.alloc();
-    this.#dram.write(vmcbPa, new Uint8Array(PAGE_SIZE));
-    const requestBuffer = this.#frames.alloc();
-    const responseBuffer = this.#frames.alloc();
     const gctxPa = m.gctxPa;
+    const hostPages: number[] = [];
+    try {
+      // The VMCB, KVM's two guest-request pages, and a VMCB for each AP.
+      while (hostPages.length < 2 + spec.vcpus) hostPages.push(this.#frames.alloc());
+    } catch (e) {
+      // Out of frames after the launch: the guest context goes, and every page it held goes back (the caller
+      // flushes the ASID and frees the mapped pages).
+      snp.client.decommission(gctxPa);
+      this.#releaseMemory(new NestedPageTable(), [gctxPa, ...m.vmsaPas, ...hostPages]);
+      throw e;
+    }
+    const [vmcbPa, requestBuffer, responseBuffer, ...apVmcbPas] = hostPages as [number, number, number];
+    const vmcb = new Vmcb(vmcbPa, { asid, mode: spec.security, npt, vmsaPa: m.vmsaPas[0]! });
+    const registeredGhcb = { gpa: undefined };
+    const vcpus = new SnpVcpuSet(SNP_GUEST_FEATURES, [
+      new SnpVcpu(0, vmcb, "runnable", registeredGhcb),
+      // An AP keeps its launched VMSA (OVMF's AP reset code, not run) until the guest creates it.
+      ...apVmcbPas.map(
+        (pa, i) =>
+          new SnpVcpu(
+            i + 1,
+            new Vmcb(pa, { asid, mode: spec.security, npt, vmsaPa: m.vmsaPas[i + 1]! }),
+            "uninitialized",
+          ),
+      ),
+    ]);
+    for (const pa of [vmcbPa, ...apVmcbPas]) this.#dram.write(pa, new Uint8Array(PAGE_SIZE));
     return {
-      vmcb: new Vmcb(vmcbPa, { asid, mode: spec.security, npt, vmsaPa: m.vmsaPas[0]! }),
+      vmcb,
       npt,
       devices,
-      registeredGhcb: { gpa: undefined },
+      registeredGhcb,
       asid,
       handle: undefined,
       vmsaPas: m.vmsaPas,
@@ -454,8 +511,19 @@ export class Host {
           requestBuffer,
           responseBuffer,
         },
+        kvm: { rmp: snp.rmp, asid, hvFeatures: this.#snpHvFeatures, vcpus },
+        vcpus,
       },
     };
+  }
+
+  /**
+   * The vCPUs of a powered-on SEV-SNP VM as the host's KVM keeps them (kvm/snp-vcpus.ts): for each APIC ID its MP
+   * state, whose VMSA it runs — the launch's, or one the guest created with SNP AP creation — its GHCB and exits.
+   * Hypervisor state only; undefined for other VMs.
+   */
+  vcpus(name: string): VcpuStatus[] | undefined {
+    return this.#vm(name).launched?.snp?.vcpus.status();
   }
 
   /** The paused launch's MEASURE ‖ MNONCE, base64 (what `virsh domlaunchsecinfo` reports). */
@@ -508,48 +576,29 @@ export class Host {
       : secretArea && secretArea.size > 0
         ? [{ gpa: secretArea.base, size: secretArea.size, what: "SEV secret area", secret: true }]
         : [];
-    const image = buildGuestImage(assemble(vm.spec.program ?? DEFAULT_WORKLOAD), {
+    const program = vm.spec.program === undefined ? defaultWorkloadProgram() : assemble(vm.spec.program);
+    const image = buildGuestImage(program, {
       profile,
       mode: vm.spec.security,
       model: this.model,
       ...(firmwareAreas.length > 0 ? { firmwareAreas } : {}),
+      vcpus: vm.spec.vcpus,
     });
     for (const p of image.pages) mapGuestPage({ frames: this.#frames, npt: l.npt }, p.gpa);
-    if (l.snp) this.#snpAcceptPages(l, image.pages);
-    const ok = this.#machine.firmwareHandoff(
-      l.vmcb,
-      image.pages
-        .filter((p) => !p.preserve)
-        .map((p) => ({ gpa: p.gpa, data: p.data, private: p.launchEncrypted })),
-      image.initialState,
-    );
+    // SEV-SNP: the host only assigns the pages; the guest firmware and kernel validate them (snp-guest-memory.ts).
+    const handoff = l.snp
+      ? assignSnpImage(this.#snp!.rmp, l.npt, l.asid, image.pages)
+      : image.pages
+          .filter((p) => !p.preserve)
+          .map((p) => ({ gpa: p.gpa, data: p.data, private: p.launchEncrypted }));
+    const done = this.#machine.firmwareHandoff(l.vmcb, handoff, image.initialState);
     vm.power = "running";
-    if (!ok) {
+    if (!done.ok) {
       vm.power = "crashed";
-      vm.reason = "the guest firmware found its VMSA changed before it ran (integrity check failed)";
+      vm.reason = done.reason;
       return;
     }
     this.run(vm.spec.name, BOOT_EXITS);
-  }
-
-  /**
-   * SEV-SNP: the private pages the guest firmware hands the OS. The hypervisor assigns each to the guest in the RMP
-   * at its GPA (RMPUPDATE, as KVM does when the guest's memory becomes private), and the guest firmware accepts it
-   * with PVALIDATE, as OVMF validates the memory it gives the OS — part of the hand-off performed inside the guest.
-   * Pages the launch already took (validated by SNP_LAUNCH_UPDATE) are left as they are.
-   */
-  #snpAcceptPages(l: Launched, pages: readonly { gpa: number; launchEncrypted: boolean }[]): void {
-    const rmp = this.#snp!.rmp;
-    for (const p of pages) {
-      if (!p.launchEncrypted) continue;
-      const hpa = l.npt.translate(p.gpa)!;
-      const e = rmp.entry(hpa);
-      if (e.assigned && e.asid === l.asid && e.gpa === p.gpa) continue;
-      if (rmp.rmpupdate(hpa, { assigned: true, asid: l.asid, gpa: p.gpa }) !== RmpReturn.SUCCESS) {
-        throw new CiphervisorError("INTERNAL", `RMPUPDATE of GPA 0x${p.gpa.toString(16)} failed`);
-      }
-      rmp.pvalidate(hpa, { asid: l.asid, gpa: p.gpa, validate: true });
-    }
   }
 
   /** Loads an ordinary VM's firmware in plaintext (no measurement for ordinary VMs). */
@@ -577,16 +626,36 @@ export class Host {
       devices: l.devices,
       cBit: this.model.cBit,
       registeredGhcb: l.registeredGhcb,
-      ...(l.snp ? { snp: l.snp.channel } : {}),
+      ...(l.snp ? { snp: l.snp.channel, snpGuest: l.snp.kvm } : {}),
     };
+    const bsp = l.snp?.vcpus.byApicId(0);
     for (let i = 0; i < maxExits; i++) {
+      if (bsp?.updateRequested) updateProtectedGuestState(bsp, l.npt);
+      if (bsp && bsp.vmsa === "none") {
+        vm.power = "crashed";
+        vm.reason = "vCPU 0 has no VMSA (the guest destroyed it with SNP AP creation); KVM does not run it";
+        break;
+      }
       const exit = this.#machine.vmrun(l.vmcb);
       l.exits++;
+      if (bsp) bsp.exits++;
       const handled = handleExit(hostVm, exit);
       if (handled.outcome.action === "stop") {
         vm.power = "crashed";
         vm.reason = handled.outcome.reason;
         break;
+      }
+      if (l.snp) {
+        // The APs an AP creation request kicked run now, before the BSP goes on (snp-vcpus.ts).
+        const apExits = () => l.snp!.vcpus.vcpus.reduce((n, v) => n + (v.apicId === 0 ? 0 : v.exits), 0);
+        const before = apExits();
+        const r = runKickedAps(this.#machine, l.snp.vcpus, hostVm, BOOT_EXITS);
+        l.exits += apExits() - before;
+        if (r.stopped) {
+          vm.power = "crashed";
+          vm.reason = r.reason;
+          break;
+        }
       }
       if (exit.exitCode === SvmExit.HLT) {
         vm.reason = "idle: the guest executed HLT and waits for an interrupt";
@@ -612,10 +681,12 @@ export class Host {
     }
     const extra = [l.vmcb.pa, ...l.vmsaPas];
     if (l.snp) {
-      // SNP_DECOMMISSION deactivates the guest; the ASID is recycled after WBINVD and DF_FLUSH.
+      // SNP_DECOMMISSION deactivates the guest; WBINVD and DF_FLUSH recycle the ASID and flush every line it
+      // tagged, so the pages can go back to the hypervisor and on to the next guest (#releaseMemory).
       this.#snp!.client.decommission(l.snp.gctxPa);
       this.#asids.release(l.asid, true);
       extra.push(l.snp.gctxPa, l.snp.channel.requestBuffer, l.snp.channel.responseBuffer);
+      for (const ap of l.snp.vcpus.vcpus.slice(1)) extra.push(ap.vmcb.pa);
     }
     this.#releaseMemory(l.npt, extra);
     vm.launched = undefined;
@@ -635,20 +706,41 @@ export class Host {
   }
 
   /**
-   * Zeroes and frees a VM's frames. On an SNP host each page the RMP assigned goes back to the hypervisor first
-   * (RMPUPDATE); a page the RMP keeps (an Immutable launch page, which only the Secure Processor's PAGE_RECLAIM
-   * could release, not emulated) stays out of the pool rather than being handed to another guest.
+   * Zeroes and frees a VM's frames. On an SNP host every page the RMP still assigns goes back to the hypervisor
+   * first — SNP_PAGE_RECLAIM for an Immutable one (the context page, launched pages), then RMPUPDATE
+   * (snp-reclaim.ts) — so the zeroing is an ordinary host write and the next guest gets a hypervisor-owned frame. A
+   * page the firmware or the RMP refuses to give back stays out of the pool (`frameUsage().leaked`).
    */
   #releaseMemory(npt: NestedPageTable, extra: number[]): void {
     const zero = new Uint8Array(PAGE_SIZE);
-    const rmp = this.#snp?.rmp;
-    const release = (f: number) => {
-      if (rmp?.entry(f).assigned && rmp.rmpupdate(f, { assigned: false }) !== RmpReturn.SUCCESS) return;
+    const frames = [...[...npt.entries()].map(([, e]) => e.hpa), ...extra];
+    let back = frames;
+    if (this.#snp) {
+      const r = returnSnpPages(this.#snp.client, this.#snp.rmp, frames);
+      for (const l of r.leaked) this.#leaked.add(l.pa);
+      back = r.returned;
+    }
+    for (const f of back) {
       this.#dram.write(f, zero);
       this.#frames.free(f);
-    };
-    for (const [, e] of npt.entries()) release(e.hpa);
-    for (const f of extra) release(f);
+    }
+  }
+
+  /**
+   * The host's frames for guest memory: how many are free now, and how many SNP guests left that could not be
+   * given back to the hypervisor (kept out of use for good). A host that powers SNP VMs on and off keeps `free`
+   * where it was.
+   */
+  frameUsage(): { free: number; leaked: number } {
+    return { free: this.#frames.available, leaked: this.#leaked.size };
+  }
+
+  /**
+   * The RMP entry of a host page, as the hypervisor can read it (Linux's `snp_lookup_rmpentry`): who owns it, at
+   * which GPA, Validated, Immutable. Undefined on a host without SEV-SNP.
+   */
+  rmpEntry(pa: number): RmpEntry | undefined {
+    return this.#snp?.rmp.entry(pa);
   }
 
   // --- configuration and table operations --------------------------------------------------------------------------
@@ -956,11 +1048,11 @@ export class Host {
 
   /**
    * The hypervisor's view of a launched VM (introspection/hypervisor-view.ts): DRAM as stored, the NPT, the VMCB,
-   * the SEV-ES VMSA ciphertext and the GHCB — exactly what real hardware lets a hypervisor read. Undefined while the
-   * VM is powered off.
+   * the SEV-ES VMSA ciphertext and the GHCB — exactly what real hardware lets a hypervisor read; on an SNP host its
+   * writes pass the RMP's check. Undefined while the VM is powered off.
    */
   view(name: string): HypervisorView | undefined {
     const l = this.#vm(name).launched;
-    return l ? new HypervisorView(this.#dram, { vmcb: l.vmcb, npt: l.npt }) : undefined;
+    return l ? new HypervisorView(this.#dram, { vmcb: l.vmcb, npt: l.npt }, this.#snp?.rmp) : undefined;
   }
 }

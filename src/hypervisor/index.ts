@@ -7,6 +7,7 @@ export { HypervisorView, type SaveAreaView } from "./introspection/hypervisor-vi
 export { HostDevices, type HostRegs } from "./kvm/devices.ts";
 export { type HandledExit, type HostOutcome, type HostVm, handleExit } from "./kvm/exit-handler.ts";
 export { type LaunchedGuest, type LaunchFirmware, launchGuest } from "./kvm/launch.ts";
+export type { VcpuMpState, VcpuStatus, VcpuVmsaSource } from "./kvm/snp-vcpus.ts";
 export { type GhcbExchange, handleVmgexit } from "./kvm/vmgexit.ts";
 export { QEMU_VCPU_MODEL, resolveFirmware } from "./launch.ts";
 export {

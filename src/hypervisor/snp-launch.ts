@@ -16,6 +16,7 @@ import type { SnpLaunchPageTypeName } from "../sev/snp/page-info.ts";
 import { SevStatus, statusName } from "../sev/status.ts";
 import type { FramePool } from "./frames.ts";
 import { type FirmwareImage, guestCpuOf, mapGuestPage, measuredImages, resolveFirmware } from "./launch.ts";
+import { returnSnpPages } from "./snp-reclaim.ts";
 import type { LaunchInputs, LaunchSpec } from "./types.ts";
 
 /** SEV_FEATURES of every VMSA QEMU/KVM launch: SNPActive (sev-snp-measure's default `--guest-features 0x1`). */
@@ -85,8 +86,9 @@ export function snpPolicy(spec: LaunchSpec): bigint {
 
 /**
  * Runs SNP_GCTX_CREATE … SNP_LAUNCH_FINISH for `spec` with `asid`. On any failure the guest context is
- * decommissioned again (which deactivates it), the pages the launch assigned in the RMP are handed back where the
- * RMP allows, and the error propagates; the caller frees the guest's frames.
+ * decommissioned again (which deactivates it), every page the launch gave the guest or the firmware goes back to the
+ * hypervisor (SNP_PAGE_RECLAIM where it is Immutable, then RMPUPDATE: snp-reclaim.ts), the context and VMSA pages
+ * are freed, and the error propagates; the caller frees the guest's mapped frames.
  *
  * @throws CiphervisorError SEV_METADATA_MISSING (a firmware without SEV metadata, refused before any firmware
  *   call), SEV_ES_RESET_BLOCK_MISSING, KERNEL_HASHES_UNSUPPORTED, MALFORMED; SEV_FIRMWARE with the firmware's status
@@ -142,7 +144,17 @@ export function snpLaunch(ctx: SnpLaunchContext, spec: LaunchSpec, asid: number)
 
   const gctxPa = ctx.frames.alloc();
   memory.write(gctxPa, new Uint8Array(PAGE_SIZE));
+  // The context page is a firmware page (ASID 0, Immutable) before SNP_GCTX_CREATE, as KVM's
+  // snp_alloc_firmware_page makes it; the host gets it back only through SNP_PAGE_RECLAIM (snp-reclaim.ts).
+  if (rmp.rmpupdate(gctxPa, { assigned: true, asid: 0, immutable: true }) !== RmpReturn.SUCCESS) {
+    ctx.frames.free(gctxPa);
+    throw new CiphervisorError(
+      "INTERNAL",
+      `RMPUPDATE of the guest context page 0x${gctxPa.toString(16)} failed`,
+    );
+  }
   const assigned: number[] = [];
+  const vmsaPas: number[] = [];
   const digest = new SnpLaunchDigest();
   /** RMPUPDATE (the page to the guest at `gpa`), then SNP_LAUNCH_UPDATE of `type`. */
   const update = (hpa: number, gpa: number, type: SnpLaunchPageTypeName, data: Uint8Array) => {
@@ -199,7 +211,6 @@ export function snpLaunch(ctx: SnpLaunchContext, spec: LaunchSpec, asid: number)
         }
       }
     }
-    const vmsaPas: number[] = [];
     for (const page of vmsas) {
       const pa = ctx.frames.alloc();
       vmsaPas.push(pa);
@@ -217,9 +228,13 @@ export function snpLaunch(ctx: SnpLaunchContext, spec: LaunchSpec, asid: number)
     };
   } catch (e) {
     if (created) snp.decommission(gctxPa);
-    for (const hpa of assigned) rmp.rmpupdate(hpa, { assigned: false });
-    memory.write(gctxPa, new Uint8Array(PAGE_SIZE));
-    ctx.frames.free(gctxPa);
+    // Every page back to the hypervisor; the guest's mapped pages are the caller's to free, the rest are freed here.
+    const { returned } = returnSnpPages(snp, rmp, [gctxPa, ...assigned]);
+    for (const pa of returned) {
+      if (pa !== gctxPa && !vmsaPas.includes(pa)) continue;
+      memory.write(pa, new Uint8Array(PAGE_SIZE));
+      ctx.frames.free(pa);
+    }
     throw e;
   }
 }

@@ -18,7 +18,7 @@ import {
   type NativeStep,
   Vector,
 } from "./native-code.ts";
-import { PF_RMP, type Rmp, RmpReturn } from "./rmp.ts";
+import { decodeRmpadjustAttributes, PF_RMP, type Rmp, RmpReturn } from "./rmp.ts";
 import type { VmcbControl } from "./vmcb.ts";
 
 // Local aliases: tooling may compile imported bindings to getters, which would run on every instruction.
@@ -301,6 +301,11 @@ export class Execution {
       write: (a, d) => c.mem.write(a, d),
       rdmsr: (msr) => this.#hwRdmsr(msr),
       wrmsr: (msr, v) => this.#hwWrmsr(msr, v),
+      pvalidate: (gva, pageSize, validate) =>
+        this.#rmpOp(true, BigInt(gva), BigInt(pageSize), validate ? 1n : 0n),
+      rmpadjust: (gva, pageSize, attributes) =>
+        this.#rmpOp(false, BigInt(gva), BigInt(pageSize), attributes).code,
+      invalidateTlb: () => c.mem.invalidateTlb(),
       sevActive: c.control.sevEnable,
       sevEsActive: this.#sevEs,
     };
@@ -610,43 +615,45 @@ export class Execution {
 
   /**
    * PVALIDATE (RAX = GVA, RCX = page size 0 = 4 KiB / 1 = 2 MiB, RDX = 1 validate / 0 invalidate) and RMPADJUST
-   * (RAX = GVA, RCX = attributes: bits 7:0 permission mask, 15:8 target VMPL, 16 VMSA; RDX = page size), APM vol. 3
-   * and vol. 2 sections 15.36.6–15.36.7: RAX ← the return code; PVALIDATE sets CF when Validated did not change
-   * and clears it otherwise. #UD outside an SNP-active guest; an RMP check that fails is #VMEXIT(NPF).
+   * (RAX = GVA, RCX = page size, RDX = attributes: bits 7:0 target VMPL, 15:8 permission mask, 16 VMSA — Linux
+   * `pvalidate()` / `rmpadjust()`), APM vol. 3 and vol. 2 sections 15.36.6–15.36.7: RAX ← the return code; PVALIDATE
+   * sets CF when Validated did not change and clears it otherwise. #UD outside an SNP-active guest; an RMP check
+   * that fails is #VMEXIT(NPF).
    */
   #rmpInstruction(pvalidate: boolean): void {
+    const gpr = this.#c.gpr;
+    const r = this.#rmpOp(pvalidate, gpr[Reg.rax]!, gpr[Reg.rcx]!, gpr[Reg.rdx]!);
+    gpr[Reg.rax] = BigInt(r.code);
+    const s = this.#c.state;
+    s.rflags = r.cf ? s.rflags | CF : s.rflags & ~CF;
+  }
+
+  /** The RMP instruction itself on its three operands; kernel code (native) issues it the same way. */
+  #rmpOp(pvalidate: boolean, rax: bigint, rcx: bigint, rdx: bigint): { code: number; cf: boolean } {
     const c = this.#c;
     const rmp = c.rmp;
     if (!rmp || !c.snpActive) throw new GuestException(Vector.UD, 0n);
-    const gpr = c.gpr;
-    const { gpa, hpa } = c.mem.translateOperand(Number(gpr[Reg.rax]! & 0x0000_ffff_ffff_ffffn));
+    const { gpa, hpa } = c.mem.translateOperand(Number(rax & 0x0000_ffff_ffff_ffffn));
     const asid = c.control.asid;
-    const sizeReg = pvalidate ? gpr[Reg.rcx]! : gpr[Reg.rdx]!;
     let r: ReturnType<Rmp["pvalidate"]>;
-    if (sizeReg > 1n) {
+    if (rcx > 1n) {
       r = { kind: "done", code: RmpReturn.FAIL_INPUT, cf: false };
     } else {
-      const pageSize = Number(sizeReg) as 0 | 1;
+      const pageSize = Number(rcx) as 0 | 1;
       // A 2 MiB operand names its whole page: the GVA must be 2 MiB aligned (GPA = the page's first byte).
       const base = pageSize === 1 ? gpa : gpa - (gpa % PAGE);
       if (pvalidate) {
-        r = rmp.pvalidate(hpa, { asid, gpa: base, pageSize, validate: (gpr[Reg.rdx]! & 1n) === 1n });
+        r = rmp.pvalidate(hpa, { asid, gpa: base, pageSize, validate: (rdx & 1n) === 1n });
+      } else if (rdx >> 17n !== 0n) {
+        r = { kind: "done", code: RmpReturn.FAIL_INPUT, cf: false };
       } else {
-        const attrs = gpr[Reg.rcx]!;
-        r = rmp.rmpadjust(hpa, {
-          asid,
-          gpa: base,
-          pageSize,
-          perms: Number(attrs & 0xffn),
-          targetVmpl: Number((attrs >> 8n) & 0xffn),
-          vmsa: ((attrs >> 16n) & 1n) === 1n,
-        });
+        const a = decodeRmpadjustAttributes(rdx);
+        r = rmp.rmpadjust(hpa, { asid, gpa: base, pageSize, ...a });
       }
     }
     if (r.kind === "npf") throw new NestedPageFault(gpa - (gpa % PAGE), r.errorBits | PF_RMP | (1n << 32n));
     c.mem.invalidateTlb();
-    gpr[Reg.rax] = BigInt(r.code);
-    c.state.rflags = r.cf ? c.state.rflags | CF : c.state.rflags & ~CF;
+    return { code: r.code, cf: r.cf };
   }
 
   #alu(

@@ -83,10 +83,33 @@ export const GhcbMsr = {
   AP_RESET_HOLD_RESP: 0x007,
   REG_GPA_REQ: 0x012,
   REG_GPA_RESP: 0x013,
+  /** SNP page state change (GHCB 56421, the MSR protocol table): src/machine/page-state-change.ts. */
+  PSC_REQ: 0x014,
+  PSC_RESP: 0x015,
   HV_FEATURES_REQ: 0x080,
   HV_FEATURES_RESP: 0x081,
   TERM_REQ: 0x100,
 } as const;
+
+/**
+ * The hypervisor feature bitmap of GHCB version 2 (GHCB 56421, the hypervisor feature request of the MSR protocol,
+ * 0x080 / 0x081, payload bits 63:12; Linux `GHCB_HV_FT_*`; docs/sev-interface.md §14.2). An SNP guest refuses a hypervisor without `SNP`, and uses
+ * the AP creation event only when `SNP_AP_CREATION` is set.
+ */
+export const GhcbHvFeature = {
+  SNP: 1n << 0n,
+  SNP_AP_CREATION: 1n << 1n,
+  SNP_RESTRICTED_INJECTION: 1n << 2n,
+  SNP_RESTRICTED_INJECTION_TIMER: 1n << 3n,
+} as const;
+
+/** What KVM advertises (`GHCB_HV_FT_SUPPORTED` in arch/x86/kvm/svm/sev.c): SNP and SNP AP creation. */
+export const KVM_HV_FEATURES = GhcbHvFeature.SNP | GhcbHvFeature.SNP_AP_CREATION;
+
+/** HV features response: the bitmap in bits 63:12 (52 bits), code 0x081 in bits 11:0. */
+export function hvFeaturesResponse(features: bigint): bigint {
+  return ((features & ((1n << 52n) - 1n)) << 12n) | BigInt(GhcbMsr.HV_FEATURES_RESP);
+}
 
 /** GHCB protocol versions KVM advertises (min 1, max 2). */
 export const GHCB_PROTOCOL_MIN = 1;

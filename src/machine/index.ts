@@ -4,6 +4,8 @@
  * record in trusted memory, the GHCB, the guest ISA — and, under host/, the reference host software (KVM-like exit
  * and VMGEXIT handling, devices, launch) that the emulated hypervisor runs on it.
  */
+
+export { ApCreationRequest, apCreationExitInfo1, SNP_AP_CREATION_EXIT } from "./ap-creation.ts";
 export {
   CPU_MODELS,
   type CpuModel,
@@ -38,9 +40,11 @@ export {
   GHCB_SIZE,
   GhcbError,
   GhcbField,
+  GhcbHvFeature,
   GhcbMsr,
   GhcbResponse,
   GhcbView,
+  KVM_HV_FEATURES,
   MSR_GHCB,
   MSR_SEV_STATUS,
 } from "./ghcb.ts";
@@ -49,6 +53,15 @@ export { Machine, type MachineConfig, SEV_FEATURE_SNP_ACTIVE, type VmExit } from
 export { NAE_EXITS, naeExit } from "./nae-exits.ts";
 export { NATIVE_CODE_BASE, type NativeCpu, type NativeGuestCode, type NativeStep } from "./native-code.ts";
 export { NestedPageTable, type NptEntry } from "./nested-page-table.ts";
+export {
+  PSC_MAX_ENTRIES,
+  PscDescriptor,
+  type PscEntry,
+  PscError,
+  PscOp,
+  pscMsrRequest,
+  SNP_PSC_EXIT,
+} from "./page-state-change.ts";
 export {
   NPF_ENC,
   NPF_SIZEM,

@@ -33,7 +33,7 @@ import { type AsidPools, asidClass, asidPools, type CpuidLeaf, hostCpuid8000001f
 import { PAGE_SIZE, type SystemMemory } from "./dram.ts";
 import { Execution, type ExitRequest, type Hardware, type MachineObserver } from "./execution.ts";
 import { exitCodeName, VMEXIT_INVALID } from "./exit-codes.ts";
-import { firmwareHandoff, type HandoffPage } from "./firmware-handoff.ts";
+import { firmwareHandoff, type HandoffPage, type HandoffResult } from "./firmware-handoff.ts";
 import { GPR_NAMES } from "./isa.ts";
 import { MemoryPath } from "./memory-path.ts";
 import type { NativeGuestCode } from "./native-code.ts";
@@ -119,11 +119,17 @@ export class Machine {
 
   /**
    * The guest firmware's hand-off to the OS, performed by the CPU inside the guest (firmware-handoff.ts): loads
-   * `pages` and sets the BSP's entry state. False when an SEV-ES VMSA fails its integrity check.
+   * `pages` and sets the BSP's entry state; under SEV-SNP the firmware PVALIDATEs each private page first. Refused,
+   * with the reason, when an SEV-ES VMSA fails its integrity check or an SNP page cannot be validated.
    */
-  firmwareHandoff(vmcb: Vmcb, pages: readonly HandoffPage[], entry: Partial<Vmsa>): boolean {
+  firmwareHandoff(vmcb: Vmcb, pages: readonly HandoffPage[], entry: Partial<Vmsa>): HandoffResult {
     return firmwareHandoff(
-      { memory: this.#c.memory, keySlots: this.#c.keySlots, vmsaIntegrity: this.#c.vmsaIntegrity },
+      {
+        memory: this.#c.memory,
+        keySlots: this.#c.keySlots,
+        vmsaIntegrity: this.#c.vmsaIntegrity,
+        ...(this.#c.rmp ? { rmp: this.#c.rmp } : {}),
+      },
       vmcb,
       pages,
       entry,
@@ -183,11 +189,29 @@ export class Machine {
       if (c.vmsaPa % PAGE_SIZE !== 0 || !mem.contains(c.vmsaPa, PAGE_SIZE)) {
         return `the VMSA address 0x${c.vmsaPa.toString(16)} is not a page of system memory`;
       }
-      if (!this.#c.vmsaIntegrity.check(c.asid, c.vmsaPa, mem.read(c.vmsaPa, PAGE_SIZE))) {
-        return `the VMSA at 0x${c.vmsaPa.toString(16)} is not the one the CPU or the firmware last wrote (changed or replayed)`;
-      }
+      if (!this.#rmpGuardsVmsa(c) && !this.#vmsaUnchanged(vmcb)) return this.#vmsaChanged(vmcb);
     }
     return undefined;
+  }
+
+  #vmsaUnchanged(vmcb: Vmcb): boolean {
+    const c = vmcb.control;
+    return this.#c.vmsaIntegrity.check(c.asid, c.vmsaPa, this.#c.memory.read(c.vmsaPa, PAGE_SIZE));
+  }
+
+  #vmsaChanged(vmcb: Vmcb): string {
+    return `the VMSA at 0x${vmcb.control.vmsaPa.toString(16)} is not the one the CPU or the firmware last wrote (changed or replayed)`;
+  }
+
+  /**
+   * Whether the RMP itself guards this VMSA page: assigned to the VMCB's ASID with its VMSA flag (APM vol. 2 section
+   * 15.36.12). The hypervisor cannot write such a page (#PF, RMP) nor re-assign it without RMPUPDATE clearing the
+   * flag, so an SNP-active guest's VMSA needs no trusted-memory record — and a VMSA the guest built itself for SNP AP
+   * creation (GHCB 56421) never has one. Guests that are not SNP-active are still checked against the record.
+   */
+  #rmpGuardsVmsa(c: Vmcb["control"]): boolean {
+    const e = this.#c.rmp?.entry(c.vmsaPa);
+    return e?.assigned === true && e.asid === c.asid && e.vmsa;
   }
 
   /**
@@ -205,6 +229,8 @@ export class Machine {
     if (snpActive) {
       const why = this.#snpRefusal(vmcb);
       if (why !== undefined) return invalid(vmcb, why);
+    } else if (c.sevEsEnable && this.#rmpGuardsVmsa(c) && !this.#vmsaUnchanged(vmcb)) {
+      return invalid(vmcb, this.#vmsaChanged(vmcb));
     }
     const gpr = new BigUint64Array(16);
     GPR_FIELDS.forEach((f, i) => {

@@ -47,6 +47,15 @@ export interface NativeCpu {
   /** RDMSR/WRMSR of MSRs the CPU itself provides (the GHCB MSR, SEV_STATUS); others are a host matter. */
   rdmsr(msr: number): bigint;
   wrmsr(msr: number, value: bigint): void;
+  /**
+   * PVALIDATE and RMPADJUST as the kernel executes them (same operands and results as the instructions, execution.ts):
+   * the return code, and for PVALIDATE CF (true = Validated did not change). #UD outside SNP; a failed RMP check is
+   * the #VMEXIT(NPF) the instruction raises, after which the kernel step runs again from its start.
+   */
+  pvalidate(gva: number, pageSize: 0 | 1, validate: boolean): { code: number; cf: boolean };
+  rmpadjust(gva: number, pageSize: 0 | 1, attributes: bigint): number;
+  /** INVLPG of everything: after the kernel changed a page-table entry (a C-bit, say). */
+  invalidateTlb(): void;
   /** Whether this vCPU runs with SEV / SEV-ES active (what MSR SEV_STATUS also reports). */
   readonly sevActive: boolean;
   readonly sevEsActive: boolean;

@@ -94,6 +94,27 @@ export const VMPL_ALL = 0x1f;
 /** VMPLs modelled (CPUID Fn8000_001F EBX[15:12] on Milan and Genoa). */
 export const VMPL_COUNT = 4;
 
+/**
+ * RMPADJUST's attribute operand, RDX (APM vol. 3, RMPADJUST; Linux `rmpadjust()`, `RMPADJUST_VMSA_PAGE_BIT`):
+ * [7:0] target VMPL, [15:8] the permission mask to give it, [16] VMSA. Linux marks a page its new AP's VMSA with
+ * `1 | VMSA` — target VMPL1, no permissions — because RMPADJUST must target a lower-privileged VMPL than its own.
+ */
+export const RMPADJUST_VMSA_PAGE_BIT = 1n << 16n;
+
+export function rmpadjustAttributes(a: { targetVmpl: number; perms: number; vmsa?: boolean }): bigint {
+  return (
+    BigInt(a.targetVmpl & 0xff) | (BigInt(a.perms & 0xff) << 8n) | (a.vmsa ? RMPADJUST_VMSA_PAGE_BIT : 0n)
+  );
+}
+
+export function decodeRmpadjustAttributes(v: bigint): { targetVmpl: number; perms: number; vmsa: boolean } {
+  return {
+    targetVmpl: Number(v & 0xffn),
+    perms: Number((v >> 8n) & 0xffn),
+    vmsa: (v & RMPADJUST_VMSA_PAGE_BIT) !== 0n,
+  };
+}
+
 /** Page-fault error code bit 31 (#PF of the host; EXITINFO1 of #VMEXIT(NPF)): an RMP check failed. */
 export const PF_RMP = 1n << 31n;
 /** EXITINFO1 of #VMEXIT(NPF): bit 34 the access had an effective C-bit of 1, 35 size mismatch, 36 VMPL check. */
@@ -433,5 +454,24 @@ export class Rmp {
         return { gpa: BigInt(list[0]!.gpa) };
       },
     };
+  }
+
+  /**
+   * The Secure Processor's half of SNP_PAGE_RECLAIM (SNP ABI 56860; src/sev/snp/handlers/page-reclaim.ts, which
+   * decides whether the page may go): an Assigned, Immutable page of `pageSize` moves to the Reclaim state —
+   * still Assigned (the host cannot write it yet), ASID 0, neither Immutable nor Validated — so the host's RMPUPDATE
+   * can return it to the hypervisor. RMPUPDATE cannot do this itself: Immutable is what it refuses. False, and nothing
+   * changes, for a page that is not Assigned and Immutable at that size.
+   */
+  firmwareReclaim(spa: number, pageSize: RmpPageSizeValue = RmpPageSize.PAGE_4K): boolean {
+    const size = pageSize === RmpPageSize.PAGE_2M ? LARGE_PAGE_SIZE : PAGE_SIZE;
+    if (!this.#covered(spa, size) || spa % size !== 0) return false;
+    const entries = this.#frames(spa, pageSize).map((f) => this.#entries.get(f));
+    if (entries.some((e) => !e?.assigned || !e.immutable || e.pageSize !== pageSize)) return false;
+    for (const e of entries as RmpEntry[]) {
+      Object.assign(e, { asid: 0, gpa: 0, immutable: false, validated: false, vmsa: false });
+      e.vmplPerms = [0, 0, 0, 0];
+    }
+    return true;
   }
 }

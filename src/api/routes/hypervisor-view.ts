@@ -4,7 +4,9 @@
  * booted on an emulated lab host, deterministically from the VM's id, with the guest program of `ciphervisor demo
  * hypervisor-view`: fresh RDRAND canaries in all 16 registers and in a private page before every exit. The
  * hypervisor's column comes only from `hypervisor/introspection` (the save area it reads, the GHCB, DRAM as stored),
- * so it can show nothing real hardware would hide. `?mode=` boots the same VM in another mode, to compare.
+ * so it can show nothing real hardware would hide. `?mode=` boots the same VM in another mode, to compare. An SEV-SNP
+ * VM boots through SNP's launch and the RMP (introspection/snp-lab.ts), and its answer adds `hostWrite`: the
+ * hypervisor's replay of the private page, refused by the RMP (introspection/host-write.ts).
  */
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
@@ -13,7 +15,8 @@ import type { SecurityMode } from "../../control/inventory/types.ts";
 import { getVm } from "../../control/services/context.ts";
 import { canaryExitsProgram } from "../../guest/programs/canary-exits.ts";
 import { findValue, hex64, runCanaryExperiment } from "../../hypervisor/introspection/canary-experiment.ts";
-import { createLab } from "../../hypervisor/introspection/lab.ts";
+import { type HostWriteAttempt, snpVerdict } from "../../hypervisor/introspection/host-write.ts";
+import { createModeLab } from "../../hypervisor/introspection/mode-lab.ts";
 import { GENERATIONS, type Generation } from "../../machine/cpu-models.ts";
 import type { OperationDeps } from "../operation-response.ts";
 import { errorResponses, IdParams } from "../schemas/common.ts";
@@ -43,22 +46,35 @@ const HYPERVISOR_COLUMN: Record<SecurityMode, string> = {
     "SEV-SNP: as SEV-ES, registers stay in the encrypted VMSA and the hypervisor reads only valid GHCB fields; the Reverse Map Table also refuses its writes to guest pages.",
 };
 
-const VERDICT: Record<SecurityMode, string> = {
+/** Verdicts that follow from the mode alone; SEV-SNP's comes from the run (`snpVerdict`, host-write.ts). */
+const VERDICT: Record<Exclude<SecurityMode, "sev-snp">, string> = {
   none: "No encryption: registers and memory are plaintext to the hypervisor.",
   sev: "Plain SEV: memory is encrypted, but every register lands in the VMCB save area in plaintext at every exit.",
   "sev-es":
     "SEV-ES: registers stay in the encrypted VMSA; the hypervisor sees only what the guest put in the GHCB with a valid bit.",
-  "sev-snp":
-    "SEV-SNP: registers stay in the encrypted VMSA and guest pages cannot be written or remapped by the hypervisor; it sees only valid GHCB fields.",
 };
 
 const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
+
+/** The answer's `hostWrite` member (schemas/hypervisor-view.ts). */
+function hostWriteAnswer(h: HostWriteAttempt) {
+  return {
+    vmexit: h.exitIndex + 1,
+    gpa: h.gpa,
+    hpa: h.hpa,
+    wrote: h.wrote,
+    refused: h.refused,
+    ...(h.fault ? { fault: h.fault } : {}),
+    unchanged: h.unchanged,
+    ...(h.rmp ? { rmp: h.rmp } : {}),
+  };
+}
 
 /** The private page the guest program stores its memory canaries in: as the guest holds it and as DRAM stores it. */
 function privatePage(mode: SecurityMode, generation: Generation, guestOs: string, seed: string) {
   const stored = new Map<number, bigint>();
   let secrets = -1;
-  const lab = createLab({
+  const lab = createModeLab({
     source: canaryExitsProgram(SHOWN_SLOTS),
     mode,
     generation,
@@ -157,7 +173,8 @@ export function hypervisorViewRoutes(root: FastifyInstance, deps: OperationDeps)
           memoryCanaries: r.canaries.memory.length,
           memoryCanariesVisible: r.memoryCanariesVisible.length,
         },
-        verdict: VERDICT[mode],
+        ...(r.hostWrite ? { hostWrite: hostWriteAnswer(r.hostWrite) } : {}),
+        verdict: mode === "sev-snp" ? snpVerdict(r.hostWrite) : VERDICT[mode],
       };
     },
   );

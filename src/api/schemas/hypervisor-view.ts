@@ -22,6 +22,42 @@ export const HypervisorViewRegisterSchema = Type.Object({
   }),
 });
 
+/** SEV-SNP only: what SNP adds over SEV-ES, the hypervisor's write to the private page and the RMP's answer. */
+export const HypervisorViewHostWriteSchema = Type.Object(
+  {
+    vmexit: Type.Integer({ description: "The #VMEXIT (1-based) after which the hypervisor tried" }),
+    gpa: Type.Integer({ description: "Guest-physical address of the private page" }),
+    hpa: Type.Integer({ description: "The host frame it maps to" }),
+    wrote: Type.Literal("replay", {
+      description: "What it wrote: the page's ciphertext as launched, before the guest stored its canaries",
+    }),
+    refused: Type.Boolean({
+      description: "The write faulted (#PF with the RMP bit) and nothing was written",
+    }),
+    fault: Type.Optional(
+      Type.Object({
+        code: Type.String({ description: "RMP_VIOLATION" }),
+        errorCode: Type.String({ description: "The #PF error code, e.g. 0x80000003 (P | W | RMP)" }),
+        message: Type.String(),
+      }),
+    ),
+    unchanged: Type.Boolean({ description: "DRAM holds the page as it was before the attempt" }),
+    rmp: Type.Optional(
+      Type.Object(
+        {
+          assigned: Type.Boolean(),
+          asid: Type.Integer(),
+          gpa: Type.Integer(),
+          validated: Type.Boolean(),
+          immutable: Type.Boolean(),
+        },
+        { description: "The frame's RMP entry: why the write was refused" },
+      ),
+    ),
+  },
+  { description: "SEV-SNP only: the hypervisor's replay of the private page and what the RMP did" },
+);
+
 export const HypervisorViewSchema = Type.Object(
   {
     vmId: Type.String(),
@@ -69,6 +105,7 @@ export const HypervisorViewSchema = Type.Object(
       memoryCanaries: Type.Integer(),
       memoryCanariesVisible: Type.Integer(),
     }),
+    hostWrite: Type.Optional(HypervisorViewHostWriteSchema),
     verdict: Type.String(),
   },
   { $id: "HypervisorView" },

@@ -14,6 +14,7 @@ interface Doc {
   canaries: { registers: string[]; memory: string[] };
   exposedByGuest: string[];
   hypervisorView: { saveAreas: string[]; ghcb: string[]; memory: string[] };
+  hostWrite?: { refused: boolean; unchanged: boolean; fault?: { code: string; errorCode: string } };
 }
 
 /** Searches the hex dumps for a canary at any byte offset, either byte order — what a reader of the JSON would do. */
@@ -142,7 +143,7 @@ describe("ciphervisor demo hypervisor-view", () => {
     assert.equal(bad.code, 2);
     assert.match(
       bad.err,
-      /^ciphervisor: --mode must be one of none, sev, sev-es, got 'tdx' \[INVALID_INPUT\]\n$/,
+      /^ciphervisor: --mode must be one of none, sev, sev-es, sev-snp, got 'tdx' \[INVALID_INPUT\]\n$/,
     );
     const many = await run("demo", "hypervisor-view", "--mode", "sev", "--exits", "0");
     assert.equal(many.code, 2);
@@ -174,6 +175,72 @@ describe("ciphervisor demo hypervisor-view", () => {
     const missing = await run("demo", "run-guest", "no-such-file.s", "--mode", "sev");
     assert.equal(missing.code, 1);
     assert.match(missing.err, /no such file \[IO\]/);
+  });
+
+  it("SEV-SNP --json: the streamed document adds hostWrite, refused by the RMP; no canary the guest did not expose is visible", async () => {
+    const { code, out, err } = await run(
+      "demo",
+      "hypervisor-view",
+      "--mode",
+      "sev-snp",
+      "--exits",
+      "6",
+      "--json",
+    );
+    assert.equal(code, 0, err);
+    const doc = JSON.parse(out) as Doc;
+    assert.deepEqual(Object.keys(doc), ["mode", "hypervisorView", "canaries", "exposedByGuest", "hostWrite"]);
+    assert.equal(doc.mode, "sev-snp");
+    assert.ok(doc.canaries.registers.length >= 6 * 14);
+    assert.equal(doc.canaries.memory.length, 6);
+    assert.ok(doc.hypervisorView.saveAreas.every((h) => h.length === 8192));
+    assert.ok(doc.hypervisorView.ghcb.length > 0);
+    const exposed = new Set(doc.exposedByGuest);
+    const leaked = [...doc.canaries.registers, ...doc.canaries.memory].filter(
+      (c) => visible(doc, c) && !exposed.has(c),
+    );
+    assert.deepEqual(leaked, []);
+    assert.ok(
+      doc.canaries.memory.every((c) => !visible(doc, c)),
+      "no page canary in DRAM as stored",
+    );
+    assert.deepEqual(
+      [
+        doc.hostWrite?.refused,
+        doc.hostWrite?.unchanged,
+        doc.hostWrite?.fault?.code,
+        doc.hostWrite?.fault?.errorCode,
+      ],
+      [true, true, "RMP_VIOLATION", "0x80000003"],
+    );
+    const es = JSON.parse(
+      (await run("demo", "hypervisor-view", "--mode", "sev-es", "--exits", "2", "--json")).out,
+    );
+    assert.equal("hostWrite" in es, false, "SEV-ES documents keep their shape");
+  });
+
+  it("SEV-SNP human output: the registers as under SEV-ES, then the refused write; a part without SNP is refused", async () => {
+    const { code, out, err } = await run("demo", "hypervisor-view", "--mode", "sev-snp", "--exits", "4");
+    assert.equal(code, 0, err);
+    assert.match(out, /Hypervisor view: mode sev-snp, 4 exits, seed 1/);
+    assert.match(out, /the VMSA \(ciphertext\), the GHCB/);
+    assert.match(out, /of which not exposed by the guest itself: 0\n/);
+    assert.match(out, /memory canaries: 4; visible in DRAM: 0 \(0\.0%\)/);
+    assert.match(
+      out,
+      /what SEV-SNP adds: at #VMEXIT \d+ the hypervisor wrote the memory canaries' page back/,
+    );
+    assert.match(
+      out,
+      /was refused: #PF \(error code 0x80000003, RMP\).*\[RMP_VIOLATION\]; the page is unchanged/,
+    );
+    assert.match(out, /the Reverse Map Table refused its write/);
+    const rome = await run("demo", "hypervisor-view", "--mode", "sev-snp", "--generation", "rome");
+    assert.equal(rome.code, 6);
+    assert.match(rome.err, /rome .* does not support SEV-SNP.*\[REQUIREMENT_FAILED\]\n$/);
+    const old = await run("demo", "hypervisor-view", "--mode", "sev-snp", "--guest-os", "linux-5.10");
+    assert.equal(old.code, 6);
+    assert.match(old.err, /does not support SEV-SNP/);
   });
 
   it("--json at a large count streams one valid document in bounded chunks", async () => {

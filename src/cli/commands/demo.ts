@@ -1,10 +1,11 @@
 /**
  * `ciphervisor demo …`: self-contained demonstrations on an emulated host.
  *
- * `demo hypervisor-view --mode none|sev|sev-es [--exits N] [--seed S] [--json]` boots one VM whose guest loads fresh
- * random canaries into its registers and private memory before each of N mixed exits, and shows — side by side —
- * what the guest held and what the hypervisor could read. `--json` prints every byte the hypervisor could read, so
- * anyone can search it for the canaries (issue 3; docs/threat-model.md §8 item 1).
+ * `demo hypervisor-view --mode none|sev|sev-es|sev-snp [--exits N] [--seed S] [--json]` boots one VM whose guest
+ * loads fresh random canaries into its registers and private memory before each of N mixed exits, and shows — side
+ * by side — what the guest held and what the hypervisor could read. `--json` prints every byte the hypervisor could
+ * read, so anyone can search it for the canaries (issue 3; docs/threat-model.md §8 item 1). An SEV-SNP run adds what
+ * SNP adds: the hypervisor's write to the private page, refused by the RMP (issue 14).
  */
 import type { Command } from "commander";
 import { GUEST_OS_PROFILES } from "../../guest/os-profiles.ts";
@@ -14,6 +15,7 @@ import {
   runCanaryExperiment,
 } from "../../hypervisor/introspection/canary-experiment.ts";
 import { writeCanaryExperimentJson } from "../../hypervisor/introspection/canary-json.ts";
+import { describeHostWrite, snpVerdict } from "../../hypervisor/introspection/host-write.ts";
 import { createLab } from "../../hypervisor/introspection/lab.ts";
 import { CPU_MODELS, GENERATIONS, type Generation } from "../../machine/cpu-models.ts";
 import type { SecurityMode } from "../../machine/vmcb.ts";
@@ -21,6 +23,8 @@ import { parseChoice, parseIntFlag, readInputFile } from "../args.ts";
 import type { CliIo } from "../io.ts";
 
 const MODES = ["none", "sev", "sev-es"] as const;
+/** The hypervisor view also runs SEV-SNP guests (introspection/snp-lab.ts). */
+const VIEW_MODES = [...MODES, "sev-snp"] as const;
 /** Guest exits shown side by side; the rest are counted in the summary. */
 const SHOWN_EXITS = 8;
 
@@ -91,6 +95,13 @@ export function formatHypervisorView(r: CanaryExperimentResult, exits: number): 
       `  ${hex64(m)}  ${memVisible.has(m) ? "FOUND in DRAM" : "not found in DRAM (stored as ciphertext)"}`,
     );
   }
+  if (r.hostWrite) {
+    lines.push("");
+    lines.push(
+      `what SEV-SNP adds: at #VMEXIT ${r.hostWrite.exitIndex + 1} the hypervisor wrote the memory canaries' page back as launched (a replay)`,
+    );
+    lines.push(`  ${describeHostWrite(r.hostWrite)}`);
+  }
   const v = r.registerVisibility;
   lines.push("");
   lines.push("Summary");
@@ -101,18 +112,17 @@ export function formatHypervisorView(r: CanaryExperimentResult, exits: number): 
     `  memory canaries: ${r.canaries.memory.length}; visible in DRAM: ${r.memoryCanariesVisible.length} (${pct(r.memoryCanariesVisible.length, r.canaries.memory.length)})`,
   );
   lines.push(`  #VMEXITs: ${r.exitCount}; the VM stopped: ${r.stopReason}`);
-  lines.push(`  ${VERDICT[r.mode]}`);
+  lines.push(`  ${r.mode === "sev-snp" ? snpVerdict(r.hostWrite) : VERDICT[r.mode]}`);
   lines.push("Use --json for every byte the hypervisor could read, and search it for the canaries yourself.");
   return `${lines.join("\n")}\n`;
 }
 
-const VERDICT: Record<SecurityMode, string> = {
+/** Verdicts that follow from the mode alone; SEV-SNP's comes from the run (`snpVerdict`, host-write.ts). */
+const VERDICT: Record<Exclude<SecurityMode, "sev-snp">, string> = {
   none: "No encryption: registers and memory are plaintext to the hypervisor.",
   sev: "Plain SEV: memory is encrypted, but every register lands in the VMCB save area in plaintext at every exit.",
   "sev-es":
     "SEV-ES: registers stay in the encrypted VMSA; the hypervisor sees only what the guest put in the GHCB with a valid bit.",
-  "sev-snp":
-    "SEV-SNP: registers stay in the encrypted VMSA and guest pages cannot be written or remapped by the hypervisor; it sees only valid GHCB fields.",
 };
 
 function pct(a: number, b: number): string {
@@ -127,7 +137,7 @@ export function registerDemo(program: Command, io: CliIo): void {
     .description(
       "boot one emulated VM that loads random canaries into its registers and memory before each exit, and show what the hypervisor could read",
     )
-    .requiredOption("--mode <mode>", `security mode: ${MODES.join("|")}`)
+    .requiredOption("--mode <mode>", `security mode: ${VIEW_MODES.join("|")}`)
     .option("--exits <n>", "exits the guest takes (1..100000)", "8")
     .option("--seed <s>", "seed: the whole run is deterministic from it", "1")
     .option("--json", "print one JSON document with every byte the hypervisor could read")
@@ -138,7 +148,7 @@ export function registerDemo(program: Command, io: CliIo): void {
       "linux-5.19",
     )
     .action(async (flags: HypervisorViewFlags) => {
-      const mode = parseChoice(flags.mode, "--mode", MODES);
+      const mode = parseChoice(flags.mode, "--mode", VIEW_MODES);
       const exits = parseIntFlag(flags.exits, "--exits", 1, 100_000);
       const generation = parseChoice(flags.generation, "--generation", GENERATIONS) as Generation;
       const run = { mode, exits, seed: flags.seed, generation, guestOs: flags.guestOs };

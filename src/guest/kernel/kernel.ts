@@ -16,6 +16,11 @@
  * hypervisor's answer, copies the outputs back and skips the instruction. All of its state across the VMGEXIT is in
  * the exception frame and boot information (private memory) and in registers (the VMSA).
  *
+ * SEV-SNP. An SNP-active kernel (SEV_STATUS bit 2) also asks for the hypervisor's features, makes its boot GHCB
+ * shared, accepts the memory the firmware left unvalidated, makes its other shared buffers shared and starts its
+ * APs with SNP AP creation (snp-boot.ts, snp-memory.ts, snp-smp.ts); a program can convert its own pages with the
+ * SET_MEMORY_SHARED / SET_MEMORY_PRIVATE kernel calls (routines.ts).
+ *
  * SEV-SNP guest agent. On the hypervisor callback interrupt an SNP kernel answers the host's attestation-report
  * request in its guest-agent mailbox: it seals MSG_REPORT_REQ under VMPCK0 from its own secrets page and makes the
  * SNP guest request exit (snp-guest.ts), then returns from the interrupt.
@@ -48,44 +53,31 @@ import {
 import { BOOT_MAGIC, BootInfo, KLOG_GPA, KLOG_SIZE, PERCPU_GPA, PRINTK_GPA } from "../layout.ts";
 import { GUEST_OS_PROFILES, type GuestOsProfile } from "../os-profiles.ts";
 import { efiSecretMessages } from "./efi-secret.ts";
+import type { KernelContext } from "./kernel-context.ts";
+import {
+  kernelAddress,
+  PROFILE_STRIDE,
+  ROUTINE_STRIDE,
+  Routine,
+  type RoutineId,
+  Termination,
+  type TerminationReason,
+} from "./routines.ts";
+import {
+  acceptMemory,
+  bootBuffersShared,
+  bootGhcbShared,
+  bootHvFeatures,
+  bootTable,
+  registerGhcb,
+  requestHvFeatures,
+} from "./snp-boot.ts";
 import { agentCallback, agentReportDone, type SnpKernelIo } from "./snp-guest.ts";
+import { kapiReturn, pscContinue, pscIssue, setMemory } from "./snp-memory.ts";
+import { apEntry, apGhcbRegistered, smpApCreated, smpMessages, smpNext } from "./snp-smp.ts";
 import { type VcContext, vcExit } from "./vc-exits.ts";
 
-/** Kernel routines; their addresses are NATIVE_CODE_BASE + profile index · 0x10000 + routine · 0x10. */
-export const Routine = {
-  BOOT: 0,
-  BOOT_SEV_INFO: 1,
-  BOOT_GHCB_REGISTERED: 2,
-  BOOT_DONE: 3,
-  VC_HANDLER: 4,
-  VC_COMPLETE: 5,
-  GENERIC_EXCEPTION: 6,
-  TERMINATED: 7,
-  /** Back from printk: clear its registers and enter the program. */
-  PROGRAM_START: 8,
-  /** The hypervisor callback interrupt (SEV-SNP guests): the guest agent's request (snp-guest.ts). */
-  AGENT_CALLBACK: 9,
-  /** Back from the SNP guest request exit. */
-  AGENT_REPORT_DONE: 10,
-} as const;
-export type RoutineId = (typeof Routine)[keyof typeof Routine];
-
-const PROFILE_STRIDE = 0x1_0000;
-const ROUTINE_STRIDE = 0x10;
-
-/** Guest-virtual address of a kernel routine for a guest OS profile. */
-export function kernelAddress(profile: GuestOsProfile, routine: RoutineId): number {
-  const i = GUEST_OS_PROFILES.findIndex((p) => p.id === profile.id);
-  if (i < 0) throw new RangeError(`unknown guest OS profile ${profile.id}`);
-  return NATIVE_CODE_BASE + i * PROFILE_STRIDE + routine * ROUTINE_STRIDE;
-}
-
-/** Termination reasons (GHCB MSR protocol, docs/sev-interface.md §12.4): set 0 general, set 1 Linux-specific. */
-export const Termination = {
-  GENERAL: { set: 0, code: 0 },
-  PROTOCOL_UNSUPPORTED: { set: 0, code: 1 },
-  GHCB_REGISTRATION: { set: 1, code: 0 },
-} as const;
+export { kernelAddress, Routine, type RoutineId, Termination } from "./routines.ts";
 
 function hex(v: number | bigint): string {
   return `0x${v.toString(16)}`;
@@ -108,22 +100,34 @@ export class GuestKernels implements NativeGuestCode {
   }
 }
 
-class KernelStep {
+class KernelStep implements KernelContext {
   constructor(
     readonly profile: GuestOsProfile,
     readonly cpu: NativeCpu,
   ) {}
 
-  #at(routine: RoutineId): number {
+  at(routine: RoutineId): number {
     return kernelAddress(this.profile, routine);
   }
 
-  #boot(field: number): bigint {
+  #at(routine: RoutineId): number {
+    return this.at(routine);
+  }
+
+  boot(field: number): bigint {
     return this.cpu.readU64(PERCPU_GPA + 0x100 + field);
   }
 
-  #setBoot(field: number, v: bigint): void {
+  setBoot(field: number, v: bigint): void {
     this.cpu.writeU64(PERCPU_GPA + 0x100 + field, v);
+  }
+
+  #boot(field: number): bigint {
+    return this.boot(field);
+  }
+
+  #setBoot(field: number, v: bigint): void {
+    this.setBoot(field, v);
   }
 
   #frame(field: number): bigint {
@@ -131,9 +135,23 @@ class KernelStep {
   }
 
   /** Asks the hypervisor to end the VM (GHCB MSR protocol termination request), then halts forever. */
-  #terminate(reason: { set: number; code: number }): NativeStep {
+  terminate(reason: TerminationReason): NativeStep {
     this.cpu.wrmsr(MSR_GHCB, terminationRequest(reason.set, reason.code));
     return { kind: "vmgexit", resume: this.#at(Routine.TERMINATED) };
+  }
+
+  #terminate(reason: TerminationReason): NativeStep {
+    return this.terminate(reason);
+  }
+
+  ghcbExit(resume: RoutineId): NativeStep {
+    this.cpu.wrmsr(MSR_GHCB, this.#boot(BootInfo.GHCB_GPA));
+    return { kind: "vmgexit", resume: this.#at(resume) };
+  }
+
+  /** SEV-SNP active for this vCPU (SEV_STATUS bit 2) and the kernel supports it. */
+  get #snp(): boolean {
+    return this.profile.sevSnp && (this.cpu.rdmsr(MSR_SEV_STATUS) & 4n) !== 0n;
   }
 
   run(routine: number): NativeStep {
@@ -161,6 +179,34 @@ class KernelStep {
       case Routine.AGENT_REPORT_DONE:
         agentReportDone(this.#snpIo());
         return this.#iret(Number(this.#frame(ExceptionFrame.RIP)));
+      case Routine.BOOT_HV_FEATURES:
+        return bootHvFeatures(this);
+      case Routine.BOOT_GHCB_SHARED:
+        return bootGhcbShared(this);
+      case Routine.SNP_ACCEPT:
+        return acceptMemory(this);
+      case Routine.PSC_ISSUE:
+        return pscIssue(this);
+      case Routine.PSC_CONTINUE:
+        return pscContinue(this);
+      case Routine.SNP_BOOT_SHARED:
+        return bootBuffersShared(this);
+      case Routine.SMP_NEXT:
+        return smpNext(this);
+      case Routine.SMP_AP_CREATED:
+        return smpApCreated(this);
+      case Routine.AP_ENTRY:
+        return apEntry(this);
+      case Routine.AP_GHCB_REGISTERED:
+        return apGhcbRegistered(this);
+      case Routine.AP_IDLE:
+        return { kind: "hlt", resume: this.#at(Routine.AP_IDLE) };
+      case Routine.SET_MEMORY_SHARED:
+        return setMemory(this, true);
+      case Routine.SET_MEMORY_PRIVATE:
+        return setMemory(this, false);
+      case Routine.KAPI_RETURN:
+        return kapiReturn(this);
       default:
         return { kind: "shutdown", message: `kernel: no routine at offset ${routine}` };
     }
@@ -191,11 +237,13 @@ class KernelStep {
     const version = Math.min(hvMax, mine.max, GHCB_PROTOCOL_MAX);
     if (version < Math.max(hvMin, mine.min)) return this.#terminate(Termination.PROTOCOL_UNSUPPORTED);
     this.#setBoot(BootInfo.PROTOCOL, BigInt(version));
-    if (version >= 2) {
-      const gfn = this.#boot(BootInfo.GHCB_GPA) >> 12n;
-      this.cpu.wrmsr(MSR_GHCB, (gfn << 12n) | BigInt(GhcbMsr.REG_GPA_REQ));
-      return { kind: "vmgexit", resume: this.#at(Routine.BOOT_GHCB_REGISTERED) };
+    this.#setBoot(BootInfo.C_BIT, (v >> 24n) & 0xffn);
+    if (this.#snp) {
+      // SEV-SNP needs GHCB version 2 and a hypervisor that says it supports SNP (Linux `sev_enable`).
+      if (version < 2) return this.#terminate(Termination.SNP_UNSUPPORTED);
+      return requestHvFeatures(this);
     }
+    if (version >= 2) return registerGhcb(this);
     return { kind: "jump", rip: this.#at(Routine.BOOT_DONE) };
   }
 
@@ -205,6 +253,7 @@ class KernelStep {
     if (msrCode(v) !== GhcbMsr.REG_GPA_RESP || v >> 12n !== gfn) {
       return this.#terminate(Termination.GHCB_REGISTRATION);
     }
+    if (this.#snp && bootTable(this)) return { kind: "jump", rip: this.#at(Routine.SNP_ACCEPT) };
     return { kind: "jump", rip: this.#at(Routine.BOOT_DONE) };
   }
 
@@ -220,11 +269,18 @@ class KernelStep {
     return { kind: "jump", rip: PRINTK_GPA };
   }
 
-  /** What the kernel says at boot: the efi_secret driver's lines when it has the driver and a secret area. */
+  /**
+   * What the kernel says at boot: the efi_secret driver's lines when it has the driver and a secret area, and an SNP
+   * kernel with APs how many CPUs came up.
+   */
   #bootMessages(): Uint8Array {
     const size = Number(this.#boot(BootInfo.SECRET_SIZE));
-    if (!this.profile.efiSecret || size === 0) return new Uint8Array(0);
-    const lines = efiSecretMessages(this.cpu.read(Number(this.#boot(BootInfo.SECRET_GPA)), size));
+    const lines =
+      this.profile.efiSecret && size > 0
+        ? efiSecretMessages(this.cpu.read(Number(this.#boot(BootInfo.SECRET_GPA)), size))
+        : [];
+    if (this.#snp) lines.push(...smpMessages(this));
+    if (lines.length === 0) return new Uint8Array(0);
     const text = Buffer.from(lines.map((l) => `${l}\n`).join(""), "utf8");
     return text.subarray(0, KLOG_SIZE);
   }

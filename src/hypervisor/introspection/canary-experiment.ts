@@ -3,13 +3,15 @@ import { guestOsProfile, supportsMode } from "../../guest/os-profiles.ts";
 import { canaryExitsProgram } from "../../guest/programs/canary-exits.ts";
 import { cpuModel, type Generation } from "../../machine/cpu-models.ts";
 import { asidPools } from "../../machine/cpuid.ts";
+import { PAGE_SIZE } from "../../machine/dram.ts";
 import { SvmExit } from "../../machine/exit-codes.ts";
 import { GPR_NAMES } from "../../machine/isa.ts";
 import type { VmExit } from "../../machine/machine.ts";
 import type { SecurityMode } from "../../machine/vmcb.ts";
 import { VMSA_LAYOUT } from "../../measure/vmsa.ts";
 import { type HandledExit, handleExit } from "../kvm/exit-handler.ts";
-import { createLab } from "./lab.ts";
+import { attemptHostWrite, type HostWriteAttempt } from "./host-write.ts";
+import { createModeLab } from "./mode-lab.ts";
 import { U64Set } from "./u64-set.ts";
 
 export interface CanaryExperimentOptions {
@@ -65,6 +67,11 @@ export interface CanaryExperimentResult {
    * held, how many the hypervisor could find, and how many of those the guest had not itself exposed in the GHCB.
    */
   registerVisibility: { held: number; visible: number; visibleNotExposed: number };
+  /**
+   * SEV-SNP only: at the first exit after the guest stored a memory canary, the hypervisor writes the page holding
+   * them back as it was launched (a replay, which erases the canaries under SEV-ES); the RMP refuses it.
+   */
+  hostWrite?: HostWriteAttempt;
 }
 
 /** A register canary and what the hypervisor could read for it at that exit. */
@@ -129,11 +136,16 @@ export function* canaryExperimentSteps(
     throw new CiphervisorError("REQUIREMENT_FAILED", `cannot run an SEV-ES guest: ${pools.sevEs.reason}`);
   }
   if (opts.mode === "sev-snp") {
-    // The lab boots SEV and SEV-ES guests by hand; SNP guests launch through the host (src/hypervisor/snp-launch.ts).
-    throw new CiphervisorError(
-      "REQUIREMENT_FAILED",
-      "the register-leak lab runs ordinary, SEV and SEV-ES guests; an SEV-SNP guest's registers are protected as SEV-ES's are",
-    );
+    // SNP guests launch through SNP's own commands and the RMP (snp-lab.ts), on parts that have them.
+    if (!model.snp) {
+      throw new CiphervisorError(
+        "REQUIREMENT_FAILED",
+        `cannot run an SEV-SNP guest: ${generation} (${model.family}) does not support SEV-SNP; it needs milan or later`,
+      );
+    }
+    if (!pools.sevEs.available) {
+      throw new CiphervisorError("REQUIREMENT_FAILED", `cannot run an SEV-SNP guest: ${pools.sevEs.reason}`);
+    }
   }
   const profile = guestOsProfile(guestOs);
   const support = supportsMode(profile, opts.mode);
@@ -147,7 +159,7 @@ export function* canaryExperimentSteps(
   const registerVisibility = { held: 0, visible: 0, visibleNotExposed: 0 };
   // Index of the VMRUN in progress: an intercept the guest hits now surfaces as #VMEXIT number `index`.
   let index = 0;
-  const lab = createLab({
+  const lab = createModeLab({
     source: canaryExitsProgram(opts.exits),
     mode: opts.mode,
     generation,
@@ -178,6 +190,10 @@ export function* canaryExperimentSteps(
     },
   });
   const { machine, vm, view } = lab;
+  // SEV-SNP: the page of memory canaries as launched, which the hypervisor will try to write back (host-write.ts).
+  const secretsGpa = opts.mode === "sev-snp" ? lab.image.program.symbols.get("secrets") : undefined;
+  const launched = secretsGpa === undefined ? undefined : view.readGuestPhysical(secretsGpa, PAGE_SIZE);
+  let hostWrite: HostWriteAttempt | undefined;
 
   const saveAreas: Uint8Array[] = [];
   const ghcbs: Uint8Array[] = [];
@@ -215,6 +231,8 @@ export function* canaryExperimentSteps(
       saveAreas.push(saveArea);
       if (ev.ghcb) ghcbs.push(ev.ghcb);
     }
+    if (launched && !hostWrite && stored.size > 0)
+      hostWrite = attemptHostWrite(view, secretsGpa!, launched, index);
     yield ev;
     if (handled.outcome.action === "stop") {
       stopReason = handled.outcome.reason;
@@ -247,6 +265,7 @@ export function* canaryExperimentSteps(
     perExit,
     memoryCanariesVisible,
     registerVisibility,
+    ...(hostWrite ? { hostWrite } : {}),
   };
 }
 
@@ -286,12 +305,13 @@ function hexBytes(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
 }
 
-/** The JSON document of `demo hypervisor-view --json` (shape fixed by issue 3). */
+/** The JSON document of `demo hypervisor-view --json` (shape fixed by issue 3; `hostWrite` for SEV-SNP only). */
 export function canaryExperimentJson(r: CanaryExperimentResult): {
   mode: SecurityMode;
   canaries: { registers: string[]; memory: string[] };
   exposedByGuest: string[];
   hypervisorView: { saveAreas: string[]; ghcb: string[]; memory: string[] };
+  hostWrite?: HostWriteAttempt;
 } {
   return {
     mode: r.mode,
@@ -302,6 +322,7 @@ export function canaryExperimentJson(r: CanaryExperimentResult): {
       ghcb: r.ghcbs.map(hexBytes),
       memory: r.memory.map((m) => hexBytes(m.bytes)),
     },
+    ...(r.hostWrite ? { hostWrite: r.hostWrite } : {}),
   };
 }
 

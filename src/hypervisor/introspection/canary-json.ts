@@ -1,8 +1,9 @@
 /**
  * The `demo hypervisor-view --json` document written as the experiment runs, in chunks, so `--exits 100000` holds
  * one exit's bytes at a time instead of every save area and GHCB of the run (3.7 GB before). The document's members
- * are those of `canaryExperimentJson`; only their order differs: `hypervisorView` comes before `canaries` and
- * `exposedByGuest`, which are known only when the run ends (JSON objects are unordered, RFC 8259 §4).
+ * are those of `canaryExperimentJson`; only their order differs: `hypervisorView` comes before `canaries`,
+ * `exposedByGuest` and (SEV-SNP) `hostWrite`, which are known only when the run ends (JSON objects are unordered,
+ * RFC 8259 §4).
  *
  * Save areas are written as they come. GHCBs arrive interleaved with them, so they wait until the save areas are
  * written — deflated: a GHCB page is mostly zeros (≈ 4 KiB → ≈ 100 bytes), while VMSA ciphertext would not shrink.
@@ -82,6 +83,7 @@ export async function writeCanaryExperimentJson(
   await list(mapped(r.canaries.memory, hex64));
   await put(`]},"exposedByGuest":[`);
   await list(mapped(r.exposedByGuest, hex64));
-  await put("]}\n");
+  // SEV-SNP: the hypervisor's refused write to the private page (host-write.ts), known once the run is over.
+  await put(r.hostWrite ? `],"hostWrite":${JSON.stringify(r.hostWrite)}}\n` : "]}\n");
   if (buf !== "") await write(buf);
 }

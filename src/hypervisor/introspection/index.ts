@@ -11,5 +11,8 @@ export {
   hex64,
   runCanaryExperiment,
 } from "./canary-experiment.ts";
+export { attemptHostWrite, describeHostWrite, type HostWriteAttempt, snpVerdict } from "./host-write.ts";
 export { HypervisorView, type SaveAreaView, type ViewedGuest } from "./hypervisor-view.ts";
 export { createLab, type Lab, type LabOptions } from "./lab.ts";
+export { createModeLab, type ModeLab } from "./mode-lab.ts";
+export { createSnpLab, type SnpLab, type SnpLabOptions } from "./snp-lab.ts";

@@ -1,7 +1,8 @@
 /**
- * The SEV-SNP lab bench, next to lab.ts: one emulated Milan host with a Reverse Map Table (src/machine/rmp.ts), the
- * SNP firmware reaching it through the RMP hook of the Secure Processor's `snp` config, and one guest launched the
- * way KVM launches an SNP guest (SNP ABI 56860 sections 5 and 8.17; docs/sev-interface.md §14): SNP_GCTX_CREATE →
+ * The SEV-SNP lab bench, next to lab.ts: one emulated Milan (or Genoa, Turin) host with a Reverse Map Table
+ * (src/machine/rmp.ts), the SNP firmware reaching it through the RMP hook of the Secure Processor's `snp` config
+ * (src/machine/rmp-firmware-hook.ts), and one guest launched the way KVM launches an SNP guest (SNP ABI 56860
+ * sections 5 and 8.17; docs/sev-interface.md §14): the context page made a firmware page, SNP_GCTX_CREATE →
  * SNP_LAUNCH_START → SNP_ACTIVATE → for every private page RMPUPDATE (assigned to the ASID at its GPA) and
  * SNP_LAUNCH_UPDATE (encrypted in place, measured, marked Validated and Immutable) → the VMSA the same way, as a
  * VMSA page with SEV_FEATURES bit 0 (SNPActive) → SNP_LAUNCH_FINISH. Shared pages stay hypervisor-owned.
@@ -16,16 +17,18 @@
  * ```
  */
 import { forkRandom, seededRandom } from "../../crypto/random.ts";
+import { CiphervisorError } from "../../errors.ts";
 import { assemble, type GuestProgram } from "../../guest/assembler.ts";
 import { buildGuestImage, type GuestImage } from "../../guest/image.ts";
 import { GuestKernels } from "../../guest/kernel/kernel.ts";
 import { guestOsProfile } from "../../guest/os-profiles.ts";
-import { cpuModel } from "../../machine/cpu-models.ts";
+import { cpuModel, type Generation } from "../../machine/cpu-models.ts";
 import { Dram, PAGE_SIZE } from "../../machine/dram.ts";
 import type { MachineObserver } from "../../machine/execution.ts";
 import { Machine, SEV_FEATURE_SNP_ACTIVE } from "../../machine/machine.ts";
 import { NestedPageTable } from "../../machine/nested-page-table.ts";
 import { Rmp, RmpReturn } from "../../machine/rmp.ts";
+import { snpFirmwareRmpHook } from "../../machine/rmp-firmware-hook.ts";
 import { VmsaIntegrityStore } from "../../machine/trusted-memory.ts";
 import { Vmcb } from "../../machine/vmcb.ts";
 import { SNP_VMSA_GPA } from "../../measure/snp-launch-digest.ts";
@@ -43,6 +46,8 @@ import { HypervisorView } from "./hypervisor-view.ts";
 export interface SnpLabOptions {
   source: string | GuestProgram;
   seed?: string | number;
+  /** A part with SEV-SNP (default milan); one without is REQUIREMENT_FAILED. */
+  generation?: Generation;
   guestOs?: string;
   observer?: MachineObserver;
 }
@@ -62,6 +67,8 @@ export interface SnpLab {
   /** Frames for the hypervisor's own use (e.g. a page it wants to remap a GPA to). */
   frames: FramePool;
   step(): HandledExit;
+  /** Steps until the host stops the guest, `until` says so, or `maxExits` exits (as lab.ts's `run`). */
+  run(opts?: { until?: (h: HandledExit) => boolean; maxExits?: number }): HandledExit[];
 }
 
 /** The ASID of the lab's guest: SNP guests take ASIDs of the SEV-ES range. */
@@ -69,16 +76,23 @@ export const SNP_LAB_ASID = 1;
 
 export function createSnpLab(opts: SnpLabOptions): SnpLab {
   const seed = String(opts.seed ?? 1);
-  const model = cpuModel("milan");
+  const generation = opts.generation ?? "milan";
+  const model = cpuModel(generation);
+  if (!model.snp) {
+    throw new CiphervisorError(
+      "REQUIREMENT_FAILED",
+      `cannot run an SEV-SNP guest: ${generation} (${model.family}) does not support SEV-SNP; it needs milan or later`,
+    );
+  }
   const dram = new Dram(128 * 1024 * 1024);
   const store = new VmsaIntegrityStore();
   const rmp = new Rmp({ end: dram.size });
   const sp = new SecureProcessor({
-    generation: "milan",
+    generation,
     seed: `snp-lab:${seed}`,
     memory: dram,
     vmsaIntegrity: store,
-    snp: { rmp: rmp.firmwareHook() },
+    snp: { rmp: snpFirmwareRmpHook(rmp) },
   });
   const client = new SnpClient(sp, dram, SCRATCH);
   client.init();
@@ -103,6 +117,7 @@ export function createSnpLab(opts: SnpLabOptions): SnpLab {
   const frames = new FramePool(GUEST_BASE, dram.size);
   const asid = SNP_LAB_ASID;
   const gctx = frames.alloc();
+  rmp.rmpupdate(gctx, { assigned: true, asid: 0, immutable: true });
   client.gctxCreate(gctx);
   client.launchStart(gctx, { policy: DEFAULT_SNP_POLICY });
   client.activate(gctx, asid);
@@ -146,6 +161,7 @@ export function createSnpLab(opts: SnpLabOptions): SnpLab {
     frames: map,
   };
   const view = new HypervisorView(dram, vm, rmp);
+  const step = () => handleExit(vm, machine.vmrun(vm.vmcb));
   return {
     dram,
     sp,
@@ -157,6 +173,15 @@ export function createSnpLab(opts: SnpLabOptions): SnpLab {
     gctx,
     view,
     frames,
-    step: () => handleExit(vm, machine.vmrun(vm.vmcb)),
+    step,
+    run: ({ until, maxExits = 10_000 } = {}) => {
+      const out: HandledExit[] = [];
+      for (let i = 0; i < maxExits; i++) {
+        const h = step();
+        out.push(h);
+        if (h.outcome.action === "stop" || until?.(h)) break;
+      }
+      return out;
+    },
   };
 }

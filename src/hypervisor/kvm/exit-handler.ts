@@ -18,6 +18,7 @@ import type { NestedPageTable } from "../../machine/nested-page-table.ts";
 import { SAVE_AREA_SIZE, type Vmcb } from "../../machine/vmcb.ts";
 import { decodeVmsa, encodeVmsa, type Vmsa } from "../../measure/vmsa.ts";
 import type { HostDevices, HostRegs } from "./devices.ts";
+import type { SnpGuestKvm } from "./snp-context.ts";
 import type { SnpGuestRequestChannel } from "./snp-guest-request.ts";
 import { type GhcbExchange, handleVmgexit } from "./vmgexit.ts";
 
@@ -32,6 +33,8 @@ export interface HostVm {
   registeredGhcb: { gpa: bigint | undefined };
   /** SEV-SNP guests: where the SNP guest request exit goes (snp-guest-request.ts). */
   snp?: SnpGuestRequestChannel;
+  /** SEV-SNP guests: page state changes and AP creation (snp-events.ts). */
+  snpGuest?: SnpGuestKvm;
 }
 
 export type HostOutcome = { action: "resume" } | { action: "stop"; reason: string };
@@ -149,6 +152,7 @@ export function handleExit(
         },
         registeredGhcb: vm.registeredGhcb,
         ...(vm.snp ? { snp: vm.snp } : {}),
+        ...(vm.snpGuest ? { snpGuest: vm.snpGuest } : {}),
         afterSnapshot: hooks.afterSnapshot,
       });
       const out: HandledExit = {

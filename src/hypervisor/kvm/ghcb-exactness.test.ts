@@ -237,8 +237,9 @@ describe("GHCB MSR protocol (§12.4)", () => {
     assert.equal(h.response(), (0x68747541n << 32n) | BigInt(GhcbMsr.CPUID_RESP)); // leaf 0 EBX: "Auth"
     h.call((0x10n << 12n) | BigInt(GhcbMsr.REG_GPA_REQ));
     assert.equal(h.response(), (0x10n << 12n) | BigInt(GhcbMsr.REG_GPA_RESP));
+    // KVM's GHCB_HV_FT_SUPPORTED: SNP (bit 0) and SNP AP creation (bit 1), in bits 63:12.
     h.call(BigInt(GhcbMsr.HV_FEATURES_REQ));
-    assert.equal(h.response(), BigInt(GhcbMsr.HV_FEATURES_RESP));
+    assert.equal(h.response(), (0b11n << 12n) | BigInt(GhcbMsr.HV_FEATURES_RESP));
   });
 
   it("a termination request or an unknown request ends the VM with a reason; an unmapped GHCB too", () => {
@@ -253,5 +254,8 @@ describe("GHCB MSR protocol (§12.4)", () => {
     assert.match((unknown as { reason: string }).reason, /unsupported GHCB MSR protocol request 0xff/);
     const unmapped = h.call(0x7000_0000n);
     assert.match((unmapped as { reason: string }).reason, /not mapped/);
+    // A page state change request (0x014) is for SEV-SNP guests only: KVM ends any other guest.
+    const psc = h.call((2n << 52n) | (0x10n << 12n) | BigInt(GhcbMsr.PSC_REQ));
+    assert.match((psc as { reason: string }).reason, /not SEV-SNP/);
   });
 });

@@ -11,7 +11,10 @@
  *    and answers malformed input with the GHCB error response (sw_exit_info_1 = 2, sw_exit_info_2 = reason) — never
  *    an exception. A valid request is emulated and RAX/RBX/RCX/RDX are returned, each with its valid bit.
  * 3. For an SEV-SNP guest, the SNP guest request (SW_EXITCODE 0x8000_0011) is relayed to the firmware
- *    (snp-guest-request.ts); any other guest gets INVALID_EVENT for it, as for any unknown exit.
+ *    (snp-guest-request.ts), and the GHCB version 2 SNP events — page state change and AP creation — go to
+ *    snp-events.ts, as does the MSR protocol's page state change (0x014); any other guest gets INVALID_EVENT for the
+ *    events, as for any unknown exit, and KVM ends it for the MSR request. The hypervisor features request (0x080)
+ *    is answered with the host's feature bitmap (KVM's `GHCB_HV_FT_SUPPORTED` unless the host says otherwise).
  */
 import type { SystemMemory } from "../../machine/dram.ts";
 import {
@@ -24,12 +27,17 @@ import {
   GhcbMsr,
   GhcbResponse,
   GhcbView,
+  hvFeaturesResponse,
+  KVM_HV_FEATURES,
   msrCode,
   sevInfoResponse,
 } from "../../machine/ghcb.ts";
 import { GHCB_RETURNED_FIELDS, naeExit } from "../../machine/nae-exits.ts";
 import type { NestedPageTable } from "../../machine/nested-page-table.ts";
 import type { HostDevices, HostRegs } from "./devices.ts";
+import { handlePscMsr } from "./page-state-change.ts";
+import type { SnpGuestKvm } from "./snp-context.ts";
+import { type SnpEventRow, snpEvent } from "./snp-events.ts";
 import {
   handleSnpGuestRequest,
   SNP_GUEST_REQUEST_EXIT,
@@ -47,6 +55,8 @@ export interface GhcbExchange {
   valid: Set<string>;
   /** sw_exit_info_1 / sw_exit_info_2 of the answer. */
   response: { info1: bigint; info2: bigint };
+  /** Why the host refused an SNP event, in KVM's words. */
+  refusal?: string;
 }
 
 export type VmgexitOutcome =
@@ -66,6 +76,8 @@ export interface VmgexitContext {
   registeredGhcb: { gpa: bigint | undefined };
   /** SEV-SNP guests: the firmware channel the SNP guest request exit is relayed through. */
   snp?: SnpGuestRequestChannel;
+  /** SEV-SNP guests: the RMP, ASID, advertised features and vCPUs for page state changes and AP creation. */
+  snpGuest?: SnpGuestKvm;
   /** Tests only: runs between the snapshot and the decision (a guest thread racing the host). */
   afterSnapshot?: () => void;
 }
@@ -101,7 +113,16 @@ function msrProtocol(c: VmgexitContext): VmgexitOutcome {
       break;
     }
     case GhcbMsr.HV_FEATURES_REQ:
-      response = BigInt(GhcbMsr.HV_FEATURES_RESP);
+      response = hvFeaturesResponse(c.snpGuest?.hvFeatures ?? KVM_HV_FEATURES);
+      break;
+    case GhcbMsr.PSC_REQ:
+      if (!c.snpGuest) {
+        return {
+          kind: "stop",
+          reason: "a page state change request from a guest that is not SEV-SNP (KVM ends the VM)",
+        };
+      }
+      response = handlePscMsr({ ...c.snpGuest, npt: c.npt }, v);
       break;
     case GhcbMsr.TERM_REQ: {
       const set = Number((v >> 12n) & 0xfn);
@@ -132,11 +153,11 @@ function validateHeader(s: GhcbView): number | undefined {
 }
 
 /** The reason code of a malformed request, or undefined when the snapshot is a valid request (KVM's checks). */
-function validate(s: GhcbView): number | undefined {
+function validate(s: GhcbView, snp: SnpEventRow | undefined): number | undefined {
   const header = validateHeader(s);
   if (header !== undefined) return header;
   const code = s.get("swExitCode");
-  const row = code <= 0xffffffffn ? naeExit(Number(code)) : undefined;
+  const row = snp ?? (code <= 0xffffffffn ? naeExit(Number(code)) : undefined);
   if (!row) return GhcbError.INVALID_EVENT;
   for (const f of row.required(s)) if (!s.isValid(f)) return GhcbError.MISSING_INPUT;
   return undefined;
@@ -178,10 +199,15 @@ export function handleVmgexit(c: VmgexitContext): VmgexitOutcome {
   live.clearValidBitmap();
 
   const snpRequest = c.snp !== undefined && exchange.exitCode === SNP_GUEST_REQUEST_EXIT;
-  const bad = snpRequest ? validateHeader(snapshot) : validate(snapshot);
+  const event = c.snpGuest ? snpEvent(c.snpGuest, exchange.exitCode) : undefined;
+  const bad = snpRequest ? validateHeader(snapshot) : validate(snapshot, event);
   let stop: string | undefined;
   if (bad !== undefined) {
     exchange.response = { info1: BigInt(GhcbResponse.MALFORMED_INPUT), info2: BigInt(bad) };
+  } else if (event && c.snpGuest) {
+    const a = event.handle({ memory: c.memory, npt: c.npt, snp: c.snpGuest, ghcbGpa: gpa, snapshot, live });
+    exchange.response = { info1: a.info1, info2: a.info2 };
+    if (a.refusal !== undefined) exchange.refusal = a.refusal;
   } else if (snpRequest && c.snp) {
     exchange.response = handleSnpGuestRequest(
       { memory: c.memory, npt: c.npt, snp: c.snp },

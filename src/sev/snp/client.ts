@@ -188,6 +188,16 @@ export class SnpClient {
     });
   }
 
+  /**
+   * SNP_PAGE_RECLAIM of the page at `pa` (bit 0 of PADDR: a 2 MiB page), returning the firmware's status: a host
+   * that cannot reclaim a page keeps it out of use (Linux's `snp_leak_pages`) rather than fail, so it needs the status.
+   */
+  pageReclaimStatus(pa: number, opts: { largePage?: boolean } = {}): number {
+    return this.status("SNP_PAGE_RECLAIM", (w) => {
+      w.u64(0, BigInt(pa) | (opts.largePage ? 1n : 0n));
+    });
+  }
+
   activate(gctxPa: number, asid: number): void {
     this.#run("SNP_ACTIVATE", (w) => {
       w.u64(0, BigInt(gctxPa)).u32(8, asid);

@@ -20,11 +20,11 @@
  * | SNP_LAUNCH_START | GCTX_PADDR u64 @0, POLICY u64 @8, MA_GCTX_PADDR u64 @0x10, flags u32 @0x18 (bit 0 MA_EN, 1 IMI_EN), DESIRED_TSC_KHZ u32 @0x1C, GOSVW[16] @0x20 |
  * | SNP_LAUNCH_UPDATE | GCTX_PADDR u64 @0, u32 @8 (bit 0 PAGE_SIZE, bits 3:1 PAGE_TYPE, bit 4 IMI_PAGE), rsvd u32 @0xC, PAGE_PADDR u64 @0x10, u32 @0x18 (bits 15:8 VMPL1, 23:16 VMPL2, 31:24 VMPL3 permissions), rsvd u32 @0x1C |
  * | SNP_LAUNCH_FINISH | GCTX_PADDR u64 @0, ID_BLOCK_PADDR u64 @8, ID_AUTH_PADDR u64 @0x10, u64 @0x18 (bit 0 ID_BLOCK_EN, 1 AUTH_KEY_EN, 2 VCEK_DISABLED), HOST_DATA[32] @0x20 |
+ * | SNP_PAGE_RECLAIM | PADDR u64 @0 (bit 0 PAGE_SIZE: 0 = 4 KiB, 1 = 2 MiB; bits 11:1 reserved; bits 63:12 the page) |
  *
  * Not implemented here (an SNP id outside this table answers INVALID_COMMAND, as any unknown id does): ACTIVATE_EX
  * 0x95, DBG_DECRYPT / DBG_ENCRYPT 0xB0 / 0xB1, the page swap and move commands 0xC0–0xC3, PAGE_SET_STATE 0xC6,
- * PAGE_RECLAIM 0xC7 and UNSMASH 0xC8 (they belong with the RMP), CONFIG 0xC9, DOWNLOAD_FIRMWARE_EX 0xCA, COMMIT
- * 0xCB, VLEK_LOAD 0xCD, FEATURE_INFO 0xCE.
+ * UNSMASH 0xC8, CONFIG 0xC9, DOWNLOAD_FIRMWARE_EX 0xCA, COMMIT 0xCB, VLEK_LOAD 0xCD, FEATURE_INFO 0xCE.
  */
 export const SnpCmd = {
   SNP_INIT: 0x81,
@@ -41,6 +41,7 @@ export const SnpCmd = {
   SNP_LAUNCH_START: 0xa0,
   SNP_LAUNCH_UPDATE: 0xa1,
   SNP_LAUNCH_FINISH: 0xa2,
+  SNP_PAGE_RECLAIM: 0xc7,
 } as const;
 
 export type SnpCmdName = keyof typeof SnpCmd;
@@ -80,6 +81,7 @@ export const SNP_CMD_BUFFER_SIZE: Readonly<Record<SnpCmdName, number>> = {
   SNP_LAUNCH_START: 0x30,
   SNP_LAUNCH_UPDATE: 0x20,
   SNP_LAUNCH_FINISH: 0x40,
+  SNP_PAGE_RECLAIM: 0x08,
 };
 
 /** Commands that act on an existing guest context named by GCTX_PADDR at offset 0 (SNP_GCTX_CREATE makes one). */

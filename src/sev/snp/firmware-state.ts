@@ -36,6 +36,28 @@ export interface SnpLaunchPage {
  */
 export interface SnpRmpHook {
   launchUpdate(page: SnpLaunchPage): { gpa: bigint } | { status: SevStatusCode };
+  /**
+   * SNP_PAGE_RECLAIM reads the RMP entry of the (first 4 KiB of the) page, as the firmware does before it decides
+   * (handlers/page-reclaim.ts). Optional: without it the firmware sees every page as hypervisor-owned.
+   */
+  pageEntry?(pa: number): SnpRmpEntryView;
+  /**
+   * SNP_PAGE_RECLAIM's change, after every check of the firmware's: the Assigned, Immutable page of `size` goes to
+   * the Reclaim state (Assigned, ASID 0, not Immutable, not Validated), from which the host's RMPUPDATE returns it to
+   * the hypervisor. False when the RMP refuses (a page not Assigned and Immutable at that size); nothing changes.
+   */
+  pageReclaim?(pa: number, size: 4096 | 0x200000): boolean;
+}
+
+/** What the firmware reads of an RMP entry (APM vol. 2 section 15.36.3, the RMP entry's fields). */
+export interface SnpRmpEntryView {
+  assigned: boolean;
+  /** 0 for a firmware page (and the Reclaim state). */
+  asid: number;
+  immutable: boolean;
+  validated: boolean;
+  vmsa: boolean;
+  size: 4096 | 0x200000;
 }
 
 /** What an SNP platform is, beyond the CPU generation (BIOS and board facts the policy is checked against). */

@@ -22,6 +22,7 @@ import type { SnpFirmwareState, SnpGuestContext, SnpHandler, SnpPlatformConfig }
 import { snpActivate, snpDecommission, snpGctxCreate, snpGuestStatus } from "./handlers/guest-lifecycle.ts";
 import { snpGuestRequest } from "./handlers/guest-request.ts";
 import { snpLaunchFinish, snpLaunchStart, snpLaunchUpdate } from "./handlers/launch.ts";
+import { snpPageReclaim } from "./handlers/page-reclaim.ts";
 import {
   snpDfFlush,
   snpInit,
@@ -53,6 +54,7 @@ const HANDLERS: Readonly<Record<SnpCmdName, SnpHandler>> = {
   SNP_LAUNCH_START: snpLaunchStart,
   SNP_LAUNCH_UPDATE: snpLaunchUpdate,
   SNP_LAUNCH_FINISH: snpLaunchFinish,
+  SNP_PAGE_RECLAIM: snpPageReclaim,
 };
 
 /** A read-only picture of the SNP firmware (no keys). */

@@ -64,6 +64,7 @@ const FILL: Record<SnpCmdName, (w: ByteWriter, h: SnpHost) => void> = {
     SnpClient.launchUpdateBuffer(GCTX_PA, { pa: 0x3c0000, type: "NORMAL" })(w);
   },
   SNP_LAUNCH_FINISH: (w) => void w.u64(0, BigInt(GCTX_PA)),
+  SNP_PAGE_RECLAIM: (w) => void w.u64(0, BigInt(GCTX_PA)),
 };
 
 function issue(h: SnpHost, name: SnpCmdName): number {

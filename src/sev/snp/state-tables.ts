@@ -42,6 +42,7 @@ export const SNP_PLATFORM_TABLE: Readonly<Record<SnpCmdName, readonly SnpPlatfor
   SNP_LAUNCH_START: INIT,
   SNP_LAUNCH_UPDATE: INIT,
   SNP_LAUNCH_FINISH: INIT,
+  SNP_PAGE_RECLAIM: INIT,
 };
 
 /** A cell of the guest table: the state the command moves the guest to ("same": stays), or the refusal. */

@@ -182,6 +182,15 @@ export interface HypervisorViewAnswer {
     readonly memoryCanaries: number;
     readonly memoryCanariesVisible: number;
   };
+  /** SEV-SNP only: the hypervisor's replay of the private page, and the RMP's answer. */
+  readonly hostWrite?: {
+    readonly vmexit: number;
+    readonly gpa: number;
+    readonly hpa: number;
+    readonly refused: boolean;
+    readonly unchanged: boolean;
+    readonly fault?: { readonly code: string; readonly errorCode: string; readonly message: string };
+  };
   readonly verdict: string;
 }
 

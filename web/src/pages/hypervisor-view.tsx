@@ -1,7 +1,8 @@
 /**
  * The hypervisor view: per exit, each register as the guest holds it beside what the hypervisor reads at its slot,
  * and the VM's private page as the guest holds it beside DRAM as stored. The page only lays out the server's answer
- * (`GET /v1/vms/{id}/hypervisor-view`); a mode switch asks the same VM booted in another mode, to compare.
+ * (`GET /v1/vms/{id}/hypervisor-view`); a mode switch asks the same VM booted in another mode, to compare. An SEV-SNP
+ * answer adds the hypervisor's refused write to the page (`hostWrite`).
  */
 import { useEffect, useState } from "preact/hooks";
 import { ModeBadge } from "../components/mode-badge.tsx";
@@ -44,6 +45,7 @@ export function HypervisorViewPage({ id }: { id: string }) {
           <option value="none">none</option>
           <option value="sev">SEV</option>
           <option value="sev-es">SEV-ES</option>
+          <option value="sev-snp">SEV-SNP</option>
         </select>
       </label>
       <ProblemBox problem={problem} />
@@ -148,6 +150,24 @@ export function HypervisorViewPage({ id }: { id: string }) {
               </li>
             ))}
           </ul>
+          {view.hostWrite ? (
+            <section class="panel" aria-label="Host write">
+              <h3>What SEV-SNP adds: the hypervisor writes the page</h3>
+              <p>
+                After #VMEXIT {view.hostWrite.vmexit} the hypervisor wrote this page back as it was launched
+                (a replay, which SEV-ES lets through):{" "}
+                {view.hostWrite.refused ? (
+                  <>
+                    refused by the Reverse Map Table — <code>{view.hostWrite.fault?.message}</code> (
+                    {view.hostWrite.fault?.code}); the page is{" "}
+                    {view.hostWrite.unchanged ? "unchanged" : "changed"}.
+                  </>
+                ) : (
+                  "the write went through."
+                )}
+              </p>
+            </section>
+          ) : null}
           <p class="summary">
             Over all {view.summary.registersHeld} register values held at exits, the hypervisor could find{" "}
             {view.summary.registersVisible} ({view.summary.visibleNotExposed} that the guest had not exposed
