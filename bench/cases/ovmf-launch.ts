@@ -7,7 +7,10 @@
  * bytes in one call each (Node's crypto, a long-lived ECB context), nothing else. Target: launch ≤ 3 × floor.
  *
  * Each round starts and stops the same defined VM (stop frees its memory and ASID), interleaved with the floor;
- * medians. Without the `ovmf` package the case fails loudly rather than report nothing.
+ * medians. The guest owner's session (its P-384 key pair and ECDH with the platform's PDH, `createLaunchSession`)
+ * is built once before the timed rounds, as the owner's tool does before a launch in real life; the firmware's own
+ * ECDH at LAUNCH_START (PDH private × the owner's public key) is inside every round. Without the `ovmf` package the
+ * case fails loudly rather than report nothing.
  */
 import { createCipheriv, createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
@@ -131,7 +134,7 @@ function measure(options: BenchRunOptions): BenchResult {
   return {
     metrics,
     targets,
-    notes: `emulated Rome host, SEV-ES, ${VCPUS} vCPUs, attested launch (start → paused → finishLaunch → running, then stop); medians of ${rounds} rounds interleaved with the floor${options.quick ? "; --quick: the 2 MiB image only" : ""}`,
+    notes: `emulated Rome host, SEV-ES, ${VCPUS} vCPUs, attested launch (start → paused → finishLaunch → running, then stop); the owner's session prepared before the timed rounds, the firmware's ECDH inside them; medians of ${rounds} rounds interleaved with the floor${options.quick ? "; --quick: the 2 MiB image only" : ""}`,
   };
 }
 

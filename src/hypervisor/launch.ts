@@ -12,7 +12,7 @@
  * model. Every launch records those inputs (`LaunchInputs`), so the host can tell the owner what it measured.
  * ORDINARY VMs skip the firmware; their image is loaded in plaintext.
  */
-import { sha256 } from "../crypto/hash.ts";
+import type { Hash } from "node:crypto";
 import { CiphervisorError } from "../errors.ts";
 import { toHex } from "../lib/bytes.ts";
 import type { Generation } from "../machine/cpu-models.ts";
@@ -25,18 +25,22 @@ import { type HostVmmProfile, resetVmsaPages } from "../measure/vmsa.ts";
 import type { SevClient } from "../sev/client.ts";
 import { BUILTIN_UEFI_NAME, builtinUefiImage } from "./builtin-uefi.ts";
 import type { FramePool } from "./frames.ts";
+import { imageHash } from "./image-digest.ts";
 import type { GuestCpu, LaunchInputs, LaunchSpec } from "./types.ts";
 
 /**
  * The SHA-256 of every image a launch measures, as `LaunchInputs` reports them: the firmware, and for a measured
- * direct boot the kernel-hashes table's entries (SEV, SEV-ES and SNP launches alike).
+ * direct boot the kernel-hashes table's entries (SEV, SEV-ES and SNP launches alike). `firmwareHash`, a context
+ * that has absorbed exactly the firmware (image-digest.ts), lets a launch that hashes the image anyway share that
+ * pass; it is copied, not consumed.
  */
 export function measuredImages(
   firmware: { name: string; bytes: Uint8Array },
   directBoot: LaunchSpec["directBoot"],
+  firmwareHash: Hash = imageHash(firmware.bytes),
 ): LaunchInputs["images"] {
   const images: LaunchInputs["images"] = {
-    firmware: { name: firmware.name, sha256: toHex(sha256(firmware.bytes)) },
+    firmware: { name: firmware.name, sha256: firmwareHash.copy().digest("hex") },
   };
   if (directBoot) {
     const h = directBootHashes(directBoot);
@@ -123,6 +127,60 @@ export function mapGuestPage(ctx: Pick<LaunchContext, "frames" | "npt">, gpa: nu
   return hpa;
 }
 
+/** A run of guest pages on physically contiguous host frames: `length` bytes of a range from `offset`, at `hpa`. */
+export interface FrameRun {
+  hpa: number;
+  offset: number;
+  length: number;
+}
+
+/**
+ * Maps the guest pages of [gpa, gpa + length) (`gpa` page aligned), allocating frames for those not mapped yet —
+ * lowest first, so a range lands on contiguous frames whenever the pool has them — and returns the range as runs
+ * of physically contiguous frames, in guest order. A run is what one firmware command can cover: KVM pins the
+ * region QEMU names and issues one LAUNCH_UPDATE_DATA per physically contiguous run of its pages (Linux
+ * `sev_launch_update_data`, `get_num_contig_pages`; docs/sev-interface.md §8.1).
+ */
+export function mapGuestRange(
+  ctx: Pick<LaunchContext, "frames" | "npt">,
+  gpa: number,
+  length: number,
+): FrameRun[] {
+  if (gpa % PAGE_SIZE !== 0) throw new RangeError("a guest range must start on a page boundary");
+  const pages = Math.ceil(length / PAGE_SIZE);
+  const hpas: (number | undefined)[] = [];
+  let missing = 0;
+  for (let i = 0; i < pages; i++) {
+    const hpa = ctx.npt.lookup(gpa + i * PAGE_SIZE)?.hpa;
+    hpas.push(hpa);
+    if (hpa === undefined) missing++;
+  }
+  const fresh: number[] = [];
+  try {
+    for (let i = 0; i < missing; i++) fresh.push(ctx.frames.alloc());
+  } catch (e) {
+    // Out of frames: nothing is mapped yet, so hand back what was taken rather than leak it.
+    for (const f of fresh) ctx.frames.free(f);
+    throw e;
+  }
+  fresh.sort((a, b) => a - b);
+  const runs: FrameRun[] = [];
+  let next = 0;
+  for (let i = 0; i < pages; i++) {
+    let hpa = hpas[i];
+    if (hpa === undefined) {
+      hpa = fresh[next++]!;
+      ctx.npt.map(gpa + i * PAGE_SIZE, hpa);
+    }
+    const offset = i * PAGE_SIZE;
+    const bytes = Math.min(PAGE_SIZE, length - offset);
+    const last = runs[runs.length - 1];
+    if (last && last.hpa + last.length === hpa && last.length % PAGE_SIZE === 0) last.length += bytes;
+    else runs.push({ hpa, offset, length: bytes });
+  }
+  return runs;
+}
+
 /**
  * Runs LAUNCH_START … LAUNCH_MEASURE for `spec` with `asid`. On any failure the guest context is torn down again
  * (DEACTIVATE, DECOMMISSION) so the firmware is left as it was, and the error propagates.
@@ -171,12 +229,14 @@ export function measuredLaunch(
     };
   }
 
+  // The host's record of the launch digest starts with the image; the same pass gives the image's own digest.
+  const digest = imageHash(firmware.bytes);
   const inputs: LaunchInputs = {
     security: es ? "sev-es" : "sev",
     vmmProfile: ctx.vmmProfile,
     vcpus: spec.vcpus,
     cpu,
-    images: measuredImages(firmware, spec.directBoot),
+    images: measuredImages(firmware, spec.directBoot, digest),
   };
 
   const { handle } = client.launchStart({
@@ -187,20 +247,17 @@ export function measuredLaunch(
   try {
     client.activate(handle, asid);
     activated = true;
-    const digest: Uint8Array[] = [];
-    // The firmware image, page by page at its frames; the digest covers only the bytes (docs/sev-interface.md §8.1).
-    for (let o = 0; o < firmware.bytes.length; o += PAGE_SIZE) {
-      const chunk = firmware.bytes.subarray(o, Math.min(o + PAGE_SIZE, firmware.bytes.length));
-      const hpa = mapGuestPage(ctx, firmware.gpa + o);
-      memory.write(hpa, chunk);
-      client.launchUpdateData(handle, hpa, chunk.length);
-      digest.push(chunk);
+    // The firmware image at its frames, one LAUNCH_UPDATE_DATA per physically contiguous run as KVM issues them;
+    // the digest covers only the bytes, in order, so the split does not change it (docs/sev-interface.md §8.1).
+    for (const run of mapGuestRange(ctx, firmware.gpa, firmware.bytes.length)) {
+      memory.write(run.hpa, firmware.bytes.subarray(run.offset, run.offset + run.length));
+      client.launchUpdateData(handle, run.hpa, run.length);
     }
     if (hashes) {
       const hpa = mapGuestPage(ctx, hashes.gpa) + (hashes.gpa % PAGE_SIZE);
       memory.write(hpa, hashes.table);
       client.launchUpdateData(handle, hpa, hashes.table.length);
-      digest.push(hashes.table);
+      digest.update(hashes.table);
     }
     const vmsaPas: number[] = [];
     for (const page of vmsas) {
@@ -208,10 +265,10 @@ export function measuredLaunch(
       memory.write(pa, page);
       client.launchUpdateVmsa(handle, pa);
       vmsaPas.push(pa);
-      digest.push(page);
+      digest.update(page);
     }
     const measurement = client.launchMeasure(handle);
-    return { handle, vmsaPas, measurement, launchDigest: toHex(sha256(...digest)), firmware, inputs };
+    return { handle, vmsaPas, measurement, launchDigest: digest.digest("hex"), firmware, inputs };
   } catch (e) {
     if (activated) client.deactivate(handle);
     client.decommission(handle);

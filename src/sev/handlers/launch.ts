@@ -63,8 +63,19 @@ export function launchStart(fw: FirmwareState, buf: CommandBuffer): SevStatusCod
 }
 
 /**
+ * How much of a LAUNCH_UPDATE_DATA the firmware stages at a time: it measures and encrypts the range in steps of
+ * this many bytes (a multiple of the 16-byte granule), the way a Secure Processor with little working memory would.
+ * The result is the same as one pass — the digest is one running SHA-256 over the bytes in order and the memory
+ * cipher's tweak depends only on each block's address (docs/sev-interface.md §8.1, §13.2) — but no step needs a
+ * buffer the size of the whole range: the host now hands over whole firmware images in one command, and fresh
+ * multi-MiB buffers cost more in page faults than the AES over them.
+ */
+export const UPDATE_DATA_STEP = 64 * 1024;
+
+/**
  * LAUNCH_UPDATE_DATA {handle, addr @8, len @0x10}: measures the plaintext (exactly `len` bytes, no address — §8.1),
- * then encrypts it in place with the guest's key at its system physical address.
+ * then encrypts it in place with the guest's key at its system physical address. Every check comes before the first
+ * byte changes, so a refused command leaves memory and the digest as they were.
  */
 export function launchUpdateData(
   fw: FirmwareState,
@@ -79,9 +90,12 @@ export function launchUpdateData(
   const gs = checkGranule(pa, len);
   if (gs !== SevStatus.SUCCESS) return gs;
   if (!rangeOk(fw, pa, len)) return SevStatus.INVALID_ADDRESS;
-  const plain = fw.memory.read(pa, len);
-  guest.ld.update(plain);
-  fw.memory.write(pa, fw.keySlots.encrypt(guest.asid, pa, plain));
+  for (let o = 0; o < len; o += UPDATE_DATA_STEP) {
+    const at = pa + o;
+    const plain = fw.memory.read(at, Math.min(UPDATE_DATA_STEP, len - o));
+    guest.ld.update(plain);
+    fw.memory.write(at, fw.keySlots.encrypt(guest.asid, at, plain));
+  }
   return SevStatus.SUCCESS;
 }
 
