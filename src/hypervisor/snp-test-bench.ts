@@ -8,26 +8,19 @@
  * page-state-change batches chosen, and the guest run one exit at a time while the test plays the hypervisor
  * through `view` (its DRAM, NPT and RMP).
  */
-import { forkRandom, seededRandom } from "../crypto/random.ts";
 import { assemble } from "../guest/assembler.ts";
 import { buildGuestImage, type GuestImage } from "../guest/image.ts";
-import { GuestKernels } from "../guest/kernel/kernel.ts";
 import { guestOsProfile } from "../guest/os-profiles.ts";
-import { cpuModel } from "../machine/cpu-models.ts";
-import { Dram, PAGE_SIZE } from "../machine/dram.ts";
+import { PAGE_SIZE } from "../machine/dram.ts";
 import type { MachineObserver } from "../machine/execution.ts";
 import { SvmExit } from "../machine/exit-codes.ts";
 import type { HandoffResult } from "../machine/firmware-handoff.ts";
 import { KVM_HV_FEATURES } from "../machine/ghcb.ts";
-import { Machine } from "../machine/machine.ts";
+import type { Machine } from "../machine/machine.ts";
 import { NestedPageTable } from "../machine/nested-page-table.ts";
-import { Rmp } from "../machine/rmp.ts";
-import { snpFirmwareRmpHook } from "../machine/rmp-firmware-hook.ts";
-import { VmsaIntegrityStore } from "../machine/trusted-memory.ts";
+import type { Rmp } from "../machine/rmp.ts";
 import { Vmcb } from "../machine/vmcb.ts";
-import { GUEST_BASE, SCRATCH } from "../sev/emulated-platform.ts";
-import { SecureProcessor } from "../sev/secure-processor.ts";
-import { SnpClient } from "../sev/snp/client.ts";
+import { GUEST_BASE } from "../sev/emulated-platform.ts";
 import { FramePool } from "./frames.ts";
 import { HypervisorView } from "./introspection/hypervisor-view.ts";
 import { HostDevices } from "./kvm/devices.ts";
@@ -37,6 +30,7 @@ import { runKickedAps, SnpVcpu, SnpVcpuSet, type VcpuRunResult } from "./kvm/snp
 import { mapGuestPage } from "./launch.ts";
 import { assignSnpImage } from "./snp-guest-memory.ts";
 import { SNP_GUEST_FEATURES, snpLaunch } from "./snp-launch.ts";
+import { createSnpPlatform } from "./snp-platform.ts";
 import { vmSpec } from "./test-support.ts";
 
 export interface SnpBenchOptions {
@@ -81,27 +75,10 @@ export function stopReason(h: HandledExit | undefined): string {
 
 export function createSnpBench(o: SnpBenchOptions): SnpBench {
   const seed = o.seed ?? "snp-bench";
-  const model = cpuModel("milan");
-  const dram = new Dram(128 * 1024 * 1024);
-  const store = new VmsaIntegrityStore();
-  const rmp = new Rmp({ end: dram.size });
-  const sp = new SecureProcessor({
+  const { model, dram, rmp, client, machine } = createSnpPlatform({
     generation: "milan",
     seed,
-    memory: dram,
-    vmsaIntegrity: store,
-    snp: { rmp: snpFirmwareRmpHook(rmp) },
-  });
-  const client = new SnpClient(sp, dram, SCRATCH);
-  client.init();
-  const machine = new Machine({
-    model,
-    memory: dram,
-    keySlots: sp.keySlots,
-    vmsaIntegrity: store,
-    rng: forkRandom(seededRandom(seed), "cpu"),
-    nativeCode: new GuestKernels(),
-    rmp,
+    rngLabel: "cpu",
     ...(o.observer ? { observer: o.observer } : {}),
   });
   const frames = new FramePool(GUEST_BASE, dram.size);

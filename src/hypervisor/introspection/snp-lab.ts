@@ -16,31 +16,28 @@
  * lab.rmp.entry(lab.view.frameOf(0x200000)!); // { assigned: true, validated: true, immutable: true, … }
  * ```
  */
-import { forkRandom, seededRandom } from "../../crypto/random.ts";
 import { CiphervisorError } from "../../errors.ts";
 import { assemble, type GuestProgram } from "../../guest/assembler.ts";
 import { buildGuestImage, type GuestImage } from "../../guest/image.ts";
-import { GuestKernels } from "../../guest/kernel/kernel.ts";
 import { guestOsProfile } from "../../guest/os-profiles.ts";
 import { cpuModel, type Generation } from "../../machine/cpu-models.ts";
-import { Dram, PAGE_SIZE } from "../../machine/dram.ts";
+import { type Dram, PAGE_SIZE } from "../../machine/dram.ts";
 import type { MachineObserver } from "../../machine/execution.ts";
-import { Machine, SEV_FEATURE_SNP_ACTIVE } from "../../machine/machine.ts";
+import { type Machine, SEV_FEATURE_SNP_ACTIVE } from "../../machine/machine.ts";
 import { NestedPageTable } from "../../machine/nested-page-table.ts";
-import { Rmp, RmpReturn } from "../../machine/rmp.ts";
-import { snpFirmwareRmpHook } from "../../machine/rmp-firmware-hook.ts";
-import { VmsaIntegrityStore } from "../../machine/trusted-memory.ts";
+import { type Rmp, RmpReturn } from "../../machine/rmp.ts";
 import { Vmcb } from "../../machine/vmcb.ts";
 import { SNP_VMSA_GPA } from "../../measure/snp-launch-digest.ts";
 import { encodeVmsa } from "../../measure/vmsa.ts";
-import { GUEST_BASE, SCRATCH } from "../../sev/emulated-platform.ts";
-import { SecureProcessor } from "../../sev/secure-processor.ts";
-import { SnpClient } from "../../sev/snp/client.ts";
+import { GUEST_BASE } from "../../sev/emulated-platform.ts";
+import type { SecureProcessor } from "../../sev/secure-processor.ts";
+import type { SnpClient } from "../../sev/snp/client.ts";
 import { DEFAULT_SNP_POLICY } from "../../sev/snp/policy.ts";
 import { FramePool } from "../frames.ts";
 import { HostDevices } from "../kvm/devices.ts";
 import { type HandledExit, handleExit } from "../kvm/exit-handler.ts";
 import type { LaunchedGuest } from "../kvm/launch.ts";
+import { createSnpPlatform } from "../snp-platform.ts";
 import { HypervisorView } from "./hypervisor-view.ts";
 
 export interface SnpLabOptions {
@@ -84,27 +81,11 @@ export function createSnpLab(opts: SnpLabOptions): SnpLab {
       `cannot run an SEV-SNP guest: ${generation} (${model.family}) does not support SEV-SNP; it needs milan or later`,
     );
   }
-  const dram = new Dram(128 * 1024 * 1024);
-  const store = new VmsaIntegrityStore();
-  const rmp = new Rmp({ end: dram.size });
-  const sp = new SecureProcessor({
+  const { dram, rmp, sp, client, machine } = createSnpPlatform({
     generation,
     seed: `snp-lab:${seed}`,
-    memory: dram,
-    vmsaIntegrity: store,
-    snp: { rmp: snpFirmwareRmpHook(rmp) },
-  });
-  const client = new SnpClient(sp, dram, SCRATCH);
-  client.init();
-  const machine = new Machine({
-    model,
-    memory: dram,
-    keySlots: sp.keySlots,
-    vmsaIntegrity: store,
-    rng: forkRandom(seededRandom(`snp-lab:${seed}`), "rdrand"),
-    nativeCode: new GuestKernels(),
-    observer: opts.observer,
-    rmp,
+    rngLabel: "rdrand",
+    ...(opts.observer ? { observer: opts.observer } : {}),
   });
   const program = typeof opts.source === "string" ? assemble(opts.source) : opts.source;
   const image = buildGuestImage(program, {
