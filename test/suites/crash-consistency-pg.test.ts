@@ -4,21 +4,30 @@
  * `serve` (the built CLI through bin/, port 0) on a private schema of CIPHERVISOR_TEST_PG (`--db …?schema=NAME`),
  * dropped afterwards, so runs share the server in parallel; the server itself is never stopped.
  *
- * 1. `vms:bulk-update` turning SEV-ES on for 3,000 VMs (1,000-VM transactions) is SIGKILLed a seeded random delay
- *    after the 202, restarted with a 1 s `--operation-lease`, killed again after the takeover, then left to finish.
- *    Right after each kill the schema is read directly (pg, nothing repaired): every VM wholly old or new, a change
- *    audited exactly when made, no result without its change. At the end: taken over once per kill, final with one
- *    result per VM and none twice, no result stored before a kill rewritten, one audit record per changed VM, and
- *    the chain verifies (GET /v1/audit/verify).
+ * 1. `vms:bulk-update` turning SEV-ES on for VMS VMs (1,000-VM transactions) is SIGKILLed at KILLS seeded points
+ *    spread over the operation (crash-points.ts: its first batches, sorted progress thresholds up to the last
+ *    batch, and a fifth while a restarted node starts), restarted each time with a 1 s `--operation-lease`, and
+ *    finally left to finish. Right after each kill the schema is read directly (pg, nothing repaired): every VM
+ *    wholly old or new, a change audited exactly when made, no result without its change, nothing stored earlier
+ *    lost or rewritten, one claim per node that claimed. At the end: claimed once more by the last node, final with
+ *    one result per VM and none twice, no result stored before a kill rewritten, one audit record per changed VM,
+ *    and the chain verifies (GET /v1/audit/verify). Bounded: 10,000 VMs and 10 points (a cycle costs about what it
+ *    costs on SQLite, a median of 1.2–1.6 s: the node's start, not the lease, bounds it; the SQLite suite spends
+ *    the 50 points of `npm test`); `CIPHERVISOR_LONG=1`: 10,000 VMs and 200 points.
  * 2. "PostgreSQL stopped" without touching the shared server: `serve` reaches it through a TCP proxy
  *    (crash-support.ts) that, once the operation's first transaction is visible, destroys every connection and
  *    resets new ones for OUTAGE_MS, then forwards again. During the outage every API call (reads, writes, /readyz)
  *    answers 503 `application/problem+json` with STORE_UNREACHABLE within CALL_BOUND_MS — never a 500 or a hang —
  *    /healthz still answers and the process stays up; the schema, read directly, is consistent. Afterwards the
- *    operation resumes and finishes with every VM wholly old or new, one audit record per change, the chain intact.
+ *    operation is resumed by a new claim and succeeds, every VM changed exactly once, one audit record each.
+ * 3. PostgreSQL ends the run's session mid-transaction (`pg_terminate_backend`, as an administrator or a failover
+ *    does) and answers everything else: only this node's sessions in a query or a transaction (found by the proxy's
+ *    ports) are ended, until the run is broken. The run fails with STORE_UNREACHABLE while the store answers the
+ *    next write — where the engine used to mark the operation failed (it now hands it back,
+ *    operations/outage.ts): it must be resumed by a new claim and succeed, every VM changed exactly once.
  *
  * An unreachable server fails the suite under CI=true and is skipped loudly otherwise. `CIPHERVISOR_CRASH_SEED`
- * replays the kill delays; `CIPHERVISOR_LONG=1` runs 20,000 VMs and 6 kills.
+ * replays the kill points.
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -33,6 +42,16 @@ import {
   unreachableReason,
 } from "../../src/control/inventory/testing/postgres-server.ts";
 import { PG_URL } from "../../src/control/testing/control-fixture.ts";
+import {
+  checkKill,
+  describePoint,
+  killAtPoint,
+  killSchedule,
+  median,
+  NOTHING_YET,
+  type OpRow,
+  type Stored,
+} from "./crash-points.ts";
 import {
   type AuditRow,
   allPages,
@@ -49,23 +68,31 @@ import {
   rng,
   type StoredVm,
   sleep,
+  spawnNode,
   startCutProxy,
   startNode,
   type VmRow,
   waitOp,
+  workerOf,
 } from "./crash-support.ts";
 import { recordSuite } from "./reliability-record.ts";
 
 const LONG = process.env.CIPHERVISOR_LONG === "1";
 const HOSTS = 4;
-const VMS = LONG ? 20_000 : 3_000;
-const KILLS = LONG ? 6 : 2;
+const VMS = 10_000;
+const KILLS = LONG ? 200 : 10;
+/** A bulk update's transaction (serve's default batch): the progress a kill can roll back. */
+const BATCH = 1000;
 const LEASE_S = 1;
 const SEED = Number(process.env.CIPHERVISOR_CRASH_SEED ?? 0x5e5e5) >>> 0;
-const WAIT_MS = LONG ? 300_000 : 20_000;
-/** The first kill's delay after the 202 is drawn from [0, FIRST_DELAY_MS), a later one's from [0, LATER_DELAY_MS). */
-const FIRST_DELAY_MS = 400;
-const LATER_DELAY_MS = 250;
+const WAIT_MS = LONG ? 300_000 : 30_000;
+/** Kill points while a node starts: this share, up to this long after the spawn; every jitter below JITTER_MS. */
+const STARTUP_SHARE = 0.2;
+const STARTUP_MS = 1500;
+const JITTER_MS = 40;
+/** How often, and how many times at most, the suite looks for the run's session to end. */
+const TRY_EVERY_MS = 20;
+const MAX_TRIES = 1000;
 /** How long the proxy keeps PostgreSQL away, and the longest an API call may take to answer meanwhile. */
 const OUTAGE_MS = 3_000;
 const CALL_BOUND_MS = 2_000;
@@ -106,7 +133,11 @@ function dbUrl(schema: string, port?: number): string {
 }
 
 function serve(dir: string, db: string, ...extra: string[]): Promise<ServeChild> {
-  return startNode([
+  return startNode(serveArgs(dir, db, ...extra));
+}
+
+function serveArgs(dir: string, db: string, ...extra: string[]): string[] {
+  return [
     "--data-dir",
     dir,
     "--db",
@@ -118,16 +149,31 @@ function serve(dir: string, db: string, ...extra: string[]): Promise<ServeChild>
     "--operation-lease",
     String(LEASE_S),
     ...extra,
-  ]);
+  ];
 }
 
 /** What the schema held when it was read behind the node's back. */
-interface Snapshot {
-  readonly status: string;
-  readonly attempts: number;
-  readonly done: number;
-  readonly total: number;
-  readonly items: ReadonlyMap<string, { outcome: string; recordedAt: string }>;
+type Snapshot = Stored;
+
+/** The operation's row, read over a connection of the suite's own (past any proxy) while the node runs. */
+async function storeProbe(
+  schema: string,
+  opId: string,
+): Promise<{ read: () => Promise<OpRow>; close: () => Promise<void> }> {
+  const c = new pg.Client({ connectionString: PG_URL, options: `-c search_path=${schema}` });
+  await c.connect();
+  return {
+    read: async () => {
+      const r = await c.query<OpRow>(
+        `select status, attempts, done, total, claimed_by as "claimedBy" from operations where id = $1`,
+        [opId],
+      );
+      const row = r.rows[0];
+      assert.ok(row, `operation ${opId} in the schema`);
+      return row;
+    },
+    close: () => c.end(),
+  };
 }
 
 /** Reads the schema directly (its own connection, not through serve or the proxy) and checks what it holds. */
@@ -137,8 +183,8 @@ async function readStore(schema: string, opId: string, where: string): Promise<S
   try {
     // One snapshot of everything: the checks compare rows that must have been committed together.
     await c.query("begin isolation level repeatable read read only");
-    const ops = await c.query<{ status: string; attempts: number; done: number; total: number }>(
-      "select status, attempts, done, total from operations where id = $1",
+    const ops = await c.query<OpRow>(
+      `select status, attempts, done, total, claimed_by as "claimedBy" from operations where id = $1`,
       [opId],
     );
     const op = ops.rows[0];
@@ -239,6 +285,21 @@ async function checkFinal(node: ServeChild, token: string, op: Op, where: () => 
   return changed;
 }
 
+/** Every result `earlier` held is in the schema now, as it was (no VM redone by the resumed run). */
+async function keptSince(
+  schema: string,
+  opId: string,
+  earlier: Snapshot,
+  where: () => string,
+): Promise<void> {
+  const now = await readStore(schema, opId, where());
+  for (const [target, was] of earlier.items) {
+    const item = now.items.get(target);
+    if (item?.outcome !== was.outcome || item.recordedAt !== was.recordedAt)
+      assert.fail(`result of ${target} ${JSON.stringify(was)} is now ${JSON.stringify(item)} ${where()}`);
+  }
+}
+
 /** One call during the outage: its status, content type, code and how long it took. */
 async function probe(
   node: ServeChild,
@@ -280,68 +341,93 @@ async function probe(
   };
 }
 
-const ran: Record<string, number | string> = { seed: SEED, VMs: VMS, "kills per run": KILLS };
+const ran: Record<string, number | string> = { seed: SEED, VMs: VMS };
 const done: string[] = [];
 
 const unreachable = await unreachableReason(admin);
 if (unreachable === undefined) {
   describe(`crash consistency on PostgreSQL (seed ${SEED})`, { timeout: LONG ? 1_800_000 : 120_000 }, () => {
-    it(`bulk-update SEV-ES over ${VMS} VMs, SIGKILLed and taken over ${KILLS - 1} times: every VM wholly old or new, one audit record per change, no result twice`, async () => {
+    it(`bulk-update SEV-ES over ${VMS} VMs, killed at ${KILLS} points: every VM wholly old or new, one audit record per change, no result twice`, async () => {
       const random = rng(SEED);
       const { schema, dir } = privateStore();
       const db = dbUrl(schema);
       const log: string[] = [];
-      const where = () => `[PostgreSQL bulk-update: seed ${SEED}; ${log.join("; ")}]`;
-      let { node, token } = await fleet(dir, db);
-      const opId = await submit(node, token);
-      const crashes: Snapshot[] = [];
-      let delayMs = Math.floor(random() * FIRST_DELAY_MS);
-      for (let k = 1; k <= KILLS; k++) {
-        await sleep(delayMs);
-        await kill(node);
-        const crash = await readStore(schema, opId, where());
-        crashes.push(crash);
-        const when = k === 1 ? `at +${delayMs} ms` : `${delayMs} ms after takeover ${crash.attempts}`;
-        log.push(`kill ${k} ${when}: ${crash.status}, ${crash.done}/${crash.total} done`);
-        node = await serve(dir, db);
-        if (FINAL.includes(crash.status) || k === KILLS) break;
-        const claimed = crash.status === "running" ? crash.attempts + 1 : 1;
-        const seen = await waitOp(
-          node,
-          token,
-          opId,
-          `takeover before kill ${k + 1} ${where()}`,
-          (op) => op.status === "running" && op.attempts >= claimed,
-          WAIT_MS,
-        );
-        if (FINAL.includes(seen.status)) {
-          log.push(`takeover ${seen.attempts} finished before kill ${k + 1}`);
-          break;
-        }
-        delayMs = Math.floor(random() * LATER_DELAY_MS);
-      }
-      // The first kill must have found work left, or this was no crash test (3,000 VMs take about a second).
-      assert.ok(!FINAL.includes(crashes[0]?.status ?? ""), `the first kill came after the end ${where()}`);
-      const op = await waitOp(node, token, opId, `the end ${where()}`, () => false, WAIT_MS);
+      const where = () => `[PostgreSQL bulk-update: seed ${SEED}; ${log.slice(-3).join("; ")}]`;
+      const first = await fleet(dir, db);
+      const points = killSchedule(random, {
+        count: KILLS,
+        total: VMS,
+        step: BATCH,
+        startupShare: STARTUP_SHARE,
+        startupMs: STARTUP_MS,
+        jitterMs: JITTER_MS,
+      });
       console.log(
-        `# PostgreSQL bulk-update: seed ${SEED}; ${log.join("; ")}; final ${op.status} after ${op.attempts} claims`,
+        `# PostgreSQL bulk-update: seed ${SEED}; kill points ${points.map(describePoint).join(", ")}`,
       );
-      const takeovers = crashes.filter((c) => c.status === "running").length;
-      assert.equal(op.attempts, takeovers + 1, `claims ${where()}`);
-      await checkFinal(node, token, op, where);
-      // No VM redone: a result stored before a kill is the one at the end, from the same moment.
-      const final = await readStore(schema, opId, where());
-      for (const [k, c] of crashes.entries()) {
-        for (const [target, was] of c.items) {
-          assert.deepEqual(
-            final.items.get(target),
-            was,
-            `result of ${target} stored before kill ${k + 1} ${where()}`,
+      const opId = await submit(first.node, first.token);
+      const submittedAt = Date.now();
+      const probe = await storeProbe(schema, opId);
+      const cycles: number[] = [];
+      let last: Snapshot = NOTHING_YET;
+      let midOperation = 0;
+      try {
+        for (const [k, point] of points.entries()) {
+          const t0 = Date.now();
+          const spawned = k === 0 ? undefined : spawnNode(serveArgs(dir, db));
+          const node = spawned ?? {
+            child: first.node.child,
+            worker: workerOf(first.node.child),
+            stderr: first.node.stderr,
+          };
+          const at = `kill ${k + 1} (${describePoint(point)})`;
+          const out = await killAtPoint(
+            point,
+            node,
+            spawned?.spawnedAt ?? submittedAt,
+            probe.read,
+            WAIT_MS,
+            () => `${at} ${where()}`,
           );
+          const crash = await readStore(schema, opId, `${at} ${where()}`);
+          checkKill(last, crash, node.worker, out.seen, VMS, BATCH, `${at} ${where()}`);
+          const claimed = out.claimMs === undefined ? "not claimed" : `claimed at +${out.claimMs} ms`;
+          log.push(
+            `${at}: ${claimed}, killed at +${out.killMs} ms: ${crash.status}, ${crash.done}/${crash.total}`,
+          );
+          last = crash;
+          if (k > 0) cycles.push(Date.now() - t0);
+          if (FINAL.includes(crash.status)) {
+            log.push(`finished before kill ${k + 2}: ${points.length - k - 1} points unspent`);
+            break;
+          }
+          midOperation++;
         }
+      } catch (e) {
+        console.log(`# PostgreSQL bulk-update: seed ${SEED}; ${log.join("; ")}`);
+        throw e;
+      } finally {
+        await probe.close();
+      }
+      const node = await serve(dir, db);
+      const op = await waitOp(node, first.token, opId, `the end ${where()}`, () => false, WAIT_MS);
+      console.log(
+        `# PostgreSQL bulk-update: seed ${SEED}; ${midOperation} kills mid-operation, median cycle ${median(cycles)} ms; final ${op.status} after ${op.attempts} claims`,
+      );
+      console.log(`# PostgreSQL bulk-update: ${log.join("; ")}`);
+      assert.equal(op.attempts, last.attempts + (FINAL.includes(last.status) ? 0 : 1), `claims ${where()}`);
+      await checkFinal(node, first.token, op, where);
+      // No VM redone: a result stored before the last kill (each kept the ones before it) is the one at the end.
+      const final = await readStore(schema, opId, where());
+      for (const [target, was] of last.items) {
+        const now = final.items.get(target);
+        if (now?.outcome !== was.outcome || now.recordedAt !== was.recordedAt)
+          assert.fail(`result of ${target} stored before the last kill: ${JSON.stringify(now)} ${where()}`);
       }
       await kill(node);
-      ran["kills mid-operation"] = crashes.filter((c) => !FINAL.includes(c.status)).length;
+      ran["kill points"] = KILLS;
+      ran["kills mid-operation"] = midOperation;
+      ran["ms median cycle"] = median(cycles);
       done.push("crash");
     });
 
@@ -413,19 +499,13 @@ if (unreachable === undefined) {
       const op = await waitOp(node, token, opId, `the end after the outage ${where()}`, () => false, WAIT_MS);
       console.log(`# PostgreSQL outage: ${log.join("; ")}; final ${op.status} after ${op.attempts} claims`);
       assert.equal(node.child.exitCode, null, `serve exited: ${node.stderr()} ${where()}`);
-      // The run the outage broke was handed on by its lease, not finished as failed: claimed again, then done.
+      // The run the outage broke was handed back, not finished as failed: claimed again, then done.
       assert.ok(op.attempts >= 2, `resumed by a new claim: ${JSON.stringify(op)} ${where()}`);
+      assert.equal(op.status, "succeeded", `resumed to success: ${JSON.stringify(op)} ${where()}`);
       const ready = await probe(node, undefined, "GET", "/readyz");
       assert.equal(ready.status, 200, `/readyz after the outage ${JSON.stringify(ready)} ${where()}`);
-      await checkFinal(node, token, op, where);
-      const final = await readStore(schema, opId, where());
-      for (const [target, was] of during.items) {
-        assert.deepEqual(
-          final.items.get(target),
-          was,
-          `result of ${target} stored before the outage ${where()}`,
-        );
-      }
+      assert.equal(await checkFinal(node, token, op, where), VMS, `every VM changed exactly once ${where()}`);
+      await keptSince(schema, opId, during, where);
       await kill(node);
       ran["outage calls answered 503"] = answers.length;
       ran["outage ms"] = OUTAGE_MS;
@@ -433,19 +513,86 @@ if (unreachable === undefined) {
       done.push("outage");
     });
 
+    it(`PostgreSQL ends the run's session mid-transaction, and answers the next write: the run resumed, not failed; every VM changed once`, async () => {
+      const { schema, dir } = privateStore();
+      const target = new URL(PG_URL);
+      // The proxy only names this node's connections (its ports), so only they are ended on the shared server.
+      const proxy = await startCutProxy(target.hostname, Number(target.port || 5432));
+      proxies.push(proxy);
+      const log: string[] = [];
+      const where = () => `[PostgreSQL session ended; ${log.join("; ")}]`;
+      const { node, token } = await fleet(dir, dbUrl(schema, proxy.port));
+      const opId = await submit(node, token);
+      const store = await storeProbe(schema, opId);
+      let row: OpRow;
+      let ended = 0;
+      let before: Snapshot | undefined;
+      try {
+        // End the sessions in a transaction or a query (the run's batch) until one broke the run: the operation
+        // claimed again — or, as before the fix, finished failed by the "mark failed" write on an idle session.
+        for (let tries = 0; ; tries++) {
+          row = await store.read();
+          if (row.attempts >= 2 || FINAL.includes(row.status)) break;
+          assert.ok(
+            tries < MAX_TRIES,
+            `no session ended in ${tries} tries ${JSON.stringify(row)} ${where()}`,
+          );
+          if (row.status === "running" && row.done > 0) {
+            before ??= await readStore(schema, opId, where());
+            const r = await admin.query<{ ended: boolean }>(
+              `select pg_terminate_backend(pid) as ended from pg_stat_activity
+                where client_port = any($1::int[]) and state in ('active', 'idle in transaction')
+                  and pid <> pg_backend_pid()`,
+              [proxy.upstreamPorts()],
+            );
+            ended += r.rows.filter((x) => x.ended).length;
+          }
+          await sleep(TRY_EVERY_MS);
+        }
+      } finally {
+        await store.close();
+      }
+      log.push(`${ended} sessions ended; then ${JSON.stringify(row)}`);
+      const op = await waitOp(
+        node,
+        token,
+        opId,
+        `the end after the sessions ended ${where()}`,
+        () => false,
+        WAIT_MS,
+      );
+      console.log(
+        `# PostgreSQL session ended: ${log.join("; ")}; final ${op.status} after ${op.attempts} claims`,
+      );
+      assert.equal(node.child.exitCode, null, `serve exited: ${node.stderr()} ${where()}`);
+      assert.equal(
+        op.status,
+        "succeeded",
+        `resumed to success, not failed: ${JSON.stringify(op)} ${where()}`,
+      );
+      assert.ok(op.attempts >= 2, `resumed by a new claim: ${JSON.stringify(op)} ${where()}`);
+      assert.equal(await checkFinal(node, token, op, where), VMS, `every VM changed exactly once ${where()}`);
+      if (before) await keptSince(schema, opId, before, where);
+      await kill(node);
+      ran["sessions ended under the run"] = ended;
+      done.push("session");
+    });
+
     after(() => {
-      if (done.length < 2) return;
+      if (done.length < 3) return;
       recordSuite("crash-consistency-pg", {
         suite: "Crash consistency (PostgreSQL)",
         ran,
         held: [
-          "every kill found the schema already consistent",
-          "taken over once per kill and finished",
+          "every kill found the schema already consistent, nothing stored earlier lost or rewritten, one claim per node",
+          "finished only when a kill came in the last step",
+          "taken over to the end",
           "every VM wholly old or new, its result matching it",
           "one audit record per applied change, chain verifies",
           "no result recorded twice or redone",
           "PostgreSQL away: every call 503 STORE_UNREACHABLE in bound, /readyz not ready, no crash",
-          "after the outage: resumed and finished, nothing half-written",
+          "after the outage: resumed by a new claim and succeeded, every VM changed exactly once, nothing half-written",
+          "the run's session ended mid-transaction: resumed, not failed, every VM changed exactly once",
         ],
       });
     });

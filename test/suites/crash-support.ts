@@ -3,10 +3,12 @@
  * PostgreSQL): child `serve` nodes tracked so a failed check never leaves one running, API calls that fail with the
  * answer, a seeded random generator so a failing run's delays replay, the check of a crashed store's rows (every VM
  * wholly old or new, a change audited exactly when made, no result without its change), and a TCP proxy that can
- * take "PostgreSQL" away from one node without touching the shared server.
+ * take "PostgreSQL" away from one node without touching the shared server (and names that node's connections).
  */
 import assert from "node:assert/strict";
+import type { ChildProcess } from "node:child_process";
 import { createServer, type Server, Socket } from "node:net";
+import { hostname } from "node:os";
 import { type ServeChild, startServeChild } from "../../src/cli/testing/serve-child.ts";
 import { defaultPolicy } from "../../src/hypervisor/vm-spec.ts";
 
@@ -29,29 +31,73 @@ export function rng(seed: number): () => number {
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Every node started and not yet killed: `killAll` ends them when a failed check left them running. */
-const nodes = new Set<ServeChild>();
+const nodes = new Set<ChildProcess>();
 
 /** Starts `serve …args` (the built CLI through bin/) and tracks it. */
 export async function startNode(args: readonly string[]): Promise<ServeChild> {
-  const node = await startServeChild(args);
-  nodes.add(node);
+  const node = await startServeChild(args, { onSpawn: (c) => nodes.add(c) });
   return node;
+}
+
+/** A node being started, killable before it listens. */
+export interface Spawned {
+  readonly child: ChildProcess;
+  /** Its worker name in the operations queue (`claimed_by`): serve's default, host/pid. */
+  readonly worker: string;
+  /** When it was spawned (Date.now()). */
+  readonly spawnedAt: number;
+  /** The node once it listens; rejected when it dies first (killed while starting). */
+  readonly listening: Promise<ServeChild>;
+  stderr(): string;
+}
+
+/** Spawns `serve …args`, tracked, without waiting for it to listen. */
+export function spawnNode(args: readonly string[]): Spawned {
+  let child: ChildProcess | undefined;
+  let err = "";
+  const listening = startServeChild(args, {
+    onSpawn: (c) => {
+      child = c;
+      nodes.add(c);
+      c.stderr?.on("data", (d: Buffer) => {
+        err += String(d);
+      });
+    },
+  });
+  // A node killed while it starts never listens: that rejection is the expected end, not a failure.
+  listening.catch(() => undefined);
+  assert.ok(child, "serve was spawned");
+  return { child, worker: workerOf(child), spawnedAt: Date.now(), listening, stderr: () => err };
+}
+
+/** serve's default worker name for a node on this machine. */
+export function workerOf(child: ChildProcess): string {
+  return `${hostname()}/${child.pid}`;
+}
+
+/** SIGKILL: no drain, no lease released; resolved once the process is gone. */
+export async function killChild(child: ChildProcess): Promise<void> {
+  nodes.delete(child);
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.kill("SIGKILL");
+  await gone;
 }
 
 /** SIGKILL: no drain, no lease released; resolved once the process is gone. */
 export async function kill(node: ServeChild): Promise<void> {
-  nodes.delete(node);
+  nodes.delete(node.child);
   if (node.child.exitCode === null && node.child.signalCode === null) node.child.kill("SIGKILL");
   await node.exit();
 }
 
 /** Stops tracking `node` (the caller stops it cleanly and checks how it exited). */
 export function untrack(node: ServeChild): void {
-  nodes.delete(node);
+  nodes.delete(node.child);
 }
 
 export async function killAll(): Promise<void> {
-  for (const n of nodes) await kill(n);
+  for (const c of [...nodes]) await killChild(c);
 }
 
 /** One API call with a bearer token; asserts a 2xx answer and returns its JSON body. */
@@ -166,7 +212,8 @@ export interface StoredVm {
  * The rows of a store nobody has repaired yet (a node just killed, or cut off from its database), checked: the
  * done counter matches the stored results, every VM is wholly old or new, a change has exactly its one audit
  * record (`change`, of this operation), and a result matches its VM. For a power-on, result, record and power
- * state are one transaction.
+ * state are one transaction; a later node that found the VM's emulated host restarted empty recorded it off
+ * (`restoredOff`: the VMs with such a `vm.power-off` record).
  */
 export function checkStoredState(
   change: string,
@@ -175,6 +222,7 @@ export function checkStoredState(
   items: ReadonlyMap<string, { outcome: string }>,
   auditTargets: readonly string[],
   where: string,
+  restoredOff: ReadonlySet<string> = new Set(),
 ): void {
   assert.equal(items.size, done, `the file's done counter and its results ${where}`);
   const audited = new Map<string, number>();
@@ -193,7 +241,7 @@ export function checkStoredState(
     } else if (item) {
       // A power-on's result, its audit record and the VM's new power state are one transaction.
       assert.equal(item.outcome, "ok", at);
-      assert.equal(vm.power_state, "running", at);
+      assert.equal(vm.power_state, restoredOff.has(vm.id) ? "off" : "running", at);
       assert.equal(records, 1, at);
     } else {
       assert.equal(records, 0, at);
@@ -212,6 +260,8 @@ export interface CutProxy {
   readonly refused: () => number;
   /** Destroys every forwarded connection and resets each new one until `restore`. */
   cut(): void;
+  /** The local ports of the open connections to the server: its `pg_stat_activity.client_port`s. */
+  upstreamPorts(): number[];
   /** Forwards new connections again. */
   restore(): void;
   close(): Promise<void>;
@@ -224,6 +274,7 @@ export interface CutProxy {
  */
 export async function startCutProxy(host: string, port: number): Promise<CutProxy> {
   const open = new Set<Socket>();
+  const upstreams = new Set<Socket>();
   let down = false;
   let accepted = 0;
   let refused = 0;
@@ -239,7 +290,9 @@ export async function startCutProxy(host: string, port: number): Promise<CutProx
     const upstream = new Socket();
     upstream.on("error", () => client.destroy());
     client.on("error", () => upstream.destroy());
+    upstream.on("close", () => upstreams.delete(upstream));
     upstream.connect(port, host, () => {
+      upstreams.add(upstream);
       client.pipe(upstream);
       upstream.pipe(client);
       client.resume();
@@ -267,6 +320,7 @@ export async function startCutProxy(host: string, port: number): Promise<CutProx
       down = true;
       for (const s of open) s.resetAndDestroy();
     },
+    upstreamPorts: () => [...upstreams].flatMap((u) => (u.localPort === undefined ? [] : [u.localPort])),
     restore() {
       down = false;
     },

@@ -18,14 +18,20 @@ export interface ServeChild {
 
 /**
  * Starts `serve …args`. `fromSources` runs the sources under tsx (a test that must see code being edited without
- * a build); `settleMs` waits that long after the URL appears, so the rest of the banner is in `stdout()`.
+ * a build); `settleMs` waits that long after the URL appears, so the rest of the banner is in `stdout()`;
+ * `onSpawn` gets the process at once, before it listens (a crash test that kills a node while it starts).
  */
 export async function startServeChild(
   args: readonly string[],
-  options: { readonly fromSources?: boolean; readonly settleMs?: number } = {},
+  options: {
+    readonly fromSources?: boolean;
+    readonly settleMs?: number;
+    readonly onSpawn?: (child: ChildProcess) => void;
+  } = {},
 ): Promise<ServeChild> {
   const argv = options.fromSources ? sourceBinArgs("serve", ...args) : [bin, "serve", ...args];
   const child = spawn(process.execPath, argv, { stdio: ["ignore", "pipe", "pipe"] });
+  options.onSpawn?.(child);
   let out = "";
   let err = "";
   child.stderr?.on("data", (d: Buffer) => {

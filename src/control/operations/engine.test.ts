@@ -1,6 +1,7 @@
 /**
- * The operations engine: bounded concurrency, failures finished with their code, a shutdown that hands unfinished
- * work back (lease released) for another worker to resume, and watchers that see every change up to the end.
+ * The operations engine: bounded concurrency, failures finished with their code, a store outage that hands the
+ * operation back to be resumed instead, a shutdown that hands unfinished work back (lease released) for another
+ * worker to resume, and watchers that see every change up to the end.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -9,6 +10,7 @@ import type { Inventory } from "../inventory/inventory.ts";
 import { sqliteDatabase, TEST_ACTOR } from "../testing/control-fixture.ts";
 import { OperationEngine } from "./engine.ts";
 import { mapLimit } from "./limit.ts";
+import { OUTAGE_BACKOFF_MS, outageBackoffMs } from "./outage.ts";
 import type { Runner } from "./types.ts";
 
 async function withInventory<T>(fn: (inv: Inventory) => Promise<T>): Promise<T> {
@@ -66,6 +68,58 @@ describe("operations engine", () => {
       assert.deepEqual(done[10]?.error?.code, "INTERNAL");
       assert.equal((await inv.operations.get(foreign))?.status, "pending", "kinds it cannot run stay queued");
     }));
+
+  // Before the fix the outage's operation ended `failed` with STORE_UNREACHABLE: the "mark failed" write reached the
+  // store (here it never left) that the run's write had missed, and nothing resumed it.
+  it("hands an operation back to be resumed when the store went away under its run; other failures stay final", () =>
+    withInventory(async (inv) => {
+      const runs: string[] = [];
+      const outage: Runner = async (run) => {
+        runs.push(`outage#${run.op.attempts}`);
+        const recorded = await run.recordedTargets();
+        if (!recorded.has("a")) await inv.operations.recordItems(run.op.id, [{ target: "a", outcome: "ok" }]);
+        if (run.op.attempts === 1)
+          throw new CiphervisorError("STORE_UNREACHABLE", "the PostgreSQL inventory does not answer");
+        await inv.operations.recordItems(run.op.id, [{ target: "b", outcome: "ok" }]);
+        return undefined;
+      };
+      // A disk that fails under SQLite is a failure of the run, reported with its code (the I/O-fault suite).
+      const disk: Runner = async (run) => {
+        runs.push(`disk#${run.op.attempts}`);
+        throw new CiphervisorError("IO", "the inventory database could not write", {
+          details: { retryable: true },
+        });
+      };
+      // The default 30 s lease: only a release with the short backoff lets the resumption come within the wait.
+      const engine = new OperationEngine({
+        inventory: inv,
+        runners: { outage, disk },
+        worker: "w",
+        pollMs: 10,
+      });
+      const out = (await submit(inv, "outage")).operation.id;
+      const io = (await submit(inv, "disk")).operation.id;
+      engine.start();
+      const [resumed, failed] = await Promise.all([engine.waitFor(out, 15_000), engine.waitFor(io, 15_000)]);
+      await engine.stop();
+      assert.deepEqual(
+        [resumed.status, resumed.attempts, resumed.error, resumed.done, resumed.okCount],
+        ["succeeded", 2, null, 2, 2],
+        JSON.stringify(resumed),
+      );
+      assert.deepEqual([failed.status, failed.attempts, failed.error?.code], ["failed", 1, "IO"]);
+      assert.deepEqual(runs.sort(), ["disk#1", "outage#1", "outage#2"]);
+    }));
+
+  it("backs off after store outages in a row: doubling, never beyond one lease", () => {
+    assert.deepEqual(
+      [1, 2, 3, 4].map((n) => outageBackoffMs(n, 30_000)),
+      [1, 2, 4, 8].map((k) => k * OUTAGE_BACKOFF_MS),
+    );
+    assert.equal(outageBackoffMs(50, 30_000), 30_000);
+    assert.equal(outageBackoffMs(1, 100), 100, "a lease shorter than the first backoff caps it");
+    assert.equal(outageBackoffMs(0, 30_000), OUTAGE_BACKOFF_MS, "counts below one read as the first");
+  });
 
   // Before the fix the stalled node started the operation again and the two runs never settled: a timeout, not a hang.
   it(

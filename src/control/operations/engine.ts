@@ -4,6 +4,9 @@
  * PostgreSQL several `serve` nodes run one engine each against the same queue; the claim hands each operation to
  * exactly one of them, and a node that dies leaves a lease that expires so another node takes the work over.
  *
+ * A run that fails because the store went away (STORE_UNREACHABLE) is not finished as failed but handed back after
+ * a backoff, to be resumed when the store answers again (`outage.ts`); every other failure is final.
+ *
  * Requests wake the local loop (`kick`); work submitted on another node is found by polling. Anyone may `watch`
  * an operation: it yields a snapshot whenever the stored progress changes, locally signalled or polled.
  */
@@ -14,6 +17,7 @@ import { refusesWrites } from "../inventory/health.ts";
 import type { Inventory } from "../inventory/inventory.ts";
 import { FINAL_OPERATION_STATUSES, type Operation } from "../inventory/types.ts";
 import { localHolderAlive, type Resumption, resumption } from "./liveness.ts";
+import { isStoreOutage, outageBackoffMs } from "./outage.ts";
 import { type Logger, type Runner, type RunResult, silentLogger } from "./types.ts";
 
 export interface EngineOptions {
@@ -64,6 +68,8 @@ export class OperationEngine {
   readonly #events = new EventEmitter();
   readonly #holderAlive: (worker: string) => boolean | undefined;
   readonly #running = new Map<string, { abort: AbortController; done: Promise<void> }>();
+  /** Store outages in a row, by operation, of this node's runs (the backoff doubles with each). */
+  readonly #outages = new Map<string, number>();
   #loop: Promise<void> | undefined;
   #stopping = false;
 
@@ -220,6 +226,11 @@ export class OperationEngine {
       this.#log.warn({ op: op.id, kind: op.kind }, "operation interrupted; it will be resumed");
       return;
     }
+    if (failure !== undefined && isStoreOutage(failure)) {
+      await this.#restAfterOutage(op.id, failure);
+      return;
+    }
+    this.#outages.delete(op.id);
     try {
       if (failure !== undefined) {
         const err = errorSummary(failure);
@@ -242,9 +253,29 @@ export class OperationEngine {
     }
   }
 
-  async #release(id: string): Promise<void> {
+  /**
+   * The store went away under the run (`outage.ts`): the operation is not failed but handed back, its lease set to
+   * lapse after a backoff, so this node or another resumes it once the store answers again.
+   */
+  async #restAfterOutage(id: string, failure: unknown): Promise<void> {
+    const n = (this.#outages.get(id) ?? 0) + 1;
+    this.#outages.delete(id);
+    this.#outages.set(id, n);
+    // Operations that end on another node leave their count here: keep only the most recent few hundred.
+    if (this.#outages.size > 256) this.#outages.delete(this.#outages.keys().next().value as string);
+    const backoffMs = outageBackoffMs(n, this.#leaseMs);
+    this.#log.warn(
+      { op: id, err: errorSummary(failure), outages: n, backoffMs },
+      "the store went away under the operation; it will be resumed",
+    );
+    // While the store is still away this write fails too, and the lease lapses by itself within one lease.
+    await this.#release(id, backoffMs);
+  }
+
+  /** Lets the lease lapse `afterMs` from now (at once by default), for whoever claims the operation next. */
+  async #release(id: string, afterMs = 1): Promise<void> {
     try {
-      await this.#inventory.operations.renewLease(id, this.worker, 1);
+      await this.#inventory.operations.renewLease(id, this.worker, afterMs);
     } catch (e) {
       this.#log.warn({ op: id, err: errorSummary(e) }, "could not release the operation's lease");
     }
