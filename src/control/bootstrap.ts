@@ -137,8 +137,8 @@ export async function restoreEmulatedHosts(inventory: Inventory, drivers: Driver
   }
   if (restored.length === 0) return 0;
   const withStale = new Set(
-    (await inventory.vms.usage({}))
-      .filter((u) => STALE_STATES.includes(u.powerState) && u.count > 0)
+    (await inventory.vms.usage({ powerStates: STALE_STATES }))
+      .filter((u) => u.count > 0)
       .map((u) => u.hostId),
   );
   let marked = 0;

@@ -58,8 +58,12 @@ export async function viewsOf(
   scope: Pick<InventoryScope, "vms">,
   hosts: readonly Host[],
 ): Promise<HostView[]> {
+  // Only powered-on VMs count (summarizeUsage): the states' index skips the powered-off rest of the fleet.
   const usage = summarizeUsage(
-    await scope.vms.usage(hosts.length <= 1000 ? { hostIds: hosts.map((h) => h.id) } : {}),
+    await scope.vms.usage({
+      powerStates: ON_STATES,
+      ...(hosts.length <= 1000 ? { hostIds: hosts.map((h) => h.id) } : {}),
+    }),
   );
   return hosts.map((host) => {
     const u = usage.get(host.id);

@@ -244,7 +244,9 @@ export function runInventoryContract(name: string, backend: ContractBackend): vo
         // migration (their tables gone too), and a host row written by that older release.
         await db.sql([
           "delete from hosts",
-          // Undo 0005, then 0004 (its indexes before their columns: SQLite drops no indexed column), 0003 and 0002.
+          // Undo 0006 and 0005, then 0004 (its indexes before their columns: SQLite drops no indexed column), 0003
+          // and 0002.
+          "drop index vms_usage",
           "alter table hosts drop column snp_asids",
           ...["vms_host_id", "vms_power_state_id", "vms_guest_os_id", "vms_policy_id"].map(
             (i) => `drop index ${i}`,
@@ -367,6 +369,12 @@ export function runInventoryContract(name: string, backend: ContractBackend): vo
           2,
         );
         assert.deepEqual(await inv.vms.usage({ hostIds: [] }), []);
+        const on = (await inv.vms.usage({ powerStates: ["running", "paused"] })).map(
+          (u) => `${key(u)}=${u.count}`,
+        );
+        assert.deepEqual(on.sort(), ["a/sev-es/running=2", "b/sev/paused=1"]);
+        assert.deepEqual(await inv.vms.usage({ hostIds: [b.id], powerStates: ["running"] }), []);
+        assert.deepEqual(await inv.vms.usage({ powerStates: [] }), []);
         assert.deepEqual((await inv.vms.getByName("b-2"))?.spec.devices, [{ kind: "virtio-net" }]);
         await rejectsWith(
           inv.vms.create({

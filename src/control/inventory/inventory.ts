@@ -32,6 +32,7 @@ import type {
   OperationItemResult,
   Page,
   PageRequest,
+  PowerState,
   StoredVm,
   TokenRecord,
   Vm,
@@ -90,9 +91,14 @@ export interface VmStore {
   count(filter?: VmFilter): Promise<number>;
   /**
    * Placed VMs counted per (host, security mode, power state): what capacity accounting needs in one grouped query
-   * instead of a count per host and pool. Unplaced VMs are not counted.
+   * instead of a count per host and pool. Unplaced VMs are not counted. `powerStates`: only VMs in these states
+   * (placement counts powered-on VMs only, and on a fleet of mostly powered-off VMs the states' index finds those
+   * without reading every row).
    */
-  usage(filter?: { readonly hostIds?: readonly string[] }): Promise<VmUsage[]>;
+  usage(filter?: {
+    readonly hostIds?: readonly string[];
+    readonly powerStates?: readonly PowerState[];
+  }): Promise<VmUsage[]>;
   create(vm: NewVm): Promise<Vm>;
   /** Batched multi-row insert; returns the new ids in input order. CONFLICT on any duplicate (nothing inserted). */
   createMany(vms: readonly NewVm[]): Promise<string[]>;

@@ -34,7 +34,11 @@ const MAX_FILTER_IDS = 10_000;
 
 const references: DbErrorContext = { foreignKey: ["NOT_FOUND", "the VM's host or cluster does not exist"] };
 
-function conditions(eb: ExpressionBuilder<Db, "vms">, f: VmFilter): Expression<SqlBool>[] {
+function conditions(
+  eb: ExpressionBuilder<Db, "vms">,
+  f: VmFilter,
+  dialect: StoreContext["dialect"],
+): Expression<SqlBool>[] {
   const c: Expression<SqlBool>[] = [];
   if (f.ids !== undefined) {
     if (f.ids.length > MAX_FILTER_IDS) {
@@ -50,7 +54,14 @@ function conditions(eb: ExpressionBuilder<Db, "vms">, f: VmFilter): Expression<S
   if (f.powerState !== undefined) c.push(eb("vms.power_state", "=", f.powerState));
   if (f.securityMode !== undefined) c.push(eb("vms.security_mode", "=", f.securityMode));
   if (f.namePrefix !== undefined && f.namePrefix !== "") {
-    // substr rather than LIKE: LIKE is case-insensitive on SQLite and case-sensitive on PostgreSQL.
+    // substr rather than LIKE: LIKE is case-insensitive on SQLite and case-sensitive on PostgreSQL. substr alone
+    // reads every row, so SQLite's name index is given a range too: in its byte order every name that starts with
+    // the prefix sorts from the prefix to the prefix followed by U+10FFFF. (Not on PostgreSQL: a linguistic
+    // collation may order punctuation otherwise.) The substr test stays, so the range only narrows what is read.
+    if (dialect === "sqlite") {
+      c.push(eb("vms.name", ">=", f.namePrefix));
+      c.push(eb("vms.name", "<", `${f.namePrefix}\u{10FFFF}`));
+    }
     c.push(eb(eb.fn("substr", ["vms.name", eb.val(1), eb.val(f.namePrefix.length)]), "=", f.namePrefix));
   }
   for (const [key, value] of Object.entries(f.labels ?? {})) {
@@ -173,7 +184,7 @@ export function vmStore(ctx: StoreContext): VmStore {
     let q = ctx.db
       .selectFrom("vms")
       .selectAll()
-      .where((eb) => eb.and(conditions(eb, filter)))
+      .where((eb) => eb.and(conditions(eb, filter, ctx.dialect)))
       .limit(n);
     if (nulls) {
       q = q.where(column, "is", null).orderBy("vms.id", dir);
@@ -232,7 +243,7 @@ export function vmStore(ctx: StoreContext): VmStore {
         let q = ctx.db
           .selectFrom("vms")
           .selectAll()
-          .where((eb) => eb.and(conditions(eb, filter)))
+          .where((eb) => eb.and(conditions(eb, filter, ctx.dialect)))
           .orderBy("id")
           .limit(limit + 1);
         if (key !== undefined) q = q.where("id", ">", key);
@@ -291,7 +302,7 @@ export function vmStore(ctx: StoreContext): VmStore {
         let q = ctx.db
           .selectFrom("vms")
           .select("vms.id")
-          .where((eb) => eb.and(conditions(eb, filter)))
+          .where((eb) => eb.and(conditions(eb, filter, ctx.dialect)))
           .orderBy("vms.id")
           .limit(limit + 1);
         if (after !== undefined) q = q.where("vms.id", ">", after);
@@ -308,7 +319,7 @@ export function vmStore(ctx: StoreContext): VmStore {
         ctx.db
           .selectFrom("vms")
           .select((eb) => eb.fn.countAll<number>().as("n"))
-          .where((eb) => eb.and(conditions(eb, filter)))
+          .where((eb) => eb.and(conditions(eb, filter, ctx.dialect)))
           .executeTakeFirstOrThrow(),
       );
       return Number(r.n);
@@ -328,6 +339,10 @@ export function vmStore(ctx: StoreContext): VmStore {
             });
           }
           q = q.where("host_id", "in", [...filter.hostIds]);
+        }
+        if (filter.powerStates !== undefined) {
+          if (filter.powerStates.length === 0) return Promise.resolve([]);
+          q = q.where("power_state", "in", [...filter.powerStates]);
         }
         return q.execute();
       });
