@@ -244,9 +244,7 @@ export function runInventoryContract(name: string, backend: ContractBackend): vo
         // migration (their tables gone too), and a host row written by that older release.
         await db.sql([
           "delete from hosts",
-          // Undo 0006 and 0005, then 0004 (its indexes before their columns: SQLite drops no indexed column), 0003
-          // and 0002.
-          "drop index vms_usage",
+          // Undo 0005, then 0004 (its indexes before their columns: SQLite drops no indexed column), 0003 and 0002.
           "alter table hosts drop column snp_asids",
           ...["vms_host_id", "vms_power_state_id", "vms_guest_os_id", "vms_policy_id"].map(
             (i) => `drop index ${i}`,

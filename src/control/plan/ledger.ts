@@ -65,6 +65,19 @@ export class CapacityLedger {
     return new CapacityLedger(await allHosts(scope), await scope.vms.usage());
   }
 
+  /**
+   * The ledger a plan needs for `vms`: none of the inventory when there is no VM (a selector that matches nothing
+   * touches no host, so its plan has no capacity rows), else `load`. Reading every host and counting every VM is
+   * most of a small plan's cost on a large fleet.
+   */
+  static async for(
+    scope: Pick<InventoryScope, "hosts" | "vms">,
+    vms: readonly unknown[],
+  ): Promise<CapacityLedger> {
+    if (vms.length === 0) return new CapacityLedger([], []);
+    return CapacityLedger.load(scope);
+  }
+
   host(id: string | null): Host | undefined {
     return id === null ? undefined : this.#hosts.get(id)?.host;
   }

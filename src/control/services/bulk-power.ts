@@ -82,7 +82,7 @@ export async function planBulkPower(
   action: BulkPowerAction,
 ): Promise<Plan> {
   const vms = await selectedVms(c.inventory, selector);
-  const ledger = await CapacityLedger.load(c.inventory);
+  const ledger = await CapacityLedger.for(c.inventory, vms);
   const evaluated = await judge(action, vms, ledger);
   return planOf(
     "vm.bulk-power",
@@ -117,7 +117,7 @@ export function bulkPowerRunner(c: ControlContext) {
       await c.inventory.operations.setTotal(op.id, vms.length);
       run.progress();
     }
-    const ledger = await CapacityLedger.load(c.inventory);
+    const ledger = await CapacityLedger.for(c.inventory, vms);
     const evaluated = await judge(action, vms, ledger);
     // Refused and unchanged VMs are recorded together, with the refusals' audit records.
     const settled: OperationItemResult[] = [];
