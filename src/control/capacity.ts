@@ -111,6 +111,31 @@ function countOf(mode: Vm["securityMode"], powerState: PowerState): { slots: num
   };
 }
 
+/** A change of one host's counts: `slots` more of `pool` taken (none for an ordinary VM), `active` more powered on. */
+interface Adjustment {
+  readonly hostId: string | null;
+  readonly pool: Pool | undefined;
+  readonly slots: number;
+  readonly active: number;
+}
+
+/**
+ * What a reservation moves: what the VM counts where it is now (`hostId`, `powerState`) leaves that host, and a
+ * `starting` VM's count is taken at `toHostId`.
+ */
+function reservationMoves(
+  vm: Pick<Vm, "securityMode" | "hostId" | "powerState">,
+  toHostId: string,
+): [Adjustment, Adjustment] {
+  const pool = poolOf(vm.securityMode);
+  const before = countOf(vm.securityMode, vm.powerState);
+  const after = countOf(vm.securityMode, "starting");
+  return [
+    { hostId: vm.hostId, pool, slots: -before.slots, active: -before.active },
+    { hostId: toHostId, pool, slots: after.slots, active: after.active },
+  ];
+}
+
 type Attempt =
   | { readonly ok: true; readonly reservation: Reservation; readonly fresh: HostView }
   /** The ordered candidates did not decide: the VM as locked, for the decision over every host. */
@@ -135,14 +160,12 @@ function checkPlanned(planned: readonly Planned[], fresh: readonly HostView[]): 
     const view = views.get(x.host);
     if (!view) return i;
     if (!choosePlacement(x.vm, withoutOwnSlot(x.vm, [view]), { only: [x.host] }).chosen) return i;
-    const pool = poolOf(x.vm.securityMode);
-    const before = countOf(x.vm.securityMode, x.vm.powerState);
-    const after = countOf(x.vm.securityMode, "starting");
-    const from = x.vm.hostId === null ? undefined : views.get(x.vm.hostId);
-    if (from && pool !== undefined) from.used[pool] = Math.max(0, from.used[pool] - before.slots);
-    if (from) from.active = Math.max(0, from.active - before.active);
-    if (pool !== undefined) view.used[pool] += after.slots;
-    view.active += after.active;
+    for (const m of reservationMoves(x.vm, x.host)) {
+      const v = m.hostId === null ? undefined : views.get(m.hostId);
+      if (!v) continue;
+      if (m.pool !== undefined) v.used[m.pool] = Math.max(0, v.used[m.pool] + m.slots);
+      v.active = Math.max(0, v.active + m.active);
+    }
   }
   return planned.length;
 }
@@ -195,7 +218,7 @@ export class Placer {
   readonly #pending: Pending[] = [];
   #pumping = false;
   /** What the group being planned counted in the ledger before its hosts were recounted (undone after). */
-  #guesses: { hostId: string | null; pool: Pool | undefined; slots: number; active: number }[] = [];
+  #guesses: Adjustment[] = [];
 
   private constructor(inventory: Inventory, views: readonly HostView[]) {
     this.#inventory = inventory;
@@ -336,19 +359,13 @@ export class Placer {
       const chosen = this.#ledger.pick(vm, p.options);
       if (!chosen) return { planned, stopped: i };
       planned.push({ p, vm, host: chosen.host.id });
-      const pool = poolOf(vm.securityMode);
-      const before = countOf(vm.securityMode, vm.powerState);
-      const after = countOf(vm.securityMode, "starting");
-      this.#guess(vm.hostId, pool, -before.slots, -before.active);
-      this.#guess(chosen.host.id, pool, after.slots, after.active);
+      for (const m of reservationMoves(vm, chosen.host.id)) {
+        this.#ledger.adjust(m.hostId, m.pool, m.slots, m.active);
+        this.#guesses.push(m);
+      }
       locked.set(vm.id, { ...vm, hostId: chosen.host.id, powerState: "starting" });
     }
     return { planned, stopped: batch.length };
-  }
-
-  #guess(hostId: string | null, pool: Pool | undefined, slots: number, active: number): void {
-    this.#ledger.adjust(hostId, pool, slots, active);
-    this.#guesses.push({ hostId, pool, slots, active });
   }
 
   /**
@@ -385,12 +402,10 @@ export class Placer {
 
   /** A reservation's move: its slot (if it held one) leaves its previous host and is taken at its new one. */
   #countMove(reservation: Reservation): void {
-    const { vm: reserved, host, previous } = reservation;
-    const pool = poolOf(reserved.securityMode);
-    const before = countOf(reserved.securityMode, previous.powerState);
-    const after = countOf(reserved.securityMode, reserved.powerState);
-    this.#ledger.adjust(previous.hostId, pool, -before.slots, -before.active);
-    this.#ledger.adjust(host.id, pool, after.slots, after.active);
+    const { vm, host, previous } = reservation;
+    for (const m of reservationMoves({ securityMode: vm.securityMode, ...previous }, host.id)) {
+      this.#ledger.adjust(m.hostId, m.pool, m.slots, m.active);
+    }
   }
 
   async #reread(): Promise<void> {

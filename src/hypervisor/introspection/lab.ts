@@ -59,6 +59,23 @@ export interface Lab {
   run(opts?: { until?: (h: HandledExit) => boolean; maxExits?: number }): HandledExit[];
 }
 
+/**
+ * Steps the guest (`step`: one VMRUN and the host's handling of its exit) until the host stops it, `until` says so,
+ * or `maxExits` exits; the handled exits in order. Shared by this lab and snp-lab.ts.
+ */
+export function runExits(
+  step: () => HandledExit,
+  { until, maxExits = 10_000 }: { until?: (h: HandledExit) => boolean; maxExits?: number } = {},
+): HandledExit[] {
+  const out: HandledExit[] = [];
+  for (let i = 0; i < maxExits; i++) {
+    const h = step();
+    out.push(h);
+    if (h.outcome.action === "stop" || until?.(h)) break;
+  }
+  return out;
+}
+
 export function createLab(opts: LabOptions): Lab {
   const generation = opts.generation ?? "milan";
   const model = cpuModel(generation);
@@ -119,14 +136,6 @@ export function createLab(opts: LabOptions): Lab {
     vm,
     view,
     step,
-    run: ({ until, maxExits = 10_000 } = {}) => {
-      const out: HandledExit[] = [];
-      for (let i = 0; i < maxExits; i++) {
-        const h = step();
-        out.push(h);
-        if (h.outcome.action === "stop" || until?.(h)) break;
-      }
-      return out;
-    },
+    run: (o) => runExits(step, o),
   };
 }

@@ -9,10 +9,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { canaryExitsProgram } from "../../guest/programs/canary-exits.ts";
 import { PAGE_SIZE } from "../../machine/dram.ts";
-import { SvmExit } from "../../machine/exit-codes.ts";
-import { EXPOSABLE_FIELDS, GhcbField, GhcbView } from "../../machine/ghcb.ts";
-import { handleExit } from "../kvm/exit-handler.ts";
 import { runCanaryExperiment } from "./canary-experiment.ts";
+import { scanForCanaries } from "./leak-scan.ts";
 import { createSnpLab } from "./snp-lab.ts";
 import { CanaryScanner } from "./test-support.ts";
 
@@ -39,41 +37,12 @@ describe(`SEV-SNP register leak, ${EXITS} exits (seed ${SEED})`, () => {
         },
       },
     });
-    const violations: string[] = [];
-    const allowed = new Set<bigint>();
-    let ghcbExposures = 0;
-    let vmexits = 0;
-    let stopReason = "";
-    for (; vmexits < 3 * EXITS; vmexits++) {
-      const exit = lab.machine.vmrun(lab.vm.vmcb);
-      const save = lab.view.saveArea();
-      assert.equal(save.kind, "vmsa-ciphertext");
-      for (const h of scanner.scan(save.bytes)) violations.push(`VMSA +0x${h.offset.toString(16)}`);
-      for (const h of scanner.scan(lab.view.vmcbPage())) violations.push(`VMCB +0x${h.offset.toString(16)}`);
-      const ghcb = exit.exitCode === SvmExit.VMGEXIT ? lab.view.ghcb() : undefined;
-      if (ghcb) {
-        const g = new GhcbView(ghcb.bytes.slice());
-        const validAt = new Map<number, bigint>();
-        for (const f of EXPOSABLE_FIELDS) if (g.isValid(f)) validAt.set(GhcbField[f], g.get(f));
-        for (const h of scanner.scan(ghcb.bytes)) {
-          if (validAt.get(h.offset) === h.value) {
-            ghcbExposures++;
-            allowed.add(h.value);
-          } else violations.push(`GHCB +0x${h.offset.toString(16)} (not a valid field)`);
-        }
-      }
-      const handled = handleExit(lab.vm, exit);
-      if (handled.outcome.action === "stop") {
-        stopReason = handled.outcome.reason;
-        break;
-      }
-    }
-    for (const frame of lab.view.memoryImage()) {
-      for (const h of scanner.scan(frame.bytes)) {
-        if (!allowed.has(h.value)) violations.push(`DRAM 0x${(frame.pa + h.offset).toString(16)}`);
-      }
-    }
-
+    const { violations, ghcbExposures, stopReason } = scanForCanaries(
+      lab,
+      scanner,
+      3 * EXITS,
+      (save) => assert.equal(save.kind, "vmsa-ciphertext"),
+    );
     assert.match(stopReason, /isa-debug-exit/, "the guest ran to completion");
     assert.equal(guestExits, EXITS + 1); // + the power-off OUT
     assert.ok(heldAtExits > 14 * EXITS, `${heldAtExits} register canaries held at exits`);

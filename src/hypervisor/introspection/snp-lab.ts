@@ -39,6 +39,7 @@ import { type HandledExit, handleExit } from "../kvm/exit-handler.ts";
 import type { LaunchedGuest } from "../kvm/launch.ts";
 import { createSnpPlatform } from "../snp-platform.ts";
 import { HypervisorView } from "./hypervisor-view.ts";
+import { runExits } from "./lab.ts";
 
 export interface SnpLabOptions {
   source: string | GuestProgram;
@@ -155,14 +156,6 @@ export function createSnpLab(opts: SnpLabOptions): SnpLab {
     view,
     frames,
     step,
-    run: ({ until, maxExits = 10_000 } = {}) => {
-      const out: HandledExit[] = [];
-      for (let i = 0; i < maxExits; i++) {
-        const h = step();
-        out.push(h);
-        if (h.outcome.action === "stop" || until?.(h)) break;
-      }
-      return out;
-    },
+    run: (o) => runExits(step, o),
   };
 }
