@@ -37,11 +37,8 @@ describe(`SEV-SNP register leak, ${EXITS} exits (seed ${SEED})`, () => {
         },
       },
     });
-    const { violations, ghcbExposures, stopReason } = scanForCanaries(
-      lab,
-      scanner,
-      3 * EXITS,
-      (save) => assert.equal(save.kind, "vmsa-ciphertext"),
+    const { violations, ghcbExposures, stopReason } = scanForCanaries(lab, scanner, 3 * EXITS, (save) =>
+      assert.equal(save.kind, "vmsa-ciphertext"),
     );
     assert.match(stopReason, /isa-debug-exit/, "the guest ran to completion");
     assert.equal(guestExits, EXITS + 1); // + the power-off OUT
