@@ -23,6 +23,11 @@
 // module ends up in: ASSETS lists them, and the build fails on any bundled source that uses import.meta.url (or
 // .dirname, .filename) without an entry, so a new one cannot ship broken. JSON imports are inlined by esbuild.
 //
+// Files found from the package root instead (the folder whose package.json is "ciphervisor", walking up from the
+// module: the same folder from src/ and from any chunk) need no copy: PACKAGE_ROOT_FILES lists those sources and what
+// they look for. The one today is the memory cipher's AES-NI addon, native/xex/build/Release/xex.node, built first
+// by scripts/build-native.mjs; it is not part of dist/ (an installed package runs the WebAssembly path).
+//
 // The bin runs dist/ and never looks at src/: after editing sources, `npm run build` refreshes it (`npm test` builds
 // first, so tests that spawn bin/ciphervisor.js run the current sources).
 import { spawnSync } from "node:child_process";
@@ -31,6 +36,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
+import { buildNative } from "./build-native.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 process.chdir(root);
@@ -51,12 +57,21 @@ const ASSETS = {
   "src/api/dashboard.ts": { from: webStage, to: "../web" },
 };
 
+/** Sources that use import.meta.url only to find the package root → what they load from there (nothing copied). */
+const PACKAGE_ROOT_FILES = {
+  "src/crypto/xex-native.ts":
+    "native/xex/build/Release/xex.node (optional: without it, the WebAssembly engine)",
+};
+
 function fail(message) {
   rmSync(stage, { recursive: true, force: true });
   rmSync(webStage, { recursive: true, force: true });
   process.stderr.write(`build: ${message}\n`);
   process.exit(1);
 }
+
+// The AES-NI addon (skipped when up to date; it prints why when it fails).
+if (!buildNative()) fail("the memory cipher's native addon (native/xex) did not build (see above)");
 
 // The dashboard: Preact through Vite (JSX by esbuild, no plugin), one hashed script and stylesheet under assets/.
 try {
@@ -90,12 +105,15 @@ try {
 }
 
 for (const input of Object.keys(result.metafile.inputs)) {
-  if (!input.startsWith("src/") || ASSETS[input]) continue;
+  if (!input.startsWith("src/") || ASSETS[input] || PACKAGE_ROOT_FILES[input]) continue;
   if (/\bimport\.meta\.(url|dirname|filename)\b/.test(readFileSync(input, "utf8"))) {
     fail(
       `${input} uses its own location (import.meta): list the files it reads in ASSETS (scripts/build.mjs)`,
     );
   }
+}
+for (const source of Object.keys(PACKAGE_ROOT_FILES)) {
+  if (!result.metafile.inputs[source]) fail(`${source} (PACKAGE_ROOT_FILES) is not in the build any more`);
 }
 for (const [source, asset] of Object.entries(ASSETS)) {
   const outputs = Object.keys(result.metafile.outputs).filter(

@@ -11,13 +11,24 @@
  * Deterministic per (key, address) on purpose: that is what real hardware does, and what makes the ciphertext
  * side channels, replay and block moves of docs/threat-model.md reproducible.
  *
- * Performance (the machine encrypts and decrypts whole pages at every VMRUN/#VMEXIT, and `npm run bench` holds
- * this engine to ≥ 0.5 × raw AES-128-ECB over the same bytes): all blocks of a call go through one long-lived ECB
- * context (creating an OpenSSL context per page costs more than encrypting the page), and the tweak is applied by
- * a small WebAssembly SIMD loop from precomputed per-page tables (see `TweakEngine`).
+ * Two engines compute exactly this, byte for byte (src/crypto/xex-native.test.ts):
+ *
+ * - **native** (`NativeMemoryCipher`, the default where it loads): a Node-API addon in C with AES-NI,
+ *   native/xex/xex.c, built by scripts/build-native.mjs on x64 and loaded by ./xex-native.ts. Eight blocks in
+ *   flight, the tweak folded into AES's first and last round keys, key schedule and tweak tables in native memory
+ *   (wiped when the cipher is collected). The machine encrypts and decrypts whole pages at every VMRUN/#VMEXIT, and
+ *   `npm run bench` holds this engine to ≥ 0.5 × `openssl speed -evp aes-128-xts` on 4 KiB pages.
+ * - **wasm** (`WasmMemoryCipher`, the reference and the fallback: other architectures, no AES-NI, an installed
+ *   package, which ships no addon, or `CIPHERVISOR_XEX=js`): all blocks of a call go through one long-lived Node
+ *   AES-128-ECB context, and the tweak is applied before and after by a small WebAssembly SIMD loop from
+ *   precomputed per-page tables (see `TweakEngine`).
+ *
+ * Both use T's linearity: T(pa) = T(page base) ⊕ T(offset in page), from a 4 KiB in-page table and one table per
+ * byte of the page number. `memoryEngineKind()` says which one `MemoryCipher` uses in this process.
  */
 import { createCipheriv, createDecipheriv } from "node:crypto";
 import type { RandomSource } from "./random.ts";
+import { type XexAddonCipher, type XexTweaksHandle, xexAddon } from "./xex-native.ts";
 
 export type MemoryCipherMode = "xe" | "xex";
 
@@ -106,7 +117,8 @@ interface WasmApi {
   Instance: new (module: object) => { exports: Record<string, unknown> };
 }
 const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
-const xorTweakModule = new wasm.Module(Buffer.from(XOR_TWEAK_WASM, "base64"));
+/** Compiled at the first WebAssembly engine: a process on the native engine never needs it. */
+let xorTweakModule: object | undefined;
 
 type XorTweak = (
   dst: number,
@@ -139,6 +151,7 @@ class TweakEngine {
   readonly #pageTables: Int32Array;
 
   constructor(constants: TweakConstants) {
+    xorTweakModule ??= new wasm.Module(Buffer.from(XOR_TWEAK_WASM, "base64"));
     const instance = new wasm.Instance(xorTweakModule);
     this.#memory = instance.exports["memory"] as WasmMemory;
     this.#xor = instance.exports["xorTweak"] as XorTweak;
@@ -225,30 +238,49 @@ function owned(b: Buffer): Uint8Array {
   return new Uint8Array(b);
 }
 
+function checkKey(key: Uint8Array, constants: TweakConstants): void {
+  if (key.length !== 16) throw new RangeError("AES-128 key must be 16 bytes");
+  if (constants.length !== TWEAK_ADDRESS_BITS) throw new RangeError("expected 52 tweak constants");
+}
+
+function checkBlocks(pa: number, data: Uint8Array): void {
+  if (!Number.isSafeInteger(pa) || pa < 0 || pa % 16 !== 0 || data.length % 16 !== 0)
+    throw new RangeError("memory cipher works on aligned 16-byte blocks");
+}
+
+function checkOutput(data: Uint8Array, out: Uint8Array): void {
+  if (out.length !== data.length) throw new RangeError("output must be a Uint8Array of the input's length");
+}
+
+/** What both engines offer; `MemoryCipher` is one of them, picked per process. */
+export interface MemoryCipherEngine {
+  readonly mode: MemoryCipherMode;
+  /** A fresh array over its own ArrayBuffer, which the caller owns; `plaintext` is not modified. */
+  encrypt(pa: number, plaintext: Uint8Array): Uint8Array;
+  decrypt(pa: number, ciphertext: Uint8Array): Uint8Array;
+  /** The same bytes written into `out` (input's length; may be the input itself), for callers that have a buffer. */
+  encryptInto(pa: number, plaintext: Uint8Array, out: Uint8Array): void;
+  decryptInto(pa: number, ciphertext: Uint8Array, out: Uint8Array): void;
+}
+
 /**
- * One key's cipher. Whole buffers go through a single AES call: the tweak is XORed into a copy, the copy is
- * encrypted as ECB, and (XEX) the tweak is XORed into the result again.
+ * The WebAssembly engine, one key's cipher: whole buffers go through a single AES call — the tweak is XORed into a
+ * copy, the copy is encrypted as ECB, and (XEX) the tweak is XORed into the result again.
  */
-export class MemoryCipher {
+export class WasmMemoryCipher implements MemoryCipherEngine {
   readonly mode: MemoryCipherMode;
   readonly #encryptor;
   readonly #decryptor;
   readonly #engine: TweakEngine;
 
   constructor(key: Uint8Array, constants: TweakConstants, mode: MemoryCipherMode) {
-    if (key.length !== 16) throw new RangeError("AES-128 key must be 16 bytes");
-    if (constants.length !== TWEAK_ADDRESS_BITS) throw new RangeError("expected 52 tweak constants");
+    checkKey(key, constants);
     this.mode = mode;
     // ECB is stateless across blocks, so one context serves every call as long as `final()` is never called and
     // every input is a whole number of blocks (auto-padding off: OpenSSL then returns all blocks at once).
     this.#encryptor = createCipheriv("aes-128-ecb", key, null).setAutoPadding(false);
     this.#decryptor = createDecipheriv("aes-128-ecb", key, null).setAutoPadding(false);
     this.#engine = engineFor(constants);
-  }
-
-  #check(pa: number, data: Uint8Array): void {
-    if (!Number.isSafeInteger(pa) || pa < 0 || pa % 16 !== 0 || data.length % 16 !== 0)
-      throw new RangeError("memory cipher works on aligned 16-byte blocks");
   }
 
   /**
@@ -263,7 +295,7 @@ export class MemoryCipher {
     post: boolean,
     cipher: { update(b: Uint8Array): Buffer },
   ) {
-    this.#check(pa, input);
+    checkBlocks(pa, input);
     const e = this.#engine;
     let data = input;
     if (pre) {
@@ -287,5 +319,125 @@ export class MemoryCipher {
   decrypt(pa: number, ciphertext: Uint8Array): Uint8Array {
     // XE: P = D(C) ⊕ T. XEX: P = D(C ⊕ T) ⊕ T.
     return this.#run(pa, ciphertext, this.mode === "xex", true, this.#decryptor);
+  }
+
+  encryptInto(pa: number, plaintext: Uint8Array, out: Uint8Array): void {
+    checkOutput(plaintext, out);
+    out.set(this.encrypt(pa, plaintext));
+  }
+
+  decryptInto(pa: number, ciphertext: Uint8Array, out: Uint8Array): void {
+    checkOutput(ciphertext, out);
+    out.set(this.decrypt(pa, ciphertext));
+  }
+}
+
+/** The addon's tweak tables per set of constants, shared by every key slot of a boot as `engines` is. */
+const nativeTweaks = new WeakMap<TweakConstants, XexTweaksHandle>();
+
+/**
+ * A fresh Uint8Array over its own ArrayBuffer of `n` bytes, **not zero-filled**: only for outputs the addon then
+ * overwrites whole (it writes every byte of a whole number of blocks, and arguments are checked before the
+ * allocation). Measured on 4 KiB and 64 KiB outputs, this is the cheapest allocation Node offers: `new
+ * Uint8Array(n)` and Node-API's `napi_create_arraybuffer` zero-fill, and a fresh buffer costs more than the AES-NI
+ * pass over it (docs/performance.md, "Memory engine vs openssl").
+ */
+function uninitialized(n: number): Uint8Array {
+  return new Uint8Array(Buffer.allocUnsafeSlow(n).buffer, 0, n);
+}
+
+/** The AES-NI engine (native/xex/xex.c), one key's cipher; throws when the addon is unavailable. */
+export class NativeMemoryCipher implements MemoryCipherEngine {
+  readonly mode: MemoryCipherMode;
+  readonly #cipher: XexAddonCipher;
+
+  constructor(key: Uint8Array, constants: TweakConstants, mode: MemoryCipherMode) {
+    checkKey(key, constants);
+    const status = xexAddon();
+    if (!status.addon) throw new Error(`the AES-NI memory cipher is unavailable: ${status.reason}`);
+    this.mode = mode;
+    let tweaks = nativeTweaks.get(constants);
+    if (!tweaks) {
+      const flat = new Uint8Array(16 * TWEAK_ADDRESS_BITS);
+      for (let i = 0; i < TWEAK_ADDRESS_BITS; i++) {
+        const c = constants[i]!;
+        if (c.length !== 16) throw new RangeError("tweak constants are 16 bytes each");
+        flat.set(c, 16 * i);
+      }
+      tweaks = status.addon.createTweaks(flat);
+      flat.fill(0);
+      nativeTweaks.set(constants, tweaks);
+    }
+    this.#cipher = status.addon.createCipher(key, tweaks, mode === "xex");
+  }
+
+  encrypt(pa: number, plaintext: Uint8Array): Uint8Array {
+    checkBlocks(pa, plaintext);
+    const out = uninitialized(plaintext.length);
+    this.#cipher.encrypt(pa, plaintext, out);
+    return out;
+  }
+
+  decrypt(pa: number, ciphertext: Uint8Array): Uint8Array {
+    checkBlocks(pa, ciphertext);
+    const out = uninitialized(ciphertext.length);
+    this.#cipher.decrypt(pa, ciphertext, out);
+    return out;
+  }
+
+  encryptInto(pa: number, plaintext: Uint8Array, out: Uint8Array): void {
+    checkBlocks(pa, plaintext);
+    checkOutput(plaintext, out);
+    this.#cipher.encrypt(pa, plaintext, out);
+  }
+
+  decryptInto(pa: number, ciphertext: Uint8Array, out: Uint8Array): void {
+    checkBlocks(pa, ciphertext);
+    checkOutput(ciphertext, out);
+    this.#cipher.decrypt(pa, ciphertext, out);
+  }
+}
+
+/** Which engine `MemoryCipher` uses in this process, and why not the native one when it is not. */
+export function memoryEngineStatus(): { kind: "native" } | { kind: "wasm"; reason: string } {
+  const s = xexAddon();
+  return s.addon ? { kind: "native" } : { kind: "wasm", reason: s.reason };
+}
+
+export function memoryEngineKind(): "native" | "wasm" {
+  return memoryEngineStatus().kind;
+}
+
+/**
+ * One key's cipher, on the native engine when its addon loads (`memoryEngineKind()`), else on the WebAssembly one;
+ * both compute the same bytes.
+ */
+export class MemoryCipher implements MemoryCipherEngine {
+  readonly mode: MemoryCipherMode;
+  readonly #engine: MemoryCipherEngine;
+
+  constructor(key: Uint8Array, constants: TweakConstants, mode: MemoryCipherMode) {
+    checkKey(key, constants);
+    this.mode = mode;
+    this.#engine =
+      memoryEngineKind() === "native"
+        ? new NativeMemoryCipher(key, constants, mode)
+        : new WasmMemoryCipher(key, constants, mode);
+  }
+
+  encrypt(pa: number, plaintext: Uint8Array): Uint8Array {
+    return this.#engine.encrypt(pa, plaintext);
+  }
+
+  decrypt(pa: number, ciphertext: Uint8Array): Uint8Array {
+    return this.#engine.decrypt(pa, ciphertext);
+  }
+
+  encryptInto(pa: number, plaintext: Uint8Array, out: Uint8Array): void {
+    this.#engine.encryptInto(pa, plaintext, out);
+  }
+
+  decryptInto(pa: number, ciphertext: Uint8Array, out: Uint8Array): void {
+    this.#engine.decryptInto(pa, ciphertext, out);
   }
 }

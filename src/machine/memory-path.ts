@@ -101,8 +101,9 @@ export class MemoryPath {
     const key = hpa * 2 + (priv ? 1 : 0);
     let p = this.#cache.get(key);
     if (!p) {
-      const stored = this.#c.memory.read(hpa, PAGE_SIZE);
-      const data = priv ? this.#c.keySlots.decrypt(this.#c.asid, hpa, stored) : stored;
+      // `read` returns a fresh copy, which is ours to decrypt in place.
+      const data = this.#c.memory.read(hpa, PAGE_SIZE);
+      if (priv) this.#c.keySlots.decryptInto(this.#c.asid, hpa, data, data);
       p = {
         data,
         view: new DataView(data.buffer, data.byteOffset, PAGE_SIZE),
@@ -280,7 +281,9 @@ export class MemoryPath {
   flush(): void {
     for (const p of this.#cache.values()) {
       if (!p.dirty) continue;
-      this.#c.memory.write(p.hpa, p.private ? this.#c.keySlots.encrypt(this.#c.asid, p.hpa, p.data) : p.data);
+      // The line is forgotten below, so its plaintext is encrypted in place rather than into a fresh page.
+      if (p.private) this.#c.keySlots.encryptInto(this.#c.asid, p.hpa, p.data, p.data);
+      this.#c.memory.write(p.hpa, p.data);
     }
     this.#cache.clear();
     this.#tlb.clear();

@@ -92,9 +92,11 @@ export function launchUpdateData(
   if (!rangeOk(fw, pa, len)) return SevStatus.INVALID_ADDRESS;
   for (let o = 0; o < len; o += UPDATE_DATA_STEP) {
     const at = pa + o;
-    const plain = fw.memory.read(at, Math.min(UPDATE_DATA_STEP, len - o));
-    guest.ld.update(plain);
-    fw.memory.write(at, fw.keySlots.encrypt(guest.asid, at, plain));
+    // `read` returns a fresh copy: measured first, then encrypted in place and written back.
+    const step = fw.memory.read(at, Math.min(UPDATE_DATA_STEP, len - o));
+    guest.ld.update(step);
+    fw.keySlots.encryptInto(guest.asid, at, step, step);
+    fw.memory.write(at, step);
   }
   return SevStatus.SUCCESS;
 }
