@@ -9,22 +9,19 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { createCipheriv, createDecipheriv } from "node:crypto";
 import { dirname, join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import { seededRandom } from "./random.ts";
+import { referenceXex as reference } from "./testing/xex-reference.ts";
 import {
   fixedXeTweakConstants,
   MemoryCipher,
-  type MemoryCipherMode,
   memoryEngineKind,
   memoryEngineStatus,
   NativeMemoryCipher,
   randomTweakConstants,
-  type TweakConstants,
-  tweak,
   WasmMemoryCipher,
 } from "./xex.ts";
 import { type XexTweaksHandle, xexAddon } from "./xex-native.ts";
@@ -47,28 +44,6 @@ function native(t: TestContext): boolean {
   if (ci && expected) assert.fail(`${why} (CI=true on linux-x64: the addon must build and load)`);
   t.skip(why);
   return false;
-}
-
-/** §13.2 with T from `tweak()` (bit by bit) and AES from a separate ECB call over the tweaked copy. */
-function reference(
-  mode: MemoryCipherMode,
-  dir: "enc" | "dec",
-  key: Uint8Array,
-  constants: TweakConstants,
-  pa: number,
-  data: Uint8Array,
-): Uint8Array {
-  const t = new Uint8Array(data.length);
-  for (let o = 0; o < data.length; o += 16) t.set(tweak(constants, pa + o), o);
-  const xor = (a: Uint8Array) => a.map((x, i) => x ^ t[i]!);
-  const ecb = (b: Uint8Array) => {
-    const c = (dir === "enc" ? createCipheriv : createDecipheriv)("aes-128-ecb", key, null).setAutoPadding(
-      false,
-    );
-    return new Uint8Array(Buffer.concat([c.update(b), c.final()]));
-  };
-  if (dir === "enc") return mode === "xex" ? xor(ecb(xor(data))) : ecb(xor(data));
-  return xor(ecb(mode === "xex" ? xor(data) : data));
 }
 
 const PAGE = 4096;

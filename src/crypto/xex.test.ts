@@ -1,44 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { aes128EcbDecrypt, aes128EcbEncrypt } from "./aes.ts";
 import { seededRandom } from "./random.ts";
-import {
-  fixedXeTweakConstants,
-  MemoryCipher,
-  type MemoryCipherMode,
-  randomTweakConstants,
-  type TweakConstants,
-  tweak,
-} from "./xex.ts";
-
-/** The docs/sev-interface.md §13.2 formulas one 16-byte block at a time, with a fresh ECB call per block: the slow, obvious reference. */
-function reference(
-  mode: MemoryCipherMode,
-  dir: "enc" | "dec",
-  key: Uint8Array,
-  constants: TweakConstants,
-  pa: number,
-  data: Uint8Array,
-): Uint8Array {
-  const out = new Uint8Array(data.length);
-  for (let o = 0; o < data.length; o += 16) {
-    const t = tweak(constants, pa + o);
-    const x = data.slice(o, o + 16);
-    if (dir === "enc") {
-      for (let j = 0; j < 16; j++) x[j]! ^= t[j]!;
-      const c = aes128EcbEncrypt(key, x);
-      if (mode === "xex") for (let j = 0; j < 16; j++) c[j]! ^= t[j]!;
-      out.set(c, o);
-    } else {
-      if (mode === "xex") for (let j = 0; j < 16; j++) x[j]! ^= t[j]!;
-      const p = aes128EcbDecrypt(key, x);
-      for (let j = 0; j < 16; j++) p[j]! ^= t[j]!;
-      out.set(p, o);
-    }
-  }
-  return out;
-}
+import { referenceXex as reference } from "./testing/xex-reference.ts";
+import { fixedXeTweakConstants, MemoryCipher, randomTweakConstants, tweak } from "./xex.ts";
 
 const MAX_PA = 2 ** 52 - 2 ** 20;
 
