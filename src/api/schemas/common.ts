@@ -82,8 +82,9 @@ export const OperationSchema = Type.Object(
       Type.String({ description: "when resuming: the lease's expiry, when a node takes the operation over" }),
     ),
     resumeReason: Type.Optional(
-      Type.Enum(["lease-expired", "holder-exited", "holder-restarted", "renewal-missed"], {
-        description: "when resuming: how the node was found gone",
+      Type.Enum(["lease-expired", "holder-exited", "holder-restarted", "renewal-missed", "store-outage"], {
+        description:
+          "when resuming: how the node was found gone, or store-outage: the store went away under the run, which resumes after a backoff",
       }),
     ),
     actor: Type.Object({ id: Type.Union([Type.String(), Type.Null()]), name: Type.String() }),

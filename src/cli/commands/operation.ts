@@ -77,7 +77,11 @@ export function operationExitCode(op: ApiOperation): number {
 export function shownStatus(op: ApiOperation, now = Date.now()): string {
   if (op.status !== "resuming" || op.takeoverAt === undefined) return op.status;
   const s = Math.max(0, Math.ceil((Date.parse(op.takeoverAt) - now) / 1000));
-  return `resuming (its node is gone; taken over at ${op.takeoverAt}${s > 0 ? `, in ${s} s` : ", now"})`;
+  const when = `${op.takeoverAt}${s > 0 ? `, in ${s} s` : ", now"}`;
+  // A store outage is not a lost node: the same node tries again after a backoff.
+  if (op.resumeReason === "store-outage")
+    return `resuming (the store went away under it; retried at ${when})`;
+  return `resuming (its node is gone; taken over at ${when})`;
 }
 
 function summary(op: ApiOperation): string {

@@ -111,6 +111,37 @@ describe("operations engine", () => {
       assert.deepEqual(runs.sort(), ["disk#1", "outage#1", "outage#2"]);
     }));
 
+  it("shows an operation it handed back after a store outage as resuming because of the outage", () =>
+    withInventory(async (inv) => {
+      let handedBack!: () => void;
+      const thrown = new Promise<void>((resolve) => {
+        handedBack = resolve;
+      });
+      const outage: Runner = async (run) => {
+        if (run.op.attempts === 1) {
+          handedBack();
+          throw new CiphervisorError("STORE_UNREACHABLE", "the PostgreSQL inventory does not answer");
+        }
+        return undefined;
+      };
+      const engine = new OperationEngine({ inventory: inv, runners: { outage }, worker: "w", pollMs: 10 });
+      const id = (await submit(inv, "outage")).operation.id;
+      engine.start();
+      await thrown;
+      while (engine.busy > 0) await new Promise((r) => setImmediate(r));
+      const op = await inv.operations.get(id);
+      assert.ok(op && op.status === "running" && op.claimedBy === "w", JSON.stringify(op));
+      // The reason comes from what this node did, not from the clock: the same operation read with a lease still
+      // far ahead (the backoff is 250 ms) is resuming because of the outage, not "holder-restarted".
+      const ahead = { ...op, leaseUntil: new Date(Date.now() + 60_000).toISOString() };
+      assert.equal(engine.resumption(ahead)?.reason, "store-outage");
+      const done = await engine.waitFor(id, 15_000);
+      await engine.stop();
+      assert.equal(done.status, "succeeded");
+      // Finished here: nothing of the outage is left to report.
+      assert.equal(engine.resumption({ ...ahead, status: "running" })?.reason, "holder-restarted");
+    }));
+
   it("backs off after store outages in a row: doubling, never beyond one lease", () => {
     assert.deepEqual(
       [1, 2, 3, 4].map((n) => outageBackoffMs(n, 30_000)),

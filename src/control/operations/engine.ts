@@ -101,6 +101,7 @@ export class OperationEngine {
       now: Date.now(),
       worker: this.worker,
       runsHere: (id) => this.#running.has(id),
+      restsAfterOutage: (id) => this.#outages.has(id),
       holderAlive: this.#holderAlive,
       leaseMs: this.#leaseMs,
     });

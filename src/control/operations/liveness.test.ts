@@ -39,6 +39,7 @@ function facts(over: Partial<LivenessFacts> = {}): LivenessFacts {
     now: NOW,
     worker: "me/1",
     runsHere: () => false,
+    restsAfterOutage: () => false,
     holderAlive: () => undefined,
     leaseMs: LEASE,
     ...over,
@@ -60,6 +61,15 @@ describe("an operation's resumption", () => {
   it("this node's own worker name, not running here: a restart with --worker", () => {
     assert.equal(resumption(running("me/1", NOW + 25_000), facts())?.reason, "holder-restarted");
     assert.equal(resumption(running("me/1", NOW + 25_000), facts({ runsHere: () => true })), undefined);
+  });
+
+  it("this node's own worker name, handed back after a store outage: resuming with the outage as the reason", () => {
+    const op = running("me/1", NOW + 1_000);
+    const rests = facts({ restsAfterOutage: (id) => id === op.id });
+    assert.deepEqual(resumption(op, rests), { takeoverAt: op.leaseUntil, reason: "store-outage" });
+    // Running here again after its backoff: running; once the backoff's lease lapsed: any node may claim it.
+    assert.equal(resumption(op, { ...rests, runsHere: () => true }), undefined);
+    assert.equal(resumption(running("me/1", NOW - 1), rests)?.reason, "lease-expired");
   });
 
   it("a holder half a renewal interval late: resuming; on time: running", () => {

@@ -8,7 +8,9 @@
  *  - the lease already lapsed (any node may claim it at its next poll);
  *  - the holder's worker name is `host/pid` of this machine and that process does not exist (the default worker
  *    name, so a restarted single node knows at once);
- *  - the holder is this node's own worker name, but this node does not run it (a node restarted with `--worker`);
+ *  - the holder is this node's own worker name, but this node does not run it: either this node handed it back
+ *    after a store outage and its backoff runs (`outage.ts`; reason `store-outage`), or the node restarted with
+ *    `--worker`;
  *  - the holder is half a renewal interval late with its renewal (it renews every `leaseMs / 3`): a node on another
  *    machine, or a worker name that is not `host/pid`.
  * Stored state is never changed by this: it is a reading, and the takeover still waits for the lease.
@@ -16,7 +18,12 @@
 import type { Operation } from "../inventory/types.ts";
 
 /** Why a running operation is shown as resuming. */
-export type ResumeReason = "lease-expired" | "holder-exited" | "holder-restarted" | "renewal-missed";
+export type ResumeReason =
+  | "lease-expired"
+  | "holder-exited"
+  | "holder-restarted"
+  | "renewal-missed"
+  | "store-outage";
 
 export interface Resumption {
   /** When a node's claim loop can take it over: the lease's expiry (ISO 8601). */
@@ -31,6 +38,8 @@ export interface LivenessFacts {
   readonly worker: string;
   /** True when this node runs the operation now. */
   runsHere(id: string): boolean;
+  /** True when this node handed the operation back after a store outage (`outage.ts`) and has not run it since. */
+  restsAfterOutage(id: string): boolean;
   /** Whether the worker named `worker` is a live process: true, false, or undefined when it cannot be told. */
   holderAlive(worker: string): boolean | undefined;
   /** The lease length every node uses (they renew every third of it). */
@@ -54,7 +63,8 @@ export function resumption(op: Operation, facts: LivenessFacts): Resumption | un
   const at = { takeoverAt: op.leaseUntil };
   if (until <= facts.now) return { ...at, reason: "lease-expired" };
   if (op.claimedBy === facts.worker) {
-    return facts.runsHere(op.id) ? undefined : { ...at, reason: "holder-restarted" };
+    if (facts.runsHere(op.id)) return undefined;
+    return { ...at, reason: facts.restsAfterOutage(op.id) ? "store-outage" : "holder-restarted" };
   }
   if (facts.holderAlive(op.claimedBy) === false) return { ...at, reason: "holder-exited" };
   // The last renewal set the lease to renewal time + leaseMs.
