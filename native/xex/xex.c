@@ -324,6 +324,21 @@ static napi_value create_tweaks(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * Sets result[name] to a function carrying `c` as its data pointer, with its own hold on `c` that its finalizer
+ * releases. 0 when any step fails (the hold is then not taken).
+ */
+static int add_cipher_fn(napi_env env, napi_value result, const char* name, napi_callback cb, cipher_t* c) {
+  napi_value fn;
+  if (napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, c, &fn) != napi_ok) return 0;
+  c->refs++;
+  if (napi_add_finalizer(env, fn, c, finalize_cipher, NULL, NULL) != napi_ok) {
+    c->refs--;
+    return 0;
+  }
+  return napi_set_named_property(env, result, name, fn) == napi_ok;
+}
+
+/*
  * createCipher(key: 16-byte Uint8Array, tweaks: a createTweaks handle, xex: boolean) → { encrypt, decrypt }. Each
  * function carries the key as its own data pointer, so a call needs no unwrap and cannot be pointed at another
  * object; the key is freed (and wiped) once both functions are collected.
@@ -352,24 +367,9 @@ static napi_value create_cipher(napi_env env, napi_callback_info info) {
   c->tweaks->refs++;
   c->refs = 1; /* this function's own hold, released below */
 
-  napi_value result, enc, dec;
-  int ok = napi_create_object(env, &result) == napi_ok;
-  if (ok && napi_create_function(env, "encrypt", NAPI_AUTO_LENGTH, encrypt_fn, c, &enc) == napi_ok) {
-    c->refs++;
-    ok = napi_add_finalizer(env, enc, c, finalize_cipher, NULL, NULL) == napi_ok;
-    if (!ok) c->refs--;
-  } else {
-    ok = 0;
-  }
-  if (ok && napi_create_function(env, "decrypt", NAPI_AUTO_LENGTH, decrypt_fn, c, &dec) == napi_ok) {
-    c->refs++;
-    ok = napi_add_finalizer(env, dec, c, finalize_cipher, NULL, NULL) == napi_ok;
-    if (!ok) c->refs--;
-  } else {
-    ok = 0;
-  }
-  ok = ok && napi_set_named_property(env, result, "encrypt", enc) == napi_ok &&
-       napi_set_named_property(env, result, "decrypt", dec) == napi_ok;
+  napi_value result;
+  int ok = napi_create_object(env, &result) == napi_ok && add_cipher_fn(env, result, "encrypt", encrypt_fn, c) &&
+           add_cipher_fn(env, result, "decrypt", decrypt_fn, c);
   cipher_release(c);
   return ok ? result : NULL;
 }
