@@ -11,6 +11,13 @@ describe("canonicalJson", () => {
     );
   });
 
+  it("writes empty and nested containers, and skips a leading undefined member without a stray comma", () => {
+    assert.equal(canonicalJson({}), "{}");
+    assert.equal(canonicalJson([]), "[]");
+    assert.equal(canonicalJson({ a: undefined, b: [[], [{}], [1, [2]]] }), '{"b":[[],[{}],[1,[2]]]}');
+    assert.equal(canonicalJson([null, "s", false, { y: 1, x: [] }]), '[null,"s",false,{"x":[],"y":1}]');
+  });
+
   it("round-trips through JSON.parse to the same text", () => {
     const v = { z: [1, 2.5, 1e21, '\u2028\n"q"'], y: { x: false } };
     const text = canonicalJson(v);

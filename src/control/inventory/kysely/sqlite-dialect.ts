@@ -1,5 +1,5 @@
 /**
- * Kysely's SQLite dialect over better-sqlite3, with three changes that matter for a control plane:
+ * Kysely's SQLite dialect over better-sqlite3, with these changes that matter for a control plane:
  *  - pragmas are set before anything else: `busy_timeout` first (so even switching the journal mode waits for a
  *    concurrent opener instead of failing), then WAL, `synchronous=NORMAL` (consistent after a process crash; may
  *    lose the last commits on power loss, docs/threat-model.md §7) and foreign keys;
@@ -14,6 +14,8 @@
  *  - migrations run in one transaction: SQLite's DDL is transactional, but Kysely's SQLite adapter says it is not,
  *    which would leave a half-created schema after a crash during the first start and let two processes that
  *    start together both try to create it;
+ *  - WAL checkpoints run when the connection is idle after a write, not inside the commit that crosses SQLite's
+ *    1,000-page mark (sqlite-checkpoint.ts);
  *  - prepared statements are cached by SQL text. Kysely's own driver prepares every query anew, and preparing a
  *    multi-row INSERT costs more than running it; bulk paths reuse a few fixed statement shapes.
  */
@@ -32,6 +34,7 @@ import {
   SqliteIntrospector,
   SqliteQueryCompiler,
 } from "kysely";
+import { IdleCheckpointer } from "./sqlite-checkpoint.ts";
 
 /** How long a writer waits for another process's write lock before giving up with SQLITE_BUSY. */
 export const SQLITE_BUSY_TIMEOUT_MS = 5000;
@@ -64,9 +67,11 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 class CachingSqliteConnection implements DatabaseConnection {
   readonly #db: Database.Database;
   readonly #cache = new Map<string, Database.Statement>();
+  readonly #checkpointer: IdleCheckpointer;
 
-  constructor(db: Database.Database) {
+  constructor(db: Database.Database, checkpointer: IdleCheckpointer) {
     this.#db = db;
+    this.#checkpointer = checkpointer;
   }
 
   #prepare(text: string): Database.Statement {
@@ -88,6 +93,8 @@ class CachingSqliteConnection implements DatabaseConnection {
   #run<R>(stmt: Database.Statement, params: unknown[]): QueryResult<R> {
     if (stmt.reader) return { rows: stmt.all(params) as R[] };
     const { changes, lastInsertRowid } = stmt.run(params);
+    // A COMMIT, or a write outside a transaction: committed now, to be checkpointed once the connection is idle.
+    if (!this.#db.inTransaction) this.#checkpointer.wrote();
     return { numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid), rows: [] };
   }
 
@@ -124,12 +131,14 @@ class TransactionalSqliteAdapter extends SqliteAdapter {
 class ImmediateSqliteDriver implements Driver {
   readonly #connection: CachingSqliteConnection;
   readonly #db: Database.Database;
+  readonly #checkpointer: IdleCheckpointer;
   #lock: Promise<void> = Promise.resolve();
   #unlock: (() => void) | undefined;
 
   constructor(db: Database.Database) {
     this.#db = db;
-    this.#connection = new CachingSqliteConnection(db);
+    this.#checkpointer = new IdleCheckpointer(db);
+    this.#connection = new CachingSqliteConnection(db, this.#checkpointer);
   }
 
   async init(): Promise<void> {}
@@ -164,6 +173,7 @@ class ImmediateSqliteDriver implements Driver {
   }
 
   async destroy(): Promise<void> {
+    this.#checkpointer.stop();
     this.#db.close();
   }
 }
