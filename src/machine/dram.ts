@@ -54,6 +54,10 @@ export class Dram implements SystemMemory {
       const off = a % PAGE_SIZE;
       const n = Math.min(PAGE_SIZE - off, data.length - o);
       let f = this.#frames.get(frame);
+      if (!f && n === PAGE_SIZE) {
+        o += this.#fillNewFrames(frame, data.subarray(o));
+        continue;
+      }
       if (!f) {
         f = new Uint8Array(PAGE_SIZE);
         this.#frames.set(frame, f);
@@ -61,6 +65,21 @@ export class Dram implements SystemMemory {
       f.set(data.subarray(o, o + n), off);
       o += n;
     }
+  }
+
+  /**
+   * Writes the whole frames at the start of `data` that were never written, from `frame` on, as views of ONE copy
+   * (a launch writes megabytes of firmware into fresh frames: one allocation and one copy instead of one per page).
+   * Returns the bytes written.
+   */
+  #fillNewFrames(frame: number, data: Uint8Array): number {
+    let k = 0;
+    while ((k + 1) * PAGE_SIZE <= data.length && !this.#frames.has(frame + k)) k++;
+    // A copy (Buffer's own slice would share the caller's bytes).
+    const copy = new Uint8Array(data.subarray(0, k * PAGE_SIZE));
+    for (let i = 0; i < k; i++)
+      this.#frames.set(frame + i, copy.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
+    return k * PAGE_SIZE;
   }
 
   /** System physical addresses of every frame ever written, ascending (all others read as zero). */
