@@ -9,8 +9,9 @@
  *
  * Before the measured run the server is warmed by the same command's `--what-if` (which runs the same runner in a
  * rolled-back transaction, changing nothing); the measured run must report 10,000 VMs changed. Memory: the peak
- * RSS of the CLI process (GNU time) and of the server (VmHWM) are reported, and both stay bounded because neither
- * side keeps a promise per VM (the server writes in batches of 1,000; the CLI reads results in pages).
+ * RSS of the CLI process (GNU time) and of the server (VmHWM) are reported; both stay bounded because neither
+ * side keeps a promise per VM (the server writes in batches of 1,000; the CLI reads results in pages). Also
+ * reported: what any CLI command costs here (`host list`: node starting, the CLI loading, one small request).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -266,6 +267,8 @@ interface Round {
   readonly serverOp: number;
   readonly cliRssKiB: number;
   readonly serverRssKiB: number;
+  /** A CLI process that makes one small authenticated request (`host list`): what any command costs. */
+  readonly cliFloor: number;
 }
 
 /** One measured run on a fresh server and fleet. */
@@ -291,6 +294,8 @@ async function round(dir: string): Promise<Round> {
         `the bulk run did not change ${VMS} VMs (exit ${real.code}): ${real.stderr.split("\n")[0]}`,
       );
     }
+    const small = await cli(["host", "list", "--json"], env);
+    if (small.code !== 0) throw new Error(`host list failed: ${small.stderr.split("\n")[0]}`);
     const op = (await (
       await fetch(`${server.url}/v1/operations/${doc.operation}`, {
         headers: { authorization: `Bearer ${env.CIPHERVISOR_TOKEN}` },
@@ -300,6 +305,7 @@ async function round(dir: string): Promise<Round> {
       endToEnd: real.ms,
       serverOp: Date.parse(op.finishedAt) - Date.parse(op.createdAt),
       cliRssKiB: real.maxRssKiB,
+      cliFloor: small.ms,
       serverRssKiB: peakRssKiB(server.child.pid),
     };
   } finally {
@@ -335,6 +341,11 @@ async function run(options: BenchRunOptions): Promise<BenchResult> {
         { name: "ratio to the project's floor", value: e2e / floorMs, unit: "x" },
         { name: "server-operation", value: serverOp, unit: "ms" },
         { name: "cli-and-http", value: e2e - serverOp, unit: "ms" },
+        {
+          name: "cli-floor (a CLI process, one small GET)",
+          value: median(done.map((r) => r.cliFloor)),
+          unit: "ms",
+        },
         { name: "vms-per-second", value: (VMS / e2e) * 1000, unit: "VM/s" },
         { name: "cli-peak-rss", value: Math.max(...done.map((r) => r.cliRssKiB)) / 1024, unit: "MiB" },
         {
