@@ -1,7 +1,8 @@
 /**
  * DRAM as stored: what is written reads back, whatever the alignment; never-written bytes read as zero; a write
  * of whole fresh frames (one copy shared by the frames) behaves like per-page writes — later writes to one frame
- * leave its neighbours alone, and the caller's buffer is copied, never kept.
+ * leave its neighbours alone, and the caller's buffer is copied, never kept; `view` hands out the stored bytes only
+ * where they are one piece.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -39,6 +40,23 @@ describe("Dram", () => {
     d.write(8 * PAGE_SIZE, new Uint8Array(8 * PAGE_SIZE).fill(9)); // rewriting existing frames in place
     assert.deepEqual(d.read(8 * PAGE_SIZE, 8 * PAGE_SIZE), new Uint8Array(8 * PAGE_SIZE).fill(9));
     assert.equal(d.framesInUse, 8);
+  });
+
+  it("gives a live view of bytes stored in one piece, and none across frames written apart or never written", () => {
+    const d = new Dram(64 * PAGE_SIZE);
+    d.write(4 * PAGE_SIZE, pattern(4 * PAGE_SIZE, 4)); // frames 4..7 in one piece
+    d.write(9 * PAGE_SIZE, pattern(PAGE_SIZE, 5)); // frame 9 alone
+    d.write(8 * PAGE_SIZE, pattern(PAGE_SIZE, 6)); // frame 8 alone
+    const v = d.view(4 * PAGE_SIZE + 10, 3 * PAGE_SIZE);
+    assert.ok(v);
+    assert.deepEqual(v, d.read(4 * PAGE_SIZE + 10, 3 * PAGE_SIZE));
+    v.fill(0xab); // a view writes memory
+    assert.deepEqual(d.read(4 * PAGE_SIZE + 10, 3 * PAGE_SIZE), new Uint8Array(3 * PAGE_SIZE).fill(0xab));
+    assert.equal(d.view(7 * PAGE_SIZE, 2 * PAGE_SIZE), undefined, "frames 7 and 8 were written apart");
+    assert.equal(d.view(8 * PAGE_SIZE, 2 * PAGE_SIZE), undefined, "frames 8 and 9 were written apart");
+    assert.ok(d.view(9 * PAGE_SIZE + 1, PAGE_SIZE - 1), "within one frame");
+    assert.equal(d.view(20 * PAGE_SIZE, 16), undefined, "never written");
+    assert.equal(d.view(0, 0), undefined);
   });
 
   it("refuses ranges outside DRAM", () => {

@@ -9,6 +9,12 @@ export const PAGE_SIZE = 4096;
 export interface SystemMemory {
   read(pa: number, length: number): Uint8Array;
   write(pa: number, data: Uint8Array): void;
+  /**
+   * The bytes of [pa, pa+length) themselves, when they are stored in one piece — a live view, so writing into it
+   * writes memory; undefined otherwise (then read, change, write). Lets the Secure Processor measure and encrypt a
+   * launch image where it lies instead of copying it out and back.
+   */
+  view?(pa: number, length: number): Uint8Array | undefined;
 }
 
 export class Dram implements SystemMemory {
@@ -80,6 +86,21 @@ export class Dram implements SystemMemory {
     for (let i = 0; i < k; i++)
       this.#frames.set(frame + i, copy.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
     return k * PAGE_SIZE;
+  }
+
+  view(pa: number, length: number): Uint8Array | undefined {
+    this.#check(pa, length);
+    if (length === 0) return undefined;
+    const first = Math.floor(pa / PAGE_SIZE);
+    const f = this.#frames.get(first);
+    if (!f) return undefined;
+    let prev = f;
+    for (let i = first + 1; i <= Math.floor((pa + length - 1) / PAGE_SIZE); i++) {
+      const g = this.#frames.get(i);
+      if (!g || g.buffer !== prev.buffer || g.byteOffset !== prev.byteOffset + PAGE_SIZE) return undefined;
+      prev = g;
+    }
+    return new Uint8Array(f.buffer, f.byteOffset + (pa % PAGE_SIZE), length);
   }
 
   /** System physical addresses of every frame ever written, ascending (all others read as zero). */

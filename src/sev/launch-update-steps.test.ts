@@ -64,6 +64,29 @@ describe("LAUNCH_UPDATE_DATA in steps", () => {
     assert.deepEqual(digestOf([[0, length]]), digestOf(pages));
   });
 
+  it("measures and encrypts alike whether the range lies in one piece of DRAM (in place) or in scattered frames (copied)", () => {
+    const image = seededRandom("steps-layout").bytes(length);
+    const run = (stage: (dram: { write(pa: number, b: Uint8Array): void }) => void) => {
+      const { dram, client, asids } = createEmulatedPlatform({ seed: "steps-layout" });
+      const owner = ownerSession(client.pdhCertExport().pdh, policy);
+      const { handle } = client.launchStart({ policy, godhCert: owner.godhCert, session: owner.session });
+      client.activate(handle, asids.allocate("sev"));
+      stage(dram);
+      const viewed = dram.view(GUEST_BASE, UPDATE_DATA_STEP) !== undefined;
+      client.launchUpdateData(handle, GUEST_BASE, length);
+      return { viewed, memory: dram.read(GUEST_BASE, length), blob: client.launchMeasure(handle) };
+    };
+    const whole = run((dram) => dram.write(GUEST_BASE, image));
+    // Page by page, last page first: every frame is its own allocation, so no step is one piece of memory.
+    const scattered = run((dram) => {
+      for (let o = Math.floor((length - 1) / 4096) * 4096; o >= 0; o -= 4096)
+        dram.write(GUEST_BASE + o, image.subarray(o, Math.min(o + 4096, length)));
+    });
+    assert.deepEqual([whole.viewed, scattered.viewed], [true, false], "the two layouts take the two paths");
+    assert.deepEqual(scattered.memory, whole.memory);
+    assert.deepEqual(scattered.blob, whole.blob);
+  });
+
   it("refuses a range whose length is not whole 16-byte blocks before touching a byte", () => {
     const { dram, client, asids } = createEmulatedPlatform({ seed: "steps-refused" });
     const owner = ownerSession(client.pdhCertExport().pdh, policy);

@@ -92,11 +92,14 @@ export function launchUpdateData(
   if (!rangeOk(fw, pa, len)) return SevStatus.INVALID_ADDRESS;
   for (let o = 0; o < len; o += UPDATE_DATA_STEP) {
     const at = pa + o;
-    // `read` returns a fresh copy: measured first, then encrypted in place and written back.
-    const step = fw.memory.read(at, Math.min(UPDATE_DATA_STEP, len - o));
+    const n = Math.min(UPDATE_DATA_STEP, len - o);
+    // Where the step lies in one piece of memory it is measured and encrypted there; otherwise a copy is measured,
+    // encrypted and written back. Either way the measurement sees the plaintext before any byte is encrypted.
+    const inPlace = fw.memory.view?.(at, n);
+    const step = inPlace ?? fw.memory.read(at, n);
     guest.ld.update(step);
     fw.keySlots.encryptInto(guest.asid, at, step, step);
-    fw.memory.write(at, step);
+    if (!inPlace) fw.memory.write(at, step);
   }
   return SevStatus.SUCCESS;
 }
