@@ -38,7 +38,7 @@ describe("IdleCheckpointer", () => {
       writeBatch(db, c);
       const first = wal();
       assert.ok(first > 3_000_000, `WAL after one batch: ${first} bytes`);
-      await sleep(150);
+      await sleep(400);
       writeBatch(db, c);
       assert.ok(wal() < first * 1.2, `the WAL was reused: ${wal()} after ${first}`);
       c.stop();
@@ -61,7 +61,7 @@ describe("IdleCheckpointer", () => {
       writeBatch(db, c);
       c.stop();
       const first = wal();
-      await sleep(150);
+      await sleep(400);
       c.wrote();
       writeBatch(db, c);
       assert.ok(wal() > first * 1.8, `stopped: ${wal()} after ${first}`);
