@@ -14,7 +14,7 @@
  * );
  * ```
  */
-import type { EcPublicKey } from "../crypto/ec.ts";
+
 import type { RsaPublicKey } from "../crypto/rsa.ts";
 import { concat } from "../lib/bytes.ts";
 import { Tag } from "./der.ts";
@@ -137,14 +137,6 @@ export function rsaSpki(pub: RsaPublicKey): Uint8Array {
   return derSeq(
     derSeq(derOidOf(OID.rsaEncryption), derNull()),
     derBits(derSeq(derInt(pub.modulus), derInt(pub.exponent))),
-  );
-}
-
-/** SubjectPublicKeyInfo of a P-384 key (id-ecPublicKey, secp384r1, uncompressed point). */
-export function ecP384Spki(pub: EcPublicKey): Uint8Array {
-  return derSeq(
-    derSeq(derOidOf(OID.ecPublicKey), derOidOf(OID.secp384r1)),
-    derBits(concat(new Uint8Array([4]), pub.x, pub.y)),
   );
 }
 

@@ -35,12 +35,12 @@ import {
   derInt,
   derOctets,
   derSeq,
-  ecP384Spki,
   encodeCrl,
   encodeX509,
   rsaSpki,
   type X509ExtensionInput,
 } from "../../certs/x509-encode.ts";
+import { ecP384Spki } from "../../crypto/ec.ts";
 import { sha256 } from "../../crypto/hash.ts";
 import { seededRandom } from "../../crypto/random.ts";
 import { type RsaKeyPair, rsaPssSign } from "../../crypto/rsa.ts";

@@ -64,7 +64,6 @@ export class IdleCheckpointer {
   /** Stops the timer (the database is being closed; SQLite checkpoints on the last close). */
   stop(): void {
     this.#stopped = true;
-    this.#armed = false;
     clearTimeout(this.#timer);
   }
 }
