@@ -25,6 +25,7 @@ import type { ApiClient, QueryValue } from "./client/http.ts";
 import { findHost, findVms, listAll } from "./client/lookup.ts";
 import type { ApiSelector, ApiVm } from "./client/types.ts";
 import type { CliIo } from "./io.ts";
+import { count } from "./output/format.ts";
 
 const OS_FAMILIES = [...new Set(GUEST_OS_PROFILES.map((p) => p.family))];
 const OS_IDS = GUEST_OS_PROFILES.map((p) => p.id);
@@ -288,5 +289,5 @@ export async function resolveTargets(api: ApiClient, t: TargetSpec, needVms: boo
 
 /** "1 VM", "3 VMs", "10,000 VMs". */
 export function plural(n: number, noun: string): string {
-  return `${n.toLocaleString("en-US")} ${noun}${n === 1 ? "" : "s"}`;
+  return `${count(n)} ${noun}${n === 1 ? "" : "s"}`;
 }

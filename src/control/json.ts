@@ -24,8 +24,51 @@ export type JsonObject = { [key: string]: JsonValue | undefined };
  * ```
  */
 export function canonicalJson(value: JsonValue): string {
-  // Written with string concatenation rather than map/join: the audit chain and the item results encode two small
-  // objects per VM of a bulk operation, and the intermediate arrays were most of the cost.
+  // The audit chain and the item results encode two small objects per VM of a bulk operation, built by our own
+  // code with their keys already in order: for those JSON.stringify (native) writes exactly the canonical text,
+  // at about a third of the cost of encoding them member by member.
+  return inCanonicalOrder(value) ? JSON.stringify(value) : sortedJson(value);
+}
+
+/**
+ * Whether `JSON.stringify(value)` is already canonical: every object a plain one whose keys enumerate in sorted
+ * order (JSON.stringify writes them in that order; integer-like keys enumerate first, so `{"10":…,"9":…}` is not),
+ * every number finite, no array element undefined and nothing that is not JSON (a function, a Date's toJSON).
+ */
+function inCanonicalOrder(value: unknown): boolean {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return true;
+    case "number":
+      return Number.isFinite(value);
+    case "object": {
+      if (value === null) return true;
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) if (!inCanonicalOrder(value[i])) return false;
+        return true;
+      }
+      const proto = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) return false;
+      const o = value as Record<string, unknown>;
+      let prev: string | undefined;
+      for (const k in o) {
+        if (!Object.hasOwn(o, k)) return false;
+        if (prev !== undefined && !(prev < k)) return false;
+        prev = k;
+        const v = o[k];
+        if (v !== undefined && !inCanonicalOrder(v)) return false;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+/** Canonical JSON written member by member, sorting each object's keys; rejects what is not JSON. */
+function sortedJson(value: JsonValue): string {
+  // String concatenation rather than map/join: the intermediate arrays were most of the cost.
   switch (typeof value) {
     case "string":
     case "boolean":
@@ -38,7 +81,7 @@ export function canonicalJson(value: JsonValue): string {
       if (Array.isArray(value)) {
         let out = "[";
         for (let i = 0; i < value.length; i++)
-          out += (i === 0 ? "" : ",") + canonicalJson(value[i] as JsonValue);
+          out += (i === 0 ? "" : ",") + sortedJson(value[i] as JsonValue);
         return `${out}]`;
       }
       // The default sort compares UTF-16 code units, which is the order canonical JSON asks for.
@@ -48,7 +91,7 @@ export function canonicalJson(value: JsonValue): string {
         const v = value[k];
         // Like JSON.stringify, an undefined member is absent; this keeps optional fields easy to pass through.
         if (v === undefined) continue;
-        out += `${out.length === 1 ? "" : ","}${JSON.stringify(k)}:${canonicalJson(v)}`;
+        out += `${out.length === 1 ? "" : ","}${JSON.stringify(k)}:${sortedJson(v)}`;
       }
       return `${out}}`;
     }

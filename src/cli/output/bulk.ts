@@ -2,7 +2,7 @@ import { baseCode } from "../client/remote-error.ts";
 import { ExitCode, exitCodeFor } from "../exit-codes.ts";
 import type { CliIo } from "../io.ts";
 import { plural } from "../selectors.ts";
-import { errorLine, json, type OutputMode } from "./format.ts";
+import { count, errorLine, json, type OutputMode } from "./format.ts";
 import { table } from "./table.ts";
 
 export interface BulkFailure {
@@ -51,10 +51,9 @@ export function printBulk(io: CliIo, mode: OutputMode, r: BulkResult, verb: stri
     return;
   }
   const parts = [`${verb} ${plural(r.changed ?? r.ok, "VM")}`];
-  if (r.unchanged !== undefined && r.unchanged > 0)
-    parts.push(`${r.unchanged.toLocaleString("en-US")} already as asked`);
-  parts.push(`${r.failed.length.toLocaleString("en-US")} failed`);
-  if (r.interrupted) parts.push(`${(r.notStarted ?? 0).toLocaleString("en-US")} not started (interrupted)`);
+  if (r.unchanged !== undefined && r.unchanged > 0) parts.push(`${count(r.unchanged)} already as asked`);
+  parts.push(`${count(r.failed.length)} failed`);
+  if (r.interrupted) parts.push(`${count(r.notStarted ?? 0)} not started (interrupted)`);
   const op = r.operation ?? (r.operations && r.operations.length === 1 ? r.operations[0] : undefined);
   io.out(`${parts.join(", ")}${op ? ` (operation ${op})` : ""}\n`);
   if (r.failed.length > 0) {

@@ -7,7 +7,7 @@
 import type { ApiPlan, ApiPlanItem, ApiPoolImpact } from "../client/types.ts";
 import type { CliIo } from "../io.ts";
 import { plural } from "../selectors.ts";
-import { json, type OutputMode } from "./format.ts";
+import { count, json, type OutputMode } from "./format.ts";
 import { table } from "./table.ts";
 
 /** Plans of several requests (one per VM, or per chunk of a selector) as one. */
@@ -49,7 +49,7 @@ export function printPlan(io: CliIo, mode: OutputMode, command: string, plan: Ap
     for (const i of plan.items) if (i.outcome === "change") io.out(`${i.name}\n`);
     return;
   }
-  const n = (x: number) => x.toLocaleString("en-US");
+  const n = count;
   io.out(
     `what-if: ${command} — ${plural(plan.total, noun(plan))}: ${n(plan.change)} would change, ${n(plan.unchanged)} already as asked, ${n(plan.refused)} refused. Nothing was changed.\n`,
   );

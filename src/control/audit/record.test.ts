@@ -74,4 +74,31 @@ describe("audit record hashing", () => {
     assert.equal(recs[1]?.prevHash, recs[0]?.hash);
     for (const r of recs) assert.equal(auditRecordHash(r), r.hash);
   });
+
+  it("hashes each record by its own action and actor when one append mixes them", () => {
+    // The chain writes the encoding's head once per (action, actor): records that differ only there must not share
+    // one, including an actor without id and one whose id is the text "null".
+    const actors = [
+      { id: null, name: "anonymous" },
+      { id: "null", name: "anonymous" },
+      { id: "tok_1", name: "a" },
+      { id: "tok_1", name: "ab" },
+      { id: "tok_1a", name: "b" },
+    ];
+    const entries = actors.flatMap((actor) =>
+      ["vm.create", "vm.create.x"].map((action) => ({
+        actor,
+        action,
+        target: "vm_1",
+        outcome: "ok" as const,
+      })),
+    );
+    const all = [...entries, ...entries];
+    const recs = chainAuditEntries({ seq: 0, hash: GENESIS_HASH }, all, base.time);
+    recs.forEach(({ record }, i) => {
+      assert.deepEqual(record.actor, all[i]?.actor);
+      assert.equal(record.action, all[i]?.action);
+      assert.equal(record.hash, auditRecordHash(record));
+    });
+  });
 });

@@ -57,12 +57,38 @@ export interface AuditHead {
  * @param detailsJson `canonicalJson(r.details)` when the caller already has it.
  */
 export function auditRecordEncoding(r: Omit<AuditRecord, "hash">, detailsJson?: string): string {
-  const s = JSON.stringify;
   return (
-    `ciphervisor-audit-v1\n{"action":${s(r.action)},"actorId":${s(r.actor.id)},"actorName":${s(r.actor.name)},` +
-    `"details":${detailsJson ?? canonicalJson(r.details)},"outcome":${s(r.outcome)},"prevHash":${s(r.prevHash)},` +
-    `"seq":${canonicalJson(r.seq)},"target":${s(r.target)},"time":${s(r.time)}}`
+    encodingHead(r.action, r.actor) +
+    encodingBody(detailsJson ?? canonicalJson(r.details), r.outcome, r.prevHash, r.seq, r.target) +
+    encodingTail(r.time)
   );
+}
+
+// The encoding in three parts, in canonical key order. A bulk operation appends thousands of records by one
+// actor doing one action at one time, so `chainAuditEntries` writes the first part once per (action, actor) and
+// the last once per call.
+
+/** The tag and the members before `details`, up to its colon. */
+function encodingHead(action: string, actor: Actor): string {
+  const s = JSON.stringify;
+  return `ciphervisor-audit-v1\n{"action":${s(action)},"actorId":${s(actor.id)},"actorName":${s(actor.name)},"details":`;
+}
+
+/** `details`' value and the members after it, up to `target`. */
+function encodingBody(
+  detailsJson: string,
+  outcome: string,
+  prevHash: string,
+  seq: number,
+  target: string,
+): string {
+  const s = JSON.stringify;
+  return `${detailsJson},"outcome":${s(outcome)},"prevHash":${s(prevHash)},"seq":${canonicalJson(seq)},"target":${s(target)}`;
+}
+
+/** `time`, and the closing brace. */
+function encodingTail(time: string): string {
+  return `,"time":${JSON.stringify(time)}}`;
 }
 
 /**
@@ -92,21 +118,36 @@ export function chainAuditEntries(
   time: string,
 ): ChainedAuditRecord[] {
   const out: ChainedAuditRecord[] = [];
+  const tail = encodingTail(time);
+  /** (action, actor) → the encoding's head and the actor as stored (its id and name only). */
+  const heads = new Map<string, { text: string; actor: Actor }>();
   let prev = head;
   for (const e of entries) {
+    // Length-prefixed, so no two (action, id, name) share a key whatever characters they hold; a null id is not "null".
+    const id = e.actor.id === null ? "-" : `+${e.actor.id}`;
+    const key = `${e.action.length}:${e.action}${e.actor.name.length}:${e.actor.name}${id}`;
+    let h = heads.get(key);
+    if (!h) {
+      const actor = { id: e.actor.id, name: e.actor.name };
+      h = { text: encodingHead(e.action, actor), actor };
+      heads.set(key, h);
+    }
     const details = e.details ?? {};
     const detailsJson = canonicalJson(details);
-    const unsigned = {
-      seq: prev.seq + 1,
+    const seq = prev.seq + 1;
+    const body = encodingBody(detailsJson, e.outcome, prev.hash, seq, e.target);
+    const record: AuditRecord = {
+      seq,
       time,
-      actor: { id: e.actor.id, name: e.actor.name },
+      actor: h.actor,
       action: e.action,
       target: e.target,
       outcome: e.outcome,
       details,
       prevHash: prev.hash,
+      // One-shot hash(), as in auditRecordHash.
+      hash: hash("sha256", h.text + body + tail, "hex"),
     };
-    const record: AuditRecord = { ...unsigned, hash: auditRecordHash(unsigned, detailsJson) };
     out.push({ record, detailsJson });
     prev = record;
   }

@@ -224,7 +224,9 @@ export function decide(
 ): Decision {
   const actor = op.actor;
   const mode = set.securityMode ?? vm.securityMode;
-  const before = { securityMode: vm.securityMode, policy: vm.policy };
+  // Every object of a verdict is built with its keys in sorted order: the audit chain and the item results store
+  // them as canonical JSON, which is then JSON.stringify's own output (json.ts), written once per VM.
+  const before = { policy: vm.policy, securityMode: vm.securityMode };
   const fail = (code: string, reason: string, details: JsonObject = {}): Decision => ({
     before,
     result: { target: vm.id, outcome: "failed", code, reason, details },
@@ -233,7 +235,7 @@ export function decide(
       action: "vm.bulk-update",
       target: vm.id,
       outcome: code === "FORBIDDEN" ? "denied" : "failed",
-      details: { operationId: op.id, code, reason },
+      details: { code, operationId: op.id, reason },
     },
   });
   if (set.securityMode === undefined && mode === "none") {
@@ -269,8 +271,8 @@ export function decide(
       findings: findings.map((f) => ({ code: f.code, message: f.message })),
     });
   }
-  const after = { securityMode: to.mode, policy: to.policy };
-  const diff = { before, after };
+  const after = { policy: to.policy, securityMode: to.mode };
+  const diff = { after, before };
   // A stored launch session carries the old policy's MAC: it could only fail at LAUNCH_START, so it goes with the
   // change and the VM is no longer waiting for an attested launch.
   const dropSession = vm.spec.launchSession !== undefined || vm.attestationState === "session-set";
@@ -288,10 +290,10 @@ export function decide(
       target: vm.id,
       outcome: "ok",
       details: {
-        operationId: op.id,
         ...diff,
-        ...(change.weakened.length > 0 ? { weakened: change.weakened } : {}),
+        operationId: op.id,
         ...(dropSession ? { sessionCleared: true } : {}),
+        ...(change.weakened.length > 0 ? { weakened: change.weakened } : {}),
       },
     },
   };

@@ -405,14 +405,20 @@ export function vmStore(ctx: StoreContext): VmStore {
           const changed: string[] = [];
           for (const { cols, ids } of groups.values()) {
             for (const part of chunks(ids, IDS_PER_STATEMENT)) {
-              const rows = await db
+              const r = await db
                 .updateTable("vms")
                 .set(cols)
                 .set({ updated_at: now, version: sql<number>`version + 1` })
                 .where("id", "in", part)
-                .returning("id")
-                .execute();
-              const done = rows.map((r) => r.id);
+                .executeTakeFirst();
+              // No RETURNING (a fifth of the statement's cost at 1,000 rows): when every id was updated the count
+              // says so; only when some were missing (deleted, or an id given twice) are the survivors looked up.
+              const done =
+                Number(r.numUpdatedRows) === part.length
+                  ? part
+                  : (await db.selectFrom("vms").select("id").where("id", "in", part).execute()).map(
+                      (v) => v.id,
+                    );
               if (cols.labels !== undefined) await replaceLabels(ctx, db, done, cols.labels);
               changed.push(...done);
             }
