@@ -319,12 +319,11 @@ export function runInventoryContract(name: string, backend: ContractBackend): vo
         // Case-sensitive on both databases.
         assert.deepEqual(await names({ namePrefix: "web-" }), ["web-1", "web-2"]);
         assert.deepEqual(await names({ labels: { app: "web", env: "prod" } }), ["Web-3", "web-2"]);
-        // listIds matches list: same filter, same ids in the same order.
+        // lockPage reads what list reads: same filter, same VMs in the same order, in a transaction or not.
         for (const f of [{ hostId: h.id }, { namePrefix: "web-" }, { labels: { env: "prod" } }, {}]) {
-          assert.deepEqual(
-            (await inv.vms.listIds(f)).items,
-            (await inv.vms.list(f)).items.map((v) => v.id),
-          );
+          const listed = (await inv.vms.list(f)).items;
+          assert.deepEqual((await inv.vms.lockPage(f)).items, listed);
+          assert.deepEqual((await inv.transaction((tx) => tx.vms.lockPage(f))).items, listed);
         }
         assert.deepEqual(await names({ ids: [] }), []);
         assert.equal(await inv.vms.count({ labels: { env: "prod" } }), 3);
@@ -410,10 +409,14 @@ export function runInventoryContract(name: string, backend: ContractBackend): vo
           second.items.map((v) => v.id),
           sorted.slice(100, 200),
         );
-        // listIds pages with the same cursors as list.
-        assert.deepEqual(await all((cursor) => inv.vms.listIds({}, { limit: 40, cursor })), sorted.slice(10));
-        const firstIds = await inv.vms.listIds({}, { limit: 100 });
-        assert.equal(firstIds.nextCursor, (await inv.vms.list({}, { limit: 100 })).nextCursor);
+        // lockPage pages with the same cursors as list, also inside a transaction (PostgreSQL: ids, then FOR UPDATE).
+        const locked = async (cursor: string | null) => {
+          const p = await inv.transaction((tx) => tx.vms.lockPage({}, { limit: 40, cursor }));
+          return { items: p.items.map((v) => v.id), nextCursor: p.nextCursor };
+        };
+        assert.deepEqual(await all(locked), sorted.slice(10));
+        const firstLocked = await inv.vms.lockPage({}, { limit: 100 });
+        assert.equal(firstLocked.nextCursor, (await inv.vms.list({}, { limit: 100 })).nextCursor);
         await rejectsWith(inv.vms.list({}, { cursor: "not-a-cursor" }), "INVALID_INPUT");
         await rejectsWith(inv.vms.list({}, { limit: 0 }), "INVALID_INPUT");
         await rejectsWith(inv.vms.list({}, { limit: 5001 }), "INVALID_INPUT");

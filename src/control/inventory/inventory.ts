@@ -79,10 +79,11 @@ export interface VmStore {
    */
   list(filter?: VmFilter, page?: PageRequest, order?: VmOrder): Promise<Page<Vm>>;
   /**
-   * The ids `list` would return, same order and cursors: for callers that read the rows again anyway (a bulk
-   * change locks each page inside its transaction), without building every VM twice.
+   * The page `list` would return (id order, same cursors), read for a change: inside a transaction its VMs are
+   * locked until it ends, as `lockMany` locks them. A bulk change reads, checks and writes each page in one
+   * transaction this way. On SQLite that is one read (the write transaction already excludes writers).
    */
-  listIds(filter?: VmFilter, page?: PageRequest): Promise<Page<string>>;
+  lockPage(filter?: VmFilter, page?: PageRequest): Promise<Page<Vm>>;
   /**
    * What `list` returns, same order and cursors, with spec and labels left as their stored JSON text: for the
    * list route, which writes that text out (through the response schema) instead of parsing every row.

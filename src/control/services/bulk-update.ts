@@ -395,16 +395,15 @@ function judge(
 }
 
 /**
- * One page: lock, judge, write the changes of powered-off VMs with their results and audit records, all in one
- * transaction. Returns the running VMs admitted for a restart (carried out after the commit).
+ * One page, read and locked by the caller's transaction: judge, write the changes of powered-off VMs with their
+ * results and audit records. Returns the running VMs admitted for a restart (carried out after the commit).
  */
 async function applyBatch(
   tx: InventoryScope,
   run: RunContext,
-  ids: readonly string[],
+  vms: readonly Vm[],
   o: BatchOptions,
 ): Promise<AdmittedRestart[]> {
-  const vms = await tx.vms.lockMany(ids);
   const decisions: Decision[] = [];
   const restarts: AdmittedRestart[] = [];
   for (const vm of vms) {
@@ -419,14 +418,9 @@ async function applyBatch(
       }
     }
   }
-  // VMs deleted since the page was read have no row to lock: report them rather than drop them silently.
-  const seen = new Set(vms.map((v) => v.id));
-  const gone: OperationItemResult[] = ids
-    .filter((id) => !seen.has(id))
-    .map((id) => ({ target: id, outcome: "failed", code: "NOT_FOUND", reason: `VM ${id} was deleted` }));
   const updates = decisions.flatMap((d) => (d.update ? [d.update] : []));
   if (updates.length > 0) await tx.vms.updateMany(updates);
-  const results = [...decisions.map((d) => d.result), ...gone];
+  const results = decisions.map((d) => d.result);
   if (results.length > 0) await tx.operations.recordItems(run.op.id, results);
   const audit = decisions.flatMap((d) => (d.audit ? [d.audit] : []));
   if (audit.length > 0) await tx.audit.append(audit);
@@ -478,14 +472,16 @@ export function bulkUpdateRunner(
       await nextTurn();
       if (run.signal.aborted)
         throw new CiphervisorError("INTERRUPTED", "the bulk update was interrupted; it resumes");
-      // Only ids here: the rows are read (and locked) once, inside the batch's transaction.
-      const page: { items: string[]; nextCursor: string | null } = await c.inventory.vms.listIds(listed, {
-        limit: c.batchSize,
-        cursor,
+      // The page is read, locked, checked and written in one transaction: what is judged is what is changed.
+      const from = cursor;
+      const { restarts, next } = await c.inventory.transaction(async (tx) => {
+        const page = await tx.vms.lockPage(listed, { limit: c.batchSize, cursor: from });
+        const vms = page.items.filter((v) => !recorded.has(v.id));
+        return {
+          restarts: vms.length > 0 ? await applyBatch(tx, run, vms, options) : [],
+          next: page.nextCursor,
+        };
       });
-      const ids = page.items.filter((id) => !recorded.has(id));
-      const restarts =
-        ids.length > 0 ? await c.inventory.transaction((tx) => applyBatch(tx, run, ids, options)) : [];
       run.progress();
       if (restarts.length > 0 && restarter) {
         await mapLimit(
@@ -500,7 +496,7 @@ export function bulkUpdateRunner(
         if (run.signal.aborted)
           throw new CiphervisorError("INTERRUPTED", "the bulk update was interrupted; it resumes");
       }
-      cursor = page.nextCursor;
+      cursor = next;
     } while (cursor !== null);
     return undefined;
   };

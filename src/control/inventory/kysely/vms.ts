@@ -261,6 +261,39 @@ export function vmStore(ctx: StoreContext): VmStore {
     }));
   };
 
+  const listIds = async (filter: VmFilter, page: PageRequest | undefined): Promise<Page<string>> => {
+    const limit = pageLimit(page);
+    const after = stringCursor(page);
+    const rows = await guardDb(() => {
+      let q = ctx.db
+        .selectFrom("vms")
+        .select("vms.id")
+        .where((eb) => eb.and(conditions(eb, filter, ctx.dialect)))
+        .orderBy("vms.id")
+        .limit(limit + 1);
+      if (after !== undefined) q = q.where("vms.id", ">", after);
+      return q.execute();
+    });
+    return toPage(
+      rows.map((r) => r.id),
+      limit,
+      (id) => id,
+    );
+  };
+
+  const lockMany = async (ids: readonly string[]): Promise<Vm[]> => {
+    const out: Vm[] = [];
+    for (const part of chunks(ids, IDS_PER_STATEMENT)) {
+      const rows = await guardDb(() => {
+        const q = ctx.db.selectFrom("vms").selectAll().where("id", "in", part).orderBy("id");
+        // SQLite has no row locks (and rejects FOR UPDATE); its IMMEDIATE transaction already excludes writers.
+        return ctx.dialect === "postgres" ? q.forUpdate().execute() : q.execute();
+      });
+      for (const r of rows) out.push(toVm(r));
+    }
+    return out;
+  };
+
   const createMany = async (vms: readonly NewVm[]): Promise<string[]> => {
     const now = isoNow(ctx);
     const t = ctx.now().getTime();
@@ -295,24 +328,15 @@ export function vmStore(ctx: StoreContext): VmStore {
       const p = await pageOf(filter, page, order);
       return { items: p.items.map(toStoredVm), nextCursor: p.nextCursor };
     },
-    async listIds(filter = {}, page) {
-      const limit = pageLimit(page);
-      const after = stringCursor(page);
-      const rows = await guardDb(() => {
-        let q = ctx.db
-          .selectFrom("vms")
-          .select("vms.id")
-          .where((eb) => eb.and(conditions(eb, filter, ctx.dialect)))
-          .orderBy("vms.id")
-          .limit(limit + 1);
-        if (after !== undefined) q = q.where("vms.id", ">", after);
-        return q.execute();
-      });
-      return toPage(
-        rows.map((r) => r.id),
-        limit,
-        (id) => id,
-      );
+    async lockPage(filter = {}, page) {
+      if (ctx.dialect !== "postgres") {
+        const p = await pageOf(filter, page, "id");
+        return { items: p.items.map(toVm), nextCursor: p.nextCursor };
+      }
+      // FOR UPDATE re-checks each row once its lock is granted and drops the ones that no longer match, so a
+      // locked read of `limit + 1` rows could come back short and end the paging early: read the ids, then lock.
+      const ids = await listIds(filter, page);
+      return { items: await lockMany(ids.items), nextCursor: ids.nextCursor };
     },
     async count(filter = {}) {
       const r = await guardDb(() =>
@@ -373,18 +397,7 @@ export function vmStore(ctx: StoreContext): VmStore {
       if (!after) throw new CiphervisorError("NOT_FOUND", `VM ${id} not found`);
       return after;
     },
-    async lockMany(ids) {
-      const out: Vm[] = [];
-      for (const part of chunks(ids, IDS_PER_STATEMENT)) {
-        const rows = await guardDb(() => {
-          const q = ctx.db.selectFrom("vms").selectAll().where("id", "in", part).orderBy("id");
-          // SQLite has no row locks (and rejects FOR UPDATE); its IMMEDIATE transaction already excludes writers.
-          return ctx.dialect === "postgres" ? q.forUpdate().execute() : q.execute();
-        });
-        for (const r of rows) out.push(toVm(r));
-      }
-      return out;
-    },
+    lockMany,
     async updateMany(updates: readonly VmUpdate[]) {
       // Group VMs by identical patch so that 10,000 VMs turned to SEV-ES cost ten statements, not 10,000. The key
       // is JSON.stringify, not the canonical form: equal patches written in another key order only make another
