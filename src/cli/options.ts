@@ -68,7 +68,7 @@ export function modeFor(flags: OutputFlags, allowName = false): OutputMode {
 }
 
 /** A progress bar for this command (silent unless stderr is a terminal and no --json/--quiet). */
-export function progressFor(io: CliIo, flags: OutputFlags): Progress {
+export function progressFor(io: CliIo, flags: OutputFlags): Promise<Progress> {
   return progress(io, progressEnabled(io, flags));
 }
 

@@ -119,6 +119,24 @@ describe("security changes", () => {
     });
   }
 
+  it("answers a repeated question with the same frozen verdict, and different questions apart", () => {
+    // classifyChange remembers its answers (a bulk change asks the same few for every VM): asking again in any
+    // order must give each question its own answer, and nobody can edit one that others share.
+    const answers = cases.map(([, [bm, bp], [am, ap]]) =>
+      classifyChange({ mode: bm as "sev", policy: bp }, { mode: am as "sev", policy: ap }),
+    );
+    [...cases].reverse().forEach(([name, [bm, bp], [am, ap], action, perms], i) => {
+      const c = classifyChange({ mode: bm as "sev", policy: bp }, { mode: am as "sev", policy: ap });
+      assert.equal(c, answers[cases.length - 1 - i], name);
+      assert.equal(c.action, action, name);
+      assert.deepEqual(c.permissions, perms, name);
+    });
+    const one = answers[0];
+    assert.ok(
+      one && Object.isFrozen(one) && Object.isFrozen(one.permissions) && Object.isFrozen(one.weakened),
+    );
+  });
+
   it("resolves and validates policies against the mode", () => {
     assert.equal(resolvePolicy({ mode: "none", policy: 0 }, "sev-es", undefined), 0x7);
     assert.equal(resolvePolicy({ mode: "sev", policy: 0x33 }, "sev", undefined), 0x33);

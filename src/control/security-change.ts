@@ -117,9 +117,9 @@ export interface ChangeKind {
   /** The audit action: `vm.security.enable`, `vm.security.disable`, `vm.security.downgrade`, `vm.policy.change`. */
   readonly action: string;
   /** Every permission the change needs. */
-  readonly permissions: Permission[];
+  readonly permissions: readonly Permission[];
   /** Why it is a downgrade, when it is one (for the audit record and the refusal). */
-  readonly weakened: string[];
+  readonly weakened: readonly string[];
 }
 
 /**
@@ -132,6 +132,31 @@ export interface ChangeKind {
  * ```
  */
 export function classifyChange(before: Protection, after: Protection): ChangeKind {
+  const key = `${before.mode}:${before.policy}>${after.mode}:${after.policy}`;
+  let kind = classified.get(key);
+  if (!kind) {
+    if (classified.size >= 1024) classified.clear();
+    const k = classify(before, after);
+    kind = Object.freeze({
+      ...k,
+      permissions: Object.freeze(k.permissions),
+      weakened: Object.freeze(k.weakened),
+    });
+    classified.set(key, kind);
+  }
+  return kind;
+}
+
+/**
+ * Verdicts by (before, after), frozen: a bulk change asks the same few questions for thousands of VMs, and each
+ * answer decodes two policies.
+ */
+const classified = new Map<string, ChangeKind>();
+
+function classify(
+  before: Protection,
+  after: Protection,
+): { unchanged: boolean; action: string; permissions: Permission[]; weakened: string[] } {
   const perms = new Set<Permission>();
   const weakened: string[] = [];
   const up = RANK[after.mode] > RANK[before.mode];

@@ -73,7 +73,7 @@ function registerMaintenance(host: Command, io: CliIo): void {
         verb: `drained ${h.name}:`,
       },
       mode,
-      progressFor(io, flags),
+      await progressFor(io, flags),
       flags.quiet === true,
     );
   });

@@ -155,7 +155,7 @@ export function registerOperation(program: Command, io: CliIo): void {
     const api = apiFor(io, flags);
     let op = await api.get<ApiOperation>(`/v1/operations/${checkId(id)}`);
     const interrupt = watchInterrupt(io);
-    const bar = progressFor(io, flags);
+    const bar = await progressFor(io, flags);
     let resumingSaid = false;
     bar.start(op.progress.total, op.kind);
     try {

@@ -134,7 +134,7 @@ function register(vm: Command, io: CliIo, verb: Verb): void {
         verb: verb.past,
       },
       mode,
-      progressFor(io, flags),
+      await progressFor(io, flags),
       flags.quiet === true,
     );
   });

@@ -141,7 +141,7 @@ export function registerVmSet(vm: Command, io: CliIo): void {
         verb: "changed",
       },
       mode,
-      progressFor(io, flags),
+      await progressFor(io, flags),
       flags.quiet === true,
     );
   });

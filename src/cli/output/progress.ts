@@ -2,7 +2,7 @@
  * Progress bars with counts and ETA on stderr — only when stderr is a terminal, and never with `--json` or
  * `--quiet`, so piped and scripted output carries no progress noise. Without a terminal every call is a no-op.
  */
-import { SingleBar } from "cli-progress";
+import type { SingleBar } from "cli-progress";
 import type { CliIo } from "../io.ts";
 
 export interface Progress {
@@ -27,10 +27,14 @@ export function progressEnabled(
   );
 }
 
-/** A progress bar, or a silent stand-in when progress is off. */
-export function progress(io: CliIo, enabled: boolean): Progress {
+/**
+ * A progress bar, or a silent stand-in when progress is off. cli-progress is loaded only for a bar: a scripted run
+ * (`--json`, a pipe) does not pay its ~8 ms of module loading.
+ */
+export async function progress(io: CliIo, enabled: boolean): Promise<Progress> {
   const stream = io.progressStream;
   if (!enabled || stream === undefined) return silent;
+  const { SingleBar } = await import("cli-progress");
   let bar: SingleBar | undefined;
   let total = 0;
   return {

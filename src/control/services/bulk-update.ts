@@ -293,7 +293,7 @@ export function decide(
         ...diff,
         operationId: op.id,
         ...(dropSession ? { sessionCleared: true } : {}),
-        ...(change.weakened.length > 0 ? { weakened: change.weakened } : {}),
+        ...(change.weakened.length > 0 ? { weakened: [...change.weakened] } : {}),
       },
     },
   };

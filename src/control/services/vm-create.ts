@@ -30,7 +30,7 @@ export interface CreateVmRequest {
 export interface CheckedCreate {
   readonly vm: NewVm & { readonly securityMode: SecurityMode; readonly policy: number };
   /** Permissions the request needs beyond `vm.create`. */
-  readonly permissions: Permission[];
+  readonly permissions: readonly Permission[];
 }
 
 /**
