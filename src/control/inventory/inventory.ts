@@ -79,9 +79,11 @@ export interface VmStore {
    */
   list(filter?: VmFilter, page?: PageRequest, order?: VmOrder): Promise<Page<Vm>>;
   /**
-   * The page `list` would return (id order, same cursors), read for a change: inside a transaction its VMs are
-   * locked until it ends, as `lockMany` locks them. A bulk change reads, checks and writes each page in one
-   * transaction this way. On SQLite that is one read (the write transaction already excludes writers).
+   * A page of the VMs `filter` matches, read for a change: inside a transaction its VMs are locked until it ends,
+   * as `lockMany` locks them. A bulk change reads, checks and writes each page in one transaction this way. Pages
+   * come in a stable order of the store's choosing (id order, or name order for a name prefix on SQLite, where the
+   * name index serves it), and their cursors continue only `lockPage`. On SQLite that is one read (the write
+   * transaction already excludes writers).
    */
   lockPage(filter?: VmFilter, page?: PageRequest): Promise<Page<Vm>>;
   /**
