@@ -23,6 +23,11 @@ import type { BenchCase, BenchResult, BenchRunOptions } from "../types.ts";
 
 const VMS = 10_000;
 const ROUNDS = 3;
+/**
+ * Rounds of the scaling case at 1,000 VMs: the run takes ~40 ms there, so one scheduling hiccup moves it by a
+ * quarter, and it is the denominator of the target's ratio; a fleet of 1,000 builds in a fraction of a second.
+ */
+const SMALL_ROUNDS = 7;
 const BATCH = 1000;
 const spec = {
   vcpus: 2,
@@ -229,12 +234,6 @@ async function measure(options: BenchRunOptions): Promise<BenchResult> {
  * At each size one fleet is built and its database copied, so the API run and the raw floor start from the same
  * file; rounds at each size (1 at 100,000: building that fleet is most of the time).
  */
-/**
- * Rounds at 1,000 VMs: the run takes ~40 ms there, so one scheduling hiccup moves it by a quarter, and it is the
- * denominator of the target's ratio; a fleet of 1,000 builds in a fraction of a second.
- */
-const SMALL_ROUNDS = 7;
-
 async function scaling(options: BenchRunOptions): Promise<BenchResult> {
   const sizes = options.quick ? [100, 1000] : [1000, 10_000, 100_000];
   const perVm = new Map<number, { api: number; raw: number; create: number }>();

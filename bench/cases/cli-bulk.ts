@@ -317,6 +317,7 @@ async function round(dir: string): Promise<Round> {
     await settle();
     await bulk(env, "off");
     await settle();
+    // Untimed: the route's first answer on a fresh server includes compiling its response serializer.
     await cli(["host", "list", "--json"], env);
     await settle();
     const small = await cli(["host", "list", "--json"], env);

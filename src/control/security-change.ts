@@ -123,6 +123,12 @@ export interface ChangeKind {
 }
 
 /**
+ * Verdicts by (before, after), frozen: a bulk change asks the same few questions for thousands of VMs, and each
+ * answer decodes two policies.
+ */
+const classified = new Map<string, ChangeKind>();
+
+/**
  * Classifies a change from `before` to `after`.
  *
  * @example
@@ -137,21 +143,13 @@ export function classifyChange(before: Protection, after: Protection): ChangeKin
   if (!kind) {
     if (classified.size >= 1024) classified.clear();
     const k = classify(before, after);
-    kind = Object.freeze({
-      ...k,
-      permissions: Object.freeze(k.permissions),
-      weakened: Object.freeze(k.weakened),
-    });
+    Object.freeze(k.permissions);
+    Object.freeze(k.weakened);
+    kind = Object.freeze(k);
     classified.set(key, kind);
   }
   return kind;
 }
-
-/**
- * Verdicts by (before, after), frozen: a bulk change asks the same few questions for thousands of VMs, and each
- * answer decodes two policies.
- */
-const classified = new Map<string, ChangeKind>();
 
 function classify(
   before: Protection,

@@ -49,9 +49,8 @@ export function printPlan(io: CliIo, mode: OutputMode, command: string, plan: Ap
     for (const i of plan.items) if (i.outcome === "change") io.out(`${i.name}\n`);
     return;
   }
-  const n = count;
   io.out(
-    `what-if: ${command} — ${plural(plan.total, noun(plan))}: ${n(plan.change)} would change, ${n(plan.unchanged)} already as asked, ${n(plan.refused)} refused. Nothing was changed.\n`,
+    `what-if: ${command} — ${plural(plan.total, noun(plan))}: ${count(plan.change)} would change, ${count(plan.unchanged)} already as asked, ${count(plan.refused)} refused. Nothing was changed.\n`,
   );
   if (plan.items.length > 0) {
     io.out(
